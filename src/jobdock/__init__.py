@@ -1,0 +1,34 @@
+"""jobdock: run Linux processes as jobs behind an HTTP API, a CLI and a library."""
+
+__version__ = "0.1.0"
+
+from jobdock.client import AsyncClient, Client
+from jobdock.errors import (
+    ApiError,
+    IllegalTransition,
+    InvalidSpec,
+    JobdockError,
+    JobNotFound,
+    ServerUnreachable,
+)
+from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, RunResult, Stream
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Attempt",
+    "Client",
+    "IllegalTransition",
+    "InvalidSpec",
+    "Job",
+    "JobNotFound",
+    "JobPage",
+    "JobSpec",
+    "JobState",
+    "JobdockError",
+    "Reason",
+    "RunResult",
+    "ServerUnreachable",
+    "Stream",
+    "__version__",
+]

@@ -1,0 +1,60 @@
+"""The ASGI application: the routes, the error table and the lifespan that
+owns the store and the embedded worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from jobdock import __version__
+from jobdock.api.errors import install_error_handlers
+from jobdock.api.jobs import router as jobs_router
+from jobdock.settings import Settings
+from jobdock.store.sql import SqlStore
+from jobdock.worker import Worker
+
+_log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
+    """The jobdock API; its lifespan opens the store and runs a worker."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SqlStore(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        await store.open()
+        app.state.store = store
+        app.state.settings = settings
+        worker = Worker(store, settings) if embedded_worker else None
+        try:
+            if worker is not None:
+                await worker.start()
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="jobdock",
+        version=__version__,
+        summary="Run Linux processes as jobs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(jobs_router)
+
+    @app.get("/healthz", summary="Liveness and store check")
+    async def healthz() -> dict[str, str]:
+        await app.state.store.list_jobs(limit=1)
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,99 @@
+"""The API's one table of status codes, and the handlers that render every
+error as ``{"error": {"code": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from jobdock.errors import (
+    ConfigError,
+    IllegalTransition,
+    InvalidJson,
+    InvalidRequest,
+    InvalidSpec,
+    JobdockError,
+    JobNotFound,
+    StoreError,
+)
+from jobdock.submit import describe_error
+
+_log = logging.getLogger(__name__)
+
+#: The HTTP status of each error; the most specific class wins.
+STATUS: dict[type[JobdockError], int] = {
+    InvalidSpec: 422,
+    InvalidRequest: 422,
+    InvalidJson: 400,
+    JobNotFound: 404,
+    IllegalTransition: 409,
+    StoreError: 503,
+    ConfigError: 500,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({key: value for key, value in extra.items() if value is not None})
+    return {"error": error}
+
+
+def status_of(exc: JobdockError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JobdockError)
+    status = status_of(exc)
+    if status >= 500:
+        _log.error("%s: %s", exc.code, exc.message)
+    return JSONResponse(
+        error_body(exc.code, exc.message, field=getattr(exc, "field", None)), status
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    if first.get("type") == "json_invalid":
+        return JSONResponse(error_body("invalid_json", "the body is not valid JSON"), 400)
+    where = str(first.get("loc", ("body",))[0])
+    field, message = describe_error(first, skip=1)
+    code = "invalid_spec" if where == "body" else "invalid_request"
+    return JSONResponse(error_body(code, message, field=field), 422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(error_body("internal", "internal server error; see the server log"), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error the API can raise in the one error format."""
+    app.add_exception_handler(JobdockError, _jobdock_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,247 @@
+"""The Python client of the jobdock HTTP API.
+
+``AsyncClient`` is the one implementation; ``Client`` runs it on an event
+loop in a background thread for code (and the CLI) that is not async.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+import httpx
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from pydantic import ValidationError
+
+from jobdock.errors import ApiError, ServerUnreachable
+from jobdock.models import Job, JobPage, JobSpec, JobState, RunResult, Stream
+from jobdock.settings import DEFAULT_URL
+from jobdock.submit import invalid_spec
+
+T = TypeVar("T")
+SpecLike = JobSpec | Mapping[str, Any]
+
+_HEADER = struct.Struct(">BxxxI")
+_STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
+#: The longest single wait request; longer waits are several requests.
+_WAIT_SLICE = 60.0
+
+
+def _as_spec(spec: SpecLike) -> JobSpec:
+    if isinstance(spec, JobSpec):
+        return spec
+    try:
+        return JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
+
+class AsyncClient:
+    """An asyncio client of one jobdock server."""
+
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+        self.url = (url or DEFAULT_URL).rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, read=None),
+            headers={"user-agent": "jobdock-client"},
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the jobdock server at {self.url}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            raise _api_error(response)
+        return response
+
+    async def health(self) -> dict[str, Any]:
+        """The server's health report."""
+        result: dict[str, Any] = (await self._request("GET", "/healthz")).json()
+        return result
+
+    async def submit(self, spec: SpecLike) -> Job:
+        """Submit a job; returns it (state ``queued``) at once."""
+        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        response = await self._request("POST", "/v1/jobs", json=body)
+        return Job.model_validate_json(response.content)
+
+    async def get(self, job_id: str) -> Job:
+        """The job's record with its attempts."""
+        response = await self._request("GET", f"/v1/jobs/{job_id}")
+        return Job.model_validate_json(response.content)
+
+    async def list(
+        self,
+        *,
+        states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of jobs, newest first."""
+        params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
+        params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        if name is not None:
+            params.append(("name", name))
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        params.append(("limit", limit))
+        response = await self._request("GET", "/v1/jobs", params=params)
+        return JobPage.model_validate_json(response.content)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel the job, or ask its worker to stop it; raises ApiError (409)
+        if it has already finished."""
+        response = await self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return Job.model_validate_json(response.content)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job finishes (or ``timeout`` seconds pass) and return it."""
+        remaining = math.inf if timeout is None else timeout
+        while True:
+            step = min(remaining, _WAIT_SLICE)
+            response = await self._request(
+                "GET", f"/v1/jobs/{job_id}/wait", params={"timeout": step}
+            )
+            job = Job.model_validate_json(response.content)
+            remaining -= step
+            if job.terminal or remaining <= 0:
+                return job
+
+    async def logs(
+        self,
+        job_id: str,
+        *,
+        stream: Stream | None = None,
+        follow: bool = False,
+        offset: int = 0,
+        attempt: int | None = None,
+    ) -> AsyncGenerator[tuple[Stream, bytes], None]:
+        """The job's output as (stream, bytes) pieces in order: one stream, or
+        both when ``stream`` is None. With ``follow`` it ends when the job's
+        attempt ends."""
+        params: dict[str, Any] = {
+            "stream": stream.value if stream else "both",
+            "follow": follow,
+            "offset": offset,
+            "format": "multiplexed",
+        }
+        if attempt is not None:
+            params["attempt"] = attempt
+        try:
+            async with self._http.stream(
+                "GET", f"/v1/jobs/{job_id}/logs", params=params
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _api_error(response)
+                buffer = bytearray()
+                async for data in response.aiter_raw():
+                    buffer += data
+                    while len(buffer) >= _HEADER.size:
+                        number, size = _HEADER.unpack_from(buffer)
+                        if len(buffer) < _HEADER.size + size:
+                            break
+                        yield _STREAMS[number], bytes(buffer[_HEADER.size : _HEADER.size + size])
+                        del buffer[: _HEADER.size + size]
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"lost the jobdock server at {self.url}: {exc}") from None
+
+    async def run(self, spec: SpecLike) -> RunResult:
+        """Run a job to its end and return it with its output."""
+        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        response = await self._request("POST", "/v1/run", json=body)
+        return RunResult.model_validate_json(response.content)
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {text}")
+
+
+class Client:
+    """A blocking client of one jobdock server; each call runs the matching
+    :class:`AsyncClient` method on a private event loop thread."""
+
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        self.aio: AsyncClient = self._portal.call(_make_async_client, url, timeout)
+        self.url = self.aio.url
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections and stop the loop thread."""
+        self._portal.call(self.aio.aclose)
+        self._portal_cm.__exit__(None, None, None)
+
+    def health(self) -> dict[str, Any]:
+        """The server's health report."""
+        return self._portal.call(self.aio.health)
+
+    def submit(self, spec: SpecLike) -> Job:
+        """Submit a job; returns it (state ``queued``) at once."""
+        return self._portal.call(self.aio.submit, spec)
+
+    def get(self, job_id: str) -> Job:
+        """The job's record with its attempts."""
+        return self._portal.call(self.aio.get, job_id)
+
+    def list(self, **filters: Any) -> JobPage:
+        """One page of jobs, newest first (filters as in AsyncClient.list)."""
+        return self._portal.call(lambda: self.aio.list(**filters))
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel the job, or ask its worker to stop it."""
+        return self._portal.call(self.aio.cancel, job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job finishes (or ``timeout`` seconds pass)."""
+        return self._portal.call(self.aio.wait, job_id, timeout)
+
+    def run(self, spec: SpecLike) -> RunResult:
+        """Run a job to its end and return it with its output."""
+        return self._portal.call(self.aio.run, spec)
+
+    def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
+        """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""
+        pieces = self.aio.logs(job_id, **options)
+        try:
+            while True:
+                try:
+                    yield self._portal.call(pieces.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._portal.call(pieces.aclose)
+
+
+async def _make_async_client(url: str | None, timeout: float) -> AsyncClient:
+    return AsyncClient(url, timeout=timeout)

@@ -1,0 +1,117 @@
+"""The exception tree of jobdock.
+
+Every error jobdock raises on purpose derives from :class:`JobdockError`. A
+class's docstring is its default message; subclasses carry structured fields
+so that the HTTP edge and the CLI can render them without parsing strings.
+This module imports nothing from jobdock.
+"""
+
+from __future__ import annotations
+
+
+class JobdockError(Exception):
+    """jobdock failed."""
+
+    code = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        super().__init__(self.message)
+
+
+class InvalidSpec(JobdockError):
+    """The job spec is invalid."""
+
+    code = "invalid_spec"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class InvalidRequest(JobdockError):
+    """The request is invalid."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class InvalidJson(InvalidRequest):
+    """The body is not valid JSON."""
+
+    code = "invalid_json"
+
+
+class JobNotFound(JobdockError):
+    """No such job."""
+
+    code = "not_found"
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class IllegalTransition(JobdockError):
+    """The job cannot move to that state."""
+
+    code = "illegal_transition"
+
+    def __init__(self, job_id: str, state: str, target: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.target = target
+        super().__init__(f"job {job_id} is {state}; it cannot become {target}")
+
+
+class FencedOff(JobdockError):
+    """A newer attempt owns this job; the write of an older attempt was refused."""
+
+    code = "fenced_off"
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        super().__init__(f"attempt {attempt} of job {job_id} no longer holds the job's lease")
+
+
+class StoreError(JobdockError):
+    """The job store is unavailable."""
+
+    code = "store_unavailable"
+
+
+class SpawnError(JobdockError):
+    """The job's command could not be started."""
+
+    code = "spawn_error"
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        self.errno = errno
+        super().__init__(message)
+
+
+class ConfigError(JobdockError):
+    """The configuration is invalid."""
+
+    code = "invalid_config"
+
+
+class ApiError(JobdockError):
+    """The jobdock server answered with an error."""
+
+    code = "api_error"
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class ServerUnreachable(JobdockError):
+    """The jobdock server cannot be reached."""
+
+    code = "server_unreachable"

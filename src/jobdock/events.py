@@ -1,0 +1,89 @@
+"""In-process notifications of changes in the store.
+
+The store announces a change after it is committed; API handlers and the
+embedded worker wait on them instead of polling. Waiters always pass a
+timeout, so a change made by another process (which this process cannot hear)
+is still seen by polling the store on the fallback interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+
+class JobWatch:
+    """A registration for the next change of one job; made before reading the
+    job, so that a change between the read and the wait is not missed."""
+
+    def __init__(self, events: Events, job_id: str) -> None:
+        self._events = events
+        self.job_id = job_id
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for the change; False if ``timeout`` seconds passed first."""
+        try:
+            await asyncio.wait_for(self.future, timeout)
+            return True
+        except TimeoutError:
+            self._events._forget(self)
+            return False
+
+    def cancel(self) -> None:
+        """Stop watching."""
+        self._events._forget(self)
+
+
+class Events:
+    """Wake-ups for job changes, new work and stop requests."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, list[JobWatch]] = {}
+        self._work = asyncio.Event()
+        self._cancel_listeners: list[Callable[[str], None]] = []
+
+    def watch_job(self, job_id: str) -> JobWatch:
+        """Start watching ``job_id`` for its next change."""
+        watch = JobWatch(self, job_id)
+        self._watches.setdefault(job_id, []).append(watch)
+        return watch
+
+    def _forget(self, watch: JobWatch) -> None:
+        watches = self._watches.get(watch.job_id)
+        if watches is not None and watch in watches:
+            watches.remove(watch)
+            if not watches:
+                del self._watches[watch.job_id]
+        if not watch.future.done():
+            watch.future.cancel()
+
+    def job_changed(self, job_id: str) -> None:
+        """A job's record or log changed."""
+        watches = self._watches.pop(job_id, None)
+        if watches:
+            for watch in watches:
+                if not watch.future.done():
+                    watch.future.set_result(None)
+
+    def work_available(self) -> None:
+        """A job became claimable."""
+        self._work.set()
+
+    async def wait_work(self, timeout: float) -> None:
+        """Return when a job may have become claimable, or after ``timeout``."""
+        if not self._work.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    def cancel_requested(self, job_id: str) -> None:
+        """Someone asked to stop a running job."""
+        for listener in list(self._cancel_listeners):
+            listener(job_id)
+
+    def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(job_id)`` on every stop request; returns an unsubscribe."""
+        self._cancel_listeners.append(listener)
+        return lambda: self._cancel_listeners.remove(listener)

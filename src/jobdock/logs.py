@@ -1,0 +1,107 @@
+"""Job output: from a running attempt into ordered, durable chunks, and back
+out to any number of readers, each from its own offset, following live.
+
+Chunks carry their offset in their stream and in both streams merged, so a
+reader can resume anywhere. The writer awaits each commit before taking more
+output, so a job that writes faster than the store can keep up is slowed down
+instead of growing the server's memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from jobdock.models import Stream
+from jobdock.store.protocol import LogChunk, Store
+
+#: Largest chunk stored; bigger pieces of output are split.
+MAX_CHUNK = 1 << 20
+
+
+class LogWriter:
+    """Turns an attempt's output into stored chunks, in arrival order."""
+
+    def __init__(self, store: Store, job_id: str, attempt: int) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._attempt = attempt
+        self._seq = 0
+        self._merged = 0
+        self.bytes = {Stream.STDOUT: 0, Stream.STDERR: 0}
+
+    async def pump(self, output: AsyncIterator[list[tuple[Stream, bytes]]]) -> None:
+        """Store everything ``output`` yields; raises FencedOff if the attempt
+        lost the job."""
+        async for batch in output:
+            await self._store.append_logs(self._job_id, self._attempt, self.chunks(batch))
+
+    def chunks(self, batch: Sequence[tuple[Stream, bytes]]) -> list[LogChunk]:
+        """Number a batch of output: neighbours of one stream are joined, then
+        split at MAX_CHUNK; order across streams is kept."""
+        runs: list[tuple[Stream, list[bytes]]] = []
+        for stream, data in batch:
+            if runs and runs[-1][0] == stream:
+                runs[-1][1].append(data)
+            else:
+                runs.append((stream, [data]))
+        chunks = []
+        for stream, pieces in runs:
+            data = b"".join(pieces)
+            for start in range(0, len(data), MAX_CHUNK):
+                piece = data if len(data) <= MAX_CHUNK else data[start : start + MAX_CHUNK]
+                self._seq += 1
+                chunks.append(LogChunk(self._seq, stream, self.bytes[stream], self._merged, piece))
+                self.bytes[stream] += len(piece)
+                self._merged += len(piece)
+        return chunks
+
+
+async def read_log(
+    store: Store,
+    job_id: str,
+    *,
+    stream: Stream | None = None,
+    offset: int = 0,
+    follow: bool = False,
+    attempt: int | None = None,
+    poll_seconds: float = 1.0,
+) -> AsyncIterator[LogChunk]:
+    """The output of one attempt (the latest by default) from ``offset``:
+    in one stream, or both merged in order when ``stream`` is None.
+
+    With ``follow``, waits for more until the attempt ends; a job that has
+    not started yet is waited for. Raises JobNotFound.
+    """
+    number = attempt
+    while True:
+        watch = store.events.watch_job(job_id) if follow else None
+        try:
+            read = await store.read_logs(job_id, attempt=number, stream=stream, offset=offset)
+        except BaseException:
+            if watch is not None:
+                watch.cancel()
+            raise
+        if read.attempt:
+            number = read.attempt
+        for chunk in read.chunks:
+            start = chunk.offset if stream is not None else chunk.merged_offset
+            data = chunk.data[offset - start :] if start < offset else chunk.data
+            offset = start + len(chunk.data)
+            if data:
+                yield LogChunk(
+                    chunk.seq,
+                    chunk.stream,
+                    chunk.offset + len(chunk.data) - len(data),
+                    chunk.merged_offset + len(chunk.data) - len(data),
+                    data,
+                )
+        if read.chunks:
+            if watch is not None:
+                watch.cancel()
+            continue
+        if watch is None:
+            return
+        if read.done:
+            watch.cancel()
+            return
+        await watch.wait(poll_seconds)

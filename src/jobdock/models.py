@@ -1,0 +1,291 @@
+"""The job model: what a user asks for (JobSpec), what jobdock records (Job,
+Attempt), and the states a job moves through with their legal transitions.
+
+This module imports nothing from jobdock; everything else builds on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+
+class JobState(StrEnum):
+    """Where a job is in its life. Terminal states never change again."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset(
+    {JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.RETRYING}
+)
+
+#: The one definition of which state may follow which. The store's conditional
+#: writes name their expected source states from this table.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    # running -> queued: the attempt's worker was lost and the job is requeued.
+    JobState.RUNNING: frozenset(
+        {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.QUEUED,
+            JobState.RETRYING,
+        }
+    ),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+
+
+def can_transition(source: JobState, target: JobState) -> bool:
+    """Whether a job in ``source`` may move to ``target``."""
+    return target in TRANSITIONS[source]
+
+
+def sources_of(target: JobState) -> tuple[JobState, ...]:
+    """The states from which a job may move to ``target``."""
+    return tuple(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+class Reason(StrEnum):
+    """Why an attempt (and so a job) ended."""
+
+    EXITED = "exited"
+    SIGNALED = "signaled"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    SPAWN_ERROR = "spawn_error"
+    WORKER_LOST = "worker_lost"
+
+
+class Stream(StrEnum):
+    """An output stream of a job."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+STREAM_NUMBERS = {Stream.STDOUT: 1, Stream.STDERR: 2}
+STREAMS_BY_NUMBER = {1: Stream.STDOUT, 2: Stream.STDERR}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from a number of seconds or a string like ``90``, ``1.5s``,
+    ``10m``, ``1h30m`` or ``500ms``. Raises ValueError naming the problem."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '10m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos = 0
+            seconds = 0.0
+            for match in _DURATION_PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(
+                    f"{value!r} is not a duration (use seconds or units ms, s, m, h, d: '1h30m')"
+                ) from None
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        raise ValueError("a duration must be a finite number of seconds, zero or more")
+    return seconds
+
+
+def _duration_or_none(value: Any) -> Any:
+    return None if value is None else parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+OptionalDuration = Annotated[float | None, BeforeValidator(_duration_or_none)]
+
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobSpec(BaseModel):
+    """What a user asks jobdock to run. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[str] = Field(
+        min_length=1, description="The program and its arguments (argv); not run by a shell."
+    )
+    stdin: str | None = Field(None, description="Text given to the job on its standard input.")
+    stdin_base64: str | None = Field(
+        None, description="Bytes given to the job on its standard input, base64-encoded."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables, added to the job's base env."
+    )
+    cwd: str | None = Field(None, description="Absolute working directory; default '/'.")
+    timeout: OptionalDuration = Field(
+        None, description="Wall-clock limit of one attempt, seconds or '10m'; none by default."
+    )
+    kill_grace: Duration = Field(
+        10.0, description="Seconds between SIGTERM and SIGKILL on stop or timeout."
+    )
+    name: str | None = Field(None, max_length=200, description="A name to find the job by.")
+    labels: dict[str, str] = Field(default_factory=dict, description="key=value labels.")
+    on_worker_lost: Literal["requeue", "fail"] = Field(
+        "requeue",
+        description="What happens when the worker running the job dies: run it again, or fail.",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command_has_program(cls, value: list[str]) -> list[str]:
+        if not value[0]:
+            raise ValueError("the program (first element) must not be empty")
+        if any("\0" in arg for arg in value):
+            raise ValueError("arguments must not contain NUL bytes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if "\0" in val:
+                raise ValueError(f"the value of {key} contains a NUL byte")
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_syntax(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not _LABEL_KEY.match(key):
+                raise ValueError(
+                    f"label key {key!r} must be 1-63 letters, digits, '.', '_', '/' or '-', "
+                    "starting and ending with a letter or digit"
+                )
+            if len(val) > 256:
+                raise ValueError(f"the value of label {key!r} is longer than 256 characters")
+        return value
+
+    @field_validator("stdin_base64")
+    @classmethod
+    def _valid_base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except ValueError:
+                raise ValueError("is not valid base64") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_stdin(self) -> JobSpec:
+        if self.stdin is not None and self.stdin_base64 is not None:
+            raise ValueError("give stdin or stdin_base64, not both")
+        return self
+
+    def stdin_bytes(self) -> bytes:
+        """The bytes the job reads on its standard input."""
+        if self.stdin_base64 is not None:
+            return base64.b64decode(self.stdin_base64)
+        return (self.stdin or "").encode()
+
+    def without_stdin(self) -> JobSpec:
+        """This spec with its input removed (it is stored and shown separately)."""
+        return self.model_copy(update={"stdin": None, "stdin_base64": None})
+
+
+class Attempt(BaseModel):
+    """One try at running a job, claimed by one worker under one fencing token."""
+
+    number: int = Field(description="1 for the first attempt; also the attempt's fencing token.")
+    worker: str | None = None
+    pid: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+
+class Job(BaseModel):
+    """The record of a job: its spec, where it is, and how it ended."""
+
+    id: str
+    name: str | None = None
+    state: JobState
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: JobSpec
+    stdin_bytes: int = Field(0, description="Size of the input given on stdin.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
+    attempt: int = Field(0, description="The number of the latest attempt (0: never started).")
+    cancel_requested: bool = False
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+
+class JobPage(BaseModel):
+    """One page of a job listing, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class RunResult(BaseModel):
+    """The answer of a synchronous run: the finished job and its output."""
+
+    job: Job
+    stdout: str
+    stderr: str
+    truncated: bool = Field(False, description="True if output was cut at the size limit.")
+
+
+def timestamp(epoch: float | None) -> datetime | None:
+    """A UTC datetime from epoch seconds (the store keeps times as floats)."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,6 @@
+"""How one attempt of a job executes: a small interface and its implementations."""
+
+from jobdock.runtimes.base import Execution, ExitStatus, Runtime
+from jobdock.runtimes.process import ProcessExecution, ProcessRuntime
+
+__all__ = ["Execution", "ExitStatus", "ProcessExecution", "ProcessRuntime", "Runtime"]

@@ -1,0 +1,54 @@
+"""The Runtime interface: how one attempt of a job executes.
+
+A runtime starts an Execution; the worker reads its output, waits for its
+exit and signals it. Stop-with-grace, timeouts and recording the outcome are
+the worker's, so every runtime gets them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from jobdock.models import JobSpec, Stream
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How the main process ended: an exit code, or the signal that killed it."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+class Execution(Protocol):
+    """One running attempt."""
+
+    pid: int | None
+    pid_start: int | None
+
+    def output(self) -> AsyncIterator[list[tuple[Stream, bytes]]]:
+        """Batches of output in arrival order; ends when both streams are closed.
+
+        Not consuming it makes the job block on writing (backpressure).
+        """
+        ...
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the main process to end."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask every process of the attempt to stop (SIGTERM)."""
+
+    def kill(self) -> None:
+        """Kill every process of the attempt (SIGKILL)."""
+
+
+class Runtime(Protocol):
+    """Starts attempts of jobs."""
+
+    async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> Execution:
+        """Start the job's command; raises SpawnError when it cannot start."""
+        ...

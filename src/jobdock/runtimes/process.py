@@ -1,0 +1,249 @@
+"""Process jobs: the command runs as a plain Linux process.
+
+The process leads its own session and process group, so a stop reaches every
+process it started in that group. Its output is read from non-blocking pipes
+by the event loop, its exit is seen through a pidfd, and no thread is spent
+per job. When the main process exits, whatever is left of its group is
+killed: the job is over when its main process is, as with a container's
+PID 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+
+from jobdock.errors import SpawnError
+from jobdock.models import JobSpec, Stream
+from jobdock.runtimes.base import ExitStatus
+
+#: Read at most this much per read(2).
+READ_SIZE = 1 << 20
+#: Stop reading a job's pipes while this much output waits to be consumed.
+HIGH_WATER = 8 << 20
+LOW_WATER = 2 << 20
+#: How long to wait for the pipes to close after the main process exited
+#: (a process that left the process group may hold them open).
+DRAIN_SECONDS = 1.0
+_F_SETPIPE_SZ = 1031
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of a process, in clock ticks since boot (from /proc).
+
+    With the pid, it names a process uniquely, even after the pid is reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may hold spaces, so count from its ')'.
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def kill_process_group(pid: int, pid_start: int | None, sig: int = signal.SIGKILL) -> bool:
+    """Signal the process group led by ``pid`` if that process is still the one
+    that started at ``pid_start``. Returns whether a signal was sent."""
+    if pid_start is None or process_start_ticks(pid) != pid_start:
+        return False
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+class ProcessRuntime:
+    """Starts process jobs."""
+
+    async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> ProcessExecution:
+        try:
+            proc = subprocess.Popen(
+                spec.command,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.cwd or "/",
+                env=dict(env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
+        return ProcessExecution(proc, stdin)
+
+
+def _spawn_message(spec: JobSpec, exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    if exc.filename is not None and exc.filename == (spec.cwd or "/"):
+        return f"cannot use working directory {spec.cwd!r}: {what}"
+    return f"cannot run {spec.command[0]!r}: {what}"
+
+
+class ProcessExecution:
+    """A running process job."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._proc = proc
+        self.pid: int | None = proc.pid
+        self.pid_start: int | None = process_start_ticks(proc.pid)
+        self._exit: asyncio.Future[ExitStatus] = self._loop.create_future()
+        self._reaped = False
+        self._pidfd = os.pidfd_open(proc.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+
+        assert proc.stdout is not None and proc.stderr is not None
+        self._streams: dict[int, Stream] = {
+            proc.stdout.fileno(): Stream.STDOUT,
+            proc.stderr.fileno(): Stream.STDERR,
+        }
+        self._files = {proc.stdout.fileno(): proc.stdout, proc.stderr.fileno(): proc.stderr}
+        self._buffer: deque[tuple[Stream, bytes]] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._wakeup: asyncio.Future[None] | None = None
+        self._enlarged: set[int] = set()
+        for fd in self._streams:
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._on_readable, fd)
+        self._stdin_task: asyncio.Task[None] | None = None
+        if proc.stdin is not None:
+            self._stdin_task = asyncio.ensure_future(self._feed_stdin(stdin))
+
+    # -- exit -------------------------------------------------------------------
+
+    def _on_exit(self) -> None:
+        # The process is a zombie now: its pid (and so its group id) cannot be
+        # reused until it is reaped, so killing the group here is safe.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        try:
+            pid, status = os.waitpid(self._proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self._proc.pid, 0
+        if pid == 0:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._reaped = True
+        code = os.waitstatus_to_exitcode(status)
+        self._proc.returncode = code
+        result = ExitStatus(exit_code=code) if code >= 0 else ExitStatus(signal=-code)
+        if not self._exit.done():
+            self._exit.set_result(result)
+        if self._streams:
+            self._loop.call_later(DRAIN_SECONDS, self._close_pipes)
+
+    async def wait(self) -> ExitStatus:
+        return await asyncio.shield(self._exit)
+
+    def _signal(self, sig: int) -> None:
+        if self._reaped:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    # -- output -----------------------------------------------------------------
+
+    def _on_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pipe(fd)
+        else:
+            if len(data) >= 65536 and fd not in self._enlarged:
+                # A job that fills the default 64 KiB pipe writes a lot: give it
+                # a larger pipe so each wake-up moves more.
+                self._enlarged.add(fd)
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, _F_SETPIPE_SZ, READ_SIZE)
+            self._buffer.append((self._streams[fd], data))
+            self._buffered += len(data)
+            if self._buffered >= HIGH_WATER and not self._paused:
+                self._paused = True
+                for open_fd in self._streams:
+                    self._loop.remove_reader(open_fd)
+        self._wake()
+
+    def _close_pipe(self, fd: int) -> None:
+        if fd in self._streams:
+            if not self._paused:
+                self._loop.remove_reader(fd)
+            del self._streams[fd]
+            self._files.pop(fd).close()
+
+    def _close_pipes(self) -> None:
+        for fd in list(self._streams):
+            self._close_pipe(fd)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def output(self) -> AsyncIterator[list[tuple[Stream, bytes]]]:
+        while True:
+            if self._buffer:
+                batch = list(self._buffer)
+                self._buffer.clear()
+                self._buffered = 0
+                if self._paused:
+                    self._paused = False
+                    for fd in self._streams:
+                        self._loop.add_reader(fd, self._on_readable, fd)
+                yield batch
+                continue
+            if not self._streams:
+                return
+            self._wakeup = self._loop.create_future()
+            await self._wakeup
+            self._wakeup = None
+
+    # -- input ------------------------------------------------------------------
+
+    async def _feed_stdin(self, data: bytes) -> None:
+        pipe = self._proc.stdin
+        assert pipe is not None
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                except BlockingIOError:
+                    ready = self._loop.create_future()
+                    self._loop.add_writer(fd, _resolve, ready)
+                    try:
+                        await ready
+                    finally:
+                        self._loop.remove_writer(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EBADF):
+                raise
+        finally:
+            pipe.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

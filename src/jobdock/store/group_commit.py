@@ -1,0 +1,138 @@
+"""Group commit: many small writes share one transaction and one commit.
+
+Writes queue up while the previous transaction runs; the next transaction
+takes all of them. A caller's write is acknowledged only after the commit that
+holds it, so batching costs no durability. Each write runs in its own
+savepoint, so one failing write (a refused fence, a duplicate key) fails
+alone. With SQLite all writes run on one thread holding one connection, which
+is also what SQLite's single-writer design wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from jobdock.errors import JobdockError, StoreError
+
+T = TypeVar("T")
+Op = Callable[..., Any]
+
+_log = logging.getLogger(__name__)
+
+#: At most this many writes share one transaction.
+MAX_BATCH = 512
+
+
+class _Pending:
+    __slots__ = ("args", "fn", "future")
+
+    def __init__(self, fn: Op, args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+
+
+class GroupCommitter:
+    """Runs sync write functions ``fn(conn, *args)`` in batched transactions
+    on one dedicated thread and connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobdock-writer")
+        self._conn: Connection | None = None
+        self._pending: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._thread, self._engine.connect)
+        self._conn.info["writer"] = True
+        self._task = asyncio.create_task(self._flush_forever(), name="jobdock-group-commit")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        loop = asyncio.get_running_loop()
+        if self._conn is not None:
+            await loop.run_in_executor(self._thread, self._conn.close)
+        self._thread.shutdown(wait=True)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the next transaction; return its result
+        once that transaction has committed."""
+        if self._closing:
+            raise StoreError("the store is closing")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(fn, args, future))
+        self._wake.set()
+        return await future
+
+    async def _flush_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            try:
+                results = await loop.run_in_executor(self._thread, self._run_batch, batch)
+            except Exception as exc:  # the whole transaction failed to commit
+                error = _as_store_error(exc)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            for item, (ok, value) in zip(batch, results, strict=True):
+                if item.future.done():
+                    continue
+                if ok:
+                    item.future.set_result(value)
+                else:
+                    item.future.set_exception(value)
+
+    def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        try:
+            with conn.begin():
+                if len(batch) == 1:
+                    # One write needs no savepoint: its failure rolls back alone.
+                    item = batch[0]
+                    results.append((True, item.fn(conn, *item.args)))
+                    return results
+                for item in batch:
+                    try:
+                        with conn.begin_nested():
+                            results.append((True, item.fn(conn, *item.args)))
+                    except (JobdockError, DBAPIError) as exc:
+                        if isinstance(exc, OperationalError):
+                            raise
+                        results.append((False, _as_store_error(exc)))
+        except JobdockError as exc:
+            if len(batch) == 1:
+                return [(False, exc)]
+            raise
+        return results
+
+
+def _as_store_error(exc: BaseException) -> JobdockError:
+    if isinstance(exc, JobdockError):
+        return exc
+    _log.warning("store write failed: %s", exc)
+    return StoreError(f"the store failed: {exc.__class__.__name__}: {exc}")

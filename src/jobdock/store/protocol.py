@@ -1,0 +1,186 @@
+"""The Store protocol: everything the API and the workers ask of persistence.
+
+Every write an attempt makes names its job and attempt number (the fencing
+token) and raises :class:`jobdock.errors.FencedOff` when a newer attempt owns
+the job. One contract suite (tests/contract/test_store.py) runs against every
+implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jobdock.events import Events
+from jobdock.models import Job, JobPage, JobSpec, JobState, Reason, Stream
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job, ready to be stored."""
+
+    id: str
+    spec: JobSpec
+    stdin: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job a worker has claimed: it runs attempt ``attempt`` under a lease."""
+
+    job_id: str
+    attempt: int
+    spec: JobSpec
+    stdin: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """Bytes of one stream, with their place in the stream and in both merged."""
+
+    seq: int
+    stream: Stream
+    offset: int
+    merged_offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """Chunks read from a job's log, and whether the attempt has ended.
+
+    ``done`` is true when the attempt can write no more, so a follower that
+    got no chunks past its offset may stop.
+    """
+
+    attempt: int
+    chunks: list[LogChunk]
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended."""
+
+    state: JobState
+    reason: Reason
+    message: str
+    finished_at: float
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Where an attempt's process runs, recorded once it has started."""
+
+    pid: int | None
+    pid_start: int | None
+    host: str
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    """What a worker learns when it renews its leases."""
+
+    lost: frozenset[str] = field(default_factory=frozenset)
+    cancel: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class LostAttempt:
+    """An attempt whose lease expired, resolved by the reaper."""
+
+    job_id: str
+    attempt: int
+    host: str | None
+    pid: int | None
+    pid_start: int | None
+    new_state: JobState
+
+
+class Store(Protocol):
+    """Persistence of jobs, attempts and logs."""
+
+    events: Events
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""
+
+    async def create_job(self, job: NewJob) -> Job:
+        """Store a new job in state ``queued``."""
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with its attempts; raises JobNotFound."""
+
+    async def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] = (),
+        labels: Mapping[str, str] | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Jobs matching every filter, newest first, one page at a time."""
+
+    async def cancel_job(self, job_id: str, now: float) -> Job:
+        """Cancel a job not yet running, or ask the worker of a running one to stop it.
+
+        Raises JobNotFound, or IllegalTransition for a finished job.
+        """
+
+    async def claim_jobs(
+        self, worker_id: str, limit: int, now: float, lease_seconds: float
+    ) -> list[Claim]:
+        """Claim up to ``limit`` queued jobs, oldest first, each as a new attempt."""
+
+    async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
+        """Record that the attempt's process started (fenced)."""
+
+    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+        """Store output chunks of a running attempt (fenced)."""
+
+    async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
+        """Record how the attempt ended and give the job its final state (fenced)."""
+
+    async def heartbeat(
+        self, worker_id: str, running: Mapping[str, int], lease_until: float
+    ) -> HeartbeatReply:
+        """Renew the leases of a worker's attempts.
+
+        Answers which of ``running`` (job id -> attempt) the worker no longer
+        holds, and which have been asked to stop.
+        """
+
+    async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
+        """Give a running attempt back (worker shutting down): recorded as
+        ``worker_lost`` and the job requeued, without counting against it."""
+
+    async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
+        """Resolve running attempts whose lease expired: ``worker_lost``,
+        then requeued or failed as the job's spec says."""
+
+    async def read_logs(
+        self,
+        job_id: str,
+        *,
+        attempt: int | None,
+        stream: Stream | None,
+        offset: int,
+        limit: int = 8,
+    ) -> LogRead:
+        """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
+        merged when ``stream`` is None) of an attempt, the latest by default."""

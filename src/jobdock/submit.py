@@ -1,0 +1,61 @@
+"""Submitting a job: validate the spec, apply the server's policy, store it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobdock.errors import InvalidJson, InvalidSpec
+from jobdock.models import Job, JobSpec
+from jobdock.settings import Settings
+from jobdock.store.protocol import NewJob, Store
+
+
+def new_job_id() -> str:
+    """A new job id: 16 hex digits (64 random bits)."""
+    return secrets.token_hex(8)
+
+
+def parse_spec(body: bytes) -> JobSpec:
+    """A JobSpec from a JSON document; raises InvalidJson, or InvalidSpec
+    naming the first bad field."""
+    try:
+        return JobSpec.model_validate_json(body)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise InvalidJson(f"the body is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise invalid_spec(exc) from None
+
+
+def describe_error(error: Mapping[str, Any], skip: int = 0) -> tuple[str | None, str]:
+    """The dotted field name and a one-line message of one pydantic error
+    (``skip`` leading parts of its location are dropped)."""
+    field = ".".join(str(part) for part in tuple(error.get("loc", ()))[skip:]) or None
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown field"
+    elif error.get("type") == "missing":
+        message = "field required"
+    return field, f"{field}: {message}" if field else message
+
+
+def invalid_spec(exc: ValidationError) -> InvalidSpec:
+    """The InvalidSpec for pydantic's first complaint about a spec."""
+    field, message = describe_error(exc.errors()[0])
+    return InvalidSpec(message, field=field)
+
+
+async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
+    """Store a new job for ``spec`` and return its record (state ``queued``)."""
+    stdin = spec.stdin_bytes()
+    if len(stdin) > settings.max_stdin_bytes:
+        raise InvalidSpec(
+            f"stdin: {len(stdin)} bytes is more than this server accepts "
+            f"({settings.max_stdin_bytes} bytes)",
+            field="stdin",
+        )
+    return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time()))

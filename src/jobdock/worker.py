@@ -1,0 +1,318 @@
+"""The worker: claims jobs under a lease, runs each attempt through a runtime,
+stores its output and records its outcome.
+
+This is the one module that wires claim -> runtime -> logs -> result. Every
+write an attempt makes carries its fencing token; when the store refuses one
+(a newer attempt owns the job) the attempt is killed and records nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+from jobdock.errors import FencedOff, JobdockError, SpawnError
+from jobdock.logs import LogWriter
+from jobdock.models import JobState, Reason, Stream
+from jobdock.runtimes.base import Execution, ExitStatus, Runtime
+from jobdock.runtimes.process import ProcessRuntime, kill_process_group
+from jobdock.settings import Settings
+from jobdock.store.protocol import Claim, Outcome, Started, Store
+
+_log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+#: Claim at most this many jobs in one statement.
+CLAIM_BATCH = 64
+
+
+def describe_exit(status: ExitStatus) -> str:
+    """'exited with code 3' or 'killed by signal 9 (SIGKILL)'."""
+    if status.signal is not None:
+        try:
+            name = signal.Signals(status.signal).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {status.signal} ({name})"
+    return f"exited with code {status.exit_code}"
+
+
+def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | None) -> Outcome:
+    """The outcome of an attempt from how its process ended and why it was stopped."""
+    how = describe_exit(status)
+    if stop_reason is Reason.CANCELLED:
+        state, reason, message = JobState.CANCELLED, Reason.CANCELLED, f"stopped on request; {how}"
+    elif stop_reason is Reason.TIMEOUT:
+        state, reason = JobState.FAILED, Reason.TIMEOUT
+        message = f"timed out after {timeout:g}s; {how}"
+    elif status.signal is not None:
+        state, reason, message = JobState.FAILED, Reason.SIGNALED, how
+    else:
+        state = JobState.SUCCEEDED if status.exit_code == 0 else JobState.FAILED
+        reason, message = Reason.EXITED, how
+    return Outcome(
+        state=state,
+        reason=reason,
+        message=message,
+        finished_at=time.time(),
+        exit_code=status.exit_code,
+        signal=status.signal,
+    )
+
+
+class _Attempt:
+    """What the worker knows about one attempt it runs."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.execution: Execution | None = None
+        self.stop_reason: Reason | None = None
+        self.fenced = False
+        self.released = False
+        self._stopper: asyncio.Task[None] | None = None
+
+    def stop(self, reason: Reason | None) -> None:
+        """Stop the process: SIGTERM, the job's grace period, then SIGKILL."""
+        if self.stop_reason is None and not self.fenced:
+            self.stop_reason = reason
+        if self._stopper is None and self.execution is not None:
+            self._stopper = asyncio.ensure_future(self._stop(self.execution))
+
+    async def _stop(self, execution: Execution) -> None:
+        execution.terminate()
+        try:
+            await asyncio.wait_for(execution.wait(), self.claim.spec.kill_grace)
+        except TimeoutError:
+            execution.kill()
+
+    def fence(self) -> None:
+        """The attempt lost its lease: kill it at once, record nothing more."""
+        self.fenced = True
+        if self.execution is not None:
+            self.execution.kill()
+
+
+class Worker:
+    """Runs jobs from a store, up to ``settings.concurrency`` at once."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        runtime: Runtime | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.runtime: Runtime = runtime or ProcessRuntime()
+        self.id = worker_id or f"{HOST}-{secrets.token_hex(4)}"
+        self._running: dict[str, _Attempt] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._unsubscribe = store.events.on_cancel(self._on_cancel)
+
+    @property
+    def running(self) -> Mapping[str, int]:
+        """The jobs this worker runs now, with their attempt numbers."""
+        return {job_id: a.claim.attempt for job_id, a in self._running.items()}
+
+    async def start(self) -> None:
+        """Resolve attempts lost before this start, then begin claiming."""
+        await self._reap()
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
+        ]
+        _log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop claiming; let running jobs finish for ``drain_seconds``, then
+        stop the rest and give them back to be run again."""
+        self._stopping = True
+        self._unsubscribe()
+        # Wake the claim loop so it sees _stopping; a claim in flight completes
+        # and its jobs are drained like the others.
+        self.store.events.work_available()
+        self._slot_free.set()
+        for task in self._loops[:1]:
+            await task
+        drain = self.settings.drain_seconds if drain_seconds is None else drain_seconds
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=drain)
+            if pending:
+                _log.info("releasing %d running job(s) for another worker", len(pending))
+                for attempt in list(self._running.values()):
+                    attempt.released = True
+                    attempt.stop(None)
+                await asyncio.wait(pending)
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- claiming ---------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        settings = self.settings
+        while not self._stopping:
+            free = settings.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                claims = await self.store.claim_jobs(
+                    self.id, min(free, CLAIM_BATCH), time.time(), settings.lease_seconds
+                )
+            except JobdockError as exc:
+                _log.warning("cannot claim jobs: %s", exc)
+                await asyncio.sleep(settings.poll_seconds)
+                continue
+            for claim in claims:
+                attempt = _Attempt(claim)
+                self._running[claim.job_id] = attempt
+                task = asyncio.create_task(self._run(attempt))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not claims:
+                await self.store.events.wait_work(settings.poll_seconds)
+
+    # -- one attempt ------------------------------------------------------------
+
+    async def _run(self, attempt: _Attempt) -> None:
+        claim = attempt.claim
+        try:
+            await self._execute(attempt)
+        except FencedOff:
+            attempt.fence()
+            _log.warning(
+                "attempt %d of job %s lost its lease; stopped", claim.attempt, claim.job_id
+            )
+        except Exception:
+            _log.exception("attempt %d of job %s failed in jobdock", claim.attempt, claim.job_id)
+            if attempt.execution is not None:
+                attempt.execution.kill()
+        finally:
+            del self._running[claim.job_id]
+            self._slot_free.set()
+
+    def _env(self, claim: Claim) -> dict[str, str]:
+        env = {
+            "PATH": self.settings.job_path,
+            "JOBDOCK_JOB_ID": claim.job_id,
+            "JOBDOCK_ATTEMPT": str(claim.attempt),
+        }
+        env.update(claim.spec.env)
+        return env
+
+    async def _execute(self, attempt: _Attempt) -> None:
+        claim, store = attempt.claim, self.store
+        spec = claim.spec
+        try:
+            execution = await self.runtime.start(spec, claim.stdin, self._env(claim))
+        except SpawnError as exc:
+            await store.finish_attempt(
+                claim.job_id,
+                claim.attempt,
+                Outcome(
+                    state=JobState.FAILED,
+                    reason=Reason.SPAWN_ERROR,
+                    message=exc.message,
+                    finished_at=time.time(),
+                ),
+            )
+            return
+        attempt.execution = execution
+        started = Started(execution.pid, execution.pid_start, HOST, time.time())
+        writer = LogWriter(store, claim.job_id, claim.attempt)
+        pump = asyncio.ensure_future(writer.pump(execution.output()))
+        try:
+            if attempt.stop_reason is not None or attempt.released:
+                attempt.stop(attempt.stop_reason)
+            await store.mark_started(claim.job_id, claim.attempt, started)
+            exit_status = await self._wait(attempt, execution)
+            await pump
+        except BaseException:
+            pump.cancel()
+            raise
+        if attempt.fenced:
+            raise FencedOff(claim.job_id, claim.attempt)
+        if attempt.released:
+            await store.release_attempt(
+                claim.job_id, claim.attempt, "the worker shut down", time.time()
+            )
+            return
+        outcome = outcome_of(exit_status, attempt.stop_reason, spec.timeout)
+        await store.finish_attempt(
+            claim.job_id,
+            claim.attempt,
+            replace(
+                outcome,
+                stdout_bytes=writer.bytes[Stream.STDOUT],
+                stderr_bytes=writer.bytes[Stream.STDERR],
+            ),
+        )
+
+    async def _wait(self, attempt: _Attempt, execution: Execution) -> ExitStatus:
+        timeout = attempt.claim.spec.timeout
+        if timeout is None:
+            return await execution.wait()
+        try:
+            return await asyncio.wait_for(execution.wait(), timeout)
+        except TimeoutError:
+            attempt.stop(Reason.TIMEOUT)
+            return await execution.wait()
+
+    # -- leases -----------------------------------------------------------------
+
+    def _on_cancel(self, job_id: str) -> None:
+        attempt = self._running.get(job_id)
+        if attempt is not None:
+            attempt.stop(Reason.CANCELLED)
+
+    async def _heartbeat_loop(self) -> None:
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.heartbeat_seconds)
+            try:
+                reply = await self.store.heartbeat(
+                    self.id, self.running, time.time() + settings.lease_seconds
+                )
+            except JobdockError as exc:
+                _log.warning("cannot renew leases: %s", exc)
+                continue
+            for job_id in reply.lost:
+                attempt = self._running.get(job_id)
+                if attempt is not None:
+                    attempt.fence()
+            for job_id in reply.cancel:
+                self._on_cancel(job_id)
+            await self._reap()
+
+    async def _reap(self) -> None:
+        try:
+            lost = await self.store.reap_expired(time.time(), self.settings.max_lost)
+        except JobdockError as exc:
+            _log.warning("cannot resolve expired attempts: %s", exc)
+            return
+        for item in lost:
+            _log.warning(
+                "attempt %d of job %s lost its worker; job is now %s",
+                item.attempt,
+                item.job_id,
+                item.new_state.value,
+            )
+            # A process left behind on this machine by a dead server is ended,
+            # so that the job does not run twice at once.
+            if item.host == HOST and item.pid is not None:
+                kill_process_group(item.pid, item.pid_start)
