@@ -1,4 +1,8 @@
-"""Persistence of jobs, attempts and logs. All SQL lives in this package."""
+"""Persistence of jobs, attempts and logs. All SQL lives in this package.
+
+The SQL implementation is ``jobdock.store.sql.SqlStore``; it is not imported
+here, so that the client and CLI start without loading SQLAlchemy.
+"""
 
 from jobdock.store.protocol import (
     Claim,
@@ -11,7 +15,6 @@ from jobdock.store.protocol import (
     Started,
     Store,
 )
-from jobdock.store.sql import SqlStore
 
 __all__ = [
     "Claim",
@@ -21,7 +24,6 @@ __all__ = [
     "LostAttempt",
     "NewJob",
     "Outcome",
-    "SqlStore",
     "Started",
     "Store",
 ]
