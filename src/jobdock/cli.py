@@ -135,6 +135,8 @@ def _serve(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=2,
+        proxy_headers=False,
+        server_header=False,
     )
     server = uvicorn.Server(config)
     logging.getLogger("jobdock").info(

@@ -166,7 +166,7 @@ class JobSpec(BaseModel):
     def _command_has_program(cls, value: list[str]) -> list[str]:
         if not value[0]:
             raise ValueError("the program (first element) must not be empty")
-        if any("\0" in arg for arg in value):
+        if "\0" in "".join(value):
             raise ValueError("arguments must not contain NUL bytes")
         return value
 

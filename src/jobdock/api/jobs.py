@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from jobdock.errors import InvalidRequest
 from jobdock.logs import read_log
@@ -37,6 +38,12 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _json(model: BaseModel, status: int = 200) -> Response:
+    """A model as a JSON response, serialized once by pydantic (the route's
+    ``response_model`` still documents it)."""
+    return Response(model.model_dump_json(), status, media_type="application/json")
+
+
 def _labels(pairs: list[str]) -> dict[str, str]:
     labels = {}
     for pair in pairs:
@@ -60,10 +67,11 @@ _SPEC_BODY = {
 @router.post(
     "/jobs", status_code=201, response_model=Job, summary="Submit a job", openapi_extra=_SPEC_BODY
 )
-async def create_job(request: Request) -> Job:
+async def create_job(request: Request) -> Response:
     """Store a job and queue it for a worker. Answers 201 and the job."""
     spec = parse_spec(await request.body())
-    return await submit(_store(request), spec, _settings(request))
+    job = await submit(_store(request), spec, _settings(request))
+    return _json(job, 201)
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")

@@ -17,8 +17,10 @@ import fcntl
 import os
 import signal
 import subprocess
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Stream
@@ -33,13 +35,22 @@ LOW_WATER = 2 << 20
 #: (a process that left the process group may hold them open).
 DRAIN_SECONDS = 1.0
 _F_SETPIPE_SZ = 1031
+#: Threads that start processes, so that several can wait for exec at once.
+SPAWN_THREADS = 4
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+#: How far a process's recorded start may be from what /proc says (ticks).
+START_TOLERANCE = _TICKS // 2
+
+
+def now_ticks() -> int:
+    """The time since boot in clock ticks, the unit of a process's start time."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """The start time of a process, in clock ticks since boot (from /proc).
-
-    With the pid, it names a process uniquely, even after the pid is reused.
-    """
+    """The start time of a process, in clock ticks since boot (from /proc)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
@@ -51,8 +62,10 @@ def process_start_ticks(pid: int) -> int | None:
 
 def kill_process_group(pid: int, pid_start: int | None, sig: int = signal.SIGKILL) -> bool:
     """Signal the process group led by ``pid`` if that process is still the one
-    that started at ``pid_start``. Returns whether a signal was sent."""
-    if pid_start is None or process_start_ticks(pid) != pid_start:
+    that started at ``pid_start`` (within half a second: the pid, then, cannot
+    have been reused). Returns whether a signal was sent."""
+    started = process_start_ticks(pid)
+    if pid_start is None or started is None or abs(started - pid_start) > START_TOLERANCE:
         return False
     try:
         os.killpg(pid, sig)
@@ -64,20 +77,43 @@ def kill_process_group(pid: int, pid_start: int | None, sig: int = signal.SIGKIL
 class ProcessRuntime:
     """Starts process jobs."""
 
+    def __init__(self) -> None:
+        self._devnull: int | None = None
+        self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
+
+    def _stdin_null(self) -> int:
+        if self._devnull is None:
+            self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._devnull
+
     async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> ProcessExecution:
-        try:
-            proc = subprocess.Popen(
-                spec.command,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spec.cwd or "/",
-                env=dict(env),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
-        return ProcessExecution(proc, stdin)
+        # Popen waits (without the GIL) until the child has called exec, most
+        # of a millisecond: on a spawner thread the event loop goes on meanwhile.
+        stdin_source = subprocess.PIPE if stdin else self._stdin_null()
+        loop = asyncio.get_running_loop()
+        proc, started = await loop.run_in_executor(
+            self._spawners, _spawn, spec, stdin_source, dict(env)
+        )
+        return ProcessExecution(proc, stdin, started)
+
+
+def _spawn(spec: JobSpec, stdin: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    # Taken before the fork, so it is at most a tick or two before the start
+    # time the kernel records; reading /proc after would cost more.
+    started = now_ticks()
+    try:
+        proc = subprocess.Popen(
+            spec.command,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.cwd or "/",
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
+    return proc, started
 
 
 def _spawn_message(spec: JobSpec, exc: OSError) -> str:
@@ -90,11 +126,11 @@ def _spawn_message(spec: JobSpec, exc: OSError) -> str:
 class ProcessExecution:
     """A running process job."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes, started: int) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
         self.pid: int | None = proc.pid
-        self.pid_start: int | None = process_start_ticks(proc.pid)
+        self.pid_start: int | None = started
         self._exit: asyncio.Future[ExitStatus] = self._loop.create_future()
         self._reaped = False
         self._pidfd = os.pidfd_open(proc.pid)
@@ -191,6 +227,11 @@ class ProcessExecution:
             self._files.pop(fd).close()
 
     def _close_pipes(self) -> None:
+        if self._paused:
+            # The reader is behind, not the pipes: what they hold is the job's
+            # output, so wait for the reader instead of dropping it.
+            self._loop.call_later(DRAIN_SECONDS, self._close_pipes)
+            return
         for fd in list(self._streams):
             self._close_pipe(fd)
         self._wake()

@@ -2,9 +2,8 @@
 
 Writes queue up while the previous transaction runs; the next transaction
 takes all of them. A caller's write is acknowledged only after the commit that
-holds it, so batching costs no durability. Each write runs in its own
-savepoint, so one failing write (a refused fence, a duplicate key) fails
-alone. With SQLite all writes run on one thread holding one connection, which
+holds it, so batching costs no durability, and one failing write (a refused
+fence, a duplicate key) fails alone. With SQLite all writes run on one thread holding one connection, which
 is also what SQLite's single-writer design wants.
 """
 
@@ -17,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jobdock.errors import JobdockError, StoreError
 
@@ -106,29 +104,38 @@ class GroupCommitter:
                     item.future.set_exception(value)
 
     def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """Run a batch in one transaction.
+
+        An operation that raises a JobdockError has written nothing (the
+        store's operations check before they write), so its error is its
+        own. Any other error rolls the transaction back, and each write is
+        then run in a transaction of its own, so that only the faulty one
+        fails.
+        """
+        try:
+            return self._run_together(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [(False, _as_store_error(exc))]
+        return [self._run_alone(item) for item in batch]
+
+    def _run_together(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         conn = self._conn
         assert conn is not None
         results: list[tuple[bool, Any]] = []
-        try:
-            with conn.begin():
-                if len(batch) == 1:
-                    # One write needs no savepoint: its failure rolls back alone.
-                    item = batch[0]
+        with conn.begin():
+            for item in batch:
+                try:
                     results.append((True, item.fn(conn, *item.args)))
-                    return results
-                for item in batch:
-                    try:
-                        with conn.begin_nested():
-                            results.append((True, item.fn(conn, *item.args)))
-                    except (JobdockError, DBAPIError) as exc:
-                        if isinstance(exc, OperationalError):
-                            raise
-                        results.append((False, _as_store_error(exc)))
-        except JobdockError as exc:
-            if len(batch) == 1:
-                return [(False, exc)]
-            raise
+                except JobdockError as exc:
+                    results.append((False, exc))
         return results
+
+    def _run_alone(self, item: _Pending) -> tuple[bool, Any]:
+        try:
+            return self._run_together([item])[0]
+        except Exception as exc:
+            return (False, _as_store_error(exc))
 
 
 def _as_store_error(exc: BaseException) -> JobdockError:

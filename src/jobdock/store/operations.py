@@ -1,0 +1,526 @@
+"""The SQL of the store, one function per operation.
+
+Each function takes a SQLAlchemy ``Connection`` inside a transaction, so one
+copy serves every database. Statements on the path of every job are
+:class:`Prepared`; the rest (listing with filters, the reaper) are plain Core.
+Every state change is one conditional ``UPDATE``: it names the attempt
+(the fencing token) and the state it expects, and changes nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+
+from jobdock.errors import FencedOff, IllegalTransition, JobNotFound
+from jobdock.models import (
+    STREAM_NUMBERS,
+    STREAMS_BY_NUMBER,
+    Attempt,
+    Job,
+    JobPage,
+    JobSpec,
+    JobState,
+    Reason,
+    Stream,
+    sources_of,
+    timestamp,
+)
+from jobdock.store.prepared import Prepared
+from jobdock.store.protocol import (
+    Claim,
+    HeartbeatReply,
+    LogChunk,
+    LogRead,
+    LostAttempt,
+    NewJob,
+    Outcome,
+    Started,
+)
+from jobdock.store.schema import attempts, jobs, log_chunks
+
+HOST = socket.gethostname()
+
+_RUNNING = JobState.RUNNING.value
+_QUEUED = JobState.QUEUED.value
+_CANCELLABLE = [s.value for s in sources_of(JobState.CANCELLED) if s != JobState.RUNNING]
+_JOB_COLUMNS = [c for c in jobs.c if c.name not in ("stdin", "lease_expires_at", "lost_count")]
+_RESULT = ("finished_at", "exit_code", "signal", "reason", "message")
+
+
+def _p(name: str) -> Any:
+    return bindparam(name)
+
+
+def _holds() -> Any:
+    """The job row is held by the attempt named by :job_id and :attempt."""
+    return and_(
+        jobs.c.id == _p("job_id"), jobs.c.attempt == _p("attempt"), jobs.c.state == _RUNNING
+    )
+
+
+# -- jobs ----------------------------------------------------------------------
+
+_INSERT_JOB = Prepared(
+    lambda _: insert(jobs).values(
+        {
+            name: _p(name)
+            for name in (
+                "id",
+                "name",
+                "spec",
+                "labels",
+                "stdin",
+                "stdin_bytes",
+                "on_worker_lost",
+                "created_at",
+            )
+        }
+        | {"state": _QUEUED, "attempt": 0, "cancel_requested": False, "lost_count": 0}
+    )
+)
+
+
+def insert_job(conn: Connection, job: NewJob) -> None:
+    spec = job.spec
+    _INSERT_JOB.run(
+        conn,
+        id=job.id,
+        name=spec.name,
+        spec=spec.without_stdin().model_dump_json(exclude_defaults=True),
+        labels=json.dumps(spec.labels),
+        stdin=job.stdin or None,
+        stdin_bytes=len(job.stdin),
+        on_worker_lost=spec.on_worker_lost,
+        created_at=job.created_at,
+    )
+
+
+def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
+    labels = row.labels
+    return Job(
+        id=row.id,
+        name=row.name,
+        state=JobState(row.state),
+        labels=json.loads(labels) if isinstance(labels, str) else labels,
+        spec=JobSpec.model_validate_json(row.spec),
+        stdin_bytes=row.stdin_bytes,
+        created_at=timestamp(row.created_at),
+        started_at=timestamp(row.started_at),
+        finished_at=timestamp(row.finished_at),
+        exit_code=row.exit_code,
+        signal=row.signal,
+        reason=Reason(row.reason) if row.reason else None,
+        message=row.message,
+        attempt=row.attempt,
+        cancel_requested=bool(row.cancel_requested),
+        attempts=[
+            Attempt(
+                number=a.number,
+                worker=a.worker_id,
+                pid=a.pid,
+                started_at=timestamp(a.started_at),
+                finished_at=timestamp(a.finished_at),
+                exit_code=a.exit_code,
+                signal=a.signal,
+                reason=Reason(a.reason) if a.reason else None,
+                message=a.message,
+                stdout_bytes=a.stdout_bytes,
+                stderr_bytes=a.stderr_bytes,
+            )
+            for a in attempt_rows
+        ],
+    )
+
+
+_GET_JOB = Prepared(lambda _: select(*_JOB_COLUMNS).where(jobs.c.id == _p("job_id")))
+_GET_ATTEMPTS = Prepared(
+    lambda _: select(attempts).where(attempts.c.job_id == _p("job_id")).order_by(attempts.c.number)
+)
+
+
+def get_job(conn: Connection, job_id: str) -> Job:
+    row = _GET_JOB.run(conn, job_id=job_id).first()
+    if row is None:
+        raise JobNotFound(job_id)
+    return _job_from_row(row, _GET_ATTEMPTS.run(conn, job_id=job_id).all())
+
+
+def list_jobs(
+    conn: Connection,
+    states: tuple[JobState, ...],
+    labels: dict[str, str],
+    name: str | None,
+    limit: int,
+    cursor: str | None,
+) -> JobPage:
+    query = select(*_JOB_COLUMNS)
+    if states:
+        query = query.where(jobs.c.state.in_([s.value for s in states]))
+    for key, value in labels.items():
+        query = query.where(jobs.c.labels[key].as_string() == value)
+    if name is not None:
+        query = query.where(jobs.c.name == name)
+    if cursor:
+        query = query.where(jobs.c.seq < int(cursor))
+    rows = conn.execute(query.order_by(jobs.c.seq.desc()).limit(limit + 1)).all()
+    next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
+    return JobPage(jobs=[_job_from_row(row) for row in rows[:limit]], next_cursor=next_cursor)
+
+
+def _job_state(conn: Connection, job_id: str) -> JobState:
+    state = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
+    if state is None:
+        raise JobNotFound(job_id)
+    return JobState(state)
+
+
+def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
+    """Cancel at once if not started; returns True if a running job must be stopped."""
+    done = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.in_(_CANCELLABLE))
+        .values(
+            state=JobState.CANCELLED.value,
+            finished_at=now,
+            reason=Reason.CANCELLED.value,
+            message="cancelled before it started",
+        )
+    ).rowcount
+    if done:
+        return False
+    asked = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == _RUNNING)
+        .values(cancel_requested=True)
+    ).rowcount
+    if asked:
+        return True
+    state = _job_state(conn, job_id)
+    raise IllegalTransition(job_id, state.value, JobState.CANCELLED.value)
+
+
+# -- attempts --------------------------------------------------------------------
+
+
+def _claim_statement(dialect: str) -> Any:
+    oldest = select(jobs.c.seq).where(jobs.c.state == _QUEUED).order_by(jobs.c.seq)
+    oldest = oldest.limit(_p("limit"))
+    if dialect == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    return (
+        update(jobs)
+        .where(jobs.c.seq.in_(oldest.scalar_subquery()), jobs.c.state == _QUEUED)
+        .values(
+            state=_RUNNING,
+            attempt=jobs.c.attempt + 1,
+            worker_id=_p("worker_id"),
+            lease_expires_at=_p("lease_until"),
+            cancel_requested=False,
+        )
+        .returning(jobs.c.seq, jobs.c.id, jobs.c.attempt, jobs.c.spec, jobs.c.stdin)
+    )
+
+
+_CLAIM = Prepared(_claim_statement)
+_INSERT_ATTEMPT = Prepared(
+    lambda _: insert(attempts).values(
+        job_id=_p("job_id"),
+        number=_p("number"),
+        worker_id=_p("worker_id"),
+        host=_p("host"),
+        stdout_bytes=0,
+        stderr_bytes=0,
+    )
+)
+
+
+def claim_jobs(
+    conn: Connection, worker_id: str, limit: int, now: float, lease_until: float
+) -> list[Claim]:
+    rows = sorted(
+        _CLAIM.run(conn, limit=limit, worker_id=worker_id, lease_until=lease_until).all(),
+        key=lambda row: row.seq,
+    )
+    if not rows:
+        return []
+    _INSERT_ATTEMPT.run_many(
+        conn,
+        [
+            {"job_id": row.id, "number": row.attempt, "worker_id": worker_id, "host": HOST}
+            for row in rows
+        ],
+    )
+    return [
+        Claim(
+            job_id=row.id,
+            attempt=row.attempt,
+            spec=JobSpec.model_validate_json(row.spec),
+            stdin=row.stdin or b"",
+        )
+        for row in rows
+    ]
+
+
+_START_JOB = Prepared(
+    lambda _: (
+        update(jobs)
+        .where(_holds())
+        .values(started_at=func.coalesce(jobs.c.started_at, _p("started_at")))
+    )
+)
+_START_ATTEMPT = Prepared(
+    lambda _: (
+        update(attempts)
+        .where(attempts.c.job_id == _p("job_id"), attempts.c.number == _p("attempt"))
+        .values(pid=_p("pid"), pid_start=_p("pid_start"), host=_p("host"), started_at=_p("at"))
+    )
+)
+
+
+def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) -> None:
+    if not _START_JOB.run(
+        conn, job_id=job_id, attempt=attempt, started_at=started.started_at
+    ).rowcount:
+        raise FencedOff(job_id, attempt)
+    _START_ATTEMPT.run(
+        conn,
+        job_id=job_id,
+        attempt=attempt,
+        pid=started.pid,
+        pid_start=started.pid_start,
+        host=started.host,
+        at=started.started_at,
+    )
+
+
+def _fence_statement(dialect: str) -> Any:
+    query = select(jobs.c.seq).where(_holds())
+    if dialect == "postgresql":
+        # Keep the row from changing hands until the chunks are in.
+        query = query.with_for_update(read=True)
+    return query
+
+
+_FENCE = Prepared(_fence_statement)
+_INSERT_CHUNK = Prepared(
+    lambda _: insert(log_chunks).values(
+        {c.name: _p(c.name) for c in log_chunks.c}  # every column, by name
+    )
+)
+
+
+def append_logs(conn: Connection, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+    if _FENCE.run(conn, job_id=job_id, attempt=attempt).first() is None:
+        raise FencedOff(job_id, attempt)
+    _INSERT_CHUNK.run_many(
+        conn,
+        [
+            {
+                "job_id": job_id,
+                "attempt": attempt,
+                "seq": chunk.seq,
+                "stream": STREAM_NUMBERS[chunk.stream],
+                "end_offset": chunk.end,
+                "merged_end": chunk.merged_offset + len(chunk.data),
+                "data": chunk.data,
+            }
+            for chunk in chunks
+        ],
+    )
+
+
+_FINISH_JOB = Prepared(
+    lambda _: (
+        update(jobs)
+        .where(_holds())
+        .values(
+            {name: _p(name) for name in (*_RESULT, "state")}
+            | {"worker_id": None, "lease_expires_at": None}
+        )
+    )
+)
+_FINISH_ATTEMPT = Prepared(
+    lambda _: (
+        update(attempts)
+        .where(attempts.c.job_id == _p("job_id"), attempts.c.number == _p("attempt"))
+        .values({name: _p(name) for name in (*_RESULT, "stdout_bytes", "stderr_bytes")})
+    )
+)
+
+
+def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> None:
+    result = {
+        "finished_at": outcome.finished_at,
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "reason": outcome.reason.value,
+        "message": outcome.message,
+    }
+    if not _FINISH_JOB.run(
+        conn, job_id=job_id, attempt=attempt, state=outcome.state.value, **result
+    ).rowcount:
+        raise FencedOff(job_id, attempt)
+    _FINISH_ATTEMPT.run(
+        conn,
+        job_id=job_id,
+        attempt=attempt,
+        stdout_bytes=outcome.stdout_bytes,
+        stderr_bytes=outcome.stderr_bytes,
+        **result,
+    )
+
+
+_HEARTBEAT = Prepared(
+    lambda _: (
+        update(jobs)
+        .where(jobs.c.worker_id == _p("worker_id"), jobs.c.state == _RUNNING)
+        .values(lease_expires_at=_p("lease_until"))
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested)
+    )
+)
+
+
+def heartbeat(
+    conn: Connection, worker_id: str, running: dict[str, int], lease_until: float
+) -> HeartbeatReply:
+    rows = _HEARTBEAT.run(conn, worker_id=worker_id, lease_until=lease_until).all()
+    held = {(row.id, row.attempt) for row in rows}
+    return HeartbeatReply(
+        lost=frozenset(job for job, number in running.items() if (job, number) not in held),
+        cancel=frozenset(row.id for row in rows if row.cancel_requested),
+    )
+
+
+def lose_attempt(
+    conn: Connection,
+    job_id: str,
+    attempt: int,
+    message: str,
+    now: float,
+    max_lost: int | None,
+    expired_only: bool,
+) -> JobState | None:
+    """Record an attempt as worker_lost and requeue or fail its job.
+
+    ``max_lost`` None means the loss is not the job's fault (a clean release)
+    and does not count. Returns the job's new state, or None if the attempt
+    was no longer running.
+    """
+    holds = and_(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == _RUNNING)
+    row = conn.execute(
+        select(jobs.c.on_worker_lost, jobs.c.lost_count, jobs.c.cancel_requested).where(holds)
+    ).first()
+    if row is None:
+        return None
+    lost_count = row.lost_count + (0 if max_lost is None else 1)
+    if row.cancel_requested:
+        new_state, reason = JobState.CANCELLED, Reason.CANCELLED
+    elif row.on_worker_lost == "requeue" and (max_lost is None or lost_count <= max_lost):
+        new_state, reason = JobState.QUEUED, None
+    else:
+        new_state, reason = JobState.FAILED, Reason.WORKER_LOST
+    if expired_only:
+        holds = and_(holds, jobs.c.lease_expires_at < now)
+    values: dict[str, Any] = {
+        "state": new_state.value,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "lost_count": lost_count,
+    }
+    if new_state.terminal:
+        values.update(finished_at=now, reason=reason.value if reason else None, message=message)
+    if not conn.execute(update(jobs).where(holds).values(**values)).rowcount:
+        return None
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
+        .values(finished_at=now, reason=Reason.WORKER_LOST.value, message=message)
+    )
+    return new_state
+
+
+def reap_expired(conn: Connection, now: float, max_lost: int) -> list[LostAttempt]:
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.attempt, attempts.c.host, attempts.c.pid, attempts.c.pid_start)
+        .join(
+            attempts,
+            and_(attempts.c.job_id == jobs.c.id, attempts.c.number == jobs.c.attempt),
+        )
+        .where(jobs.c.state == _RUNNING, jobs.c.lease_expires_at < now)
+    ).all()
+    lost = []
+    for row in rows:
+        message = f"the worker running attempt {row.attempt} stopped renewing its lease"
+        state = lose_attempt(conn, row.id, row.attempt, message, now, max_lost, True)
+        if state is not None:
+            lost.append(LostAttempt(row.id, row.attempt, row.host, row.pid, row.pid_start, state))
+    return lost
+
+
+# -- logs ------------------------------------------------------------------------
+
+_LOG_JOB = Prepared(lambda _: select(jobs.c.state, jobs.c.attempt).where(jobs.c.id == _p("job_id")))
+
+
+def _chunks_statement(stream: bool) -> Prepared:
+    end = log_chunks.c.end_offset if stream else log_chunks.c.merged_end
+    query = select(log_chunks).where(
+        log_chunks.c.job_id == _p("job_id"),
+        log_chunks.c.attempt == _p("attempt"),
+        end > _p("offset"),
+    )
+    if stream:
+        query = query.where(log_chunks.c.stream == _p("stream"))
+    return Prepared(lambda _: query.order_by(log_chunks.c.seq).limit(_p("limit")))
+
+
+_CHUNKS_OF_STREAM = _chunks_statement(stream=True)
+_CHUNKS_MERGED = _chunks_statement(stream=False)
+
+
+def read_logs(
+    conn: Connection,
+    job_id: str,
+    attempt: int | None,
+    stream: Stream | None,
+    offset: int,
+    limit: int,
+) -> LogRead:
+    # Read the job's state before its chunks: an attempt that had ended by
+    # then had written all of its chunks, so "done" is never premature.
+    job = _LOG_JOB.run(conn, job_id=job_id).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    number = job.attempt if attempt is None else attempt
+    if number == 0:
+        return LogRead(attempt=0, chunks=[], done=JobState(job.state).terminal)
+    done = number < job.attempt or job.state != _RUNNING
+    if stream is None:
+        rows = _CHUNKS_MERGED.run(
+            conn, job_id=job_id, attempt=number, offset=offset, limit=limit
+        ).all()
+    else:
+        rows = _CHUNKS_OF_STREAM.run(
+            conn,
+            job_id=job_id,
+            attempt=number,
+            offset=offset,
+            stream=STREAM_NUMBERS[stream],
+            limit=limit,
+        ).all()
+    chunks = [
+        LogChunk(
+            seq=row.seq,
+            stream=STREAMS_BY_NUMBER[row.stream],
+            offset=row.end_offset - len(row.data),
+            merged_offset=row.merged_end - len(row.data),
+            data=row.data,
+        )
+        for row in rows
+    ]
+    return LogRead(attempt=number, chunks=chunks, done=done)
