@@ -25,7 +25,8 @@ class JobWatch:
     async def wait(self, timeout: float) -> bool:
         """Wait for the change; False if ``timeout`` seconds passed first."""
         try:
-            await asyncio.wait_for(self.future, timeout)
+            async with asyncio.timeout(timeout):
+                await self.future
             return True
         except TimeoutError:
             self._events._forget(self)
@@ -75,7 +76,8 @@ class Events:
         """Return when a job may have become claimable, or after ``timeout``."""
         if not self._work.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._work.wait()
         self._work.clear()
 
     def cancel_requested(self, job_id: str) -> None:

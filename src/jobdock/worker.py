@@ -159,6 +159,7 @@ class Worker:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.runtime.close()
 
     # -- claiming ---------------------------------------------------------------
 
@@ -233,7 +234,7 @@ class Worker:
             )
             return
         attempt.execution = execution
-        started = Started(execution.pid, execution.pid_start, HOST, time.time())
+        started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
         writer = LogWriter(store, claim.job_id, claim.attempt)
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:

@@ -26,7 +26,10 @@ class Execution(Protocol):
     """One running attempt."""
 
     pid: int | None
+    #: When the process started: boot-relative clock ticks (with ``pid``,
+    #: names the process even after its pid is reused), and epoch seconds.
     pid_start: int | None
+    started_at: float
 
     def output(self) -> AsyncIterator[list[tuple[Stream, bytes]]]:
         """Batches of output in arrival order; ends when both streams are closed.
@@ -52,3 +55,6 @@ class Runtime(Protocol):
     async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> Execution:
         """Start the job's command; raises SpawnError when it cannot start."""
         ...
+
+    def close(self) -> None:
+        """Release what the runtime holds (threads, descriptors)."""

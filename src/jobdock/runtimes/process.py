@@ -81,6 +81,12 @@ class ProcessRuntime:
         self._devnull: int | None = None
         self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
 
+    def close(self) -> None:
+        self._spawners.shutdown(wait=True)
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
+
     def _stdin_null(self) -> int:
         if self._devnull is None:
             self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -91,16 +97,19 @@ class ProcessRuntime:
         # of a millisecond: on a spawner thread the event loop goes on meanwhile.
         stdin_source = subprocess.PIPE if stdin else self._stdin_null()
         loop = asyncio.get_running_loop()
-        proc, started = await loop.run_in_executor(
+        proc, ticks, started_at = await loop.run_in_executor(
             self._spawners, _spawn, spec, stdin_source, dict(env)
         )
-        return ProcessExecution(proc, stdin, started)
+        return ProcessExecution(proc, stdin, ticks, started_at)
 
 
-def _spawn(spec: JobSpec, stdin: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    # Taken before the fork, so it is at most a tick or two before the start
-    # time the kernel records; reading /proc after would cost more.
-    started = now_ticks()
+def _spawn(
+    spec: JobSpec, stdin: int, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int, float]:
+    # Both taken just before the fork: the boot-relative time is at most a
+    # tick or two before the start time the kernel records (reading /proc
+    # after would cost more), and the wall-clock time is when the job started.
+    ticks, started_at = now_ticks(), time.time()
     try:
         proc = subprocess.Popen(
             spec.command,
@@ -113,7 +122,7 @@ def _spawn(spec: JobSpec, stdin: int, env: dict[str, str]) -> tuple[subprocess.P
         )
     except OSError as exc:
         raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
-    return proc, started
+    return proc, ticks, started_at
 
 
 def _spawn_message(spec: JobSpec, exc: OSError) -> str:
@@ -126,11 +135,14 @@ def _spawn_message(spec: JobSpec, exc: OSError) -> str:
 class ProcessExecution:
     """A running process job."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes, started: int) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], stdin: bytes, ticks: int, started_at: float
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
         self.pid: int | None = proc.pid
-        self.pid_start: int | None = started
+        self.pid_start: int | None = ticks
+        self.started_at = started_at
         self._exit: asyncio.Future[ExitStatus] = self._loop.create_future()
         self._reaped = False
         self._pidfd = os.pidfd_open(proc.pid)

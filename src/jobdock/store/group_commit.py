@@ -66,15 +66,19 @@ class GroupCommitter:
             await loop.run_in_executor(self._thread, self._conn.close)
         self._thread.shutdown(wait=True)
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in the next transaction; return its result
-        once that transaction has committed."""
+    def enqueue(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(conn, *args)`` for the next transaction; the future
+        resolves once that transaction has committed."""
         if self._closing:
             raise StoreError("the store is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(fn, args, future))
         self._wake.set()
-        return await future
+        return future
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in the next transaction and return its result."""
+        return await self.enqueue(fn, *args)
 
     async def _flush_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,6 +88,9 @@ class GroupCommitter:
                     return
                 await self._wake.wait()
                 self._wake.clear()
+                # One turn of the loop lets the writes that this wake-up
+                # caused (a worker claiming the job just queued) join it.
+                await asyncio.sleep(0)
                 continue
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]

@@ -166,8 +166,9 @@ class Store(Protocol):
         """
 
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
-        """Give a running attempt back (worker shutting down): recorded as
-        ``worker_lost`` and the job requeued, without counting against it."""
+        """Give a running attempt back (its worker is shutting down): recorded
+        as ``worker_lost``, and the job requeued (or failed, if its spec says
+        ``on_worker_lost: fail``) without counting against ``max_lost``."""
 
     async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
         """Resolve running attempts whose lease expired: ``worker_lost``,

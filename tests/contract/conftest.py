@@ -1,0 +1,66 @@
+"""Fixtures of the contract suites: every test in tests/contract runs once per
+Store implementation and once per Runtime implementation it uses.
+
+To run the suites against another implementation, add one entry to STORES or
+RUNTIMES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from jobdock.runtimes import ProcessRuntime, Runtime
+from jobdock.store import Store
+from jobdock.store.sql import SqlStore
+
+
+def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    return lambda: SqlStore(url)
+
+
+#: name -> a function of a fresh temporary directory that gives a factory of
+#: stores, every one of them connected to the same new, empty database.
+STORES: dict[str, Callable[[Path], Callable[[], Store]]] = {
+    "sqlite": _sqlite,
+}
+
+#: name -> a function that makes the runtime.
+RUNTIMES: dict[str, Callable[[], Runtime]] = {
+    "process": ProcessRuntime,
+}
+
+StoreOpener = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=sorted(STORES))
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreOpener]:
+    """Opens stores on one new database (more than one: as separate servers
+    sharing it would); all of them are closed after the test."""
+    make = STORES[request.param](tmp_path)
+    opened: list[Store] = []
+
+    async def open_one() -> Store:
+        store = make()
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in reversed(opened):
+        await store.close()
+
+
+@pytest.fixture
+async def store(open_store: StoreOpener) -> Store:
+    """An open store on a new, empty database."""
+    return await open_store()
+
+
+@pytest.fixture(scope="session", params=sorted(RUNTIMES))
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    """One runtime for the session, as a worker has one for its life."""
+    return RUNTIMES[request.param]()

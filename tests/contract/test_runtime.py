@@ -1,0 +1,293 @@
+"""The Runtime contract: what the worker relies on when it runs an attempt,
+whatever runs it. Every test runs once per implementation (see
+conftest.RUNTIMES) with real processes, and reads each job's output to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobdock.errors import SpawnError
+from jobdock.models import JobSpec, Stream
+from jobdock.runtimes import Execution, ExitStatus, Runtime
+from jobdock.runtimes.process import HIGH_WATER
+from support import eventually
+
+#: Every wait in these tests ends by then; a job still running is killed.
+DEADLINE = 10.0
+ENV = {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
+
+
+async def start(
+    runtime: Runtime,
+    *command: str,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+    **fields: Any,
+) -> Execution:
+    spec = JobSpec(command=list(command), **fields)
+    return await runtime.start(spec, stdin, {**ENV, **(env or {})})
+
+
+@dataclass
+class Finished:
+    status: ExitStatus
+    stdout: bytes
+    stderr: bytes
+
+
+async def collect(batches: AsyncIterator[list[tuple[Stream, bytes]]]) -> dict[Stream, bytes]:
+    received = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
+    async for batch in batches:
+        for stream, data in batch:
+            received[stream] += data
+    return {stream: bytes(data) for stream, data in received.items()}
+
+
+async def finish(
+    execution: Execution, batches: AsyncIterator[list[tuple[Stream, bytes]]] | None = None
+) -> Finished:
+    """Read the job's output to its end and wait for its exit, within DEADLINE."""
+    try:
+        output, status = await asyncio.wait_for(
+            asyncio.gather(collect(batches or execution.output()), execution.wait()), DEADLINE
+        )
+    except BaseException:
+        execution.kill()
+        raise
+    return Finished(status, output[Stream.STDOUT], output[Stream.STDERR])
+
+
+async def read_until(batches: AsyncIterator[list[tuple[Stream, bytes]]], marker: bytes) -> bytes:
+    """Read stdout until ``marker`` has arrived (the rest stays unread)."""
+    seen = b""
+
+    async def read() -> bytes:
+        nonlocal seen
+        async for batch in batches:
+            seen += b"".join(data for stream, data in batch if stream is Stream.STDOUT)
+            if marker in seen:
+                return seen
+        raise AssertionError(f"output ended before {marker!r}; got {seen!r}")
+
+    return await asyncio.wait_for(read(), DEADLINE)
+
+
+# -- how a job ends -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [0, 3, 255])
+async def test_the_exit_code_of_the_command_is_reported(runtime: Runtime, code: int) -> None:
+    execution = await start(runtime, "sh", "-c", f"exit {code}")
+
+    assert (await finish(execution)).status == ExitStatus(exit_code=code)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR1])
+async def test_a_job_killed_by_a_signal_reports_the_signal(
+    runtime: Runtime, sig: signal.Signals
+) -> None:
+    execution = await start(runtime, "sh", "-c", f"kill -s {sig.name.removeprefix('SIG')} $$")
+
+    assert (await finish(execution)).status == ExitStatus(signal=sig)
+
+
+# -- output and input -----------------------------------------------------------
+
+#: Writes N pseudo-random bytes (seed 1) to stdout and N (seed 2) to stderr,
+#: alternating between them in pieces of varying size.
+WRITE_BOTH = """
+import random, sys
+size = int(sys.argv[1])
+out, err = random.Random(1).randbytes(size), random.Random(2).randbytes(size)
+sizes = random.Random(3)
+o = e = 0
+while o < size or e < size:
+    n = sizes.randrange(1, 200_000)
+    sys.stdout.buffer.write(out[o : o + n]); sys.stdout.buffer.flush(); o += n
+    n = sizes.randrange(1, 200_000)
+    sys.stderr.buffer.write(err[e : e + n]); sys.stderr.buffer.flush(); e += n
+"""
+
+
+async def test_stdout_and_stderr_arrive_separately_and_completely(runtime: Runtime) -> None:
+    size = 3 * 1024 * 1024
+    execution = await start(runtime, sys.executable, "-c", WRITE_BOTH, str(size))
+
+    finished = await finish(execution)
+
+    assert finished.status == ExitStatus(exit_code=0)
+    assert len(finished.stdout) == size and finished.stdout == random.Random(1).randbytes(size)
+    assert len(finished.stderr) == size and finished.stderr == random.Random(2).randbytes(size)
+
+
+async def test_stdin_reaches_the_job_byte_for_byte(runtime: Runtime) -> None:
+    data = bytes(range(256)) * 4096 + os.urandom(12345)
+
+    finished = await finish(await start(runtime, "cat", stdin=data))
+
+    assert finished.status == ExitStatus(exit_code=0)
+    assert finished.stdout == data
+
+
+async def test_a_job_given_no_input_reads_end_of_file_at_once(runtime: Runtime) -> None:
+    finished = await finish(await start(runtime, "cat"))
+
+    assert (finished.status, finished.stdout) == (ExitStatus(exit_code=0), b"")
+
+
+async def test_a_job_that_does_not_read_its_input_still_ends_normally(runtime: Runtime) -> None:
+    finished = await finish(await start(runtime, "true", stdin=b"unread" * 1_000_000))
+
+    assert finished.status == ExitStatus(exit_code=0)
+
+
+#: A pause of the reader longer than any runtime waits for a job's pipes to
+#: close after it exited. The stall is the behaviour under test (a slow store
+#: behind the reader), not a way to wait for something.
+STALL_SECONDS = 1.5
+
+#: Writes N bytes to stdout, waits until the runtime has read all of them (the
+#: pipe is empty), then writes "tail" to stderr and exits. With N at the
+#: runtime's high-water mark, the tail is written while the runtime has
+#: stopped reading, waiting for its reader to catch up.
+WRITE_THEN_TAIL = """
+import fcntl, struct, sys, termios, time
+sys.stdout.buffer.write(b"x" * int(sys.argv[1]))
+sys.stdout.buffer.flush()
+while struct.unpack("i", fcntl.ioctl(1, termios.FIONREAD, b"0000"))[0]:
+    time.sleep(0.001)
+sys.stderr.buffer.write(b"tail\\n")
+"""
+
+
+async def test_a_reader_that_falls_behind_still_gets_all_the_output(runtime: Runtime) -> None:
+    execution = await start(runtime, sys.executable, "-c", WRITE_THEN_TAIL, str(HIGH_WATER))
+
+    # The reader stalls, as behind a slow store: until the job has exited (or
+    # could not, for want of a reader), and then a while longer.
+    await asyncio.wait([asyncio.ensure_future(execution.wait())], timeout=DEADLINE / 2)
+    await asyncio.sleep(STALL_SECONDS)
+    finished = await finish(execution)
+
+    assert finished.status == ExitStatus(exit_code=0)
+    assert len(finished.stdout) == HIGH_WATER
+    assert finished.stderr == b"tail\n", "output written while the reader was behind was lost"
+
+
+async def test_the_job_runs_with_the_environment_and_directory_it_is_given(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    execution = await start(
+        runtime, "sh", "-c", 'echo "$GREETING"; pwd', env={"GREETING": "hello"}, cwd=str(tmp_path)
+    )
+
+    finished = await finish(execution)
+
+    assert finished.stdout.decode().splitlines() == ["hello", str(tmp_path)]
+
+
+# -- stopping a job -------------------------------------------------------------
+
+
+async def test_terminate_stops_a_sleeping_job(runtime: Runtime) -> None:
+    execution = await start(runtime, "sleep", "100")
+
+    execution.terminate()
+
+    assert (await finish(execution)).status == ExitStatus(signal=signal.SIGTERM)
+
+
+async def test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The job says "ready" once it ignores SIGTERM, then waits for the file
+    # "go" and says "survived": only a job still alive after terminate() can.
+    script = (
+        'trap "" TERM; echo ready; until [ -e go ]; do sleep 0.01; done; echo survived; sleep 100'
+    )
+    execution = await start(runtime, "sh", "-c", script, cwd=str(tmp_path))
+    batches = execution.output()
+    await read_until(batches, b"ready\n")
+
+    execution.terminate()
+    (tmp_path / "go").touch()
+    await read_until(batches, b"survived\n")
+    execution.kill()
+
+    assert (await finish(execution, batches)).status == ExitStatus(signal=signal.SIGKILL)
+
+
+async def test_when_the_main_process_exits_the_processes_it_left_behind_are_killed(
+    runtime: Runtime,
+) -> None:
+    # The background sleep holds the job's stdout open: output() can only end
+    # (before its fallback drain timeout) if the sleep is killed.
+    execution = await start(runtime, "sh", "-c", "sleep 100 & echo $!")
+
+    finished = await finish(execution)
+
+    assert finished.status == ExitStatus(exit_code=0)
+    left_behind = int(finished.stdout)
+    eventually(
+        lambda: _has_exited(left_behind), DEADLINE, f"process {left_behind} left behind to die"
+    )
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
+
+
+# -- a job that cannot start ------------------------------------------------------
+
+
+async def test_a_command_that_does_not_exist_raises_spawn_error_naming_it(
+    runtime: Runtime,
+) -> None:
+    with pytest.raises(SpawnError) as raised:
+        await start(runtime, "no-such-command-jobdock-test", "arg")
+
+    assert "no-such-command-jobdock-test" in raised.value.message
+    assert raised.value.errno == errno.ENOENT
+
+
+async def test_a_file_that_is_not_executable_raises_spawn_error_naming_it(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+
+    with pytest.raises(SpawnError) as raised:
+        await start(runtime, str(script))
+
+    assert str(script) in raised.value.message
+    assert raised.value.errno == errno.EACCES
+
+
+async def test_a_working_directory_that_does_not_exist_raises_spawn_error_naming_it(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+
+    with pytest.raises(SpawnError) as raised:
+        await start(runtime, "true", cwd=str(missing))
+
+    assert str(missing) in raised.value.message
+    assert "'true'" not in raised.value.message, "the command is fine; the directory is not"
