@@ -12,17 +12,16 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from jobdock.errors import StoreError
 from jobdock.events import Events
 from jobdock.models import Job, JobPage, JobState, Stream, timestamp
 from jobdock.store import operations as ops
+from jobdock.store import sqlite
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.protocol import (
@@ -49,12 +48,15 @@ class SqlStore:
         self._synchronous = sqlite_synchronous
         self._engine: Engine | None = None
         self._writer: GroupCommitter | None = None
+        self._checkpointer: sqlite.Checkpointer | None = None
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobdock-reader")
 
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        engine = self._make_engine()
+        if not self.url.startswith("sqlite"):
+            raise StoreError(f"unsupported store URL {_safe_url(self.url)} (use sqlite:///PATH)")
+        engine = sqlite.make_engine(self.url, self._synchronous)
         self._engine = engine
         loop = asyncio.get_running_loop()
         try:
@@ -63,10 +65,14 @@ class SqlStore:
             raise StoreError(f"cannot open the store at {_safe_url(self.url)}: {exc.orig}") from exc
         self._writer = GroupCommitter(engine)
         await self._writer.start()
+        self._checkpointer = sqlite.Checkpointer(engine)
+        self._checkpointer.start()
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         self._readers.shutdown(wait=True)
         if self._engine is not None:
             self._engine.dispose()
@@ -77,38 +83,6 @@ class SqlStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    def _make_engine(self) -> Engine:
-        if not self.url.startswith("sqlite"):
-            raise StoreError(f"unsupported store URL {_safe_url(self.url)} (use sqlite:///PATH)")
-        path = self.url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            self.url,
-            connect_args={"timeout": 30, "check_same_thread": False},
-            pool_size=8,
-        )
-        synchronous = self._synchronous
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
-            # Let SQLAlchemy, not the driver, open transactions (BEGIN IMMEDIATE
-            # for writers keeps lock upgrades from failing under load).
-            dbapi_conn.isolation_level = None
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Connection) -> None:
-            # The writer takes the write lock up front, so that a second
-            # process writing the same file waits instead of failing.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
-
-        return engine
 
     # -- running SQL -----------------------------------------------------------
 

@@ -1,0 +1,95 @@
+"""SQLite specifics: connection settings, transactions, and checkpoints.
+
+SQLite runs in WAL mode. Its automatic checkpoint (copying the WAL back into
+the database file, with an fsync) would run inside whichever commit crosses
+the threshold, stalling every write queued behind it; jobdock turns it off
+and checkpoints from a background thread instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.pool import ConnectionPoolEntry
+
+_log = logging.getLogger(__name__)
+
+#: How often the background checkpoint runs.
+CHECKPOINT_SECONDS = 0.5
+#: A WAL larger than this (in pages) after a passive checkpoint is truncated,
+#: waiting for readers if need be, so that it cannot grow without bound.
+WAL_LIMIT_PAGES = 65536
+
+
+def make_engine(url: str, synchronous: str) -> Engine:
+    """An engine for a SQLite file with jobdock's settings."""
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, open transactions.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # The writer takes the write lock up front, so that a second
+        # process writing the same file waits instead of failing.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+    return engine
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file, off the write path."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobdock-checkpoint")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="jobdock-checkpoint")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._checkpoint, "TRUNCATE")
+        self._thread.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                pages = await loop.run_in_executor(self._thread, self._checkpoint, "PASSIVE")
+                if pages > WAL_LIMIT_PAGES:
+                    await loop.run_in_executor(self._thread, self._checkpoint, "TRUNCATE")
+            except Exception as exc:  # a failed checkpoint is retried on the next turn
+                _log.warning("SQLite checkpoint failed: %s", exc)
+
+    def _checkpoint(self, mode: str) -> int:
+        """Run one checkpoint; returns the WAL's size in pages."""
+        with self._engine.connect() as conn:
+            row = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").first()
+            conn.commit()
+        return int(row[1]) if row is not None else 0
