@@ -73,7 +73,10 @@ class Checkpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._checkpoint, "TRUNCATE")
+        try:
+            await loop.run_in_executor(self._thread, self._checkpoint, "TRUNCATE")
+        except Exception as exc:  # another process may hold the file; it checkpoints later
+            _log.debug("final SQLite checkpoint skipped: %s", exc)
         self._thread.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -88,8 +91,14 @@ class Checkpointer:
                 _log.warning("SQLite checkpoint failed: %s", exc)
 
     def _checkpoint(self, mode: str) -> int:
-        """Run one checkpoint; returns the WAL's size in pages."""
-        with self._engine.connect() as conn:
-            row = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").first()
-            conn.commit()
+        """Run one checkpoint; returns the WAL's size in pages.
+
+        It runs on the driver's connection directly: inside a transaction
+        (which SQLAlchemy would open) SQLite refuses to checkpoint.
+        """
+        conn = self._engine.raw_connection()
+        try:
+            row = conn.cursor().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        finally:
+            conn.close()
         return int(row[1]) if row is not None else 0
