@@ -224,6 +224,8 @@ class JobSpec(BaseModel):
 
     def without_stdin(self) -> JobSpec:
         """This spec with its input removed (it is stored and shown separately)."""
+        if self.stdin is None and self.stdin_base64 is None:
+            return self
         return self.model_copy(update={"stdin": None, "stdin_base64": None})
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from jobdock import __version__
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.submit_path import SubmitPath
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.worker import Worker
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(jobs_router)
+    app.add_middleware(SubmitPath)
 
     @app.get("/healthz", summary="Liveness and store check")
     async def healthz() -> dict[str, str]:

@@ -59,14 +59,18 @@ def status_of(exc: JobdockError) -> int:
     return 500
 
 
-async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, JobdockError)
+def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body that answer ``exc``."""
     status = status_of(exc)
     if status >= 500:
         _log.error("%s: %s", exc.code, exc.message)
-    return JSONResponse(
-        error_body(exc.code, exc.message, field=getattr(exc, "field", None)), status
-    )
+    return status, error_body(exc.code, exc.message, field=getattr(exc, "field", None))
+
+
+async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, JobdockError)
+    status, body = render_error(exc)
+    return JSONResponse(body, status)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -92,7 +92,8 @@ class SqlStore:
             raise StoreError("the store is not open")
 
         def run() -> T:
-            with engine.connect() as conn:
+            # One transaction, so that a read of several tables sees one snapshot.
+            with engine.connect() as conn, conn.begin():
                 return fn(conn, *args)
 
         try:
