@@ -123,6 +123,10 @@ def _serve(settings: Settings) -> None:
 
     from jobdock.api.app import create_app
 
+    # The event loop shares the GIL with the writer and spawner threads; a
+    # thread that wakes for it waits up to this long (default 5 ms) for a turn.
+    # 1 ms cut p50 submit->start latency and raised throughput in bench/.
+    sys.setswitchinterval(0.001)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
