@@ -130,6 +130,7 @@ def _serve(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -416,8 +417,10 @@ def stop(
     job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to stop.", metavar="ID...")],
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
-    """Stop jobs: cancel queued ones; SIGTERM running ones, then SIGKILL after
-    their grace period. Waits until each has ended and prints its id."""
+    """Stop jobs (SIGTERM, grace period, SIGKILL); waits until each has ended.
+
+    Queued jobs are cancelled at once. Prints the id of each stopped job.
+    """
     failed = False
     with _client(url) as client:
         for job_id in job_ids:
