@@ -3,7 +3,9 @@ through :class:`jobdock.Client`; ``serve`` runs the server itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import signal
 import sys
 import threading
@@ -100,6 +102,12 @@ def serve(
         str | None, typer.Option(help="Store URL [sqlite:///$JOBDOCK_HOME/jobdock.db].")
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once [64].")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE the worker offers.")
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; `jobdock worker`s run jobs.")
+    ] = False,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
@@ -110,29 +118,79 @@ def serve(
         home=home,
         db=db,
         concurrency=concurrency,
+        labels=_pairs(label, "--label") or None,
         config=config,
         log_level=log_level,
     )
-    _serve(settings)
+    _serve(settings, embedded_worker=not no_worker)
 
 
-def _serve(settings: Settings) -> None:
-    import logging
+@app.command()
+def worker(
+    db: Annotated[str | None, typer.Option(help="Store URL (env JOBDOCK_DB).")] = None,
+    home: Annotated[str | None, typer.Option(help="Data directory (env JOBDOCK_HOME).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once [64].")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE offered to jobs.")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run jobs from a shared store (PostgreSQL), without serving the API.
 
-    import uvicorn
+    SIGTERM or Ctrl-C stops claiming, lets running jobs finish for the drain
+    time, then gives the rest back to other workers.
+    """
+    settings = load_settings(
+        db=db,
+        home=home,
+        concurrency=concurrency,
+        labels=_pairs(label, "--label") or None,
+        config=config,
+        log_level=log_level,
+    )
+    _configure_logging(settings)
+    import uvloop
 
-    from jobdock.api.app import create_app
+    from jobdock.store.sql import SqlStore
+    from jobdock.worker import Worker
 
-    # The event loop shares the GIL with the writer and spawner threads; a
-    # thread that wakes for it waits up to this long (default 5 ms) for a turn.
-    # 1 ms cut p50 submit->start latency and raised throughput in bench/.
-    sys.setswitchinterval(0.001)
+    async def run_worker() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signo in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signo, stop.set)
+        async with SqlStore(
+            settings.db_url, sqlite_synchronous=settings.sqlite_synchronous
+        ) as store:
+            worker = Worker(store, settings)
+            await worker.start()
+            await stop.wait()
+            logging.getLogger("jobdock").info("worker %s stopping", worker.id)
+            await worker.stop()
+
+    uvloop.run(run_worker())
+
+
+def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The event loop shares the GIL with the writer and spawner threads; a
+    # thread that wakes for it waits up to this long (default 5 ms) for a turn.
+    # 1 ms cut p50 submit->start latency and raised throughput in bench/.
+    sys.setswitchinterval(0.001)
+
+
+def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
+    import uvicorn
+
+    from jobdock.api.app import create_app
+
+    _configure_logging(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, embedded_worker=embedded_worker),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -373,6 +431,36 @@ def ps(
             command if len(command) <= 40 else command[:39] + "…",
             _ago(job.created_at),
             _status(job),
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@app.command()
+def workers(
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """List the workers: labels, last heartbeat, running jobs."""
+    with _client(url) as client:
+        found = client.workers()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("WORKER", "LABELS", "HEARTBEAT", "RUNNING", "STATUS"):
+        table.add_column(column, overflow="fold")
+    for item in found:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(item.labels.items()))
+        status = (
+            "stopped"
+            if item.stopped_at
+            else f"up {_span(time.time() - item.started_at.timestamp())}"
+        )
+        table.add_row(
+            item.id,
+            labels,
+            _ago(item.heartbeat_at),
+            f"{len(item.running)}/{item.concurrency}",
+            status,
         )
     Console(soft_wrap=False).print(table)
 

@@ -6,6 +6,7 @@ loop in a background thread for code (and the CLI) that is not async.
 
 from __future__ import annotations
 
+import builtins
 import math
 import struct
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
@@ -17,7 +18,16 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import ValidationError
 
 from jobdock.errors import ApiError, ServerUnreachable
-from jobdock.models import Job, JobPage, JobSpec, JobState, RunResult, Stream
+from jobdock.models import (
+    Job,
+    JobPage,
+    JobSpec,
+    JobState,
+    RunResult,
+    Stream,
+    WorkerList,
+    WorkerRecord,
+)
 from jobdock.settings import DEFAULT_URL
 from jobdock.submit import invalid_spec
 
@@ -165,6 +175,11 @@ class AsyncClient:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the jobdock server at {self.url}: {exc}") from None
 
+    async def workers(self) -> builtins.list[WorkerRecord]:
+        """The workers known to the server's store."""
+        response = await self._request("GET", "/v1/workers")
+        return WorkerList.model_validate_json(response.content).workers
+
     async def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
         body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
@@ -229,6 +244,10 @@ class Client:
     def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
         return self._portal.call(self.aio.run, spec)
+
+    def workers(self) -> builtins.list[WorkerRecord]:
+        """The workers known to the server's store."""
+        return self._portal.call(self.aio.workers)
 
     def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""

@@ -9,7 +9,8 @@ instead of growing the server's memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 
 from jobdock.models import Stream
 from jobdock.store.protocol import LogChunk, Store
@@ -21,8 +22,16 @@ MAX_CHUNK = 1 << 20
 class LogWriter:
     """Turns an attempt's output into stored chunks, in arrival order."""
 
-    def __init__(self, store: Store, job_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job_id: str,
+        attempt: int,
+        *,
+        persist: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]] | None = None,
+    ) -> None:
         self._store = store
+        self._persist = persist
         self._job_id = job_id
         self._attempt = attempt
         self._seq = 0
@@ -30,10 +39,13 @@ class LogWriter:
         self.bytes = {Stream.STDOUT: 0, Stream.STDERR: 0}
 
     async def pump(self, output: AsyncIterator[list[tuple[Stream, bytes]]]) -> None:
-        """Store everything ``output`` yields; raises FencedOff if the attempt
-        lost the job."""
+        """Store everything ``output`` yields, each batch through ``persist``
+        if given (to retry it); raises FencedOff if the attempt lost the job."""
         async for batch in output:
-            await self._store.append_logs(self._job_id, self._attempt, self.chunks(batch))
+            append = partial(
+                self._store.append_logs, self._job_id, self._attempt, self.chunks(batch)
+            )
+            await (append() if self._persist is None else self._persist(append))
 
     def chunks(self, batch: Sequence[tuple[Stream, bytes]]) -> list[LogChunk]:
         """Number a batch of output: neighbours of one stream are joined, then

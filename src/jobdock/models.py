@@ -160,6 +160,10 @@ class JobSpec(BaseModel):
         "requeue",
         description="What happens when the worker running the job dies: run it again, or fail.",
     )
+    requires: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels a worker must have to run the job, e.g. {'gpu': 'nvidia'}.",
+    )
 
     @field_validator("command")
     @classmethod
@@ -187,7 +191,7 @@ class JobSpec(BaseModel):
             raise ValueError("must be an absolute path")
         return value
 
-    @field_validator("labels")
+    @field_validator("labels", "requires")
     @classmethod
     def _label_syntax(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
@@ -277,6 +281,28 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class WorkerRecord(BaseModel):
+    """A worker: where it runs, what it offers, and whether it is alive."""
+
+    id: str
+    host: str
+    labels: dict[str, str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+    state: Literal["alive", "lost", "stopped"] = Field(
+        description="lost: no heartbeat for longer than a lease; its jobs go to other workers."
+    )
+    running: list[str] = Field(default_factory=list, description="Ids of the jobs it runs.")
+
+
+class WorkerList(BaseModel):
+    """The workers known to the store."""
+
+    workers: list[WorkerRecord]
 
 
 class RunResult(BaseModel):

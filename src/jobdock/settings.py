@@ -48,7 +48,11 @@ class Settings(BaseSettings):
     url: str = Field(DEFAULT_URL, description="The server a client talks to.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    concurrency: int = Field(64, ge=0, description="Jobs the embedded worker runs at once.")
+    concurrency: int = Field(64, ge=0, description="Jobs a worker runs at once.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels a worker offers to jobs that require them (besides arch and host).",
+    )
     lease_seconds: float = Field(10.0, gt=0, description="How long a claim lasts unrenewed.")
     heartbeat_seconds: float = Field(3.0, gt=0, description="How often leases are renewed.")
     poll_seconds: float = Field(1.0, gt=0, description="Fallback poll for new jobs and changes.")

@@ -11,26 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 import secrets
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from jobdock.errors import FencedOff, JobdockError, SpawnError
+from jobdock.errors import FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.logs import LogWriter
 from jobdock.models import JobState, Reason, Stream
 from jobdock.runtimes.base import Execution, ExitStatus, Runtime
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.settings import Settings
-from jobdock.store.protocol import Claim, Outcome, Started, Store
+from jobdock.store.protocol import Claim, Outcome, Started, Store, WorkerInfo
 
 _log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 #: Claim at most this many jobs in one statement.
 CLAIM_BATCH = 64
+#: The longest wait between two tries of a write the store refused.
+MAX_RETRY_DELAY = 5.0
 
 
 def describe_exit(status: ExitStatus) -> str:
@@ -113,6 +116,7 @@ class Worker:
         self.settings = settings
         self.runtime: Runtime = runtime or ProcessRuntime()
         self.id = worker_id or f"{HOST}-{secrets.token_hex(4)}"
+        self.labels = {"arch": platform.machine(), "host": HOST, **settings.labels}
         self._running: dict[str, _Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -126,13 +130,21 @@ class Worker:
         return {job_id: a.claim.attempt for job_id, a in self._running.items()}
 
     async def start(self) -> None:
-        """Resolve attempts lost before this start, then begin claiming."""
+        """Register, resolve attempts lost before this start, then begin claiming."""
+        await self.store.register_worker(
+            WorkerInfo(self.id, HOST, self.labels, self.settings.concurrency, time.time())
+        )
         await self._reap()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
         ]
-        _log.info("worker %s started (concurrency %d)", self.id, self.settings.concurrency)
+        _log.info(
+            "worker %s started (concurrency %d, labels %s)",
+            self.id,
+            self.settings.concurrency,
+            ",".join(f"{k}={v}" for k, v in sorted(self.labels.items())),
+        )
 
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop claiming; let running jobs finish for ``drain_seconds``, then
@@ -160,6 +172,10 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.runtime.close()
+        try:
+            await self.store.unregister_worker(self.id, time.time())
+        except JobdockError as exc:
+            _log.warning("could not record that worker %s stopped: %s", self.id, exc)
 
     # -- claiming ---------------------------------------------------------------
 
@@ -173,7 +189,11 @@ class Worker:
                 continue
             try:
                 claims = await self.store.claim_jobs(
-                    self.id, min(free, CLAIM_BATCH), time.time(), settings.lease_seconds
+                    self.id,
+                    min(free, CLAIM_BATCH),
+                    time.time(),
+                    settings.lease_seconds,
+                    self.labels,
                 )
             except JobdockError as exc:
                 _log.warning("cannot claim jobs: %s", exc)
@@ -222,25 +242,22 @@ class Worker:
         try:
             execution = await self.runtime.start(spec, claim.stdin, self._env(claim))
         except SpawnError as exc:
-            await store.finish_attempt(
-                claim.job_id,
-                claim.attempt,
-                Outcome(
-                    state=JobState.FAILED,
-                    reason=Reason.SPAWN_ERROR,
-                    message=exc.message,
-                    finished_at=time.time(),
-                ),
+            failed = Outcome(
+                state=JobState.FAILED,
+                reason=Reason.SPAWN_ERROR,
+                message=exc.message,
+                finished_at=time.time(),
             )
+            await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, failed))
             return
         attempt.execution = execution
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
-        writer = LogWriter(store, claim.job_id, claim.attempt)
+        writer = LogWriter(store, claim.job_id, claim.attempt, persist=self._persist)
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:
                 attempt.stop(attempt.stop_reason)
-            await store.mark_started(claim.job_id, claim.attempt, started)
+            await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
             exit_status = await self._wait(attempt, execution)
             await pump
         except BaseException:
@@ -249,20 +266,37 @@ class Worker:
         if attempt.fenced:
             raise FencedOff(claim.job_id, claim.attempt)
         if attempt.released:
-            await store.release_attempt(
-                claim.job_id, claim.attempt, "the worker shut down", time.time()
+            await self._persist(
+                lambda: store.release_attempt(
+                    claim.job_id, claim.attempt, "the worker shut down", time.time()
+                )
             )
             return
-        outcome = outcome_of(exit_status, attempt.stop_reason, spec.timeout)
-        await store.finish_attempt(
-            claim.job_id,
-            claim.attempt,
-            replace(
-                outcome,
-                stdout_bytes=writer.bytes[Stream.STDOUT],
-                stderr_bytes=writer.bytes[Stream.STDERR],
-            ),
+        outcome = replace(
+            outcome_of(exit_status, attempt.stop_reason, spec.timeout),
+            stdout_bytes=writer.bytes[Stream.STDOUT],
+            stderr_bytes=writer.bytes[Stream.STDERR],
         )
+        await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+
+    async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run one of an attempt's writes until the store takes it, so that a
+        database that is briefly away loses no output and no result. A
+        refused fence (FencedOff) is final. Once the worker is stopping, it
+        gives up after its drain time."""
+        delay, gave_up_at = 0.05, None
+        while True:
+            try:
+                await write()
+                return
+            except StoreError as exc:
+                if self._stopping:
+                    gave_up_at = gave_up_at or time.monotonic() + self.settings.drain_seconds
+                    if time.monotonic() > gave_up_at:
+                        raise
+                _log.warning("the store is unavailable (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _wait(self, attempt: _Attempt, execution: Execution) -> ExitStatus:
         timeout = attempt.claim.spec.timeout
@@ -286,8 +320,9 @@ class Worker:
         while True:
             await asyncio.sleep(settings.heartbeat_seconds)
             try:
+                now = time.time()
                 reply = await self.store.heartbeat(
-                    self.id, self.running, time.time() + settings.lease_seconds
+                    self.id, self.running, now + settings.lease_seconds, now
                 )
             except JobdockError as exc:
                 _log.warning("cannot renew leases: %s", exc)

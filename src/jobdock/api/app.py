@@ -14,6 +14,7 @@ from jobdock import __version__
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.submit_path import SubmitPath
+from jobdock.api.workers import router as workers_router
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.worker import Worker
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(jobs_router)
+    app.include_router(workers_router)
     app.add_middleware(SubmitPath)
 
     @app.get("/healthz", summary="Liveness and store check")

@@ -66,6 +66,11 @@ class GroupCommitter:
             await loop.run_in_executor(self._thread, self._conn.close)
         self._thread.shutdown(wait=True)
 
+    @property
+    def connection(self) -> Connection | None:
+        """The connection the writes run on."""
+        return self._conn
+
     def enqueue(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue ``fn(conn, *args)`` for the next transaction; the future
         resolves once that transaction has committed."""

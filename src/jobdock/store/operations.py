@@ -14,7 +14,19 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from jobdock.errors import FencedOff, IllegalTransition, JobNotFound
 from jobdock.models import (
@@ -27,6 +39,7 @@ from jobdock.models import (
     JobState,
     Reason,
     Stream,
+    WorkerRecord,
     sources_of,
     timestamp,
 )
@@ -40,20 +53,37 @@ from jobdock.store.protocol import (
     NewJob,
     Outcome,
     Started,
+    WorkerInfo,
 )
-from jobdock.store.schema import attempts, jobs, log_chunks
+from jobdock.store.schema import attempts, jobs, log_chunks, workers
 
 HOST = socket.gethostname()
+#: The PostgreSQL notification channel of jobdock's announcements.
+CHANNEL = "jobdock"
 
 _RUNNING = JobState.RUNNING.value
 _QUEUED = JobState.QUEUED.value
 _CANCELLABLE = [s.value for s in sources_of(JobState.CANCELLED) if s != JobState.RUNNING]
-_JOB_COLUMNS = [c for c in jobs.c if c.name not in ("stdin", "lease_expires_at", "lost_count")]
+_JOB_COLUMNS = [
+    c for c in jobs.c if c.name not in ("stdin", "lease_expires_at", "lost_count", "requires")
+]
 _RESULT = ("finished_at", "exit_code", "signal", "reason", "message")
 
 
 def _p(name: str) -> Any:
     return bindparam(name)
+
+
+_NOTIFY = Prepared(lambda _: select(func.pg_notify(CHANNEL, _p("message"))))
+
+
+def announce(conn: Connection, *messages: str) -> None:
+    """Tell other processes about this transaction's changes, once it commits
+    (``work``, ``job:ID``, ``cancel:ID``; see store/postgres.py). SQLite has
+    no other processes to tell: its store raises the events itself."""
+    if conn.dialect.name == "postgresql":
+        for message in messages:
+            _NOTIFY.run(conn, message=message)
 
 
 def _holds() -> Any:
@@ -78,6 +108,7 @@ _INSERT_JOB = Prepared(
                 "stdin_bytes",
                 "on_worker_lost",
                 "created_at",
+                "requires",
             )
         }
         | {"state": _QUEUED, "attempt": 0, "cancel_requested": False, "lost_count": 0}
@@ -97,7 +128,9 @@ def insert_job(conn: Connection, job: NewJob) -> None:
         stdin_bytes=len(job.stdin),
         on_worker_lost=spec.on_worker_lost,
         created_at=job.created_at,
+        requires=json.dumps(spec.requires) if spec.requires else None,
     )
+    announce(conn, "work")
 
 
 def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
@@ -192,6 +225,7 @@ def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
         )
     ).rowcount
     if done:
+        announce(conn, f"job:{job_id}")
         return False
     asked = conn.execute(
         update(jobs)
@@ -199,6 +233,7 @@ def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
         .values(cancel_requested=True)
     ).rowcount
     if asked:
+        announce(conn, f"job:{job_id}", f"cancel:{job_id}")
         return True
     state = _job_state(conn, job_id)
     raise IllegalTransition(job_id, state.value, JobState.CANCELLED.value)
@@ -207,14 +242,29 @@ def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
 # -- attempts --------------------------------------------------------------------
 
 
+#: A job is eligible for a worker if the worker has every label it requires.
+_HAS_LABELS = {
+    "sqlite": "NOT EXISTS (SELECT 1 FROM json_each(jobs.requires) AS r "
+    "WHERE json_extract(:labels, '$.\"' || r.key || '\"') IS NOT r.value)",
+    "postgresql": "CAST(jobs.requires AS jsonb) <@ CAST(:labels AS jsonb)",
+}
+
+
 def _claim_statement(dialect: str) -> Any:
-    oldest = select(jobs.c.seq).where(jobs.c.state == _QUEUED).order_by(jobs.c.seq)
+    eligible = or_(jobs.c.requires.is_(None), text(_HAS_LABELS[dialect]))
+    oldest = select(jobs.c.seq).where(jobs.c.state == _QUEUED, eligible).order_by(jobs.c.seq)
     oldest = oldest.limit(_p("limit"))
+    claim = update(jobs)
     if dialect == "postgresql":
-        oldest = oldest.with_for_update(skip_locked=True)
+        # A CTE runs once; the same subquery under IN may be run again for
+        # each row, each run skipping the rows the last one locked, and so
+        # claim more than the limit.
+        picked = oldest.with_for_update(skip_locked=True).cte("picked")
+        claim = claim.where(jobs.c.seq == picked.c.seq)
+    else:
+        claim = claim.where(jobs.c.seq.in_(oldest.scalar_subquery()))
     return (
-        update(jobs)
-        .where(jobs.c.seq.in_(oldest.scalar_subquery()), jobs.c.state == _QUEUED)
+        claim.where(jobs.c.state == _QUEUED)
         .values(
             state=_RUNNING,
             attempt=jobs.c.attempt + 1,
@@ -240,14 +290,24 @@ _INSERT_ATTEMPT = Prepared(
 
 
 def claim_jobs(
-    conn: Connection, worker_id: str, limit: int, now: float, lease_until: float
+    conn: Connection,
+    worker_id: str,
+    labels: str,
+    limit: int,
+    now: float,
+    lease_until: float,
 ) -> list[Claim]:
+    """Claim up to ``limit`` of the oldest queued jobs whose required labels
+    are among ``labels`` (a JSON object)."""
     rows = sorted(
-        _CLAIM.run(conn, limit=limit, worker_id=worker_id, lease_until=lease_until).all(),
+        _CLAIM.run(
+            conn, limit=limit, worker_id=worker_id, labels=labels, lease_until=lease_until
+        ).all(),
         key=lambda row: row.seq,
     )
     if not rows:
         return []
+    announce(conn, *(f"job:{row.id}" for row in rows))
     _INSERT_ATTEMPT.run_many(
         conn,
         [
@@ -296,6 +356,7 @@ def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) 
         host=started.host,
         at=started.started_at,
     )
+    announce(conn, f"job:{job_id}")
 
 
 def _fence_statement(dialect: str) -> Any:
@@ -332,6 +393,7 @@ def append_logs(conn: Connection, job_id: str, attempt: int, chunks: Sequence[Lo
             for chunk in chunks
         ],
     )
+    announce(conn, f"job:{job_id}")
 
 
 _FINISH_JOB = Prepared(
@@ -373,8 +435,12 @@ def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome
         stderr_bytes=outcome.stderr_bytes,
         **result,
     )
+    announce(conn, f"job:{job_id}")
 
 
+_BEAT = Prepared(
+    lambda _: update(workers).where(workers.c.id == _p("worker_id")).values(heartbeat_at=_p("now"))
+)
 _HEARTBEAT = Prepared(
     lambda _: (
         update(jobs)
@@ -386,8 +452,9 @@ _HEARTBEAT = Prepared(
 
 
 def heartbeat(
-    conn: Connection, worker_id: str, running: dict[str, int], lease_until: float
+    conn: Connection, worker_id: str, running: dict[str, int], lease_until: float, now: float
 ) -> HeartbeatReply:
+    _BEAT.run(conn, worker_id=worker_id, now=now)
     rows = _HEARTBEAT.run(conn, worker_id=worker_id, lease_until=lease_until).all()
     held = {(row.id, row.attempt) for row in rows}
     return HeartbeatReply(
@@ -441,6 +508,7 @@ def lose_attempt(
         .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
         .values(finished_at=now, reason=Reason.WORKER_LOST.value, message=message)
     )
+    announce(conn, f"job:{job_id}", *(["work"] if new_state is JobState.QUEUED else []))
     return new_state
 
 
@@ -460,6 +528,59 @@ def reap_expired(conn: Connection, now: float, max_lost: int) -> list[LostAttemp
         if state is not None:
             lost.append(LostAttempt(row.id, row.attempt, row.host, row.pid, row.pid_start, state))
     return lost
+
+
+# -- workers ---------------------------------------------------------------------
+
+
+def register_worker(conn: Connection, info: WorkerInfo) -> None:
+    conn.execute(delete(workers).where(workers.c.id == info.id))
+    conn.execute(
+        insert(workers).values(
+            id=info.id,
+            host=info.host,
+            labels=info.labels,
+            concurrency=info.concurrency,
+            started_at=info.started_at,
+            heartbeat_at=info.started_at,
+        )
+    )
+
+
+def unregister_worker(conn: Connection, worker_id: str, now: float) -> None:
+    conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=now))
+
+
+def list_workers(conn: Connection, since: float, lost_before: float) -> list[WorkerRecord]:
+    """Workers running now, or stopped (or silent) since ``since``; one whose
+    last heartbeat is older than ``lost_before`` is lost."""
+    rows = conn.execute(
+        select(workers)
+        .where(or_(workers.c.stopped_at.is_(None), workers.c.stopped_at >= since))
+        .where(workers.c.heartbeat_at >= since)
+        .order_by(workers.c.started_at)
+    ).all()
+    running: dict[str, list[str]] = {}
+    for job_id, worker_id in conn.execute(
+        select(jobs.c.id, jobs.c.worker_id).where(jobs.c.state == _RUNNING)
+    ):
+        running.setdefault(worker_id, []).append(job_id)
+    return [
+        WorkerRecord(
+            id=row.id,
+            host=row.host,
+            labels=row.labels,
+            concurrency=row.concurrency,
+            started_at=timestamp(row.started_at),
+            heartbeat_at=timestamp(row.heartbeat_at),
+            stopped_at=timestamp(row.stopped_at),
+            state="stopped"
+            if row.stopped_at is not None
+            else ("lost" if row.heartbeat_at < lost_before else "alive"),
+            running=running.get(row.id, []),
+        )
+        for row in rows
+    ]
 
 
 # -- logs ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from jobdock.events import Events
-from jobdock.models import Job, JobPage, JobSpec, JobState, Reason, Stream
+from jobdock.models import Job, JobPage, JobSpec, JobState, Reason, Stream, WorkerRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,17 @@ class LostAttempt:
     new_state: JobState
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker, as it registers itself."""
+
+    id: str
+    host: str
+    labels: dict[str, str]
+    concurrency: int
+    started_at: float
+
+
 class Store(Protocol):
     """Persistence of jobs, attempts and logs."""
 
@@ -143,9 +154,15 @@ class Store(Protocol):
         """
 
     async def claim_jobs(
-        self, worker_id: str, limit: int, now: float, lease_seconds: float
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
-        """Claim up to ``limit`` queued jobs, oldest first, each as a new attempt."""
+        """Claim up to ``limit`` queued jobs, oldest first, each as a new
+        attempt; only jobs whose required labels are all in ``labels``."""
 
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
         """Record that the attempt's process started (fenced)."""
@@ -157,9 +174,13 @@ class Store(Protocol):
         """Record how the attempt ended and give the job its final state (fenced)."""
 
     async def heartbeat(
-        self, worker_id: str, running: Mapping[str, int], lease_until: float
+        self,
+        worker_id: str,
+        running: Mapping[str, int],
+        lease_until: float,
+        now: float | None = None,
     ) -> HeartbeatReply:
-        """Renew the leases of a worker's attempts.
+        """Renew the leases of a worker's attempts and note it alive at ``now``.
 
         Answers which of ``running`` (job id -> attempt) the worker no longer
         holds, and which have been asked to stop.
@@ -173,6 +194,16 @@ class Store(Protocol):
     async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
         """Resolve running attempts whose lease expired: ``worker_lost``,
         then requeued or failed as the job's spec says."""
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Record a worker that has started (replacing one of the same id)."""
+
+    async def unregister_worker(self, worker_id: str, now: float) -> None:
+        """Record that a worker has stopped."""
+
+    async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
+        """Workers alive, or stopped or silent since ``since``, oldest first;
+        those silent since before ``lost_before`` are ``lost``."""
 
     async def read_logs(
         self,

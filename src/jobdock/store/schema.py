@@ -53,6 +53,8 @@ jobs = Table(
     Column("lease_expires_at", Float),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("lost_count", Integer, nullable=False, default=0),
+    # Labels a worker must have to claim the job (JSON object), or NULL.
+    Column("requires", JSON),
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_worker", "worker_id"),
@@ -92,4 +94,16 @@ log_chunks = Table(
     Column("merged_end", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),
     Index("ix_log_chunks_stream", "job_id", "attempt", "stream", "end_offset"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float),
 )

@@ -9,7 +9,9 @@ single conditional ``UPDATE ... WHERE state IN (...) AND attempt = ?``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,9 +21,9 @@ from sqlalchemy.exc import DBAPIError
 
 from jobdock.errors import StoreError
 from jobdock.events import Events
-from jobdock.models import Job, JobPage, JobState, Stream, timestamp
+from jobdock.models import Job, JobPage, JobState, Stream, WorkerRecord, timestamp
 from jobdock.store import operations as ops
-from jobdock.store import sqlite
+from jobdock.store import postgres, sqlite
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.protocol import (
@@ -33,6 +35,7 @@ from jobdock.store.protocol import (
     NewJob,
     Outcome,
     Started,
+    WorkerInfo,
 )
 
 T = TypeVar("T")
@@ -43,20 +46,27 @@ class SqlStore:
     """A Store on a SQL database through SQLAlchemy 2."""
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
-        self.url = url
+        self.url = postgres.normalize_url(url)
         self.events = Events()
         self._synchronous = sqlite_synchronous
         self._engine: Engine | None = None
         self._writer: GroupCommitter | None = None
         self._checkpointer: sqlite.Checkpointer | None = None
+        self._listener: postgres.Listener | None = None
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobdock-reader")
 
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        if not self.url.startswith("sqlite"):
-            raise StoreError(f"unsupported store URL {_safe_url(self.url)} (use sqlite:///PATH)")
-        engine = sqlite.make_engine(self.url, self._synchronous)
+        if self.url.startswith("sqlite"):
+            engine = sqlite.make_engine(self.url, self._synchronous)
+        elif self.url.startswith("postgresql+psycopg"):
+            engine = postgres.make_engine(self.url)
+        else:
+            raise StoreError(
+                f"unsupported store URL {_safe_url(self.url)} "
+                "(use sqlite:///PATH or postgresql://USER@HOST/DB)"
+            )
         self._engine = engine
         loop = asyncio.get_running_loop()
         try:
@@ -65,14 +75,23 @@ class SqlStore:
             raise StoreError(f"cannot open the store at {_safe_url(self.url)}: {exc.orig}") from exc
         self._writer = GroupCommitter(engine)
         await self._writer.start()
-        self._checkpointer = sqlite.Checkpointer(engine)
-        self._checkpointer.start()
+        if engine.dialect.name == "sqlite":
+            self._checkpointer = sqlite.Checkpointer(engine)
+            self._checkpointer.start()
+        else:
+            writer = self._writer
+            self._listener = postgres.Listener(
+                self.url, self.events, lambda: postgres.backend_pid(writer.connection)
+            )
+            self._listener.start()
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
+        if self._listener is not None:
+            await self._listener.close()
         self._readers.shutdown(wait=True)
         if self._engine is not None:
             self._engine.dispose()
@@ -153,11 +172,23 @@ class SqlStore:
     # -- attempts --------------------------------------------------------------
 
     async def claim_jobs(
-        self, worker_id: str, limit: int, now: float, lease_seconds: float
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Claim]:
         if limit <= 0:
             return []
-        claims = await self._write(ops.claim_jobs, worker_id, limit, now, now + lease_seconds)
+        claims = await self._write(
+            ops.claim_jobs,
+            worker_id,
+            json.dumps(dict(labels or {})),
+            limit,
+            now,
+            now + lease_seconds,
+        )
         for claim in claims:
             self.events.job_changed(claim.job_id)
         return claims
@@ -176,9 +207,14 @@ class SqlStore:
         self.events.job_changed(job_id)
 
     async def heartbeat(
-        self, worker_id: str, running: Mapping[str, int], lease_until: float
+        self,
+        worker_id: str,
+        running: Mapping[str, int],
+        lease_until: float,
+        now: float | None = None,
     ) -> HeartbeatReply:
-        return await self._write(ops.heartbeat, worker_id, dict(running), lease_until)
+        beat = time.time() if now is None else now
+        return await self._write(ops.heartbeat, worker_id, dict(running), lease_until, beat)
 
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
         state = await self._write(ops.lose_attempt, job_id, attempt, message, now, None, False)
@@ -193,6 +229,17 @@ class SqlStore:
         if any(item.new_state == JobState.QUEUED for item in lost):
             self.events.work_available()
         return lost
+
+    # -- workers ---------------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        await self._write(ops.register_worker, info)
+
+    async def unregister_worker(self, worker_id: str, now: float) -> None:
+        await self._write(ops.unregister_worker, worker_id, now)
+
+    async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
+        return await self._read(ops.list_workers, since, lost_before)
 
     # -- logs ------------------------------------------------------------------
 

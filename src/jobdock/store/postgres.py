@@ -1,0 +1,110 @@
+"""PostgreSQL specifics: the engine, and notifications between processes.
+
+Every write that another process may be waiting for announces itself with
+``pg_notify`` inside its transaction (delivered only if it commits). Each
+store keeps one connection that LISTENs and turns what it hears into the same
+in-process events that SQLite's single process raises directly, so workers
+wake at once for new jobs and API servers at once for log lines and results
+written on other machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from jobdock.events import Events
+from jobdock.store.operations import CHANNEL
+
+_log = logging.getLogger(__name__)
+#: Longest wait between reconnection attempts of the listener.
+MAX_BACKOFF = 5.0
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs, told to use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a PostgreSQL database with jobdock's settings."""
+    return create_engine(url, pool_size=8, pool_pre_ping=True, pool_recycle=3600)
+
+
+def backend_pid(conn: Connection | None) -> int | None:
+    """The server process behind a psycopg connection, if it is connected."""
+    try:
+        return int(conn.connection.dbapi_connection.info.backend_pid)  # type: ignore[union-attr]
+    except Exception:
+        return None
+
+
+def dispatch(events: Events, payload: str) -> None:
+    """Raise the in-process event that a notification stands for."""
+    kind, _, job_id = payload.partition(":")
+    if kind == "work":
+        events.work_available()
+    elif kind == "job":
+        events.job_changed(job_id)
+    elif kind == "cancel":
+        events.cancel_requested(job_id)
+
+
+class Listener:
+    """LISTENs on a connection of its own, on a thread of its own, and
+    reconnects with backoff when the database goes away."""
+
+    def __init__(self, url: str, events: Events, own_pid: Callable[[], int | None]) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._events = events
+        # Our own writes raised their events in this process already.
+        self._own_pid = own_pid
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="jobdock-listen", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    backoff = 0.1
+                    # Whatever happened while we were not listening is found by
+                    # looking again.
+                    self._post(self._events.work_available)
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if note.pid != self._own_pid():
+                                self._post(functools.partial(dispatch, self._events, note.payload))
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
+                _log.warning("lost the PostgreSQL notification connection: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
