@@ -74,16 +74,17 @@ def _p(name: str) -> Any:
     return bindparam(name)
 
 
-_NOTIFY = Prepared(lambda _: select(func.pg_notify(CHANNEL, _p("message"))))
+#: Where a transaction collects its announcements (``conn.info``).
+ANNOUNCEMENTS = "jobdock_announcements"
 
 
 def announce(conn: Connection, *messages: str) -> None:
     """Tell other processes about this transaction's changes, once it commits
-    (``work``, ``job:ID``, ``cancel:ID``; see store/postgres.py). SQLite has
-    no other processes to tell: its store raises the events itself."""
+    (``work``, ``job:ID``, ``cancel:ID``). They are sent together just before
+    the commit (see store/postgres.py). SQLite has no other processes to
+    tell: its store raises the events itself."""
     if conn.dialect.name == "postgresql":
-        for message in messages:
-            _NOTIFY.run(conn, message=message)
+        conn.info.setdefault(ANNOUNCEMENTS, set()).update(messages)
 
 
 def _holds() -> Any:

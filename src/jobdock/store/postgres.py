@@ -17,11 +17,11 @@ import threading
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from jobdock.events import Events
-from jobdock.store.operations import CHANNEL
+from jobdock.store.operations import ANNOUNCEMENTS, CHANNEL
 
 _log = logging.getLogger(__name__)
 #: Longest wait between reconnection attempts of the listener.
@@ -38,7 +38,24 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for a PostgreSQL database with jobdock's settings."""
-    return create_engine(url, pool_size=8, pool_pre_ping=True, pool_recycle=3600)
+    engine = create_engine(url, pool_size=8, pool_pre_ping=True, pool_recycle=3600)
+
+    @event.listens_for(engine, "commit")
+    def _send_announcements(conn: Connection) -> None:
+        # One statement for all of a transaction's announcements, just before
+        # its COMMIT (they are delivered only if it commits).
+        messages = conn.info.pop(ANNOUNCEMENTS, None)
+        if messages:
+            conn.exec_driver_sql(
+                "SELECT pg_notify(%s, m) FROM unnest(%s::text[]) AS m",
+                (CHANNEL, sorted(messages)),
+            )
+
+    @event.listens_for(engine, "rollback")
+    def _drop_announcements(conn: Connection) -> None:
+        conn.info.pop(ANNOUNCEMENTS, None)
+
+    return engine
 
 
 def backend_pid(conn: Connection | None) -> int | None:
