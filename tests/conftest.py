@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from jobdock import Client
+from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
 from support import ServerProcess
 
 
@@ -22,3 +25,52 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[Client]:
     with Client(server.url) as c:
         yield c
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def postgres_bindir() -> Path:
+    """Where the PostgreSQL server binaries are. Tests that need them are
+    skipped on a machine without them, except in CI (``CI=true``), where they
+    fail: scripts/test installs them."""
+    try:
+        import psycopg  # noqa: F401 (the driver the tests reach the server with)
+
+        server_user()
+        return find_bindir()
+    except (ImportError, PostgresUnavailable) as exc:
+        if in_ci():
+            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_bindir: Path) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole session, started by the tests
+    themselves (tests/pg.py) and deleted at the end."""
+    with PostgresServer(postgres_bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the session's PostgreSQL server,
+    dropped after the test (connections still open to it are closed)."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    if postgres.pid is None:
+        # The test stopped or killed the shared server: bring it back for
+        # the tests after it (tests that do so had better use own_postgres).
+        postgres.start()
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def own_postgres(postgres_bindir: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, for tests that stop, kill or
+    restart it (about a second to start); deleted after the test."""
+    with PostgresServer(postgres_bindir) as server:
+        yield server

@@ -17,15 +17,25 @@ from jobdock.store import Store
 from jobdock.store.sql import SqlStore
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+def _sqlite(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
     url = f"sqlite:///{tmp_path}/jobs.db"
     return lambda: SqlStore(url)
 
 
-#: name -> a function of a fresh temporary directory that gives a factory of
+def _postgresql(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    # A new database on the session's server (tests/conftest.py: skipped
+    # without PostgreSQL binaries, except in CI).
+    url: str = request.getfixturevalue("pg_url")
+    return lambda: SqlStore(url)
+
+
+#: name -> a function of the test's fixture request (to get other fixtures
+#: from: a temporary directory, a database server) that gives a factory of
 #: stores, every one of them connected to the same new, empty database.
-STORES: dict[str, Callable[[Path], Callable[[], Store]]] = {
+STORES: dict[str, Callable[[pytest.FixtureRequest], Callable[[], Store]]] = {
     "sqlite": _sqlite,
+    "postgresql": _postgresql,
 }
 
 #: name -> a function that makes the runtime.
@@ -37,10 +47,16 @@ StoreOpener = Callable[[], Awaitable[Store]]
 
 
 @pytest.fixture(params=sorted(STORES))
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreOpener]:
+def make_store(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    """Makes (unopened) stores, all on one new, empty database."""
+    return STORES[request.param](request)
+
+
+@pytest.fixture
+async def open_store(make_store: Callable[[], Store]) -> AsyncIterator[StoreOpener]:
     """Opens stores on one new database (more than one: as separate servers
     sharing it would); all of them are closed after the test."""
-    make = STORES[request.param](tmp_path)
+    make = make_store
     opened: list[Store] = []
 
     async def open_one() -> Store:

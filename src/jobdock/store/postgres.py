@@ -116,7 +116,7 @@ class Listener:
                     # looking again.
                     self._post(self._events.work_available)
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.1):
                             if note.pid != self._own_pid():
                                 self._post(functools.partial(dispatch, self._events, note.payload))
             except psycopg.Error as exc:
