@@ -172,6 +172,21 @@ def worker(
     uvloop.run(run_worker())
 
 
+def _check_store(settings: Settings) -> None:
+    """Open the store once before serving (migrating it), so that a store
+    that cannot be opened is one line here, not a traceback from the server."""
+    from jobdock.store.sql import SqlStore
+
+    async def check() -> None:
+        async with SqlStore(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous):
+            pass
+
+    try:
+        asyncio.run(check())
+    except JobdockError as exc:
+        _fail(_message(exc))
+
+
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -189,6 +204,7 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     from jobdock.api.app import create_app
 
     _configure_logging(settings)
+    _check_store(settings)
     config = uvicorn.Config(
         create_app(settings, embedded_worker=embedded_worker),
         host=settings.host,
@@ -552,7 +568,8 @@ def wait(
 
 
 def _message(exc: JobdockError) -> str:
-    return exc.message
+    """The error's message on one line (drivers' messages span several)."""
+    return " ".join(exc.message.split())
 
 
 def main() -> None:
@@ -560,10 +577,10 @@ def main() -> None:
     try:
         app()
     except _Failure as failure:
-        sys.stderr.write(f"jobdock: {failure.message}\n")
+        sys.stderr.write(f"jobdock: {' '.join(failure.message.split())}\n")
         sys.exit(failure.code)
     except ConfigError as exc:
-        sys.stderr.write(f"jobdock: {exc.message}\n")
+        sys.stderr.write(f"jobdock: {_message(exc)}\n")
         sys.exit(2)
     except JobdockError as exc:
         sys.stderr.write(f"jobdock: {_message(exc)}\n")

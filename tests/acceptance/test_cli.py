@@ -191,3 +191,23 @@ def test_serve_then_run_from_a_fresh_home(tmp_path: Path) -> None:
     assert result.stdout == b"hello\n"
     assert time.monotonic() - started < 30
     assert (tmp_path / "fresh" / "jobdock.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "needle"),
+    [
+        (["serve", "--db", "mysql://x/y"], "unsupported store URL"),
+        (["worker", "--db", "postgresql://nobody@127.0.0.1:1/none"], "cannot open the store"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, command: list[str], needle: str
+) -> None:
+    env = {**os.environ, "JOBDOCK_HOME": str(tmp_path), "JOBDOCK_PORT": str(free_port())}
+    result = subprocess.run(
+        [*JOBDOCK, *command], capture_output=True, env=env, timeout=60, text=True
+    )
+    assert result.returncode == 1
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
