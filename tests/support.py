@@ -4,12 +4,13 @@ for conditions with a deadline (never sleeping as synchronisation)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,10 +48,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``jobdock serve`` in a subprocess, on loopback, with its own home."""
+    """``jobdock serve`` in a subprocess, on loopback, with its own home.
 
-    def __init__(self, home: Path, **settings: str) -> None:
+    ``args`` are added to the command line (e.g. ``("--no-worker",)``);
+    ``settings`` become ``JOBDOCK_*`` variables (e.g. ``db=URL``)."""
+
+    def __init__(self, home: Path, *, args: Sequence[str] = (), **settings: str) -> None:
         self.home = home
+        self.args = list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -65,16 +70,24 @@ class ServerProcess:
         self.log_path = home / "server.log"
 
     def start(self) -> ServerProcess:
+        return self.launch().wait_healthy()
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it (see ``wait_healthy``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobdock", "serve"],
+            [sys.executable, "-m", "jobdock", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
-        eventually(self._healthy, timeout=30, what=f"the server on {self.url}")
+        return self
+
+    def wait_healthy(self, timeout: float = 30) -> ServerProcess:
+        """Wait until the server answers ``/healthz``."""
+        eventually(self._healthy, timeout=timeout, what=f"the server on {self.url}")
         return self
 
     def _healthy(self) -> bool:
@@ -98,4 +111,101 @@ class ServerProcess:
 
     def kill(self) -> None:
         """Kill the server at once, as a crash would."""
+        self.stop(signal.SIGKILL)
+
+
+class WorkerProcess:
+    """``jobdock worker`` in a subprocess on a shared store (``db``), with
+    FAST_SETTINGS, its own home and its output in ``log_path``.
+
+    It logs at level info, so that ``start()`` can learn the worker's id (the
+    id its attempts are recorded under) from its start-up line."""
+
+    _STARTED = re.compile(r"worker (\S+) started")
+
+    def __init__(
+        self,
+        home: Path,
+        db: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        **settings: str,
+    ) -> None:
+        self.home = home
+        self.db = db
+        self.args = [*(f"--label={k}={v}" for k, v in (labels or {}).items()), *args]
+        self.env = {
+            **os.environ,
+            **FAST_SETTINGS,
+            "JOBDOCK_HOME": str(home),
+            "JOBDOCK_LOG_LEVEL": "info",
+            **{f"JOBDOCK_{key.upper()}": value for key, value in settings.items()},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "worker.log"
+        self.id: str | None = None
+        self._log_offset = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def launch(self) -> WorkerProcess:
+        """Start the process without waiting for it (see ``wait_started``)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.id = None
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobdock", "worker", "--db", self.db, *self.args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_started(self, timeout: float = 30) -> WorkerProcess:
+        """Wait until the worker has registered and begun claiming jobs."""
+        self.id = eventually(self._started_id, timeout=timeout, what="the worker to start")
+        return self
+
+    def start(self, timeout: float = 30) -> WorkerProcess:
+        return self.launch().wait_started(timeout)
+
+    def _started_id(self) -> str | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+        found = self._STARTED.search(self.log()[self._log_offset :])
+        return found.group(1) if found else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig: int) -> None:
+        """Send a signal (e.g. SIGSTOP, SIGCONT) if the worker still runs."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the worker (SIGTERM: drain, then release) and wait for it to
+        exit; returns its exit status. A paused worker is continued first."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig != signal.SIGKILL:
+                self.proc.send_signal(signal.SIGCONT)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """Kill the worker at once (SIGKILL), as a crash would."""
         self.stop(signal.SIGKILL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import platform
 import secrets
 import signal
@@ -34,6 +35,8 @@ HOST = socket.gethostname()
 CLAIM_BATCH = 64
 #: The longest wait between two tries of a write the store refused.
 MAX_RETRY_DELAY = 5.0
+#: At start, processes of attempts lost this recently on this machine are ended.
+ORPHAN_SECONDS = 7 * 86400.0
 
 
 def describe_exit(status: ExitStatus) -> str:
@@ -123,6 +126,8 @@ class Worker:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
+        # The reaper waits until this (monotonic) time; see _heartbeat_loop.
+        self._reap_after = 0.0
 
     @property
     def running(self) -> Mapping[str, int]:
@@ -135,6 +140,7 @@ class Worker:
             WorkerInfo(self.id, HOST, self.labels, self.settings.concurrency, time.time())
         )
         await self._reap()
+        await self._end_orphans()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
@@ -326,7 +332,16 @@ class Worker:
                 )
             except JobdockError as exc:
                 _log.warning("cannot renew leases: %s", exc)
+                # While the store is away no worker can renew its leases, and
+                # they all expire: that is not the loss of every worker. Once
+                # back, give the others a lease and a heartbeat to renew
+                # theirs before reaping.
+                self._reap_after = math.inf
                 continue
+            if self._reap_after == math.inf:
+                self._reap_after = (
+                    time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
+                )
             for job_id in reply.lost:
                 attempt = self._running.get(job_id)
                 if attempt is not None:
@@ -335,7 +350,21 @@ class Worker:
                 self._on_cancel(job_id)
             await self._reap()
 
+    async def _end_orphans(self) -> None:
+        """End the processes that workers which died on this machine left
+        behind, when another machine's worker took their jobs over."""
+        try:
+            found = await self.store.lost_processes(HOST, time.time() - ORPHAN_SECONDS)
+        except JobdockError as exc:
+            _log.warning("cannot look for processes left by lost workers: %s", exc)
+            return
+        for pid, pid_start in found:
+            if kill_process_group(pid, pid_start):
+                _log.warning("ended process group %d left behind by a lost worker", pid)
+
     async def _reap(self) -> None:
+        if time.monotonic() < self._reap_after:
+            return
         try:
             lost = await self.store.reap_expired(time.time(), self.settings.max_lost)
         except JobdockError as exc:

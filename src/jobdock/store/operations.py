@@ -531,6 +531,19 @@ def reap_expired(conn: Connection, now: float, max_lost: int) -> list[LostAttemp
     return lost
 
 
+def lost_processes(conn: Connection, host: str, since: float) -> list[tuple[int, int | None]]:
+    """(pid, start ticks) of the attempts on ``host`` lost since ``since``."""
+    rows = conn.execute(
+        select(attempts.c.pid, attempts.c.pid_start).where(
+            attempts.c.host == host,
+            attempts.c.reason == Reason.WORKER_LOST.value,
+            attempts.c.finished_at >= since,
+            attempts.c.pid.is_not(None),
+        )
+    ).all()
+    return [(row.pid, row.pid_start) for row in rows]
+
+
 # -- workers ---------------------------------------------------------------------
 
 

@@ -195,6 +195,10 @@ class Store(Protocol):
         """Resolve running attempts whose lease expired: ``worker_lost``,
         then requeued or failed as the job's spec says."""
 
+    async def lost_processes(self, host: str, since: float) -> list[tuple[int, int | None]]:
+        """The processes (pid, start ticks) of attempts on ``host`` recorded
+        ``worker_lost`` since ``since``, which may still be running."""
+
     async def register_worker(self, info: WorkerInfo) -> None:
         """Record a worker that has started (replacing one of the same id)."""
 

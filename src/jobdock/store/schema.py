@@ -79,6 +79,7 @@ attempts = Table(
     Column("message", Text),
     Column("stdout_bytes", BigInteger, nullable=False, default=0),
     Column("stderr_bytes", BigInteger, nullable=False, default=0),
+    Index("ix_attempts_host_finished", "host", "finished_at"),
 )
 
 log_chunks = Table(

@@ -230,6 +230,9 @@ class SqlStore:
             self.events.work_available()
         return lost
 
+    async def lost_processes(self, host: str, since: float) -> list[tuple[int, int | None]]:
+        return await self._read(ops.lost_processes, host, since)
+
     # -- workers ---------------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> None:

@@ -1,4 +1,4 @@
-"""workers and the labels a job requires
+"""workers, the labels a job requires, lost attempts by host
 
 Revision ID: 0002
 Revises: 0001
@@ -29,9 +29,11 @@ def upgrade() -> None:
         sa.Column("stopped_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index("ix_attempts_host_finished", "attempts", ["host", "finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attempts_host_finished", "attempts")
     op.drop_table("workers")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("requires")
