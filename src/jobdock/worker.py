@@ -33,6 +33,8 @@ _log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 #: Claim at most this many jobs in one statement.
 CLAIM_BATCH = 64
+#: After an empty claim on a store shared with other workers, wait this long.
+SHARED_CLAIM_PAUSE = 0.005
 #: The longest wait between two tries of a write the store refused.
 MAX_RETRY_DELAY = 5.0
 #: At start, processes of attempts lost this recently on this machine are ended.
@@ -212,6 +214,12 @@ class Worker:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if not claims:
+                if self.store.shared:
+                    # Every new job wakes every worker and one of them gets
+                    # it: a worker that came away empty lets a few more jobs
+                    # queue up before it tries again, instead of racing for
+                    # each one.
+                    await asyncio.sleep(SHARED_CLAIM_PAUSE)
                 await self.store.events.wait_work(settings.poll_seconds)
 
     # -- one attempt ------------------------------------------------------------

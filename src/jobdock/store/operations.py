@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -343,15 +344,48 @@ _START_ATTEMPT = Prepared(
 )
 
 
+def _job_then_attempt(job: Prepared, attempt: Prepared) -> Prepared:
+    """PostgreSQL: a job's UPDATE and its attempt's in one statement, so one
+    round trip; the attempt changes only if the job did (the fence held)."""
+
+    def build(dialect: str) -> Any:
+        changed = job.build(dialect).returning(jobs.c.id).cte("changed")
+        return attempt.build(dialect).where(exists(select(changed.c.id)))
+
+    return Prepared(build)
+
+
+def _update_both(
+    conn: Connection,
+    job_update: Prepared,
+    attempt_update: Prepared,
+    both: Prepared,
+    /,
+    **params: Any,
+) -> None:
+    """Update a running job and its attempt, or raise FencedOff."""
+    if conn.dialect.name == "postgresql":
+        done = both.run(conn, **params).rowcount
+    else:
+        done = job_update.run(conn, **params).rowcount
+        if done:
+            attempt_update.run(conn, **params)
+    if not done:
+        raise FencedOff(params["job_id"], params["attempt"])
+
+
+_START_BOTH = _job_then_attempt(_START_JOB, _START_ATTEMPT)
+
+
 def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) -> None:
-    if not _START_JOB.run(
-        conn, job_id=job_id, attempt=attempt, started_at=started.started_at
-    ).rowcount:
-        raise FencedOff(job_id, attempt)
-    _START_ATTEMPT.run(
+    _update_both(
         conn,
+        _START_JOB,
+        _START_ATTEMPT,
+        _START_BOTH,
         job_id=job_id,
         attempt=attempt,
+        started_at=started.started_at,
         pid=started.pid,
         pid_start=started.pid_start,
         host=started.host,
@@ -416,25 +450,25 @@ _FINISH_ATTEMPT = Prepared(
 )
 
 
+_FINISH_BOTH = _job_then_attempt(_FINISH_JOB, _FINISH_ATTEMPT)
+
+
 def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> None:
-    result = {
-        "finished_at": outcome.finished_at,
-        "exit_code": outcome.exit_code,
-        "signal": outcome.signal,
-        "reason": outcome.reason.value,
-        "message": outcome.message,
-    }
-    if not _FINISH_JOB.run(
-        conn, job_id=job_id, attempt=attempt, state=outcome.state.value, **result
-    ).rowcount:
-        raise FencedOff(job_id, attempt)
-    _FINISH_ATTEMPT.run(
+    _update_both(
         conn,
+        _FINISH_JOB,
+        _FINISH_ATTEMPT,
+        _FINISH_BOTH,
         job_id=job_id,
         attempt=attempt,
+        state=outcome.state.value,
+        finished_at=outcome.finished_at,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        reason=outcome.reason.value,
+        message=outcome.message,
         stdout_bytes=outcome.stdout_bytes,
         stderr_bytes=outcome.stderr_bytes,
-        **result,
     )
     announce(conn, f"job:{job_id}")
 

@@ -48,15 +48,17 @@ class _Compiled:
 class Prepared:
     """A statement, compiled lazily for each dialect it runs on."""
 
-    def __init__(self, build: Callable[[str], ClauseElement]) -> None:
-        self._build = build
+    def __init__(self, build: Callable[[str], Any]) -> None:
+        #: The statement for a dialect, as a Core construct.
+        self.build = build
         self._compiled: dict[str, _Compiled] = {}
 
     def _compile(self, conn: Connection) -> _Compiled:
         dialect = conn.dialect
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
-            result = self._build(dialect.name).compile(dialect=dialect)
+            statement: ClauseElement = self.build(dialect.name)
+            result = statement.compile(dialect=dialect)
             assert isinstance(result, SQLCompiler)
             order = tuple(result.positiontup or ()) if result.positional else None
             compiled = _Compiled(result.string, order, dict(result.params))

@@ -124,6 +124,11 @@ class Store(Protocol):
 
     events: Events
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share the store (and claim its jobs)."""
+        ...
+
     async def open(self) -> None:
         """Connect and bring the schema up to date."""
 

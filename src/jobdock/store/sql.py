@@ -55,6 +55,11 @@ class SqlStore:
         self._listener: postgres.Listener | None = None
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobdock-reader")
 
+    @property
+    def shared(self) -> bool:
+        """PostgreSQL is made to be shared by many workers; SQLite is one machine's."""
+        return self.url.startswith("postgresql")
+
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
