@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import re
 import signal
@@ -60,12 +59,17 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import Report, free_port, lean_post, machine_busy_seconds, print_table
+from bench_core import (
+    Report,
+    free_port,
+    machine_busy_seconds,
+    print_table,
+    submit_concurrently,
+)
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("succeeded", "failed", "cancelled")
-TRUE_SPEC = json.dumps({"command": ["true"]}).encode()
 START_SECONDS = 60.0
 STOP_SECONDS = 30.0
 THROUGHPUT_TARGET = 500.0  # jobs/s with 4 workers
@@ -327,33 +331,6 @@ def cluster(
 
 
 # -- (a) throughput --------------------------------------------------------------------------
-
-
-async def submit_concurrently(port: int, count: int, in_flight: int) -> tuple[float, float]:
-    """Submit ``count`` ``true`` jobs over ``in_flight`` keep-alive
-    connections; the wall clock times of the first POST and the last answer."""
-    head = (
-        f"POST /v1/jobs HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(TRUE_SPEC)}\r\n\r\n"
-    )
-    request = head.encode() + TRUE_SPEC
-    remaining = iter(range(count))
-    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(in_flight)]
-
-    async def submitter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in remaining:
-            status, answer = await lean_post(reader, writer, request)
-            if status != 201:
-                raise RuntimeError(f"submit answered {status}: {answer[:200]!r}")
-
-    start = time.time()
-    async with asyncio.TaskGroup() as group:
-        for reader, writer in connections:
-            group.create_task(submitter(reader, writer))
-    end = time.time()
-    for _, writer in connections:
-        writer.close()
-    return start, end
 
 
 def bench_throughput(
