@@ -82,9 +82,12 @@ async def read_log(
     in one stream, or both merged in order when ``stream`` is None.
 
     With ``follow``, waits for more until the attempt ends; a job that has
-    not started yet is waited for. Raises JobNotFound.
+    not started yet is waited for. Following the latest attempt goes on with
+    the next one (from its start) when the job is run again after losing its
+    worker, until the job ends. Raises JobNotFound.
     """
     number = attempt
+    followed = 0  # the last attempt followed to its end
     while True:
         watch = store.events.watch_job(job_id) if follow else None
         try:
@@ -93,6 +96,14 @@ async def read_log(
             if watch is not None:
                 watch.cancel()
             raise
+        if number is None and 0 < read.attempt <= followed:
+            # Requeued, and its next attempt has not started yet.
+            if watch is None or read.terminal:
+                if watch is not None:
+                    watch.cancel()
+                return
+            await watch.wait(poll_seconds)
+            continue
         if read.attempt:
             number = read.attempt
         for chunk in read.chunks:
@@ -115,5 +126,9 @@ async def read_log(
             return
         if read.done:
             watch.cancel()
+            if attempt is None and not read.terminal:
+                # This attempt lost its worker and the job will run again.
+                followed, number, offset = read.attempt, None, 0
+                continue
             return
         await watch.wait(poll_seconds)

@@ -829,6 +829,35 @@ async def test_a_follower_gets_output_as_it_is_stored_and_stops_when_the_attempt
     assert await asyncio.wait_for(follower, 10) == b"hello warning\nworld\ndone\n"
 
 
+async def test_a_follower_of_a_job_goes_on_with_its_next_attempt_when_the_first_is_lost(
+    store: Store,
+) -> None:
+    job = await submit(store)
+    first = await claim(store, worker="w1", now=T0, lease=10)
+    await store.append_logs(
+        job.id, first.attempt, LogWriter(store, job.id, 1).chunks([(Stream.STDOUT, b"first try\n")])
+    )
+
+    async def follow(**options: Any) -> bytes:
+        chunks = read_log(store, job.id, follow=True, poll_seconds=3600, **options)
+        return b"".join([c.data async for c in chunks])
+
+    latest = asyncio.create_task(follow())
+    pinned = asyncio.create_task(follow(attempt=1))
+    [lost] = await store.reap_expired(T0 + 11, max_lost=3)
+    assert lost.new_state is JobState.QUEUED
+    second = await claim(store, worker="w2", now=T0 + 12)
+    await store.append_logs(
+        job.id,
+        second.attempt,
+        LogWriter(store, job.id, 2).chunks([(Stream.STDOUT, b"second try\n")]),
+    )
+    await store.finish_attempt(job.id, second.attempt, exited(0, T0 + 13))
+
+    assert await asyncio.wait_for(latest, 10) == b"first try\nsecond try\n"
+    assert await asyncio.wait_for(pinned, 10) == b"first try\n"
+
+
 async def test_reading_the_logs_of_an_unknown_job_raises_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound):
         await store.read_logs("0123456789abcdef", attempt=None, stream=None, offset=0)

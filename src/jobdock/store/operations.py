@@ -667,7 +667,8 @@ def read_logs(
         raise JobNotFound(job_id)
     number = job.attempt if attempt is None else attempt
     if number == 0:
-        return LogRead(attempt=0, chunks=[], done=JobState(job.state).terminal)
+        terminal = JobState(job.state).terminal
+        return LogRead(attempt=0, chunks=[], done=terminal, terminal=terminal)
     done = number < job.attempt or job.state != _RUNNING
     if stream is None:
         rows = _CHUNKS_MERGED.run(
@@ -692,4 +693,6 @@ def read_logs(
         )
         for row in rows
     ]
-    return LogRead(attempt=number, chunks=chunks, done=done)
+    return LogRead(
+        attempt=number, chunks=chunks, done=done, terminal=JobState(job.state).terminal
+    )

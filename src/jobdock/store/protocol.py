@@ -56,12 +56,14 @@ class LogRead:
     """Chunks read from a job's log, and whether the attempt has ended.
 
     ``done`` is true when the attempt can write no more, so a follower that
-    got no chunks past its offset may stop.
+    got no chunks past its offset may stop; ``terminal`` when the job, too,
+    has ended (no later attempt will come).
     """
 
     attempt: int
     chunks: list[LogChunk]
     done: bool
+    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
