@@ -693,6 +693,4 @@ def read_logs(
         )
         for row in rows
     ]
-    return LogRead(
-        attempt=number, chunks=chunks, done=done, terminal=JobState(job.state).terminal
-    )
+    return LogRead(attempt=number, chunks=chunks, done=done, terminal=JobState(job.state).terminal)
