@@ -603,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         f"jobdock core benchmark  (store: SQLite {journal}, synchronous={synchronous}; "
         f"{cores} cores)"
     )
+    return conclude(title, report)
+
+
+def conclude(title: str, report: Report) -> int:
+    """Print the table and any problems; the exit status (1 if problems)."""
     print_table(title, report)
     if report.problems:
         print("\nproblems:")

@@ -61,9 +61,9 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import (
     Report,
+    conclude,
     free_port,
     machine_busy_seconds,
-    print_table,
     submit_concurrently,
 )
 
@@ -509,13 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         f"jobdock workers benchmark  (store: PostgreSQL {version}, {databases.where}; "
         f"{args.jobs} jobs, {args.in_flight} in flight; {cores} cores)"
     )
-    print_table(title, report)
-    if report.problems:
-        print("\nproblems:")
-        for problem in report.problems:
-            print(f"  - {problem}")
-        return 1
-    return 0
+    return conclude(title, report)
 
 
 if __name__ == "__main__":
