@@ -344,45 +344,38 @@ _START_ATTEMPT = Prepared(
 )
 
 
-def _job_then_attempt(job: Prepared, attempt: Prepared) -> Prepared:
-    """PostgreSQL: a job's UPDATE and its attempt's in one statement, so one
-    round trip; the attempt changes only if the job did (the fence held)."""
+class _JobAndAttempt:
+    """The UPDATE of a running job and of its attempt; FencedOff if the job
+    is not held by that attempt. On PostgreSQL the two are one statement (a
+    CTE), so one round trip; the attempt changes only if the job did."""
 
-    def build(dialect: str) -> Any:
-        changed = job.build(dialect).returning(jobs.c.id).cte("changed")
-        return attempt.build(dialect).where(exists(select(changed.c.id)))
+    def __init__(self, job: Prepared, attempt: Prepared) -> None:
+        self._job = job
+        self._attempt = attempt
 
-    return Prepared(build)
+        def both(dialect: str) -> Any:
+            changed = job.build(dialect).returning(jobs.c.id).cte("changed")
+            return attempt.build(dialect).where(exists(select(changed.c.id)))
 
+        self._both = Prepared(both)
 
-def _update_both(
-    conn: Connection,
-    job_update: Prepared,
-    attempt_update: Prepared,
-    both: Prepared,
-    /,
-    **params: Any,
-) -> None:
-    """Update a running job and its attempt, or raise FencedOff."""
-    if conn.dialect.name == "postgresql":
-        done = both.run(conn, **params).rowcount
-    else:
-        done = job_update.run(conn, **params).rowcount
-        if done:
-            attempt_update.run(conn, **params)
-    if not done:
-        raise FencedOff(params["job_id"], params["attempt"])
+    def run(self, conn: Connection, **params: Any) -> None:
+        if conn.dialect.name == "postgresql":
+            done = self._both.run(conn, **params).rowcount
+        else:
+            done = self._job.run(conn, **params).rowcount
+            if done:
+                self._attempt.run(conn, **params)
+        if not done:
+            raise FencedOff(params["job_id"], params["attempt"])
 
 
-_START_BOTH = _job_then_attempt(_START_JOB, _START_ATTEMPT)
+_START = _JobAndAttempt(_START_JOB, _START_ATTEMPT)
 
 
 def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) -> None:
-    _update_both(
+    _START.run(
         conn,
-        _START_JOB,
-        _START_ATTEMPT,
-        _START_BOTH,
         job_id=job_id,
         attempt=attempt,
         started_at=started.started_at,
@@ -450,15 +443,12 @@ _FINISH_ATTEMPT = Prepared(
 )
 
 
-_FINISH_BOTH = _job_then_attempt(_FINISH_JOB, _FINISH_ATTEMPT)
+_FINISH = _JobAndAttempt(_FINISH_JOB, _FINISH_ATTEMPT)
 
 
 def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> None:
-    _update_both(
+    _FINISH.run(
         conn,
-        _FINISH_JOB,
-        _FINISH_ATTEMPT,
-        _FINISH_BOTH,
         job_id=job_id,
         attempt=attempt,
         state=outcome.state.value,
