@@ -77,6 +77,14 @@ class Reason(StrEnum):
     CANCELLED = "cancelled"
     SPAWN_ERROR = "spawn_error"
     WORKER_LOST = "worker_lost"
+    #: Killed for using more memory than its limit.
+    OOM = "oom"
+    #: Stopped for writing more output than its limit.
+    OUTPUT_LIMIT = "output_limit"
+    #: Its container image could not be found or pulled.
+    IMAGE_NOT_FOUND = "image_not_found"
+    #: Not started (or not finished) by its deadline.
+    DEADLINE = "deadline"
 
 
 class Stream(StrEnum):
@@ -125,8 +133,44 @@ def _duration_or_none(value: Any) -> Any:
     return None if value is None else parse_duration(value)
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from a number or a string like ``512``, ``64m``, ``1.5G`` or
+    ``256MiB`` (units are powers of 1024, as Docker's). Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string like '64m'")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.fullmatch(value.strip().lower())
+        if match is None:
+            raise ValueError(f"{value!r} is not a size (use bytes or units k, m, g, t: '64m')")
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size < 0:
+        raise ValueError("a size must not be negative")
+    return size
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_duration_or_none)]
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Resources(BaseModel):
+    """Limits for one attempt of a job; each is unlimited when not given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus: float | None = Field(None, gt=0, description="CPU time as a number of cores, e.g. 0.5.")
+    memory: Size | None = Field(None, gt=0, description="Memory in bytes, or '256m', '1g'.")
+    pids: int | None = Field(None, ge=1, description="The most processes/threads at once.")
+    io_read_bps: Size | None = Field(None, gt=0, description="Disk read bytes per second.")
+    io_write_bps: Size | None = Field(None, gt=0, description="Disk write bytes per second.")
+
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -163,6 +207,9 @@ class JobSpec(BaseModel):
     requires: dict[str, str] = Field(
         default_factory=dict,
         description="Labels a worker must have to run the job, e.g. {'gpu': 'nvidia'}.",
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="Limits on cpu, memory, processes and io."
     )
 
     @field_validator("command")

@@ -16,6 +16,7 @@ from jobdock.models import (
     JobState,
     can_transition,
     parse_duration,
+    parse_size,
     sources_of,
 )
 
@@ -112,6 +113,35 @@ def test_parse_duration_rejects_anything_else(given: Any) -> None:
 def test_a_rejected_duration_is_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="'5x'"):
         parse_duration("5x")
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [
+        (0, 0),
+        (512, 512),
+        ("512", 512),
+        ("64k", 64 << 10),
+        ("64m", 64 << 20),
+        ("1.5G", 3 << 29),
+        ("256MiB", 256 << 20),
+        ("2gb", 2 << 30),
+    ],
+)
+def test_parse_size_accepts_bytes_and_unit_strings(given: str | int, size: int) -> None:
+    assert parse_size(given) == size
+
+
+@pytest.mark.parametrize("given", ["5x", "", "-1", -1, "m", "1.5.2k", True])
+def test_parse_size_rejects_anything_else(given: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_size(given)
+
+
+def test_a_memory_limit_is_read_with_units_and_a_bad_one_is_named() -> None:
+    assert JobSpec(command=["x"], resources={"memory": "64m"}).resources.memory == 64 << 20
+    with pytest.raises(ValidationError, match="memory"):
+        JobSpec(command=["x"], resources={"memory": "lots"})
 
 
 # -- job specs ------------------------------------------------------------------
