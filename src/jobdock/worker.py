@@ -60,6 +60,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     elif stop_reason is Reason.TIMEOUT:
         state, reason = JobState.FAILED, Reason.TIMEOUT
         message = f"timed out after {timeout:g}s; {how}"
+    elif status.reason is not None:
+        state, reason = JobState.FAILED, status.reason
+        message = f"{status.message}; {how}" if status.message else how
     elif status.signal is not None:
         state, reason, message = JobState.FAILED, Reason.SIGNALED, how
     else:

@@ -35,6 +35,14 @@ def test_a_nonzero_exit_code_is_a_failure() -> None:
     assert outcome.message == "exited with code 3"
 
 
+def test_a_reason_the_runtime_knows_wins_over_the_bare_exit() -> None:
+    status = ExitStatus(signal=9, reason=Reason.OOM, message="out of memory (limit 64 MiB)")
+    outcome = outcome_of(status, None, None)
+
+    assert (outcome.state, outcome.reason) == (JobState.FAILED, Reason.OOM)
+    assert outcome.message == "out of memory (limit 64 MiB); killed by signal 9 (SIGKILL)"
+
+
 def test_death_by_a_signal_is_a_failure_naming_the_signal() -> None:
     outcome = outcome_of(ExitStatus(signal=9), None, None)
 

@@ -11,15 +11,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from jobdock.models import JobSpec, Stream
+from jobdock.models import JobSpec, Reason, Stream
 
 
 @dataclass(frozen=True, slots=True)
 class ExitStatus:
-    """How the main process ended: an exit code, or the signal that killed it."""
+    """How the main process ended: an exit code, or the signal that killed it.
+
+    ``reason`` is set when the runtime knows why better than the exit does
+    (e.g. ``oom``: a SIGKILL from the kernel's OOM killer); ``message`` then
+    says it in words.
+    """
 
     exit_code: int | None = None
     signal: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
 
 
 class Execution(Protocol):
