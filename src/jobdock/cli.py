@@ -192,6 +192,7 @@ def _configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # The event loop shares the GIL with the writer and spawner threads; a
     # thread that wakes for it waits up to this long (default 5 ms) for a turn.
     # 1 ms cut p50 submit->start latency and raised throughput in bench/.
@@ -251,7 +252,10 @@ def db_upgrade(
 
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(
-    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="The program and its arguments (with --image: replaces CMD)."),
+    ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -275,12 +279,49 @@ def run(
     on_worker_lost: Annotated[
         str | None, typer.Option(help="requeue (default) or fail, if the worker dies.")
     ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Run as a container of this image.", rich_help_panel=_CT)
+    ] = None,
+    entrypoint: Annotated[
+        str | None, typer.Option(help="Replace the image's ENTRYPOINT.", rich_help_panel=_CT)
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="user[:group] in the container.", rich_help_panel=_CT)
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(help="Container network: none, bridge, host, NAME.", rich_help_panel=_CT),
+    ] = None,
+    pull: Annotated[
+        str | None,
+        typer.Option(help="always, if-not-present (default) or never.", rich_help_panel=_CT),
+    ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="The OCI runtime, e.g. runc, sysbox-runc.", rich_help_panel=_CT),
+    ] = None,
+    cache: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME:PATH, a volume kept between runs; repeatable.", rich_help_panel=_CT
+        ),
+    ] = None,
+    cpus: Annotated[
+        float | None, typer.Option(help="CPU limit in cores, e.g. 1.5.", rich_help_panel=_RES)
+    ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit, e.g. 256m, 1g.", rich_help_panel=_RES)
+    ] = None,
+    pids: Annotated[
+        int | None, typer.Option(help="The most processes at once.", rich_help_panel=_RES)
+    ] = None,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
-    """Run a command as a job: stream its output and exit with its exit code."""
-    spec: dict[str, Any] = {"command": command}
+    """Run a command (or an image) as a job: stream its output and exit with its exit code."""
+    spec: dict[str, Any] = {"command": command or []}
     if interactive:
         spec["stdin_base64"] = _b64(sys.stdin.buffer.read())
+    resources = {"cpus": cpus, "memory": memory, "pids": pids}
     for key, value in (
         ("env", _pairs(env, "--env")),
         ("labels", _pairs(label, "--label")),
@@ -289,6 +330,14 @@ def run(
         ("kill_grace", _duration(kill_grace, "--kill-grace")),
         ("name", name),
         ("on_worker_lost", on_worker_lost),
+        ("image", image),
+        ("entrypoint", [entrypoint] if entrypoint is not None else None),
+        ("user", user),
+        ("network", network),
+        ("pull", pull),
+        ("container_runtime", runtime),
+        ("caches", [_cache(item) for item in cache or ()]),
+        ("resources", {k: v for k, v in resources.items() if v is not None}),
     ):
         if value:
             spec[key] = value
@@ -301,6 +350,17 @@ def run(
             typer.echo(job.id)
             return
         raise typer.Exit(_attach(client, job.id))
+
+
+_CT = "Containers"
+_RES = "Resources"
+
+
+def _cache(item: str) -> dict[str, str]:
+    name, sep, path = item.partition(":")
+    if not sep or not name or not path:
+        _fail(f"--cache {item!r} is not NAME:PATH", 2)
+    return {"name": name, "path": path}
 
 
 def _b64(data: bytes) -> str:
@@ -332,7 +392,13 @@ def _attach(client: Client, job_id: str) -> int:
         _fail(_message(exc), EXIT_JOBDOCK)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if job.reason in (Reason.SPAWN_ERROR, Reason.TIMEOUT, Reason.WORKER_LOST):
+    if job.reason in (
+        Reason.SPAWN_ERROR,
+        Reason.TIMEOUT,
+        Reason.WORKER_LOST,
+        Reason.IMAGE_NOT_FOUND,
+        Reason.OOM,
+    ):
         sys.stderr.write(f"jobdock: {job.message}\n")
     return exit_code_of(job)
 

@@ -115,3 +115,29 @@ class ServerUnreachable(JobdockError):
     """The jobdock server cannot be reached."""
 
     code = "server_unreachable"
+
+
+class EngineError(JobdockError):
+    """The container engine refused a request."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class EngineUnavailable(EngineError):
+    """The container engine cannot be reached."""
+
+    code = "engine_unavailable"
+
+
+class ImageNotFound(SpawnError):
+    """The container image could not be found or pulled."""
+
+    code = "image_not_found"
+
+    def __init__(self, image: str, detail: str) -> None:
+        self.image = image
+        super().__init__(f"image {image!r} could not be found or pulled: {detail}")

@@ -172,6 +172,66 @@ class Resources(BaseModel):
     io_write_bps: Size | None = Field(None, gt=0, description="Disk write bytes per second.")
 
 
+#: A worker that can run image jobs offers this label (see JobSpec.requirements).
+CONTAINER_LABEL = "jobdock.io/container"
+
+# An image reference as Docker reads it: [registry[:port]/]path[:tag][@digest].
+_IMAGE = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}))?$"
+)
+_ENGINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CACHE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def normalize_image(reference: str) -> str:
+    """The image reference with ':latest' added when it names no tag or
+    digest. Raises ValueError for what is not a valid reference."""
+    match = _IMAGE.match(reference)
+    if match is None or len(reference) > 512:
+        raise ValueError(
+            f"{reference!r} is not a valid image reference (like 'busybox', "
+            "'registry.example.com:5000/team/app:1.2' or 'app@sha256:...')"
+        )
+    registry = match.group("registry")
+    is_path = registry is not None and not (
+        "." in registry or ":" in registry or registry == "localhost"
+    )
+    # 'library/busybox': the first part is a path component, not a registry;
+    # it must then follow the path rules (lower case).
+    if is_path and not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", str(registry)):
+        raise ValueError(f"{reference!r} is not a valid image reference (use lower case)")
+    if match.group("tag") is None and match.group("digest") is None:
+        return f"{reference}:latest"
+    return reference
+
+
+class Cache(BaseModel):
+    """A named volume kept between runs: the same owner and name get the same
+    volume, mounted at ``path``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="1-64 letters, digits, '_', '.' or '-'.")
+    path: str = Field(description="Where the cache is mounted in the container (absolute).")
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        if not _CACHE_NAME.match(value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ":" in value or "\0" in value:
+            raise ValueError("must be an absolute path without ':'")
+        return value
+
+
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -182,7 +242,9 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     command: list[str] = Field(
-        min_length=1, description="The program and its arguments (argv); not run by a shell."
+        default_factory=list,
+        description="The program and its arguments (argv); not run by a shell. For an image "
+        "job, the arguments that replace the image's CMD (optional).",
     )
     stdin: str | None = Field(None, description="Text given to the job on its standard input.")
     stdin_base64: str | None = Field(
@@ -211,14 +273,50 @@ class JobSpec(BaseModel):
     resources: Resources = Field(
         default_factory=Resources, description="Limits on cpu, memory, processes and io."
     )
+    image: str | None = Field(
+        None,
+        description="Run the job as a container of this image; ':latest' is added when no "
+        "tag or digest is given.",
+    )
+    entrypoint: list[str] | None = Field(
+        None, description="Replaces the image's ENTRYPOINT (image jobs only)."
+    )
+    user: str | None = Field(
+        None, max_length=256, description="user[:group] inside the container (image jobs only)."
+    )
+    network: str | None = Field(
+        None, description="Container network: 'none', 'bridge', 'host' or a network name."
+    )
+    container_runtime: str | None = Field(
+        None, description="The OCI runtime (e.g. 'runc', 'sysbox-runc'); the server allows which."
+    )
+    pull: Literal["always", "if-not-present", "never"] = Field(
+        "if-not-present", description="When to pull the image before running it."
+    )
+    caches: list[Cache] = Field(
+        default_factory=list,
+        description="Named volumes kept between runs of the same owner, mounted at a path.",
+    )
 
     @field_validator("command")
     @classmethod
     def _command_has_program(cls, value: list[str]) -> list[str]:
-        if not value[0]:
+        if value and not value[0]:
             raise ValueError("the program (first element) must not be empty")
         if "\0" in "".join(value):
             raise ValueError("arguments must not contain NUL bytes")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_image(value)
+
+    @field_validator("network", "container_runtime")
+    @classmethod
+    def _engine_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENGINE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name")
         return value
 
     @field_validator("env")
@@ -266,6 +364,29 @@ class JobSpec(BaseModel):
         if self.stdin is not None and self.stdin_base64 is not None:
             raise ValueError("give stdin or stdin_base64, not both")
         return self
+
+    @model_validator(mode="after")
+    def _command_or_image(self) -> JobSpec:
+        if self.image is None:
+            if not self.command:
+                raise ValueError("give a command, or an image to run")
+            for name in ("entrypoint", "user", "network", "container_runtime"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to image jobs only")
+            if self.caches:
+                raise ValueError("caches apply to image jobs only")
+        elif self.resources.io_read_bps or self.resources.io_write_bps:
+            raise ValueError("io limits are not supported for image jobs")
+        if len({cache.name for cache in self.caches}) != len(self.caches):
+            raise ValueError("each cache may be named once")
+        return self
+
+    def requirements(self) -> dict[str, str]:
+        """The labels a worker must have to run this job: the spec's own
+        ``requires``, and a container engine for an image job."""
+        if self.image is None:
+            return self.requires
+        return {**self.requires, CONTAINER_LABEL: "yes"}
 
     def stdin_bytes(self) -> bytes:
         """The bytes the job reads on its standard input."""

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,13 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 def _default_home() -> Path:
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
     return Path(data) / "jobdock"
+
+
+class RegistryAuth(BaseModel):
+    """Credentials for one registry host, used when pulling its images."""
+
+    username: str
+    password: SecretStr
 
 
 class Settings(BaseSettings):
@@ -69,6 +76,39 @@ class Settings(BaseSettings):
     job_path: str = Field(
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         description="PATH in a process job's base environment.",
+    )
+
+    namespace: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Labels this jobdock's containers and volumes, apart from another's.",
+    )
+    docker_host: str = Field(
+        "unix:///var/run/docker.sock",
+        validation_alias=AliasChoices("JOBDOCK_DOCKER_HOST", "DOCKER_HOST", "docker_host"),
+        description="The container engine (dockerd or podman's API service): unix:///path "
+        "or tcp://host:port; DOCKER_HOST is read too.",
+    )
+    docker_tls_ca: Path | None = Field(None, description="CA certificate of a tcp engine.")
+    docker_tls_cert: Path | None = Field(None, description="Client certificate for the engine.")
+    docker_tls_key: Path | None = Field(None, description="Client key for the engine.")
+    containers: bool = Field(
+        True, description="Whether this worker runs image jobs when an engine answers."
+    )
+    container_runtimes: list[str] = Field(
+        default_factory=lambda: ["runc"],
+        description="OCI runtimes a job may name in container_runtime.",
+    )
+    container_networks: list[str] = Field(
+        default_factory=lambda: ["none", "bridge", "default"],
+        description="Networks a job may name in network ('host' only if listed).",
+    )
+    conjob_timeout: float | None = Field(
+        1800.0, gt=0, description="Time limit of a job run through ConJob's /job/run."
+    )
+    registry_auth: dict[str, RegistryAuth] = Field(
+        default_factory=dict,
+        description="Credentials per registry host (e.g. 'registry.example.com:5000').",
     )
 
     @model_validator(mode="after")

@@ -58,4 +58,23 @@ async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
             f"({settings.max_stdin_bytes} bytes)",
             field="stdin",
         )
+    _check_container_policy(spec, settings)
     return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time()))
+
+
+def _check_container_policy(spec: JobSpec, settings: Settings) -> None:
+    """An image job may name only the OCI runtimes and networks the server allows."""
+    if (
+        spec.container_runtime is not None
+        and spec.container_runtime not in settings.container_runtimes
+    ):
+        allowed = ", ".join(settings.container_runtimes) or "none"
+        raise InvalidSpec(
+            f"container_runtime: {spec.container_runtime!r} is not allowed here (allowed: {allowed})",
+            field="container_runtime",
+        )
+    if spec.network is not None and spec.network not in settings.container_networks:
+        allowed = ", ".join(settings.container_networks) or "none"
+        raise InvalidSpec(
+            f"network: {spec.network!r} is not allowed here (allowed: {allowed})", field="network"
+        )

@@ -20,10 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from jobdock.errors import FencedOff, JobdockError, SpawnError, StoreError
+from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.logs import LogWriter
-from jobdock.models import JobState, Reason, Stream
-from jobdock.runtimes.base import Execution, ExitStatus, Runtime
+from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
+from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, Runtime
+from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Outcome, Started, Store, WorkerInfo
@@ -39,6 +40,8 @@ SHARED_CLAIM_PAUSE = 0.005
 MAX_RETRY_DELAY = 5.0
 #: At start, processes of attempts lost this recently on this machine are ended.
 ORPHAN_SECONDS = 7 * 86400.0
+#: While the container engine does not answer, ask it again this often.
+ENGINE_PROBE_SECONDS = 2.0
 
 
 def describe_exit(status: ExitStatus) -> str:
@@ -119,12 +122,21 @@ class Worker:
         settings: Settings,
         runtime: Runtime | None = None,
         worker_id: str | None = None,
+        containers: ContainerRuntime | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.runtime: Runtime = runtime or ProcessRuntime()
+        self.containers = containers or (
+            ContainerRuntime(settings) if settings.containers else None
+        )
         self.id = worker_id or f"{HOST}-{secrets.token_hex(4)}"
         self.labels = {"arch": platform.machine(), "host": HOST, **settings.labels}
+        if self.containers is not None:
+            self.labels[CONTAINER_LABEL] = "yes"
+        # Image jobs are claimed only while the engine answers.
+        self._engine_ok = False
+        self._engine_probe: asyncio.Task[None] | None = None
         self._running: dict[str, _Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -146,6 +158,8 @@ class Worker:
         )
         await self._reap()
         await self._end_orphans()
+        if self.containers is not None:
+            await self._engine_down(None)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
@@ -177,12 +191,15 @@ class Worker:
                     attempt.released = True
                     attempt.stop(None)
                 await asyncio.wait(pending)
-        for task in self._loops:
+        loops = [*self._loops, *([self._engine_probe] if self._engine_probe else [])]
+        for task in loops:
             task.cancel()
-        for task in self._loops:
+        for task in loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.runtime.close()
+        if self.containers is not None:
+            await self.containers.aclose()
         try:
             await self.store.unregister_worker(self.id, time.time())
         except JobdockError as exc:
@@ -204,7 +221,7 @@ class Worker:
                     min(free, CLAIM_BATCH),
                     time.time(),
                     settings.lease_seconds,
-                    self.labels,
+                    self._claim_labels(),
                 )
             except JobdockError as exc:
                 _log.warning("cannot claim jobs: %s", exc)
@@ -224,6 +241,62 @@ class Worker:
                     # each one.
                     await asyncio.sleep(SHARED_CLAIM_PAUSE)
                 await self.store.events.wait_work(settings.poll_seconds)
+
+    def _claim_labels(self) -> dict[str, str]:
+        if self._engine_ok or CONTAINER_LABEL not in self.labels:
+            return self.labels
+        return {k: v for k, v in self.labels.items() if k != CONTAINER_LABEL}
+
+    # -- the container engine ---------------------------------------------------
+
+    async def _engine_down(self, error: EngineUnavailable | None) -> None:
+        """Stop claiming image jobs and ask the engine until it answers again
+        (with ``error`` None, ask once first: at start)."""
+        if error is None:
+            if await self._engine_answers():
+                return
+        elif self._engine_ok:
+            self._engine_ok = False
+            _log.warning("%s; image jobs wait until it is back", error.message)
+        if self._engine_probe is None or self._engine_probe.done():
+            self._engine_probe = asyncio.create_task(self._probe_engine())
+
+    async def _engine_answers(self) -> bool:
+        assert self.containers is not None
+        try:
+            await self.containers.engine.ping()
+        except JobdockError as exc:
+            if self._engine_ok or self._engine_probe is None:
+                _log.warning("%s; image jobs wait until it is back", exc.message)
+            self._engine_ok = False
+            return False
+        if not self._engine_ok:
+            _log.info("container engine at %s answers", self.settings.docker_host)
+        self._engine_ok = True
+        await self._sweep_containers()
+        self.store.events.work_available()
+        return True
+
+    async def _probe_engine(self) -> None:
+        while not await self._engine_answers():  # noqa: ASYNC110 (polls the engine)
+            await asyncio.sleep(ENGINE_PROBE_SECONDS)
+
+    async def _sweep_containers(self) -> None:
+        """Remove containers whose attempts are over (left by a lost worker)."""
+        if self.containers is None or not self._engine_ok:
+            return
+
+        async def live(job_id: str, attempt: int) -> bool:
+            try:
+                job = await self.store.get_job(job_id)
+            except JobdockError:
+                return job_id in self._running
+            return job.state is JobState.RUNNING and job.attempt == attempt
+
+        try:
+            await self.containers.sweep(live)
+        except JobdockError as exc:
+            _log.warning("cannot look for containers left by lost workers: %s", exc)
 
     # -- one attempt ------------------------------------------------------------
 
@@ -245,29 +318,62 @@ class Worker:
             self._slot_free.set()
 
     def _env(self, claim: Claim) -> dict[str, str]:
-        env = {
-            "PATH": self.settings.job_path,
-            "JOBDOCK_JOB_ID": claim.job_id,
-            "JOBDOCK_ATTEMPT": str(claim.attempt),
-        }
+        env = {"JOBDOCK_JOB_ID": claim.job_id, "JOBDOCK_ATTEMPT": str(claim.attempt)}
+        if claim.spec.image is None:
+            # A container's PATH is its image's.
+            env["PATH"] = self.settings.job_path
         env.update(claim.spec.env)
         return env
+
+    def _runtime_for(self, spec: JobSpec) -> Runtime:
+        if spec.image is None:
+            return self.runtime
+        if self.containers is None:
+            raise SpawnError("this worker does not run image jobs")
+        return self.containers
 
     async def _execute(self, attempt: _Attempt) -> None:
         claim, store = attempt.claim, self.store
         spec = claim.spec
+        info = AttemptInfo(claim.job_id, claim.attempt)
         try:
-            execution = await self.runtime.start(spec, claim.stdin, self._env(claim))
+            runtime = self._runtime_for(spec)
+            execution = await runtime.start(spec, claim.stdin, self._env(claim), info)
+        except EngineUnavailable as exc:
+            # Not the job's fault: it goes back to the queue, saying why, and
+            # image jobs wait until the engine is back.
+            await self._engine_down(exc)
+            message = f"attempt {claim.attempt} given back: {exc.message}"
+            await self._persist(
+                lambda: store.release_attempt(claim.job_id, claim.attempt, message, time.time())
+            )
+            return
         except SpawnError as exc:
             failed = Outcome(
                 state=JobState.FAILED,
-                reason=Reason.SPAWN_ERROR,
+                # A SpawnError's code is the reason it stands for (spawn_error,
+                # image_not_found).
+                reason=Reason(exc.code),
                 message=exc.message,
                 finished_at=time.time(),
             )
             await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, failed))
             return
         attempt.execution = execution
+        try:
+            await self._supervise(attempt, execution)
+        finally:
+            try:
+                await execution.close()
+            except JobdockError as exc:
+                _log.warning(
+                    "cannot clean up attempt %d of job %s: %s", claim.attempt, claim.job_id, exc
+                )
+
+    async def _supervise(self, attempt: _Attempt, execution: Execution) -> None:
+        """Store the output of a started attempt, and its outcome."""
+        claim, store = attempt.claim, self.store
+        spec = claim.spec
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
         writer = LogWriter(store, claim.job_id, claim.attempt, persist=self._persist)
         pump = asyncio.ensure_future(writer.pump(execution.output()))
@@ -392,3 +498,5 @@ class Worker:
             # so that the job does not run twice at once.
             if item.host == HOST and item.pid is not None:
                 kill_process_group(item.pid, item.pid_start)
+        if lost:
+            await self._sweep_containers()

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from jobdock import __version__
+from jobdock.api.conjob import router as conjob_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.submit_path import SubmitPath
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(jobs_router)
     app.include_router(workers_router)
+    app.include_router(conjob_router)
     app.add_middleware(SubmitPath)
 
     @app.get("/healthz", summary="Liveness and store check")

@@ -29,6 +29,15 @@ class ExitStatus:
     message: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """Which attempt of which job a runtime starts, and for whom."""
+
+    job_id: str
+    attempt: int
+    owner: str = "anonymous"
+
+
 class Execution(Protocol):
     """One running attempt."""
 
@@ -55,11 +64,17 @@ class Execution(Protocol):
     def kill(self) -> None:
         """Kill every process of the attempt (SIGKILL)."""
 
+    async def close(self) -> None:
+        """Release what the attempt holds (e.g. remove its container); called
+        once its outcome is recorded."""
+
 
 class Runtime(Protocol):
     """Starts attempts of jobs."""
 
-    async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> Execution:
+    async def start(
+        self, spec: JobSpec, stdin: bytes, env: Mapping[str, str], info: AttemptInfo
+    ) -> Execution:
         """Start the job's command; raises SpawnError when it cannot start."""
         ...
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Stream
-from jobdock.runtimes.base import ExitStatus
+from jobdock.runtimes.base import AttemptInfo, ExitStatus
 
 #: Read at most this much per read(2).
 READ_SIZE = 1 << 20
@@ -92,7 +92,13 @@ class ProcessRuntime:
             self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         return self._devnull
 
-    async def start(self, spec: JobSpec, stdin: bytes, env: Mapping[str, str]) -> ProcessExecution:
+    async def start(
+        self,
+        spec: JobSpec,
+        stdin: bytes,
+        env: Mapping[str, str],
+        info: AttemptInfo | None = None,
+    ) -> ProcessExecution:
         # Popen waits (without the GIL) until the child has called exec, most
         # of a millisecond: on a spawner thread the event loop goes on meanwhile.
         stdin_source = subprocess.PIPE if stdin else self._stdin_null()
@@ -204,6 +210,9 @@ class ProcessExecution:
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Nothing to release: the process is reaped and its pipes are closed."""
 
     # -- output -----------------------------------------------------------------
 

@@ -130,7 +130,7 @@ def insert_job(conn: Connection, job: NewJob) -> None:
         stdin_bytes=len(job.stdin),
         on_worker_lost=spec.on_worker_lost,
         created_at=job.created_at,
-        requires=json.dumps(spec.requires) if spec.requires else None,
+        requires=json.dumps(spec.requirements()) if spec.requirements() else None,
     )
     announce(conn, "work")
 
@@ -526,6 +526,9 @@ def lose_attempt(
     }
     if new_state.terminal:
         values.update(finished_at=now, reason=reason.value if reason else None, message=message)
+    else:
+        # A requeued job says why it is waiting again.
+        values["message"] = message
     if not conn.execute(update(jobs).where(holds).values(**values)).rowcount:
         return None
     conn.execute(

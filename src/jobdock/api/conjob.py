@@ -1,0 +1,107 @@
+"""ConJob's interface: ``GET|POST /job/run?image=...`` runs an image as a job
+and answers its output, so that a ConJob user's curl scripts work unchanged.
+
+The POST body is the job's input: its command argument, as ConJob passes it,
+or its stdin with ``input=stdin``. The answer is the output as plain text (both
+streams, in the order written), or with ``Accept: application/json``
+ConJob's ``{"conclusion", "output", "exitCode", "message"}``. The status says
+how it ended: 200 success, 400 non-zero exit, 404 image not found, 408 timed
+out, 500 anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+
+from jobdock.errors import InvalidRequest
+from jobdock.logs import read_log
+from jobdock.models import Job, JobSpec, JobState, Reason
+from jobdock.settings import Settings
+from jobdock.store.protocol import Store
+from jobdock.submit import invalid_spec, submit
+from jobdock.wait import wait_for_job
+
+router = APIRouter(tags=["ConJob"])
+
+#: ConJob's pull values, as jobdock's pull policies.
+_PULL = {"always": "always", "never": "never", "absent": "if-not-present"}
+
+
+def conclusion_of(job: Job) -> tuple[str, int]:
+    """ConJob's conclusion of a finished job and the HTTP status it answers."""
+    if job.state is JobState.SUCCEEDED:
+        return "SUCCESS", 200
+    if job.reason is Reason.IMAGE_NOT_FOUND:
+        return "NOT_FOUND", 404
+    if job.reason is Reason.TIMEOUT:
+        return "TIMED_OUT", 408
+    if job.reason in (Reason.EXITED, Reason.SIGNALED, Reason.OOM, Reason.SPAWN_ERROR):
+        return "FAILURE", 400
+    return "UNKNOWN", 500
+
+
+def _spec(image: str, pull: str, body: bytes, to_stdin: bool, timeout: float | None) -> JobSpec:
+    fields: dict[str, Any] = {"image": image, "pull": _PULL[pull], "timeout": timeout}
+    if to_stdin:
+        fields["stdin_base64"] = base64.b64encode(body).decode()
+    elif body:
+        try:
+            fields["command"] = [body.decode()]
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                "the body is not UTF-8 text: send binary input with input=stdin", field="body"
+            ) from None
+    try:
+        return JobSpec(**fields)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
+
+@router.api_route(
+    "/job/run",
+    methods=["GET", "POST"],
+    summary="Run an image and answer its output (ConJob-compatible)",
+    response_class=Response,
+    responses={
+        200: {"description": "The job succeeded; its output."},
+        400: {"description": "The job failed (non-zero exit)."},
+        404: {"description": "The image was not found."},
+        408: {"description": "The job timed out."},
+    },
+)
+async def run_image(
+    request: Request,
+    image: Annotated[str, Query(description="The image; ':latest' when no tag is given.")],
+    pull: Annotated[Literal["always", "never", "absent"], Query()] = "absent",
+    remove: Annotated[
+        bool, Query(description="Accepted for ConJob; the container is always removed.")
+    ] = True,
+    input: Annotated[
+        Literal["arg", "stdin"],
+        Query(description="Where the POST body goes: the command argument, or stdin."),
+    ] = "arg",
+) -> Response:
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    spec = _spec(image, pull, await request.body(), input == "stdin", settings.conjob_timeout)
+    job = await submit(store, spec, settings)
+    job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
+    output = bytearray()
+    async for chunk in read_log(store, job.id):
+        output += chunk.data[: max(settings.run_output_limit - len(output), 0)]
+    conclusion, status = conclusion_of(job)
+    headers = {"X-Jobdock-Job-Id": job.id}
+    if "application/json" in request.headers.get("accept", ""):
+        body = {
+            "conclusion": conclusion,
+            "output": output.decode(errors="replace"),
+            "exitCode": job.exit_code if job.exit_code is not None else -1,
+            "message": job.message or "",
+        }
+        return Response(json.dumps(body), status, headers, media_type="application/json")
+    return Response(bytes(output), status, headers, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,246 @@
+"""Throwaway container engines for the tests: a private dockerd (Debian's
+docker.io) and podman's API service, each in its own short temporary
+directory, with images built locally from busybox-static (no registry can
+be reached).
+
+Flags and settings are those ../shared/MACHINE.md found to work here: dockerd
+without iptables or a bridge; podman with runc and cgroupfs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from support import eventually
+
+#: The images every engine gets: name -> (entrypoint, cmd) of the image.
+IMAGES: dict[str, tuple[list[str] | None, list[str] | None]] = {
+    "localhost/busybox:1": (None, ["sh"]),
+    # ConJob's example job: echoes its argument, or its input.
+    "localhost/echo-job:1": (
+        ["sh", "-c", 'if [ "$#" -gt 0 ]; then echo "$@"; else cat; fi', "echo-job"],
+        None,
+    ),
+}
+BUSYBOX = "localhost/busybox:1"
+START_TIMEOUT = 60.0
+
+PODMAN_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine's binaries are not installed here."""
+
+
+def busybox_rootfs() -> bytes:
+    """A tar of a minimal root filesystem: busybox-static and its applets."""
+    busybox = shutil.which("busybox")
+    if busybox is None or b"statically linked" not in subprocess.run(
+        ["file", "-L", busybox], capture_output=True, check=False
+    ).stdout:
+        static = Path("/bin/busybox")
+        if not static.exists():
+            raise EngineUnavailable("busybox-static is not installed")
+        busybox = str(static)
+    applets = subprocess.run(
+        [busybox, "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        for directory in ("bin", "etc", "proc", "sys", "dev", "root", "work"):
+            add_dir(directory)
+        add_dir("tmp", 0o1777)
+        add_file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n")
+        add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+    return buffer.getvalue()
+
+
+class _Engine:
+    """An engine process serving the Docker API on a unix socket."""
+
+    name = "engine"
+
+    def __init__(self) -> None:
+        # A unix socket's path must stay under 108 bytes: a short directory.
+        self.dir = Path(tempfile.mkdtemp(prefix="jd-", dir="/tmp"))
+        self.socket = self.dir / "api.sock"
+        self.url = f"unix://{self.socket}"
+        self.log = self.dir / "engine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self) -> _Engine:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=log, env=self.env(), start_new_session=True
+            )
+        eventually(self._answers, START_TIMEOUT, f"{self.name} to answer on {self.socket}")
+        rootfs = busybox_rootfs()
+        for image, (entrypoint, cmd) in IMAGES.items():
+            self.import_image(image, rootfs, entrypoint, cmd)
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+        try:
+            return self.http().get("/_ping").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def http(self) -> httpx.Client:
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        return httpx.Client(transport=transport, base_url="http://engine", timeout=60)
+
+    def import_image(
+        self, image: str, rootfs: bytes, entrypoint: list[str] | None, cmd: list[str] | None
+    ) -> None:
+        import json
+
+        changes = []
+        if entrypoint:
+            changes.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
+        if cmd:
+            changes.append(f"CMD {json.dumps(cmd)}")
+        changes.append("ENV PATH=/bin")
+        params: list[tuple[str, str]] = [("fromSrc", "-"), ("repo", image)]
+        params += [("changes", change) for change in changes]
+        with self.http() as http:
+            response = http.post(
+                "/images/create",
+                params=params,
+                content=rootfs,
+                headers={"Content-Type": "application/x-tar"},
+            )
+            response.raise_for_status()
+            if http.get(f"/images/{image}/json").status_code != 200:
+                raise RuntimeError(f"{self.name} did not keep image {image}: {response.text}")
+
+    def containers(self, namespace: str) -> list[str]:
+        """The ids of the containers left with jobdock's namespace label."""
+        import json
+
+        filters = json.dumps({"label": [f"io.jobdock.namespace={namespace}"]})
+        with self.http() as http:
+            found = http.get("/containers/json", params={"all": "true", "filters": filters})
+        return [c["Id"] for c in found.json()]
+
+    def stop(self) -> None:
+        """Stop the engine process (not its containers) and keep its files."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def remove(self) -> None:
+        self.stop()
+        subprocess.run(["umount", "-R", "-l", str(self.dir)], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Dockerd(_Engine):
+    """A private dockerd."""
+
+    name = "docker"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("dockerd")
+        if binary is None:
+            raise EngineUnavailable("dockerd is not installed (apt-get install docker.io)")
+        d = self.dir
+        return [
+            binary,
+            "--host",
+            self.url,
+            "--data-root",
+            str(d / "data"),
+            "--exec-root",
+            str(d / "exec"),
+            "--pidfile",
+            str(d / "dockerd.pid"),
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+        ]
+
+
+class Podman(_Engine):
+    """podman's Docker-compatible API service."""
+
+    name = "podman"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("podman")
+        if binary is None or shutil.which("runc") is None:
+            raise EngineUnavailable("podman is not installed (apt-get install podman runc)")
+        (self.dir / "containers.conf").write_text(PODMAN_CONF)
+        d = self.dir
+        return [
+            binary,
+            "--root",
+            str(d / "root"),
+            "--runroot",
+            str(d / "run"),
+            "--tmpdir",
+            str(d / "tmp"),
+            "system",
+            "service",
+            "--time=0",
+            self.url,
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_CONF": str(self.dir / "containers.conf")}
+
+
+ENGINES: dict[str, type[_Engine]] = {"docker": Dockerd, "podman": Podman}
+
+
+def wait_gone(engine: _Engine, namespace: str, timeout: float = 30.0) -> list[str]:
+    """The containers still left after ``timeout`` (empty if all are gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := engine.containers(namespace)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
