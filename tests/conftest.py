@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobdock import Client
+import engines
 from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
 from support import ServerProcess
 
@@ -74,3 +75,43 @@ def own_postgres(postgres_bindir: Path) -> Iterator[PostgresServer]:
     restart it (about a second to start); deleted after the test."""
     with PostgresServer(postgres_bindir) as server:
         yield server
+
+
+#: The container engines the session's tests ran on (said at the end).
+ENGINES_USED: dict[str, str] = {}
+
+
+def _start_engine(name: str, required_in_ci: bool) -> Iterator[engines.Engine]:
+    try:
+        engine = engines.ENGINES[name]().start()
+    except engines.EngineMissing as exc:
+        ENGINES_USED[name] = f"not run: {exc}"
+        if required_in_ci and in_ci():
+            pytest.fail(f"{name} is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"{name} is not available: {exc}")
+    ENGINES_USED[name] = "ran"
+    try:
+        yield engine
+        left = engines.wait_gone(engine, engines.NAMESPACE)
+        assert not left, f"containers left behind on {name}: {left}"
+    finally:
+        engine.remove()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[engines.Engine]:
+    """A private dockerd for the session (Debian's docker.io), started by the
+    tests themselves; skipped where it is not installed, except in CI."""
+    yield from _start_engine("docker", required_in_ci=True)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[engines.Engine]:
+    """podman's API service for the session, where podman is installed."""
+    yield from _start_engine("podman", required_in_ci=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if ENGINES_USED:
+        ran = ", ".join(f"{name} ({how})" for name, how in sorted(ENGINES_USED.items()))
+        terminalreporter.write_line(f"container engines: {ran}")

@@ -45,7 +45,11 @@ events_logger = "file"
 """
 
 
-class EngineUnavailable(RuntimeError):
+#: The namespace label the tests' jobdock settings give containers.
+NAMESPACE = "jobdock-tests"
+
+
+class EngineMissing(RuntimeError):
     """The engine's binaries are not installed here."""
 
 
@@ -57,7 +61,7 @@ def busybox_rootfs() -> bytes:
     ).stdout:
         static = Path("/bin/busybox")
         if not static.exists():
-            raise EngineUnavailable("busybox-static is not installed")
+            raise EngineMissing("busybox-static is not installed")
         busybox = str(static)
     applets = subprocess.run(
         [busybox, "--list"], capture_output=True, text=True, check=True
@@ -89,7 +93,7 @@ def busybox_rootfs() -> bytes:
     return buffer.getvalue()
 
 
-class _Engine:
+class Engine:
     """An engine process serving the Docker API on a unix socket."""
 
     name = "engine"
@@ -108,7 +112,7 @@ class _Engine:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
-    def start(self) -> _Engine:
+    def start(self) -> Engine:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=log, env=self.env(), start_new_session=True
@@ -180,7 +184,7 @@ class _Engine:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Dockerd(_Engine):
+class Dockerd(Engine):
     """A private dockerd."""
 
     name = "docker"
@@ -188,7 +192,7 @@ class Dockerd(_Engine):
     def command(self) -> list[str]:
         binary = shutil.which("dockerd")
         if binary is None:
-            raise EngineUnavailable("dockerd is not installed (apt-get install docker.io)")
+            raise EngineMissing("dockerd is not installed (apt-get install docker.io)")
         d = self.dir
         return [
             binary,
@@ -206,7 +210,7 @@ class Dockerd(_Engine):
         ]
 
 
-class Podman(_Engine):
+class Podman(Engine):
     """podman's Docker-compatible API service."""
 
     name = "podman"
@@ -214,7 +218,7 @@ class Podman(_Engine):
     def command(self) -> list[str]:
         binary = shutil.which("podman")
         if binary is None or shutil.which("runc") is None:
-            raise EngineUnavailable("podman is not installed (apt-get install podman runc)")
+            raise EngineMissing("podman is not installed (apt-get install podman runc)")
         (self.dir / "containers.conf").write_text(PODMAN_CONF)
         d = self.dir
         return [
@@ -235,10 +239,10 @@ class Podman(_Engine):
         return {**os.environ, "CONTAINERS_CONF": str(self.dir / "containers.conf")}
 
 
-ENGINES: dict[str, type[_Engine]] = {"docker": Dockerd, "podman": Podman}
+ENGINES: dict[str, type[Engine]] = {"docker": Dockerd, "podman": Podman}
 
 
-def wait_gone(engine: _Engine, namespace: str, timeout: float = 30.0) -> list[str]:
+def wait_gone(engine: Engine, namespace: str, timeout: float = 30.0) -> list[str]:
     """The containers still left after ``timeout`` (empty if all are gone)."""
     deadline = time.monotonic() + timeout
     while (left := engine.containers(namespace)) and time.monotonic() < deadline:

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     containers: bool = Field(
         True, description="Whether this worker runs image jobs when an engine answers."
     )
+    container_init: bool = Field(
+        True,
+        description="Run an init as the container's PID 1 (docker run --init): stop's SIGTERM "
+        "then reaches the job, and orphaned processes are reaped.",
+    )
     container_runtimes: list[str] = Field(
         default_factory=lambda: ["runc"],
         description="OCI runtimes a job may name in container_runtime.",

@@ -8,11 +8,17 @@ RUNTIMES.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import engines
+from jobdock.models import JobSpec
 from jobdock.runtimes import ProcessRuntime, Runtime
+from jobdock.runtimes.container import ContainerRuntime
+from jobdock.settings import Settings
 from jobdock.store import Store
 from jobdock.store.sql import SqlStore
 
@@ -38,9 +44,39 @@ STORES: dict[str, Callable[[pytest.FixtureRequest], Callable[[], Store]]] = {
     "postgresql": _postgresql,
 }
 
-#: name -> a function that makes the runtime.
-RUNTIMES: dict[str, Callable[[], Runtime]] = {
-    "process": ProcessRuntime,
+@dataclass
+class RuntimeCase:
+    """A runtime under test, and how a job spec asks for it: image jobs name
+    the test image, and run where host paths (python, tmp_path) are not."""
+
+    name: str
+    runtime: Runtime
+    image: str | None = None
+
+    @property
+    def on_host(self) -> bool:
+        return self.image is None
+
+    def spec(self, command: list[str], **fields: Any) -> JobSpec:
+        if self.image is not None:
+            fields.setdefault("image", self.image)
+        return JobSpec(command=command, **fields)
+
+
+def _container_case(name: str) -> Callable[[pytest.FixtureRequest], RuntimeCase]:
+    def make(request: pytest.FixtureRequest) -> RuntimeCase:
+        engine: engines.Engine = request.getfixturevalue("dockerd" if name == "docker" else name)
+        settings = Settings(docker_host=engine.url, namespace=engines.NAMESPACE)
+        return RuntimeCase(name, ContainerRuntime(settings), engines.BUSYBOX)
+
+    return make
+
+
+#: name -> a function of the test's fixture request that makes the runtime.
+RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], RuntimeCase]] = {
+    "process": lambda _: RuntimeCase("process", ProcessRuntime()),
+    "docker": _container_case("docker"),
+    "podman": _container_case("podman"),
 }
 
 StoreOpener = Callable[[], Awaitable[Store]]
@@ -76,7 +112,11 @@ async def store(open_store: StoreOpener) -> Store:
     return await open_store()
 
 
-@pytest.fixture(scope="session", params=sorted(RUNTIMES))
-def runtime(request: pytest.FixtureRequest) -> Runtime:
-    """One runtime for the session, as a worker has one for its life."""
-    return RUNTIMES[request.param]()
+@pytest.fixture(params=sorted(RUNTIMES))
+async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[RuntimeCase]:
+    """A runtime (on a container engine of the session's, for image jobs)."""
+    case = RUNTIMES[request.param](request)
+    yield case
+    case.runtime.close()
+    if isinstance(case.runtime, ContainerRuntime):
+        await case.runtime.aclose()

@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
+from conftest import RuntimeCase  # tests/contract/conftest.py
 from jobdock.errors import SpawnError
-from jobdock.models import JobSpec, Stream
-from jobdock.runtimes import Execution, ExitStatus, Runtime
+from jobdock.models import Stream
+from jobdock.runtimes import Execution, ExitStatus
+from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import HIGH_WATER
+from jobdock.submit import new_job_id
 from support import eventually
 
 #: Every wait in these tests ends by then; a job still running is killed.
@@ -30,14 +33,23 @@ ENV = {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
 
 
 async def start(
-    runtime: Runtime,
+    runtime: RuntimeCaseCase,
     *command: str,
     stdin: bytes = b"",
     env: dict[str, str] | None = None,
     **fields: Any,
 ) -> Execution:
-    spec = JobSpec(command=list(command), **fields)
-    return await runtime.start(spec, stdin, {**ENV, **(env or {})})
+    spec = runtime.spec(list(command), **fields)
+    # An image job's PATH is its image's.
+    base = ENV if runtime.on_host else {}
+    info = AttemptInfo(new_job_id(), 1)
+    return await runtime.runtime.start(spec, stdin, {**base, **(env or {})}, info)
+
+
+def host_only(runtime: RuntimeCaseCase, why: str) -> None:
+    """Skip a test that needs the host's files or processes, on an image job."""
+    if not runtime.on_host:
+        pytest.skip(f"{runtime.name}: {why}")
 
 
 @dataclass
@@ -66,6 +78,8 @@ async def finish(
     except BaseException:
         execution.kill()
         raise
+    finally:
+        await execution.close()
     return Finished(status, output[Stream.STDOUT], output[Stream.STDERR])
 
 
@@ -88,7 +102,7 @@ async def read_until(batches: AsyncIterator[list[tuple[Stream, bytes]]], marker:
 
 
 @pytest.mark.parametrize("code", [0, 3, 255])
-async def test_the_exit_code_of_the_command_is_reported(runtime: Runtime, code: int) -> None:
+async def test_the_exit_code_of_the_command_is_reported(runtime: RuntimeCase, code: int) -> None:
     execution = await start(runtime, "sh", "-c", f"exit {code}")
 
     assert (await finish(execution)).status == ExitStatus(exit_code=code)
@@ -96,11 +110,14 @@ async def test_the_exit_code_of_the_command_is_reported(runtime: Runtime, code: 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR1])
 async def test_a_job_killed_by_a_signal_reports_the_signal(
-    runtime: Runtime, sig: signal.Signals
+    runtime: RuntimeCase, sig: signal.Signals
 ) -> None:
-    execution = await start(runtime, "sh", "-c", f"kill -s {sig.name.removeprefix('SIG')} $$")
+    kill = f"kill -s {sig.name.removeprefix('SIG')} $$"
+    # In a container, the job's shell is not PID 1 (the init is), but the
+    # engine reports the death of the init's child as an exit code 128+N.
+    execution = await start(runtime, "sh", "-c", kill)
 
-    assert (await finish(execution)).status == ExitStatus(signal=sig)
+    assert (await finish(execution)).status.signal == sig
 
 
 # -- output and input -----------------------------------------------------------
@@ -121,7 +138,20 @@ while o < size or e < size:
 """
 
 
-async def test_stdout_and_stderr_arrive_separately_and_completely(runtime: Runtime) -> None:
+async def test_large_output_on_both_streams_arrives_separately_and_completely(
+    runtime: RuntimeCase,
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+
+    finished = await finish(await start(runtime, "tee", "/dev/stderr", stdin=data))
+
+    assert finished.status == ExitStatus(exit_code=0)
+    assert finished.stdout == data
+    assert finished.stderr == data
+
+
+async def test_stdout_and_stderr_arrive_separately_and_completely(runtime: RuntimeCase) -> None:
+    host_only(runtime, "writes with the host's python")
     size = 3 * 1024 * 1024
     execution = await start(runtime, sys.executable, "-c", WRITE_BOTH, str(size))
 
@@ -132,7 +162,7 @@ async def test_stdout_and_stderr_arrive_separately_and_completely(runtime: Runti
     assert len(finished.stderr) == size and finished.stderr == random.Random(2).randbytes(size)
 
 
-async def test_stdin_reaches_the_job_byte_for_byte(runtime: Runtime) -> None:
+async def test_stdin_reaches_the_job_byte_for_byte(runtime: RuntimeCase) -> None:
     data = bytes(range(256)) * 4096 + os.urandom(12345)
 
     finished = await finish(await start(runtime, "cat", stdin=data))
@@ -141,13 +171,13 @@ async def test_stdin_reaches_the_job_byte_for_byte(runtime: Runtime) -> None:
     assert finished.stdout == data
 
 
-async def test_a_job_given_no_input_reads_end_of_file_at_once(runtime: Runtime) -> None:
+async def test_a_job_given_no_input_reads_end_of_file_at_once(runtime: RuntimeCase) -> None:
     finished = await finish(await start(runtime, "cat"))
 
     assert (finished.status, finished.stdout) == (ExitStatus(exit_code=0), b"")
 
 
-async def test_a_job_that_does_not_read_its_input_still_ends_normally(runtime: Runtime) -> None:
+async def test_a_job_that_does_not_read_its_input_still_ends_normally(runtime: RuntimeCase) -> None:
     finished = await finish(await start(runtime, "true", stdin=b"unread" * 1_000_000))
 
     assert finished.status == ExitStatus(exit_code=0)
@@ -172,7 +202,8 @@ sys.stderr.buffer.write(b"tail\\n")
 """
 
 
-async def test_a_reader_that_falls_behind_still_gets_all_the_output(runtime: Runtime) -> None:
+async def test_a_reader_that_falls_behind_still_gets_all_the_output(runtime: RuntimeCase) -> None:
+    host_only(runtime, "writes with the host's python")
     execution = await start(runtime, sys.executable, "-c", WRITE_THEN_TAIL, str(HIGH_WATER))
 
     # The reader stalls, as behind a slow store: until the job has exited (or
@@ -187,31 +218,33 @@ async def test_a_reader_that_falls_behind_still_gets_all_the_output(runtime: Run
 
 
 async def test_the_job_runs_with_the_environment_and_directory_it_is_given(
-    runtime: Runtime, tmp_path: Path
+    runtime: RuntimeCase, tmp_path: Path
 ) -> None:
+    cwd = str(tmp_path) if runtime.on_host else "/tmp"
     execution = await start(
-        runtime, "sh", "-c", 'echo "$GREETING"; pwd', env={"GREETING": "hello"}, cwd=str(tmp_path)
+        runtime, "sh", "-c", 'echo "$GREETING"; pwd', env={"GREETING": "hello"}, cwd=cwd
     )
 
     finished = await finish(execution)
 
-    assert finished.stdout.decode().splitlines() == ["hello", str(tmp_path)]
+    assert finished.stdout.decode().splitlines() == ["hello", cwd]
 
 
 # -- stopping a job -------------------------------------------------------------
 
 
-async def test_terminate_stops_a_sleeping_job(runtime: Runtime) -> None:
+async def test_terminate_stops_a_sleeping_job(runtime: RuntimeCase) -> None:
     execution = await start(runtime, "sleep", "100")
 
     execution.terminate()
 
-    assert (await finish(execution)).status == ExitStatus(signal=signal.SIGTERM)
+    assert (await finish(execution)).status.signal == signal.SIGTERM
 
 
 async def test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill(
-    runtime: Runtime, tmp_path: Path
+    runtime: RuntimeCase, tmp_path: Path
 ) -> None:
+    host_only(runtime, "the test touches a file in the job's directory")
     # The job says "ready" once it ignores SIGTERM, then waits for the file
     # "go" and says "survived": only a job still alive after terminate() can.
     script = (
@@ -230,8 +263,9 @@ async def test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill(
 
 
 async def test_when_the_main_process_exits_the_processes_it_left_behind_are_killed(
-    runtime: Runtime,
+    runtime: RuntimeCase,
 ) -> None:
+    host_only(runtime, "looks for the left-behind process on the host")
     # The background sleep holds the job's stdout open: output() can only end
     # (before its fallback drain timeout) if the sleep is killed.
     execution = await start(runtime, "sh", "-c", "sleep 100 & echo $!")
@@ -258,8 +292,9 @@ def _has_exited(pid: int) -> bool:
 
 
 async def test_a_command_that_does_not_exist_raises_spawn_error_naming_it(
-    runtime: Runtime,
+    runtime: RuntimeCase,
 ) -> None:
+    host_only(runtime, "a container's init starts, then fails to run it (the next test)")
     with pytest.raises(SpawnError) as raised:
         await start(runtime, "no-such-command-jobdock-test", "arg")
 
@@ -267,9 +302,23 @@ async def test_a_command_that_does_not_exist_raises_spawn_error_naming_it(
     assert raised.value.errno == errno.ENOENT
 
 
-async def test_a_file_that_is_not_executable_raises_spawn_error_naming_it(
-    runtime: Runtime, tmp_path: Path
+async def test_a_container_command_that_does_not_exist_fails_saying_so(
+    runtime: RuntimeCase,
 ) -> None:
+    if runtime.on_host:
+        pytest.skip("process: the previous test")
+    finished = await finish(await start(runtime, "no-such-command-jobdock-test", "arg"))
+
+    # The init says it on stderr: docker-init (tini) names the command and
+    # exits 127; podman's catatonit exits 1.
+    assert finished.status.exit_code in (1, 127)
+    assert b"exec" in finished.stderr
+
+
+async def test_a_file_that_is_not_executable_raises_spawn_error_naming_it(
+    runtime: RuntimeCase, tmp_path: Path
+) -> None:
+    host_only(runtime, "the script is a file on the host")
     script = tmp_path / "not-executable.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o644)
@@ -282,8 +331,9 @@ async def test_a_file_that_is_not_executable_raises_spawn_error_naming_it(
 
 
 async def test_a_working_directory_that_does_not_exist_raises_spawn_error_naming_it(
-    runtime: Runtime, tmp_path: Path
+    runtime: RuntimeCase, tmp_path: Path
 ) -> None:
+    host_only(runtime, "an engine makes a missing working directory")
     missing = tmp_path / "no" / "such" / "dir"
 
     with pytest.raises(SpawnError) as raised:

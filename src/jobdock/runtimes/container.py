@@ -101,7 +101,7 @@ class ContainerRuntime:
         except EngineError as exc:
             raise SpawnError(f"cannot create the container: {exc.message}") from None
         try:
-            stream = await self.engine.attach(container, stdin=bool(stdin))
+            stream = await self._attach(container, bool(stdin))
             started_at = time.time()
             await self.engine.start(container)
         except BaseException as exc:
@@ -119,6 +119,17 @@ class ContainerRuntime:
             spec.resources.memory,
             spec.kill_grace,
         )
+
+    async def _attach(self, container: str, stdin: bool) -> AttachStream:
+        try:
+            return await self.engine.attach(container, stdin)
+        except EngineUnavailable:
+            raise
+        except EngineError:
+            # podman refuses to attach to a container it cannot start (409):
+            # its start says why.
+            await self.engine.start(container)
+            raise
 
     async def _cache_bind(self, cache: Cache, owner: str) -> str:
         volume = cache_volume(self.settings.namespace, owner, cache.name)
@@ -156,7 +167,11 @@ class ContainerRuntime:
         binds: list[str],
     ) -> dict[str, Any]:
         resources = spec.resources
-        host: dict[str, Any] = {"Binds": binds, "AutoRemove": False}
+        host: dict[str, Any] = {
+            "Binds": binds,
+            "AutoRemove": False,
+            "Init": self.settings.container_init,
+        }
         if resources.memory:
             # No swap beyond the limit: the limit is what the job can use.
             host.update(Memory=resources.memory, MemorySwap=resources.memory)
