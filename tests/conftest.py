@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jobdock import Client
 import engines
+from jobdock import Client
 from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
 from support import ServerProcess
 

@@ -56,9 +56,11 @@ class EngineMissing(RuntimeError):
 def busybox_rootfs() -> bytes:
     """A tar of a minimal root filesystem: busybox-static and its applets."""
     busybox = shutil.which("busybox")
-    if busybox is None or b"statically linked" not in subprocess.run(
-        ["file", "-L", busybox], capture_output=True, check=False
-    ).stdout:
+    if (
+        busybox is None
+        or b"statically linked"
+        not in subprocess.run(["file", "-L", busybox], capture_output=True, check=False).stdout
+    ):
         static = Path("/bin/busybox")
         if not static.exists():
             raise EngineMissing("busybox-static is not installed")

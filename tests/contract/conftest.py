@@ -44,6 +44,7 @@ STORES: dict[str, Callable[[pytest.FixtureRequest], Callable[[], Store]]] = {
     "postgresql": _postgresql,
 }
 
+
 @dataclass
 class RuntimeCase:
     """A runtime under test, and how a job spec asks for it: image jobs name

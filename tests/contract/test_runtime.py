@@ -33,7 +33,7 @@ ENV = {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
 
 
 async def start(
-    runtime: RuntimeCaseCase,
+    runtime: RuntimeCase,
     *command: str,
     stdin: bytes = b"",
     env: dict[str, str] | None = None,
@@ -46,7 +46,7 @@ async def start(
     return await runtime.runtime.start(spec, stdin, {**base, **(env or {})}, info)
 
 
-def host_only(runtime: RuntimeCaseCase, why: str) -> None:
+def host_only(runtime: RuntimeCase, why: str) -> None:
     """Skip a test that needs the host's files or processes, on an image job."""
     if not runtime.on_host:
         pytest.skip(f"{runtime.name}: {why}")
