@@ -9,13 +9,17 @@ without iptables or a bridge; podman with runc and cgroupfs.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -140,8 +144,6 @@ class Engine:
     def import_image(
         self, image: str, rootfs: bytes, entrypoint: list[str] | None, cmd: list[str] | None
     ) -> None:
-        import json
-
         changes = []
         if entrypoint:
             changes.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
@@ -163,8 +165,6 @@ class Engine:
 
     def containers(self, namespace: str) -> list[str]:
         """The ids of the containers left with jobdock's namespace label."""
-        import json
-
         filters = json.dumps({"label": [f"io.jobdock.namespace={namespace}"]})
         with self.http() as http:
             found = http.get("/containers/json", params={"all": "true", "filters": filters})
@@ -250,3 +250,69 @@ def wait_gone(engine: Engine, namespace: str, timeout: float = 30.0) -> list[str
     while (left := engine.containers(namespace)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+class SocketProxy:
+    """A unix-socket proxy in front of an engine: ``cut()`` makes the engine
+    unreachable (listener and every open connection closed, as a crashed or
+    partitioned engine would be) while the engine and its containers live
+    on; ``restore()`` lets clients through again."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.dir = Path(tempfile.mkdtemp(prefix="jdp-", dir="/tmp"))
+        self.socket = self.dir / "proxy.sock"
+        self.url = f"unix://{self.socket}"
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def restore(self) -> SocketProxy:
+        self.socket.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.socket))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(str(self.target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self.socket.unlink(missing_ok=True)
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._open.clear()
+
+    def remove(self) -> None:
+        self.cut()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -383,6 +383,18 @@ class Worker:
             await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
             exit_status = await self._wait(attempt, execution)
             await pump
+        except EngineUnavailable as exc:
+            # The engine went away under the container: the output it gave is
+            # stored, and the job goes back to the queue (or fails, as its
+            # on_worker_lost says) to wait for the engine.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pump, ENGINE_PROBE_SECONDS)
+            await self._engine_down(exc)
+            message = f"attempt {claim.attempt} given back: {exc.message} while it ran"
+            await self._persist(
+                lambda: store.release_attempt(claim.job_id, claim.attempt, message, time.time())
+            )
+            return
         except BaseException:
             pump.cancel()
             raise
