@@ -59,16 +59,11 @@ class EngineMissing(RuntimeError):
 
 def busybox_rootfs() -> bytes:
     """A tar of a minimal root filesystem: busybox-static and its applets."""
-    busybox = shutil.which("busybox")
-    if (
-        busybox is None
-        or b"statically linked"
-        not in subprocess.run(["file", "-L", busybox], capture_output=True, check=False).stdout
-    ):
-        static = Path("/bin/busybox")
-        if not static.exists():
-            raise EngineMissing("busybox-static is not installed")
-        busybox = str(static)
+    busybox = Path("/bin/busybox")
+    # A dynamically linked busybox names its loader; it could not run in an
+    # image without a libc.
+    if not busybox.exists() or b"/ld-linux" in busybox.read_bytes():
+        raise EngineMissing("busybox-static is not installed")
     applets = subprocess.run(
         [busybox, "--list"], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -88,7 +83,7 @@ def busybox_rootfs() -> bytes:
         for directory in ("bin", "etc", "proc", "sys", "dev", "root", "work"):
             add_dir(directory)
         add_dir("tmp", 0o1777)
-        add_file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+        add_file("bin/busybox", busybox.read_bytes(), 0o755)
         for applet in applets:
             if applet != "busybox":
                 link = tarfile.TarInfo(f"bin/{applet}")
