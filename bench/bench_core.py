@@ -152,8 +152,9 @@ def free_port() -> int:
 class Server:
     """A ``jobdock serve`` subprocess with its own home directory and port."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = home / "jobdock.db"
@@ -175,6 +176,7 @@ class Server:
             JOBDOCK_PORT=str(self.port),
             JOBDOCK_LOG_LEVEL="warning",
         )
+        env.update(self.extra_env)
         with self.output_path.open("wb") as output:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "jobdock", "serve"],

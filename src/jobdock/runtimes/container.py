@@ -102,8 +102,8 @@ class ContainerRuntime:
             raise SpawnError(f"cannot create the container: {exc.message}") from None
         try:
             stream = await self._attach(container, bool(stdin))
-            started_at = time.time()
             await self.engine.start(container)
+            started_at = time.time()
         except BaseException as exc:
             with contextlib.suppress(EngineError):
                 await self.engine.remove(container)
