@@ -41,10 +41,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import engines  # noqa: E402 (tests/engines.py: the private dockerd)
-from bench_core import Report, Server, conclude, percentile, server_complaints  # noqa: E402
+from bench_core import Report, Server, conclude, percentile, server_complaints
 
-from jobdock.runtimes.engine import Engine, EngineAddress  # noqa: E402
+import engines
+from jobdock.runtimes.engine import Engine, EngineAddress
 
 WARMUP = 3
 
