@@ -111,6 +111,21 @@ def podman() -> Iterator[engines.Engine]:
     yield from _start_engine("podman", required_in_ci=False)
 
 
+@pytest.fixture(scope="module")
+def docker_server(
+    dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A ``jobdock serve`` on the session's dockerd, for a module's tests."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("docker-server"),
+        docker_host=dockerd.url,
+        namespace=engines.NAMESPACE,
+        conjob_timeout="20",
+    ).start()
+    yield server
+    server.stop()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ENGINES_USED:
         ran = ", ".join(f"{name} ({how})" for name, how in sorted(ENGINES_USED.items()))

@@ -24,20 +24,6 @@ BUSYBOX = engines.BUSYBOX
 ECHO = "localhost/echo-job:1"
 
 
-@pytest.fixture(scope="module")
-def docker_server(
-    dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    server = ServerProcess(
-        tmp_path_factory.mktemp("containers"),
-        docker_host=dockerd.url,
-        namespace=engines.NAMESPACE,
-        conjob_timeout="20",
-    ).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def client(docker_server: ServerProcess) -> Iterator[Client]:
     with Client(docker_server.url) as c:
