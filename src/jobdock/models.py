@@ -367,18 +367,20 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _command_or_image(self) -> JobSpec:
+        # "FIELD: message": the field is named in the error (see
+        # submit.describe_error), though the check spans several fields.
         if self.image is None:
             if not self.command:
-                raise ValueError("give a command, or an image to run")
+                raise ValueError("command: give a command, or an image to run")
             for name in ("entrypoint", "user", "network", "container_runtime"):
                 if getattr(self, name) is not None:
-                    raise ValueError(f"{name} applies to image jobs only")
+                    raise ValueError(f"{name}: applies to image jobs only")
             if self.caches:
-                raise ValueError("caches apply to image jobs only")
+                raise ValueError("caches: apply to image jobs only")
         elif self.resources.io_read_bps or self.resources.io_write_bps:
-            raise ValueError("io limits are not supported for image jobs")
+            raise ValueError("resources: io limits are not supported for image jobs")
         if len({cache.name for cache in self.caches}) != len(self.caches):
-            raise ValueError("each cache may be named once")
+            raise ValueError("caches: each cache may be named once")
         return self
 
     def requirements(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -31,11 +32,18 @@ def parse_spec(body: bytes) -> JobSpec:
         raise invalid_spec(exc) from None
 
 
+_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
+
+
 def describe_error(error: Mapping[str, Any], skip: int = 0) -> tuple[str | None, str]:
     """The dotted field name and a one-line message of one pydantic error
     (``skip`` leading parts of its location are dropped)."""
     field = ".".join(str(part) for part in tuple(error.get("loc", ()))[skip:]) or None
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    named = _NAMED_FIELD.match(message)
+    if field is None and named:
+        # A check across fields names the one it is about: "command: ...".
+        field, message = named.group(1), message[named.end() :]
     if error.get("type") == "extra_forbidden":
         message = "unknown field"
     elif error.get("type") == "missing":

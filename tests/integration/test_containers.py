@@ -5,6 +5,7 @@ engine that goes away)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +227,37 @@ def test_a_job_whose_engine_goes_away_is_given_back_and_runs_when_it_returns(
     finally:
         server.stop()
         proxy.remove()
+
+
+def test_a_restarted_server_settles_the_containers_of_the_jobs_it_was_running(
+    dockerd: engines.Engine, tmp_path: Path
+) -> None:
+    server = ServerProcess(tmp_path, docker_host=dockerd.url, namespace=engines.NAMESPACE).start()
+    with Client(server.url) as client:
+        job = client.submit({"image": BUSYBOX, "command": ["sh", "-c", "echo up; sleep 300"]})
+        eventually(lambda: b"up" in output(client, job.id), 30, "the job to start")
+    first = dockerd.containers(engines.NAMESPACE)
+    assert len(first) == 1
+
+    server.stop(signal.SIGKILL)
+    server.start()
+    try:
+        with Client(server.url) as client:
+            eventually(
+                lambda: (
+                    client.get(job.id).attempt == 2 and client.get(job.id).state.value == "running"
+                ),
+                60,
+                "the lost attempt's job to run again",
+            )
+            lost = client.get(job.id).attempts[0]
+            assert lost.reason is Reason.WORKER_LOST
+            eventually(
+                lambda: first[0] not in dockerd.containers(engines.NAMESPACE),
+                30,
+                "the lost attempt's container to be removed",
+            )
+            client.cancel(job.id)
+            client.wait(job.id, timeout=30)
+    finally:
+        server.stop()

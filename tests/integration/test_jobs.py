@@ -195,7 +195,7 @@ def test_an_unknown_job_is_404(server: ServerProcess, method: str, path: str) ->
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"command": ["true"], "image": "x"}, "image"),
+        ({"command": ["true"], "imag": "x"}, "imag"),
         ({"command": []}, "command"),
         ({}, "command"),
         ({"command": ["true"], "env": {"1BAD": "x"}}, "env"),

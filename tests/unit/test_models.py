@@ -19,6 +19,7 @@ from jobdock.models import (
     parse_size,
     sources_of,
 )
+from jobdock.submit import describe_error
 
 S = JobState
 
@@ -148,11 +149,11 @@ def test_a_memory_limit_is_read_with_units_and_a_bad_one_is_named() -> None:
 
 
 def spec_error(**fields: Any) -> tuple[str, str]:
-    """The field and message pydantic names for an invalid spec."""
+    """The field and message a user is told for an invalid spec."""
     with pytest.raises(ValidationError) as raised:
         JobSpec.model_validate(fields)
-    error = raised.value.errors()[0]
-    return ".".join(str(part) for part in error["loc"]), error["msg"]
+    field, message = describe_error(raised.value.errors()[0])
+    return field or "", message
 
 
 def test_a_spec_needs_only_a_command_and_has_sensible_defaults() -> None:
