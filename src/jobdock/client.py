@@ -143,9 +143,13 @@ class AsyncClient:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        """One page of jobs, newest first."""
+        """One page of jobs, newest first (``owner``: only that user's; a user
+        who is not an admin sees only their own in any case)."""
         params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
+        if owner is not None:
+            params.append(("owner", owner))
         params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
         if name is not None:
             params.append(("name", name))
