@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from jobdock.errors import ConfigError, SecretsUnavailable
 from jobdock.models import SecretRef, Stream
+from jobdock.settings import Settings
 
 #: What a secret's value is replaced by in a job's output.
 MASK = b"***"
@@ -63,6 +64,12 @@ class Vault:
                 raise ConfigError(
                     "secret_key is not a valid key (make one with `jobdock secrets keygen`)"
                 ) from None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Vault:
+        """The vault of the configured ``secret_key`` (disabled without one)."""
+        key = settings.secret_key
+        return cls(key.get_secret_value() if key is not None else None)
 
     @property
     def enabled(self) -> bool:

@@ -132,7 +132,7 @@ class Worker:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
-        self._vault = Vault(settings.secret_key.get_secret_value() if settings.secret_key else None)
+        self._vault = Vault.of(settings)
         # The reaper waits until this (monotonic) time; see _heartbeat_loop.
         self._reap_after = 0.0
 

@@ -28,7 +28,7 @@ _log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     """The jobdock API; its lifespan opens the store and runs a worker.
     Raises ConfigError for a bad secret key."""
-    vault = Vault(settings.secret_key.get_secret_value() if settings.secret_key else None)
+    vault = Vault.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
