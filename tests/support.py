@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -53,11 +54,20 @@ class ServerProcess:
     ``args`` are added to the command line (e.g. ``("--no-worker",)``);
     ``settings`` become ``JOBDOCK_*`` variables (e.g. ``db=URL``)."""
 
-    def __init__(self, home: Path, *, args: Sequence[str] = (), **settings: str) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        args: Sequence[str] = (),
+        verify: ssl.SSLContext | None = None,
+        **settings: str,
+    ) -> None:
         self.home = home
         self.args = list(args)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        #: With ``verify`` (how to check its certificate), the server speaks HTTPS.
+        self.verify: ssl.SSLContext | bool = verify or True
+        self.url = f"{'https' if verify else 'http'}://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             **FAST_SETTINGS,
@@ -95,7 +105,8 @@ class ServerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            response = httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify)
+            return response.status_code == 200
         except httpx.TransportError:
             return False
 

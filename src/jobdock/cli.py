@@ -10,16 +10,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from jobdock.client import Client
+from jobdock.client import Client, Credentials
 from jobdock.errors import ApiError, ConfigError, JobdockError
 from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream, parse_duration
 from jobdock.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from jobdock.store.protocol import Store
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="jobdock",
@@ -31,6 +37,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the job store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+tokens_app = typer.Typer(
+    help="Manage API tokens, directly in the store (run it where the server's store is).",
+    no_args_is_help=True,
+)
+app.add_typer(tokens_app, name="tokens")
+secrets_app = typer.Typer(help="Manage your secrets on the server.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+certs_app = typer.Typer(help="A certificate authority for mutual TLS.", no_args_is_help=True)
+app.add_typer(certs_app, name="certs")
 
 #: ``jobdock run`` and ``wait`` exit with this when jobdock itself failed.
 EXIT_JOBDOCK = 125
@@ -52,8 +67,39 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise _Failure(message, code)
 
 
+#: How client commands authenticate: the global options, before each command.
+_connection: dict[str, Any] = {}
+
+
+@app.callback()
+def _global_options(
+    token: Annotated[
+        str | None, typer.Option(help="API token (env JOBDOCK_TOKEN).", show_default=False)
+    ] = None,
+    ca: Annotated[
+        str | None, typer.Option(help="CA of the server's certificate (env JOBDOCK_CA).")
+    ] = None,
+    cert: Annotated[
+        str | None, typer.Option(help="Client certificate, mutual TLS (env JOBDOCK_CERT).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Key of --cert (env JOBDOCK_KEY).")] = None,
+) -> None:
+    """Run Linux processes as jobs: a server, a worker and this client."""
+    _connection.update(token=token, ca=ca, cert=cert, key=key)
+
+
+def _credentials(settings: Settings) -> Credentials:
+    return Credentials(
+        token=settings.token.get_secret_value() if settings.token else None,
+        ca=settings.ca,
+        cert=settings.cert,
+        key=settings.key,
+    )
+
+
 def _client(url: str | None) -> Client:
-    return Client(load_settings(url=url).url)
+    settings = load_settings(url=url, **_connection)
+    return Client(settings.url, credentials=_credentials(settings))
 
 
 def exit_code_of(job: Job) -> int:
@@ -110,6 +156,18 @@ def serve(
     ] = False,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    tokens: Annotated[
+        bool | None, typer.Option("--tokens", help="Require an API token on every request.")
+    ] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="Server certificate: serve HTTPS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="Key of --tls-cert.")] = None,
+    tls_ca: Annotated[
+        str | None, typer.Option(help="Require client certificates from this CA (mutual TLS).")
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option("--insecure", help="Listen beyond loopback without authentication."),
+    ] = None,
 ) -> None:
     """Start the API server with its embedded worker."""
     settings = load_settings(
@@ -121,6 +179,11 @@ def serve(
         labels=_pairs(label, "--label") or None,
         config=config,
         log_level=log_level,
+        tokens=tokens,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_ca=tls_ca,
+        insecure=insecure,
     )
     _serve(settings, embedded_worker=not no_worker)
 
@@ -199,13 +262,47 @@ def _configure_logging(settings: Settings) -> None:
     sys.setswitchinterval(0.001)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_exposure(settings: Settings) -> None:
+    """Refuse to serve beyond loopback without authentication, unless told
+    to with --insecure (then say so loudly)."""
+    if settings.auth_enabled or _is_loopback(settings.host):
+        return
+    if not settings.insecure:
+        _fail(
+            f"refusing to listen on {settings.host} without authentication: anyone who can "
+            "reach it could run commands as this user. Use --tokens or --tls-ca, listen on "
+            "127.0.0.1, or pass --insecure",
+            2,
+        )
+    logging.getLogger("jobdock").warning(
+        "INSECURE: listening on %s with no authentication; anyone who can reach port %d "
+        "can run any command as this user",
+        settings.host,
+        settings.port,
+    )
+
+
 def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     import uvicorn
 
     from jobdock.api.app import create_app
+    from jobdock.api.tls import TlsHttpProtocol, server_context
 
     _configure_logging(settings)
+    _check_exposure(settings)
     _check_store(settings)
+    tls = settings.tls_cert is not None
     config = uvicorn.Config(
         create_app(settings, embedded_worker=embedded_worker),
         host=settings.host,
@@ -213,14 +310,28 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=TlsHttpProtocol if tls else "httptools",
         timeout_graceful_shutdown=2,
         proxy_headers=False,
         server_header=False,
     )
+    if tls:
+        config.load()
+        try:
+            config.ssl = server_context(settings)
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot load the TLS certificate, key or CA: {exc}")
     server = uvicorn.Server(config)
+    auth = [
+        name for name, on in (("tokens", settings.tokens), ("mutual TLS", settings.tls_ca)) if on
+    ]
     logging.getLogger("jobdock").info(
-        "jobdock serving on http://%s:%d (store %s)", settings.host, settings.port, settings.db_url
+        "jobdock serving on %s://%s:%d (store %s; auth: %s)",
+        "https" if tls else "http",
+        settings.host,
+        settings.port,
+        settings.db_url,
+        " and ".join(auth) or "none, single user",
     )
     server.run()
     if not server.started:
@@ -378,8 +489,10 @@ def _attach(client: Client, job_id: str) -> int:
             raise KeyboardInterrupt
         stopping.set()
         sys.stderr.write(f"jobdock: stopping job {job_id} (Ctrl-C again to detach)\n")
-        url = client.url
-        threading.Thread(target=lambda: _quietly_cancel(url, job_id), daemon=True).start()
+        url, credentials = client.url, client.credentials
+        threading.Thread(
+            target=lambda: _quietly_cancel(url, credentials, job_id), daemon=True
+        ).start()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
@@ -403,9 +516,9 @@ def _attach(client: Client, job_id: str) -> int:
     return exit_code_of(job)
 
 
-def _quietly_cancel(url: str, job_id: str) -> None:
+def _quietly_cancel(url: str, credentials: Credentials, job_id: str) -> None:
     try:
-        with Client(url) as client:
+        with Client(url, credentials=credentials) as client:
             client.cancel(job_id)
     except JobdockError:
         pass
@@ -628,6 +741,208 @@ def wait(
     if not job.terminal:
         _fail(f"job {job_id} is still {job.state.value}", EXIT_TIMEOUT)
     raise typer.Exit(exit_code_of(job))
+
+
+# -- users: tokens, secrets, certificates, audit ------------------------------------
+
+
+def _in_store(settings: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``use`` on the store the settings name (opened, migrated, closed)."""
+    from jobdock.store.sql import SqlStore
+
+    async def run() -> T:
+        async with SqlStore(
+            settings.db_url, sqlite_synchronous=settings.sqlite_synchronous
+        ) as store:
+            return await use(store)
+
+    try:
+        return asyncio.run(run())
+    except JobdockError as exc:
+        _fail(_message(exc))
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+_db_option = typer.Option("--db", help="Store URL (env JOBDOCK_DB).")
+_home_option = typer.Option("--home", help="Data directory (env JOBDOCK_HOME).")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    admin: Annotated[bool, typer.Option("--admin", help="May see and stop every job.")] = False,
+    expires: Annotated[
+        str | None, typer.Option(help="Valid for this long, e.g. 30d, 12h [never].")
+    ] = None,
+    db: Annotated[str | None, _db_option] = None,
+    home: Annotated[str | None, _home_option] = None,
+) -> None:
+    """Create a token and print it, once: the store keeps only its hash."""
+    from jobdock.auth import check_user_name, create_token
+
+    try:
+        check_user_name(user)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    expires_in = _duration(expires, "--expires")
+    created = _in_store(
+        load_settings(db=db, home=home),
+        lambda store: create_token(
+            store, user, admin=admin, expires_in=expires_in, actor=_cli_actor()
+        ),
+    )
+    typer.echo(created.token)
+    sys.stderr.write(
+        f"jobdock: token {created.info.id} for {user}{' (admin)' if admin else ''}; "
+        "it is shown only this once\n"
+    )
+
+
+@tokens_app.command("ls")
+def tokens_ls(
+    db: Annotated[str | None, _db_option] = None,
+    home: Annotated[str | None, _home_option] = None,
+) -> None:
+    """List tokens: id, user, and whether each is still valid."""
+    found = _in_store(load_settings(db=db, home=home), lambda store: store.list_tokens())
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("TOKEN ID", "USER", "ADMIN", "CREATED", "EXPIRES", "STATUS"):
+        table.add_column(column, no_wrap=True)
+    now = time.time()
+    for info in found:
+        expires = info.expires_at.timestamp() if info.expires_at else None
+        if info.revoked_at is not None:
+            status = "revoked"
+        elif expires is not None and expires <= now:
+            status = "expired"
+        else:
+            status = "valid"
+        table.add_row(
+            info.id,
+            info.user,
+            "yes" if info.admin else "",
+            _ago(info.created_at),
+            f"in {_span(expires - now)}" if expires and expires > now else "",
+            status,
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `tokens ls`).")],
+    db: Annotated[str | None, _db_option] = None,
+    home: Annotated[str | None, _home_option] = None,
+) -> None:
+    """Revoke a token for good."""
+    _in_store(
+        load_settings(db=db, home=home),
+        lambda store: store.revoke_token(token_id, time.time(), _cli_actor()),
+    )
+    typer.echo(token_id)
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="The secret's name.")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Set a secret from standard input (never from the command line); one
+    trailing newline is dropped. At a terminal, it is asked for unechoed."""
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"value of secret {name}: ").encode()
+    else:
+        value = sys.stdin.buffer.read()
+    value = value.removesuffix(b"\n").removesuffix(b"\r")
+    if not value:
+        _fail("the secret's value (standard input) is empty", 2)
+    with _client(url) as client:
+        client.set_secret(name, value)
+    typer.echo(name)
+
+
+@secrets_app.command("ls")
+def secrets_ls(url: Annotated[str | None, _url_option] = None) -> None:
+    """List your secrets (names, never values)."""
+    with _client(url) as client:
+        found = client.secrets()
+    for info in found:
+        typer.echo(f"{info.name}\t{_ago(info.updated_at)}")
+
+
+@secrets_app.command("rm")
+def secrets_rm(
+    names: Annotated[list[str], typer.Argument(help="Secrets to delete.", metavar="NAME...")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Delete secrets."""
+    with _client(url) as client:
+        for name in names:
+            client.delete_secret(name)
+            typer.echo(name)
+
+
+@secrets_app.command("keygen")
+def secrets_keygen() -> None:
+    """Print a new key for the server's secret_key setting (JOBDOCK_SECRET_KEY)."""
+    from jobdock.vault import generate_key
+
+    typer.echo(generate_key())
+
+
+@certs_app.command("init")
+def certs_init(
+    directory: Annotated[Path, typer.Argument(help="Where the CA and certificates go.")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="A name or IP the server is reached at; repeatable."),
+    ] = None,
+) -> None:
+    """Create a CA and a server certificate (ECDSA P-256) in DIRECTORY."""
+    from jobdock.certs import init_ca
+
+    ca, server = init_ca(directory, host or ["localhost", "127.0.0.1"])
+    for path in (ca.cert, ca.key, server.cert, server.key):
+        typer.echo(path)
+
+
+@certs_app.command("issue")
+def certs_issue(
+    name: Annotated[str, typer.Argument(help="The user: the certificate's common name.")],
+    directory: Annotated[Path, typer.Option("--dir", help="The directory of `certs init`.")],
+    days: Annotated[int, typer.Option(help="Valid for this many days.")] = 365,
+) -> None:
+    """Issue a client certificate and key for user NAME."""
+    from jobdock.certs import issue_client
+
+    pair = issue_client(directory, name, days=days)
+    typer.echo(pair.cert)
+    typer.echo(pair.key)
+
+
+@app.command()
+def audit(
+    last: Annotated[int, typer.Option("--last", "-n", help="At most this many entries.")] = 50,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Show the audit log, newest first: who submitted and stopped which job,
+    and who changed tokens and secrets (admins only)."""
+    with _client(url) as client:
+        page = client.audit(limit=max(1, min(last, 1000)))
+    for entry in page.entries:
+        typer.echo(
+            f"{entry.at.isoformat(timespec='seconds')}\t{entry.actor}\t{entry.action}\t{entry.target}"
+        )
 
 
 # -- entry point ----------------------------------------------------------------------

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import builtins
 import math
+import ssl
 import struct
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import ValidationError
 
+from jobdock.auth import AuditPage
 from jobdock.errors import ApiError, ServerUnreachable
 from jobdock.models import (
     Job,
@@ -30,6 +34,7 @@ from jobdock.models import (
 )
 from jobdock.settings import DEFAULT_URL
 from jobdock.submit import invalid_spec
+from jobdock.vault import SecretInfo, SecretList
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
@@ -38,6 +43,30 @@ _HEADER = struct.Struct(">BxxxI")
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How a client proves who it is, and whom it trusts: an API token, a CA
+    for the server's certificate, a client certificate and key (mutual TLS)."""
+
+    token: str | None = None
+    ca: Path | str | None = None
+    cert: Path | str | None = None
+    key: Path | str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx checks the server with: the system's CAs, or ``ca``."""
+        if self.ca is None and self.cert is None:
+            return True
+        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert is not None:
+            context.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
+        return context
 
 
 def _as_spec(spec: SpecLike) -> JobSpec:
@@ -52,12 +81,21 @@ def _as_spec(spec: SpecLike) -> JobSpec:
 class AsyncClient:
     """An asyncio client of one jobdock server."""
 
-    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.url = (url or DEFAULT_URL).rstrip("/")
+        credentials = credentials or Credentials()
+        self.credentials = credentials
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(timeout, read=None),
-            headers={"user-agent": "jobdock-client"},
+            headers={"user-agent": "jobdock-client", **credentials.headers()},
+            verify=credentials.verify(),
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -105,9 +143,13 @@ class AsyncClient:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        """One page of jobs, newest first."""
+        """One page of jobs, newest first (``owner``: only that user's; a user
+        who is not an admin sees only their own in any case)."""
         params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
+        if owner is not None:
+            params.append(("owner", owner))
         params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
         if name is not None:
             params.append(("name", name))
@@ -186,6 +228,32 @@ class AsyncClient:
         response = await self._request("POST", "/v1/run", json=body)
         return RunResult.model_validate_json(response.content)
 
+    async def set_secret(self, name: str, value: bytes) -> None:
+        """Create or replace one of your secrets."""
+        await self._request(
+            "PUT",
+            f"/v1/secrets/{name}",
+            content=value,
+            headers={"content-type": "application/octet-stream"},
+        )
+
+    async def secrets(self) -> builtins.list[SecretInfo]:
+        """Your secrets' names and times (never their values)."""
+        response = await self._request("GET", "/v1/secrets")
+        return SecretList.model_validate_json(response.content).secrets
+
+    async def delete_secret(self, name: str) -> None:
+        """Delete one of your secrets."""
+        await self._request("DELETE", f"/v1/secrets/{name}")
+
+    async def audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+        """One page of the audit log, newest first (admins only)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = await self._request("GET", "/v1/audit", params=params)
+        return AuditPage.model_validate_json(response.content)
+
 
 def _api_error(response: httpx.Response) -> ApiError:
     try:
@@ -200,11 +268,18 @@ class Client:
     """A blocking client of one jobdock server; each call runs the matching
     :class:`AsyncClient` method on a private event loop thread."""
 
-    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        credentials: Credentials | None = None,
+    ) -> None:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
-        self.aio: AsyncClient = self._portal.call(_make_async_client, url, timeout)
+        self.aio: AsyncClient = self._portal.call(_make_async_client, url, timeout, credentials)
         self.url = self.aio.url
+        self.credentials = self.aio.credentials
 
     def __enter__(self) -> Client:
         return self
@@ -249,6 +324,22 @@ class Client:
         """The workers known to the server's store."""
         return self._portal.call(self.aio.workers)
 
+    def set_secret(self, name: str, value: bytes) -> None:
+        """Create or replace one of your secrets."""
+        self._portal.call(self.aio.set_secret, name, value)
+
+    def secrets(self) -> builtins.list[SecretInfo]:
+        """Your secrets' names and times (never their values)."""
+        return self._portal.call(self.aio.secrets)
+
+    def delete_secret(self, name: str) -> None:
+        """Delete one of your secrets."""
+        self._portal.call(self.aio.delete_secret, name)
+
+    def audit(self, **options: Any) -> AuditPage:
+        """One page of the audit log (options as in AsyncClient.audit)."""
+        return self._portal.call(lambda: self.aio.audit(**options))
+
     def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""
         pieces = self.aio.logs(job_id, **options)
@@ -262,5 +353,7 @@ class Client:
             self._portal.call(pieces.aclose)
 
 
-async def _make_async_client(url: str | None, timeout: float) -> AsyncClient:
-    return AsyncClient(url, timeout=timeout)
+async def _make_async_client(
+    url: str | None, timeout: float, credentials: Credentials | None
+) -> AsyncClient:
+    return AsyncClient(url, timeout=timeout, credentials=credentials)

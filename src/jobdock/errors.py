@@ -141,3 +141,47 @@ class ImageNotFound(SpawnError):
     def __init__(self, image: str, detail: str) -> None:
         self.image = image
         super().__init__(f"image {image!r} could not be found or pulled: {detail}")
+
+
+class Unauthenticated(JobdockError):
+    """The request carries no valid credentials."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(JobdockError):
+    """Only an administrator may do that."""
+
+    code = "forbidden"
+
+
+class UnknownSecret(InvalidSpec):
+    """The job references a secret its owner does not have."""
+
+    code = "unknown_secret"
+
+
+class SecretNotFound(JobdockError):
+    """No such secret."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no secret named {name!r}")
+
+
+class TokenNotFound(JobdockError):
+    """No such token."""
+
+    code = "not_found"
+
+    def __init__(self, token_id: str) -> None:
+        self.token_id = token_id
+        super().__init__(f"no token with id {token_id!r}")
+
+
+class SecretsUnavailable(JobdockError):
+    """This server has no secret key configured, so it cannot store secrets."""
+
+    code = "secrets_unavailable"

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from jobdock.models import Stream
 from jobdock.store.protocol import LogChunk, Store
+
+if TYPE_CHECKING:
+    from jobdock.vault import Redactor
 
 #: Largest chunk stored; bigger pieces of output are split.
 MAX_CHUNK = 1 << 20
@@ -29,8 +33,10 @@ class LogWriter:
         attempt: int,
         *,
         persist: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._store = store
+        self._redactor = redactor if redactor else None
         self._persist = persist
         self._job_id = job_id
         self._attempt = attempt
@@ -40,12 +46,22 @@ class LogWriter:
 
     async def pump(self, output: AsyncIterator[list[tuple[Stream, bytes]]]) -> None:
         """Store everything ``output`` yields, each batch through ``persist``
-        if given (to retry it); raises FencedOff if the attempt lost the job."""
+        if given (to retry it); raises FencedOff if the attempt lost the job.
+        With a ``redactor``, secret values are masked before anything is stored."""
+        redactor = self._redactor
         async for batch in output:
-            append = partial(
-                self._store.append_logs, self._job_id, self._attempt, self.chunks(batch)
-            )
-            await (append() if self._persist is None else self._persist(append))
+            if redactor is not None:
+                batch = [(stream, redactor.feed(stream, data)) for stream, data in batch]
+            await self._store_batch(batch)
+        if redactor is not None:
+            await self._store_batch([(stream, redactor.flush(stream)) for stream in Stream])
+
+    async def _store_batch(self, batch: Sequence[tuple[Stream, bytes]]) -> None:
+        batch = [(stream, data) for stream, data in batch if data]
+        if not batch:
+            return
+        append = partial(self._store.append_logs, self._job_id, self._attempt, self.chunks(batch))
+        await (append() if self._persist is None else self._persist(append))
 
     def chunks(self, batch: Sequence[tuple[Stream, bytes]]) -> list[LogChunk]:
         """Number a batch of output: neighbours of one stream are joined, then

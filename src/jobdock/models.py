@@ -232,6 +232,63 @@ class Cache(BaseModel):
         return value
 
 
+#: The owner of jobs submitted when the server has no authentication.
+ANONYMOUS = "anonymous"
+
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+
+
+def check_secret_name(name: str) -> str:
+    """``name`` if it is a valid secret name; raises ValueError naming the rule."""
+    if not _SECRET_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a secret name (1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit)"
+        )
+    return name
+
+
+class SecretRef(BaseModel):
+    """A secret of the job's owner, given to the job as an environment
+    variable, a file in ``$JOBDOCK_SECRETS_DIR``, or both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The name of one of the owner's secrets.")
+    env: str | None = Field(None, description="An environment variable to hold the value.")
+    file: str | None = Field(
+        None, description="A file name in the directory named by $JOBDOCK_SECRETS_DIR."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        return check_secret_name(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _file_syntax(cls, value: str | None) -> str | None:
+        if value is not None and (not _FILE_NAME.match(value) or value in (".", "..")):
+            raise ValueError(
+                f"{value!r} must be a plain file name (letters, digits, '.', '_', '-')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _env_or_file(self) -> SecretRef:
+        if self.env is None and self.file is None:
+            raise ValueError("say how the job gets the secret: env, file or both")
+        return self
+
+
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -297,6 +354,10 @@ class JobSpec(BaseModel):
         default_factory=list,
         description="Named volumes kept between runs of the same owner, mounted at a path.",
     )
+    secrets: list[SecretRef] = Field(
+        default_factory=list,
+        description="The owner's secrets given to the job, as env vars or files.",
+    )
 
     @field_validator("command")
     @classmethod
@@ -357,6 +418,16 @@ class JobSpec(BaseModel):
                 base64.b64decode(value, validate=True)
             except ValueError:
                 raise ValueError("is not valid base64") from None
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _distinct_targets(cls, value: list[SecretRef]) -> list[SecretRef]:
+        envs = [ref.env for ref in value if ref.env]
+        files = [ref.file for ref in value if ref.file]
+        for kind, targets in (("env", envs), ("file", files)):
+            if len(set(targets)) != len(targets):
+                raise ValueError(f"two secrets have the same {kind}")
         return value
 
     @model_validator(mode="after")
@@ -424,6 +495,7 @@ class Job(BaseModel):
 
     id: str
     name: str | None = None
+    owner: str = Field(ANONYMOUS, description="The user who submitted the job.")
     state: JobState
     labels: dict[str, str] = Field(default_factory=dict)
     spec: JobSpec

@@ -115,6 +115,53 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Credentials per registry host (e.g. 'registry.example.com:5000').",
     )
+    # -- users and security (docs/security.md) ---------------------------------
+
+    tokens: bool = Field(
+        False, description="Require an API token (Authorization: Bearer) on every request."
+    )
+    tls_cert: Path | None = Field(None, description="The server's certificate (PEM): serve HTTPS.")
+    tls_key: Path | None = Field(None, description="The key of tls_cert (PEM).")
+    tls_ca: Path | None = Field(
+        None,
+        description="Require client certificates issued by this CA (PEM); the user is the "
+        "certificate's common name.",
+    )
+    admins: str = Field(
+        "", description="Comma-separated users (certificate names) who are administrators."
+    )
+    insecure: bool = Field(
+        False, description="Allow listening beyond loopback without authentication."
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="The key secrets are encrypted with (`jobdock secrets keygen`)."
+    )
+    token: SecretStr | None = Field(None, description="The API token a client sends.")
+    ca: Path | None = Field(
+        None, description="The CA a client checks the server's certificate with."
+    )
+    cert: Path | None = Field(None, description="A client's certificate (PEM), for mutual TLS.")
+    key: Path | None = Field(None, description="The key of a client's certificate (PEM).")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests must say who they are (tokens or client certificates)."""
+        return self.tokens or self.tls_ca is not None
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        """The users named in ``admins``."""
+        return frozenset(name.strip() for name in self.admins.split(",") if name.strip())
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together")
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

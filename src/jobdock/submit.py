@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobdock.errors import InvalidJson, InvalidSpec
-from jobdock.models import Job, JobSpec
+from jobdock.errors import InvalidJson, InvalidSpec, UnknownSecret
+from jobdock.models import ANONYMOUS, Job, JobSpec
 from jobdock.settings import Settings
 from jobdock.store.protocol import NewJob, Store
 
@@ -57,8 +57,9 @@ def invalid_spec(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(message, field=field)
 
 
-async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
-    """Store a new job for ``spec`` and return its record (state ``queued``)."""
+async def submit(store: Store, spec: JobSpec, settings: Settings, owner: str = ANONYMOUS) -> Job:
+    """Store a new job of ``owner`` for ``spec`` and return its record (state
+    ``queued``). A secret it references must be one of the owner's."""
     stdin = spec.stdin_bytes()
     if len(stdin) > settings.max_stdin_bytes:
         raise InvalidSpec(
@@ -67,7 +68,9 @@ async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
             field="stdin",
         )
     _check_container_policy(spec, settings)
-    return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time()))
+    if spec.secrets:
+        await _check_secrets(store, spec, owner)
+    return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time(), owner))
 
 
 def _check_container_policy(spec: JobSpec, settings: Settings) -> None:
@@ -86,3 +89,14 @@ def _check_container_policy(spec: JobSpec, settings: Settings) -> None:
         raise InvalidSpec(
             f"network: {spec.network!r} is not allowed here (allowed: {allowed})", field="network"
         )
+
+
+async def _check_secrets(store: Store, spec: JobSpec, owner: str) -> None:
+    names = [ref.name for ref in spec.secrets]
+    found = await store.secret_names(owner, names)
+    for index, name in enumerate(names):
+        if name not in found:
+            raise UnknownSecret(
+                f"secrets.{index}.name: you have no secret named {name!r}",
+                field=f"secrets.{index}.name",
+            )

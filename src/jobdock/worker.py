@@ -20,7 +20,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
+from jobdock.errors import (
+    EngineUnavailable,
+    FencedOff,
+    JobdockError,
+    SecretsUnavailable,
+    SpawnError,
+    StoreError,
+)
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
 from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, Runtime
@@ -28,6 +35,7 @@ from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Outcome, Started, Store, WorkerInfo
+from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
 
 _log = logging.getLogger(__name__)
 
@@ -143,6 +151,7 @@ class Worker:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
+        self._vault = Vault.of(settings)
         # The reaper waits until this (monotonic) time; see _heartbeat_loop.
         self._reap_after = 0.0
 
@@ -333,12 +342,55 @@ class Worker:
         return self.containers
 
     async def _execute(self, attempt: _Attempt) -> None:
+        claim = attempt.claim
+        refs = claim.spec.secrets
+        if not refs:
+            await self._execute_with(attempt, self._env(claim), None)
+            return
+        try:
+            values = await self._secret_values(claim)
+        except SpawnError as exc:
+            await self._fail_to_start(claim, exc)
+            return
+        # The files exist for this attempt only; the values are masked in its output.
+        with secret_files(refs, values) as directory:
+            env = {**self._env(claim), **secret_env(refs, values)}
+            if directory is not None:
+                env[SECRETS_DIR_ENV] = str(directory)
+            await self._execute_with(attempt, env, Redactor(values.values()))
+
+    async def _secret_values(self, claim: Claim) -> dict[str, bytes]:
+        """The values of the secrets the job references, of its owner's."""
+        names = [ref.name for ref in claim.spec.secrets]
+        stored = await self.store.job_secrets(claim.job_id, names)
+        missing = [name for name in names if name not in stored]
+        if missing:
+            raise SpawnError(f"the job's secret {missing[0]!r} no longer exists")
+        try:
+            return {name: self._vault.decrypt(value) for name, value in stored.items()}
+        except SecretsUnavailable as exc:
+            raise SpawnError(exc.message) from None
+
+    async def _fail_to_start(self, claim: Claim, exc: SpawnError) -> None:
+        failed = Outcome(
+            state=JobState.FAILED,
+            # A SpawnError's code is the reason it stands for (spawn_error,
+            # image_not_found).
+            reason=Reason(exc.code),
+            message=exc.message,
+            finished_at=time.time(),
+        )
+        await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
+
+    async def _execute_with(
+        self, attempt: _Attempt, env: dict[str, str], redactor: Redactor | None
+    ) -> None:
         claim, store = attempt.claim, self.store
         spec = claim.spec
-        info = AttemptInfo(claim.job_id, claim.attempt)
+        info = AttemptInfo(claim.job_id, claim.attempt, claim.owner)
         try:
             runtime = self._runtime_for(spec)
-            execution = await runtime.start(spec, claim.stdin, self._env(claim), info)
+            execution = await runtime.start(spec, claim.stdin, env, info)
         except EngineUnavailable as exc:
             # Not the job's fault: it goes back to the queue, saying why, and
             # image jobs wait until the engine is back.
@@ -349,19 +401,11 @@ class Worker:
             )
             return
         except SpawnError as exc:
-            failed = Outcome(
-                state=JobState.FAILED,
-                # A SpawnError's code is the reason it stands for (spawn_error,
-                # image_not_found).
-                reason=Reason(exc.code),
-                message=exc.message,
-                finished_at=time.time(),
-            )
-            await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, failed))
+            await self._fail_to_start(claim, exc)
             return
         attempt.execution = execution
         try:
-            await self._supervise(attempt, execution)
+            await self._supervise(attempt, execution, redactor)
         finally:
             try:
                 await execution.close()
@@ -370,12 +414,16 @@ class Worker:
                     "cannot clean up attempt %d of job %s: %s", claim.attempt, claim.job_id, exc
                 )
 
-    async def _supervise(self, attempt: _Attempt, execution: Execution) -> None:
+    async def _supervise(
+        self, attempt: _Attempt, execution: Execution, redactor: Redactor | None
+    ) -> None:
         """Store the output of a started attempt, and its outcome."""
         claim, store = attempt.claim, self.store
         spec = claim.spec
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
-        writer = LogWriter(store, claim.job_id, claim.attempt, persist=self._persist)
+        writer = LogWriter(
+            store, claim.job_id, claim.attempt, persist=self._persist, redactor=redactor
+        )
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:

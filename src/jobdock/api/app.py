@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from jobdock import __version__
+from jobdock.api.access import router as access_router
+from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
@@ -18,13 +20,16 @@ from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
+from jobdock.vault import Vault
 from jobdock.worker import Worker
 
 _log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
-    """The jobdock API; its lifespan opens the store and runs a worker."""
+    """The jobdock API; its lifespan opens the store and runs a worker.
+    Raises ConfigError for a bad secret key."""
+    vault = Vault.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,6 +37,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         await store.open()
         app.state.store = store
         app.state.settings = settings
+        app.state.vault = vault
         worker = Worker(store, settings) if embedded_worker else None
         try:
             if worker is not None:
@@ -52,7 +58,10 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(workers_router)
     app.include_router(conjob_router)
+    app.include_router(access_router)
     app.add_middleware(SubmitPath)
+    # Added last, so outermost: the submit fast path, too, runs after it.
+    app.add_middleware(Authenticate)
 
     @app.get("/healthz", summary="Liveness and store check")
     async def healthz() -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
+from jobdock.api.auth import principal
 from jobdock.errors import InvalidRequest
 from jobdock.logs import read_log
 from jobdock.models import Job, JobSpec, JobState, Reason
@@ -89,7 +90,7 @@ async def run_image(
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     spec = _spec(image, pull, await request.body(), input == "stdin", settings.conjob_timeout)
-    job = await submit(store, spec, settings)
+    job = await submit(store, spec, settings, principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     output = bytearray()
     async for chunk in read_log(store, job.id):

@@ -13,13 +13,18 @@ from starlette.exceptions import HTTPException
 
 from jobdock.errors import (
     ConfigError,
+    Forbidden,
     IllegalTransition,
     InvalidJson,
     InvalidRequest,
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    SecretNotFound,
+    SecretsUnavailable,
     StoreError,
+    TokenNotFound,
+    Unauthenticated,
 )
 from jobdock.submit import describe_error
 
@@ -34,7 +39,23 @@ STATUS: dict[type[JobdockError], int] = {
     IllegalTransition: 409,
     StoreError: 503,
     ConfigError: 500,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    SecretNotFound: 404,
+    TokenNotFound: 404,
+    SecretsUnavailable: 501,
 }
+
+#: How a client should authenticate, sent with every 401 (RFC 6750).
+WWW_AUTHENTICATE = 'Bearer realm="jobdock"'
+
+
+def headers_of(exc: JobdockError) -> dict[str, str]:
+    """The headers that go with the error response for ``exc``."""
+    if isinstance(exc, Unauthenticated):
+        return {"www-authenticate": WWW_AUTHENTICATE}
+    return {}
+
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -70,7 +91,7 @@ def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:
 async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JobdockError)
     status, body = render_error(exc)
-    return JSONResponse(body, status)
+    return JSONResponse(body, status, headers=headers_of(exc))
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

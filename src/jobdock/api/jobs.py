@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from jobdock.errors import InvalidRequest
+from jobdock.api.auth import check_visible, principal
+from jobdock.errors import InvalidRequest, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
 from jobdock.settings import Settings
@@ -70,7 +71,7 @@ _SPEC_BODY = {
 async def create_job(request: Request) -> Response:
     """Store a job and queue it for a worker. Answers 201 and the job."""
     spec = parse_spec(await request.body())
-    job = await submit(_store(request), spec, _settings(request))
+    job = await submit(_store(request), spec, _settings(request), principal(request).name)
     return _json(job, 201)
 
 
@@ -82,18 +83,28 @@ async def list_jobs(
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = Query(None, pattern=r"^\d+$"),
+    owner: Annotated[str | None, Query(description="Only this user's jobs.")] = None,
 ) -> JobPage:
     """Jobs matching every filter given, newest first; pass ``next_cursor``
-    back as ``cursor`` for the next page."""
+    back as ``cursor`` for the next page. A user sees only their own jobs;
+    an admin sees everyone's."""
+    who = principal(request)
+    if not who.admin:
+        if owner not in (None, who.name):
+            return JobPage(jobs=[])
+        owner = who.name
     return await _store(request).list_jobs(
-        states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor
+        states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor, owner=owner
     )
 
 
 @router.get("/jobs/{job_id}", response_model=Job, summary="Get a job")
 async def get_job(job_id: str, request: Request) -> Job:
     """The whole record of a job, with its attempts."""
-    return await _store(request).get_job(job_id)
+    job = await _store(request).get_job(job_id)
+    if not principal(request).may_see(job.owner):
+        raise JobNotFound(job_id)
+    return job
 
 
 @router.post(
@@ -106,7 +117,9 @@ async def cancel_job(job_id: str, request: Request, response: Response) -> Job:
     """Cancel a job that has not started (200), or stop a running one: SIGTERM,
     its grace period, then SIGKILL (202, the job is still ``running``). A
     finished job answers 409."""
-    job = await _store(request).cancel_job(job_id, time.time())
+    store, who = _store(request), principal(request)
+    await check_visible(store, who, job_id)
+    job = await store.cancel_job(job_id, time.time(), actor=who.name)
     if not job.terminal:
         response.status_code = 202
     return job
@@ -120,8 +133,9 @@ async def wait_job(
 ) -> Job:
     """The job once finished, or as it is after ``timeout`` seconds (check
     its ``state``)."""
-    settings = _settings(request)
-    return await wait_for_job(_store(request), job_id, timeout, settings.poll_seconds)
+    settings, store = _settings(request), _store(request)
+    await check_visible(store, principal(request), job_id)
+    return await wait_for_job(store, job_id, timeout, settings.poll_seconds)
 
 
 @router.get(
@@ -145,6 +159,7 @@ async def job_logs(
     ends when the attempt ends. ``format=multiplexed`` frames each piece with
     its stream, like Docker's attach stream."""
     store = _store(request)
+    await check_visible(store, principal(request), job_id)
     chosen = None if stream == "both" else Stream(stream)
     # Answer 404 now, not in the middle of a 200.
     await store.read_logs(job_id, attempt=attempt, stream=chosen, offset=offset, limit=0)
@@ -182,7 +197,7 @@ async def run_job(request: Request) -> RunResult:
     stdout and stderr (each cut at the server's ``run_output_limit``)."""
     spec = parse_spec(await request.body())
     store, settings = _store(request), _settings(request)
-    job = await submit(store, spec, settings)
+    job = await submit(store, spec, settings, principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit
     out = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}

@@ -8,7 +8,8 @@ policy, store call and error rendering as every other route; the FastAPI
 route stays for the OpenAPI document and answers only if this middleware is
 not installed. It sits inside the app's outermost error middleware, so an
 unexpected failure still becomes a JSON 500, and any middleware added around
-the app (authentication, say) applies to it as to every route.
+the app applies to it as to every route: the job's owner is the principal
+that ``api/auth.py``'s middleware, outside this one, resolved.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobdock.api.errors import render_error
+from jobdock.api.auth import principal_of
+from jobdock.api.errors import headers_of, render_error
 from jobdock.errors import JobdockError
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
@@ -40,14 +42,18 @@ class SubmitPath:
         state = scope["app"].state
         store: Store = state.store
         settings: Settings = state.settings
+        extra: dict[str, str] = {}
         try:
+            owner = principal_of(scope).name
             spec = parse_spec(await _body(receive))
-            job = await submit(store, spec, settings)
+            job = await submit(store, spec, settings, owner)
             status, payload = 201, job.model_dump_json().encode()
         except JobdockError as exc:
             status, body = render_error(exc)
             payload = json.dumps(body).encode()
+            extra = headers_of(exc)
         headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
+        headers += [(key.encode(), value.encode()) for key, value in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -24,6 +24,7 @@ from jobdock.models import Cache, JobSpec, Reason, Stream
 from jobdock.runtimes.base import AttemptInfo, ExitStatus
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
 from jobdock.settings import Settings
+from jobdock.vault import SECRETS_DIR_ENV
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class ContainerRuntime:
         try:
             await self._ensure_image(spec.image, spec.pull)
             binds = [await self._cache_bind(cache, info.owner) for cache in spec.caches]
+            secrets_dir = env.get(SECRETS_DIR_ENV)
+            if secrets_dir:
+                # The job's secret files, at the same path, read-only (the
+                # engine must run on this machine to see them).
+                binds.append(f"{secrets_dir}:{secrets_dir}:ro")
             config = self._config(spec, bool(stdin), env, info, binds)
             container = await self.engine.create(
                 config, name=f"jobdock-{info.job_id}-{info.attempt}"

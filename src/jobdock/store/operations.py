@@ -44,6 +44,7 @@ from jobdock.models import (
     sources_of,
     timestamp,
 )
+from jobdock.store.access import record
 from jobdock.store.prepared import Prepared
 from jobdock.store.protocol import (
     Claim,
@@ -111,6 +112,7 @@ _INSERT_JOB = Prepared(
                 "on_worker_lost",
                 "created_at",
                 "requires",
+                "owner",
             )
         }
         | {"state": _QUEUED, "attempt": 0, "cancel_requested": False, "lost_count": 0}
@@ -131,7 +133,9 @@ def insert_job(conn: Connection, job: NewJob) -> None:
         on_worker_lost=spec.on_worker_lost,
         created_at=job.created_at,
         requires=json.dumps(spec.requirements()) if spec.requirements() else None,
+        owner=job.owner,
     )
+    record(conn, job.created_at, job.owner, "submit", job.id)
     announce(conn, "work")
 
 
@@ -140,6 +144,7 @@ def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
     return Job(
         id=row.id,
         name=row.name,
+        owner=row.owner,
         state=JobState(row.state),
         labels=json.loads(labels) if isinstance(labels, str) else labels,
         spec=JobSpec.model_validate_json(row.spec),
@@ -192,8 +197,11 @@ def list_jobs(
     name: str | None,
     limit: int,
     cursor: str | None,
+    owner: str | None = None,
 ) -> JobPage:
     query = select(*_JOB_COLUMNS)
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
     if states:
         query = query.where(jobs.c.state.in_([s.value for s in states]))
     for key, value in labels.items():
@@ -214,8 +222,9 @@ def _job_state(conn: Connection, job_id: str) -> JobState:
     return JobState(state)
 
 
-def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
-    """Cancel at once if not started; returns True if a running job must be stopped."""
+def cancel_job(conn: Connection, job_id: str, now: float, actor: str | None = None) -> bool:
+    """Cancel at once if not started; returns True if a running job must be
+    stopped. ``actor``, if given, is recorded in the audit log."""
     done = conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.state.in_(_CANCELLABLE))
@@ -227,6 +236,8 @@ def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
         )
     ).rowcount
     if done:
+        if actor is not None:
+            record(conn, now, actor, "cancel", job_id)
         announce(conn, f"job:{job_id}")
         return False
     asked = conn.execute(
@@ -235,6 +246,8 @@ def cancel_job(conn: Connection, job_id: str, now: float) -> bool:
         .values(cancel_requested=True)
     ).rowcount
     if asked:
+        if actor is not None:
+            record(conn, now, actor, "cancel", job_id)
         announce(conn, f"job:{job_id}", f"cancel:{job_id}")
         return True
     state = _job_state(conn, job_id)
@@ -274,7 +287,7 @@ def _claim_statement(dialect: str) -> Any:
             lease_expires_at=_p("lease_until"),
             cancel_requested=False,
         )
-        .returning(jobs.c.seq, jobs.c.id, jobs.c.attempt, jobs.c.spec, jobs.c.stdin)
+        .returning(jobs.c.seq, jobs.c.id, jobs.c.attempt, jobs.c.spec, jobs.c.stdin, jobs.c.owner)
     )
 
 
@@ -323,6 +336,7 @@ def claim_jobs(
             attempt=row.attempt,
             spec=JobSpec.model_validate_json(row.spec),
             stdin=row.stdin or b"",
+            owner=row.owner,
         )
         for row in rows
     ]

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.events import Events
-from jobdock.models import Job, JobPage, JobSpec, JobState, Reason, Stream, WorkerRecord
+from jobdock.models import ANONYMOUS, Job, JobPage, JobSpec, JobState, Reason, Stream, WorkerRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class NewJob:
     spec: JobSpec
     stdin: bytes
     created_at: float
+    owner: str = ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,7 @@ class Claim:
     attempt: int
     spec: JobSpec
     stdin: bytes
+    owner: str = ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +154,16 @@ class Store(Protocol):
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        """Jobs matching every filter, newest first, one page at a time."""
+        """Jobs matching every filter (``owner``: only that user's), newest
+        first, one page at a time."""
 
-    async def cancel_job(self, job_id: str, now: float) -> Job:
+    async def cancel_job(self, job_id: str, now: float, actor: str | None = None) -> Job:
         """Cancel a job not yet running, or ask the worker of a running one to stop it.
 
-        Raises JobNotFound, or IllegalTransition for a finished job.
+        Raises JobNotFound, or IllegalTransition for a finished job. The
+        ``actor``, if given, is recorded in the audit log.
         """
 
     async def claim_jobs(
@@ -227,3 +233,35 @@ class Store(Protocol):
     ) -> LogRead:
         """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
         merged when ``stream`` is None) of an attempt, the latest by default."""
+
+    # -- users: tokens, secrets, audit (store/access.py) --------------------------
+
+    async def create_token(self, info: TokenInfo, token_hash: str, actor: str) -> None:
+        """Store a new API token: its record and the hash of its secret."""
+
+    async def find_token(self, token_id: str) -> StoredToken | None:
+        """The token with this id, revoked and expired ones included."""
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """Every token, oldest first."""
+
+    async def revoke_token(self, token_id: str, now: float, actor: str) -> None:
+        """Revoke a token for good; raises TokenNotFound."""
+
+    async def set_secret(self, owner: str, name: str, value: bytes, now: float) -> None:
+        """Create or replace one of ``owner``'s secrets (``value`` is encrypted)."""
+
+    async def delete_secret(self, owner: str, name: str, now: float) -> None:
+        """Delete one of ``owner``'s secrets; raises SecretNotFound."""
+
+    async def list_secrets(self, owner: str) -> list[tuple[str, float, float]]:
+        """(name, created_at, updated_at) of ``owner``'s secrets, by name."""
+
+    async def secret_names(self, owner: str, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` that ``owner`` has secrets for."""
+
+    async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
+        """The encrypted values of the named secrets of the job's owner."""
+
+    async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+        """The audit log, newest first, one page at a time."""

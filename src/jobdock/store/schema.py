@@ -55,6 +55,8 @@ jobs = Table(
     Column("lost_count", Integer, nullable=False, default=0),
     # Labels a worker must have to claim the job (JSON object), or NULL.
     Column("requires", JSON),
+    # Who submitted the job: a user name from a token or a client certificate.
+    Column("owner", String(128), nullable=False, server_default="anonymous"),
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_worker", "worker_id"),
@@ -107,4 +109,41 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Column("stopped_at", Float),
+)
+
+# -- users: tokens, secrets and the audit log (migration 0003) -------------------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_name", String(128), nullable=False),
+    Column("admin", Boolean, nullable=False),
+    # sha256 of the whole token (hex); the token itself is never stored.
+    Column("hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+)
+
+user_secrets = Table(
+    "secrets",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    # Encrypted with the server's secret key (Fernet: AES-128-CBC + HMAC-SHA256).
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    # The job, token or secret acted on.
+    Column("target", String(200), nullable=False),
 )

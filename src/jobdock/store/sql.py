@@ -16,14 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.errors import StoreError
 from jobdock.events import Events
 from jobdock.models import Job, JobPage, JobState, Stream, WorkerRecord, timestamp
+from jobdock.store import access, postgres, sqlite
 from jobdock.store import operations as ops
-from jobdock.store import postgres, sqlite
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.protocol import (
@@ -144,6 +145,7 @@ class SqlStore:
         return Job(
             id=job.id,
             name=spec.name,
+            owner=job.owner,
             state=JobState.QUEUED,
             labels=spec.labels,
             spec=spec.without_stdin(),
@@ -162,13 +164,14 @@ class SqlStore:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
         return await self._read(
-            ops.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor
+            ops.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor, owner
         )
 
-    async def cancel_job(self, job_id: str, now: float) -> Job:
-        running = await self._write(ops.cancel_job, job_id, now)
+    async def cancel_job(self, job_id: str, now: float, actor: str | None = None) -> Job:
+        running = await self._write(ops.cancel_job, job_id, now, actor)
         self.events.job_changed(job_id)
         if running:
             self.events.cancel_requested(job_id)
@@ -261,6 +264,46 @@ class SqlStore:
         limit: int = 8,
     ) -> LogRead:
         return await self._read(ops.read_logs, job_id, attempt, stream, offset, limit)
+
+    # -- users: tokens, secrets, audit -----------------------------------------
+
+    async def create_token(self, info: TokenInfo, token_hash: str, actor: str) -> None:
+        def create(conn: Connection) -> None:
+            access.create_token(conn, info, token_hash)
+            access.record(conn, info.created_at.timestamp(), actor, "token.create", info.id)
+
+        await self._write(create)
+
+    async def find_token(self, token_id: str) -> StoredToken | None:
+        return await self._read(access.find_token, token_id)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        return await self._read(access.list_tokens)
+
+    async def revoke_token(self, token_id: str, now: float, actor: str) -> None:
+        def revoke(conn: Connection) -> None:
+            access.revoke_token(conn, token_id, now)
+            access.record(conn, now, actor, "token.revoke", token_id)
+
+        await self._write(revoke)
+
+    async def set_secret(self, owner: str, name: str, value: bytes, now: float) -> None:
+        await self._write(access.set_secret, owner, name, value, now)
+
+    async def delete_secret(self, owner: str, name: str, now: float) -> None:
+        await self._write(access.delete_secret, owner, name, now)
+
+    async def list_secrets(self, owner: str) -> list[tuple[str, float, float]]:
+        return await self._read(access.list_secrets, owner)
+
+    async def secret_names(self, owner: str, names: Sequence[str]) -> set[str]:
+        return await self._read(access.secret_names, owner, list(names))
+
+    async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
+        return await self._read(access.job_secrets, job_id, list(names))
+
+    async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+        return await self._read(access.list_audit, limit, cursor)
 
 
 def _safe_url(url: str) -> str:

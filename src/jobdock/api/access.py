@@ -1,0 +1,149 @@
+"""``/v1/secrets``, ``/v1/tokens`` and ``/v1/audit``: a user's secrets, and
+what administrators manage."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from jobdock.api.auth import principal
+from jobdock.auth import (
+    AuditPage,
+    CreatedToken,
+    Principal,
+    TokenInfo,
+    check_user_name,
+    create_token,
+)
+from jobdock.errors import Forbidden, InvalidRequest
+from jobdock.models import Duration, check_secret_name, timestamp
+from jobdock.store.protocol import Store
+from jobdock.vault import MAX_SECRET_BYTES, SecretInfo, SecretList, Vault
+
+router = APIRouter(prefix="/v1")
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _admin(request: Request) -> Principal:
+    who = principal(request)
+    if not who.admin:
+        raise Forbidden()
+    return who
+
+
+def _secret_name(name: str) -> str:
+    try:
+        return check_secret_name(name)
+    except ValueError as exc:
+        raise InvalidRequest(f"name: {exc}", field="name") from None
+
+
+# -- secrets -----------------------------------------------------------------------
+
+
+@router.put(
+    "/secrets/{name}",
+    status_code=204,
+    summary="Set one of your secrets",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {}}}},
+)
+async def set_secret(name: str, request: Request) -> Response:
+    """Store the request body as the value of your secret ``name``,
+    encrypted with the server's key (replacing any earlier value)."""
+    _secret_name(name)
+    value = await request.body()
+    if not value:
+        raise InvalidRequest("the secret's value (the request body) is empty", field="value")
+    if len(value) > MAX_SECRET_BYTES:
+        raise InvalidRequest(f"the secret is longer than {MAX_SECRET_BYTES} bytes", field="value")
+    vault: Vault = request.app.state.vault
+    stored = vault.encrypt(value)
+    await _store(request).set_secret(principal(request).name, name, stored, time.time())
+    return Response(status_code=204)
+
+
+@router.get("/secrets", response_model=SecretList, summary="List your secrets")
+async def list_secrets(request: Request) -> SecretList:
+    """The names of your secrets and when they were set; never their values."""
+    rows = await _store(request).list_secrets(principal(request).name)
+    return SecretList(
+        secrets=[
+            SecretInfo(name=name, created_at=timestamp(created), updated_at=timestamp(updated))
+            for name, created, updated in rows
+        ]
+    )
+
+
+@router.delete("/secrets/{name}", status_code=204, summary="Delete one of your secrets")
+async def delete_secret(name: str, request: Request) -> Response:
+    """Delete your secret ``name``; jobs that reference it fail to start."""
+    await _store(request).delete_secret(principal(request).name, name, time.time())
+    return Response(status_code=204)
+
+
+# -- tokens (admins) -----------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    """A token to create."""
+
+    user: str
+    admin: bool = False
+    expires: Duration | None = Field(None, description="Valid for this long, e.g. '30d'.")
+
+
+class TokenList(BaseModel):
+    """Every API token, without the tokens themselves."""
+
+    tokens: list[TokenInfo]
+
+
+@router.post("/tokens", status_code=201, response_model=CreatedToken, summary="Create a token")
+async def new_token(body: TokenRequest, request: Request) -> CreatedToken:
+    """Create an API token (admins only). The token is in this answer and
+    nowhere else: the server keeps only its hash."""
+    who = _admin(request)
+    try:
+        check_user_name(body.user)
+    except ValueError as exc:
+        raise InvalidRequest(f"user: {exc}", field="user") from None
+    return await create_token(
+        _store(request), body.user, admin=body.admin, expires_in=body.expires, actor=who.name
+    )
+
+
+@router.get("/tokens", response_model=TokenList, summary="List tokens")
+async def list_tokens(request: Request) -> TokenList:
+    """Every API token (admins only): ids, users, expiry and revocation."""
+    _admin(request)
+    return TokenList(tokens=await _store(request).list_tokens())
+
+
+@router.post("/tokens/{token_id}/revoke", status_code=204, summary="Revoke a token")
+async def revoke_token(token_id: str, request: Request) -> Response:
+    """Revoke a token for good (admins only)."""
+    who = _admin(request)
+    await _store(request).revoke_token(token_id, time.time(), who.name)
+    return Response(status_code=204)
+
+
+# -- audit (admins) -------------------------------------------------------------------
+
+
+@router.get("/audit", response_model=AuditPage, summary="Read the audit log")
+async def audit(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = Query(None, pattern=r"^\d+$"),
+) -> AuditPage:
+    """Who submitted and who stopped which job, and who changed tokens and
+    secrets; newest first (admins only)."""
+    _admin(request)
+    return await _store(request).list_audit(limit=limit, cursor=cursor)

@@ -1,0 +1,150 @@
+"""Who is asking: the one place where a request gets its :class:`Principal`.
+
+:class:`Authenticate` is the outermost of jobdock's middleware, so every
+route, the submit fast path (``api/submit_path.py``) included, runs with the
+principal it resolved, and a request without valid credentials never
+reaches them. Routes read it with :func:`principal`; jobs of other users are
+answered exactly as jobs that do not exist (:func:`check_visible`).
+
+- No authentication configured: everyone is the local user, an admin.
+- ``Authorization: Bearer TOKEN``: the token's user (whenever auth is on).
+- Otherwise, with mutual TLS: the client certificate's subject common name,
+  taken from the ASGI ``tls`` extension that ``api/tls.py`` adds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import lru_cache
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jobdock.api.errors import headers_of, render_error
+from jobdock.auth import LOCAL_USER, Principal, hash_matches, token_id_of
+from jobdock.errors import JobNotFound, Unauthenticated
+from jobdock.settings import Settings
+from jobdock.store.protocol import Store
+
+#: The scope key holding the request's Principal.
+PRINCIPAL = "jobdock.principal"
+#: Paths anyone may read: liveness and the API's documentation.
+PUBLIC_PATHS = frozenset({"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+
+class Authenticate:
+    """ASGI middleware: resolves the principal of each request, or answers 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        try:
+            scope[PRINCIPAL] = await resolve(scope, state.settings, state.store)
+        except Unauthenticated as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            if scope["path"] not in PUBLIC_PATHS:
+                await _refuse(send, exc)
+                return
+        await self.app(scope, receive, send)
+
+
+async def resolve(scope: Scope, settings: Settings, store: Store) -> Principal:
+    """The principal of a request; raises Unauthenticated."""
+    if not settings.auth_enabled:
+        return LOCAL_USER
+    header = _header(scope, b"authorization")
+    if header is not None:
+        return await _token_principal(header, store)
+    if settings.tls_ca is not None:
+        name = client_cert_name(scope)
+        if name is None:
+            raise Unauthenticated("a client certificate or an API token is required")
+        return Principal(name, admin=name in settings.admin_names)
+    raise Unauthenticated("an API token is required (Authorization: Bearer TOKEN)")
+
+
+async def _token_principal(header: str, store: Store) -> Principal:
+    # Never put the token, or any part of it, in a message or a log line.
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("the Authorization header must be 'Bearer TOKEN'")
+    token_id = token_id_of(token)
+    if token_id is None:
+        raise Unauthenticated("the API token is malformed")
+    stored = await store.find_token(token_id)
+    if stored is None or not hash_matches(token, stored.hash):
+        raise Unauthenticated("the API token is not valid")
+    info = stored.info
+    if info.revoked_at is not None:
+        raise Unauthenticated("the API token has been revoked")
+    if info.expires_at is not None and info.expires_at <= dt.datetime.now(dt.UTC):
+        raise Unauthenticated("the API token has expired")
+    return Principal(info.user, admin=info.admin)
+
+
+def client_cert_name(scope: Scope) -> str | None:
+    """The subject common name of the verified client certificate, if any."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    return _common_name(chain[0]) if chain else None
+
+
+@lru_cache(maxsize=1024)
+def _common_name(pem: str) -> str | None:
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _refuse(send: Send, exc: Unauthenticated) -> None:
+    status, body = render_error(exc)
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((key.encode(), value.encode()) for key, value in headers_of(exc).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def principal_of(scope: Scope) -> Principal:
+    """The principal :class:`Authenticate` resolved; without it, nobody
+    (so that an app built without the middleware fails closed)."""
+    found = scope.get(PRINCIPAL)
+    if not isinstance(found, Principal):
+        raise Unauthenticated("this request was not authenticated")
+    return found
+
+
+def principal(request: Request) -> Principal:
+    """The user a request acts for."""
+    return principal_of(request.scope)
+
+
+async def check_visible(store: Store, who: Principal, job_id: str) -> None:
+    """JobNotFound unless ``who`` may see the job: another user's job is
+    answered exactly as a job that does not exist."""
+    if who.admin:
+        return
+    job = await store.get_job(job_id)
+    if job.owner != who.name:
+        raise JobNotFound(job_id)

@@ -1,0 +1,161 @@
+"""Who is asking: principals, API tokens, and the records of the audit log.
+
+A :class:`Principal` is resolved once per request at the HTTP edge (see
+``api/auth.py``), from a bearer token or a client certificate; everything
+past the edge only asks it for its name and whether it is an admin. Tokens
+are random, shown once, and stored only as their SHA-256 hash: a token has
+256 bits of entropy, so a fast hash is enough (there is nothing to guess).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from jobdock.models import ANONYMOUS, timestamp
+
+if TYPE_CHECKING:
+    from jobdock.store.protocol import Store
+
+#: Every token starts with this, so that leaked tokens are easy to scan for.
+TOKEN_PREFIX = "jdk_"
+_TOKEN = re.compile(r"^jdk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The user a request acts for."""
+
+    name: str
+    admin: bool = False
+
+    def may_see(self, owner: str) -> bool:
+        """Whether this user may see and act on a job of ``owner``."""
+        return self.admin or owner == self.name
+
+
+#: Everyone, when the server has no authentication: today's single user.
+LOCAL_USER = Principal(ANONYMOUS, admin=True)
+
+
+def check_user_name(name: str) -> str:
+    """``name`` if it is a valid user name; raises ValueError naming the rule."""
+    if not _USER.match(name):
+        raise ValueError(
+            f"{name!r} is not a user name (1-128 letters, digits, '.', '_', '@' or '-', "
+            "starting with a letter or digit)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token just made: ``secret`` is shown once, only ``hash`` is stored."""
+
+    id: str
+    secret: str
+
+    @property
+    def hash(self) -> str:
+        return token_hash(self.secret)
+
+
+def new_token() -> NewToken:
+    """A new random token: ``jdk_<12 hex id>_<43 url-safe characters>``."""
+    token_id = secrets.token_hex(6)
+    return NewToken(token_id, f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}")
+
+
+def token_hash(token: str) -> str:
+    """The hex SHA-256 of a token, as stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id_of(token: str) -> str | None:
+    """The id part of a well-formed token, or None for anything else."""
+    match = _TOKEN.match(token)
+    return match.group(1) if match else None
+
+
+def hash_matches(token: str, stored_hash: str) -> bool:
+    """Whether ``token`` hashes to ``stored_hash``, compared in constant time."""
+    return hmac.compare_digest(token_hash(token), stored_hash)
+
+
+class TokenInfo(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    id: str
+    user: str
+    admin: bool
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether the token may be used at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+class StoredToken(BaseModel):
+    """A token's record with the hash it is checked against."""
+
+    info: TokenInfo
+    hash: str
+
+
+class CreatedToken(BaseModel):
+    """A token just created: the only time ``token`` is shown."""
+
+    token: str
+    info: TokenInfo
+
+
+async def create_token(
+    store: Store,
+    user: str,
+    *,
+    admin: bool = False,
+    expires_in: float | None = None,
+    actor: str = ANONYMOUS,
+) -> CreatedToken:
+    """Make a token for ``user``, valid for ``expires_in`` seconds (or until
+    revoked), and store its hash; ``actor`` goes in the audit log. Raises
+    ValueError for a bad user name."""
+    check_user_name(user)
+    made, now = new_token(), time.time()
+    info = TokenInfo(
+        id=made.id,
+        user=user,
+        admin=admin,
+        created_at=timestamp(now),
+        expires_at=timestamp(now + expires_in) if expires_in is not None else None,
+    )
+    await store.create_token(info, made.hash, actor)
+    return CreatedToken(token=made.secret, info=info)
+
+
+class AuditEntry(BaseModel):
+    """Who did what, and when."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str = Field(description="submit, cancel, secret.set, secret.rm, ...")
+    target: str = Field(description="The job id, or the secret's or token's name.")
+
+
+class AuditPage(BaseModel):
+    """One page of the audit log, newest first."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None = None
