@@ -19,6 +19,7 @@ from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.container import ContainerRuntime
 from jobdock.settings import Settings
 from jobdock.submit import new_job_id
+from jobdock.vault import generate_key
 from support import ServerProcess, eventually
 
 BUSYBOX = engines.BUSYBOX
@@ -261,3 +262,26 @@ def test_a_restarted_server_settles_the_containers_of_the_jobs_it_was_running(
             client.wait(job.id, timeout=30)
     finally:
         server.stop()
+
+
+def test_a_secret_reaches_an_image_job_as_env_and_file_and_is_masked(
+    dockerd: engines.Engine, tmp_path: Path
+) -> None:
+    server = ServerProcess(
+        tmp_path, docker_host=dockerd.url, namespace=engines.NAMESPACE, secret_key=generate_key()
+    ).start()
+    value = "hunter2-in-a-container"
+    try:
+        with Client(server.url) as client:
+            client.set_secret("db", value.encode())
+            job = run(
+                client,
+                command=["sh", "-c", 'echo "$DB"; cat "$JOBDOCK_SECRETS_DIR/db.txt"'],
+                secrets=[{"name": "db", "env": "DB", "file": "db.txt"}],
+            )
+            assert job.state is JobState.SUCCEEDED, job.message
+            assert output(client, job.id) == b"***\n***"
+            assert value not in client.get(job.id).model_dump_json()
+    finally:
+        server.stop()
+    assert value not in server.log()
