@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from jobdock.errors import ConfigError
+from jobdock.models import OptionalDuration
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -66,10 +67,33 @@ class Settings(BaseSettings):
     run_output_limit: int = Field(
         16 * 1024 * 1024, ge=0, description="Bytes per stream returned by POST /v1/run."
     )
+    # -- scheduling (docs/scheduling.md) --
+    max_running: int | None = Field(
+        None, ge=0, description="The most jobs running at once in the whole store; 0 pauses."
+    )
+    concurrency_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="The most running jobs per concurrency_key (overrides the jobs' own).",
+    )
+    keep_finished: OptionalDuration = Field(
+        None, description="Delete finished jobs and their logs this long after; default never."
+    )
+    prune_seconds: float = Field(60.0, gt=0, description="How often finished jobs are pruned.")
+    misfire_seconds: float = Field(
+        60.0, gt=0, description="A schedule's fire time later than this counts as missed."
+    )
     job_path: str = Field(
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         description="PATH in a process job's base environment.",
     )
+
+    @field_validator("concurrency_limits")
+    @classmethod
+    def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, limit in value.items():
+            if limit < 0:
+                raise ValueError(f"the limit of {key!r} must be 0 or more")
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

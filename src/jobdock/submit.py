@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,8 +50,21 @@ def invalid_spec(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(message, field=field)
 
 
-async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
-    """Store a new job for ``spec`` and return its record (state ``queued``)."""
+#: A run_at this far in the past is still taken as "now" (clocks differ a little).
+PAST_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A submitted job, and whether this submit created it (False: its
+    idempotency key returned the job an earlier submit created)."""
+
+    job: Job
+    created: bool
+
+
+async def submit_job(store: Store, spec: JobSpec, settings: Settings) -> Submitted:
+    """Store a new job for ``spec`` (or find the one with its idempotency key)."""
     stdin = spec.stdin_bytes()
     if len(stdin) > settings.max_stdin_bytes:
         raise InvalidSpec(
@@ -58,4 +72,20 @@ async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
             f"({settings.max_stdin_bytes} bytes)",
             field="stdin",
         )
-    return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time()))
+    now = time.time()
+    run_at = spec.run_at
+    if run_at is not None and not spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
+        raise InvalidSpec(
+            f"run_at: {run_at.isoformat()} is in the past "
+            "(set allow_past to run such a job at once)",
+            field="run_at",
+        )
+    new = NewJob(new_job_id(), spec, stdin, now)
+    job = await store.create_job(new)
+    return Submitted(job, job.id == new.id)
+
+
+async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
+    """Store a new job for ``spec`` and return its record (state ``queued``,
+    or ``scheduled`` until its run_at)."""
+    return (await submit_job(store, spec, settings)).job

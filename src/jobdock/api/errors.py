@@ -19,6 +19,8 @@ from jobdock.errors import (
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     StoreError,
 )
 from jobdock.submit import describe_error
@@ -31,6 +33,8 @@ STATUS: dict[type[JobdockError], int] = {
     InvalidRequest: 422,
     InvalidJson: 400,
     JobNotFound: 404,
+    ScheduleNotFound: 404,
+    ScheduleExists: 409,
     IllegalTransition: 409,
     StoreError: 503,
     ConfigError: 500,

@@ -16,7 +16,7 @@ from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.submit import parse_spec, submit
+from jobdock.submit import parse_spec, submit, submit_job
 from jobdock.wait import wait_for_job
 
 router = APIRouter(prefix="/v1")
@@ -68,10 +68,11 @@ _SPEC_BODY = {
     "/jobs", status_code=201, response_model=Job, summary="Submit a job", openapi_extra=_SPEC_BODY
 )
 async def create_job(request: Request) -> Response:
-    """Store a job and queue it for a worker. Answers 201 and the job."""
+    """Store a job and queue it for a worker. Answers 201 and the job, or 200
+    and the existing job when its ``idempotency_key`` was submitted before."""
     spec = parse_spec(await request.body())
-    job = await submit(_store(request), spec, _settings(request))
-    return _json(job, 201)
+    submitted = await submit_job(_store(request), spec, _settings(request))
+    return _json(submitted.job, 201 if submitted.created else 200)
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")

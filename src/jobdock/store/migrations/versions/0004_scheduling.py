@@ -1,0 +1,84 @@
+"""scheduling: priorities, run_at, retries, idempotency, limits, deadlines,
+retention, cron schedules
+
+Revision ID: 0004
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+_DUE = "not_before IS NOT NULL"
+_KEYED = "concurrency_key IS NOT NULL"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("not_before", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("idempotency_key", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("concurrency_key", sa.String(length=200), nullable=True))
+        batch.add_column(sa.Column("concurrency_limit", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("start_by", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("finish_by", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("keep_for", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("failures", sa.Integer(), nullable=False, server_default="0"))
+    op.create_index("ux_jobs_idempotency_key", "jobs", ["idempotency_key"], unique=True)
+    op.create_index("ix_jobs_finished", "jobs", ["finished_at"])
+    op.create_index("ix_jobs_claim", "jobs", ["state", sa.text("priority DESC"), "seq"])
+    op.create_index(
+        "ix_jobs_due",
+        "jobs",
+        ["not_before"],
+        sqlite_where=sa.text(_DUE),
+        postgresql_where=sa.text(_DUE),
+    )
+    op.create_index(
+        "ix_jobs_key",
+        "jobs",
+        ["state", "concurrency_key"],
+        sqlite_where=sa.text(_KEYED),
+        postgresql_where=sa.text(_KEYED),
+    )
+    op.create_table(
+        "schedules",
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("cron", sa.String(length=200), nullable=False),
+        sa.Column("tz", sa.String(length=64), nullable=False),
+        sa.Column("spec", sa.Text(), nullable=False),
+        sa.Column("overlap", sa.String(length=16), nullable=False),
+        sa.Column("catchup", sa.String(length=16), nullable=False),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("next_fire_at", sa.Float(), nullable=True),
+        sa.Column("last_fire_at", sa.Float(), nullable=True),
+        sa.Column("last_job_id", sa.String(length=32), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("schedules")
+    for index in ("ix_jobs_key", "ix_jobs_due", "ix_jobs_claim", "ix_jobs_finished"):
+        op.drop_index(index, "jobs")
+    op.drop_index("ux_jobs_idempotency_key", "jobs")
+    with op.batch_alter_table("jobs") as batch:
+        for column in (
+            "failures",
+            "keep_for",
+            "finish_by",
+            "start_by",
+            "concurrency_limit",
+            "concurrency_key",
+            "idempotency_key",
+            "not_before",
+            "priority",
+        ):
+            batch.drop_column(column)
