@@ -217,8 +217,9 @@ class RetryPolicy(BaseModel):
     )
     count_worker_lost: bool = Field(
         False,
-        description="Whether an attempt lost with its worker spends an attempt of the budget; "
-        "by default it is run again for free (up to the server's max_lost).",
+        description="Whether an attempt lost with its worker spends an attempt of the budget "
+        "(and is retried with backoff); by default it is run again at once, for free, up to "
+        "the server's max_lost.",
     )
 
 

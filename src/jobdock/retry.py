@@ -55,6 +55,18 @@ def next_attempt_at(
     attempt would start after the job's total deadline ``finish_by``."""
     if policy is None or not retries_on(policy, reason, exit_code):
         return None
+    return retry_at(policy, failures, now, finish_by, rand)
+
+
+def retry_at(
+    policy: RetryPolicy,
+    failures: int,
+    now: float,
+    finish_by: float | None = None,
+    rand: Random = random.random,
+) -> float | None:
+    """When the attempt after a failure that spends the budget may start
+    (None: the budget is spent, or the job's deadline comes first)."""
     spent = failures + 1
     if spent >= policy.max_attempts:
         return None

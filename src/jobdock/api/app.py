@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from jobdock import __version__
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
 from jobdock.settings import Settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(jobs_router)
     app.include_router(workers_router)
+    app.include_router(schedules_router)
     app.add_middleware(SubmitPath)
 
     @app.get("/healthz", summary="Liveness and store check")

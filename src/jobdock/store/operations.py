@@ -45,7 +45,7 @@ from jobdock.models import (
     sources_of,
     timestamp,
 )
-from jobdock.retry import next_attempt_at
+from jobdock.retry import retry_at
 from jobdock.store.prepared import Prepared
 from jobdock.store.protocol import (
     Claim,
@@ -739,8 +739,8 @@ def lose_attempt(
     if row.cancel_requested:
         new_state, reason = JobState.CANCELLED, Reason.CANCELLED
     elif retry is not None and retry.count_worker_lost and max_lost is not None:
-        # The retry policy decides, and the loss spends its budget.
-        at = next_attempt_at(retry, Reason.WORKER_LOST, None, row.failures, now, row.finish_by)
+        # The loss spends the retry budget, whatever the policy's on_reasons.
+        at = retry_at(retry, row.failures, now, row.finish_by)
         new_state, reason = (JobState.FAILED, Reason.WORKER_LOST)
         if at is not None and row.on_worker_lost == "requeue":
             new_state, reason = JobState.RETRYING, None
