@@ -695,13 +695,14 @@ def schedule_ls(url: Annotated[str | None, _url_option] = None) -> None:
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("NAME", "CRON", "TZ", "NEXT", "LAST JOB", "STATUS"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column != "NAME", overflow="fold")
     for item in found:
+        upcoming = item.next_fire_at
         table.add_row(
             item.name,
             item.cron,
             item.tz,
-            _when(item.next_fire_at),
+            upcoming.astimezone().strftime("%Y-%m-%d %H:%M:%S") if upcoming else "-",
             item.last_job_id or "",
             "paused" if item.paused else "active",
         )

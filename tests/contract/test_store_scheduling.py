@@ -150,12 +150,15 @@ async def test_concurrent_submits_with_one_idempotency_key_make_one_job(
 
 async def test_a_concurrency_key_runs_at_most_its_limit_in_priority_order(store: Store) -> None:
     jobs = [await submit(store, concurrency_key="deploy", concurrency_limit=2) for _ in range(4)]
-    urgent = await submit(store, concurrency_key="deploy", concurrency_limit=2, priority=1)
+    urgent = await submit(
+        store, concurrency_key="deploy", concurrency_limit=2, priority=1, labels={"env": "prod"}
+    )
     free = await submit(store)
 
     started = await claim_all(store)
 
     assert set(started) == {urgent.id, jobs[0].id, free.id}
+    assert (await store.get_job(urgent.id)).labels == {"env": "prod"}, "the claim keeps labels"
     assert await claim_all(store) == []
     await store.finish_attempt(urgent.id, 1, exited(0))
     assert await claim_all(store) == [jobs[1].id]

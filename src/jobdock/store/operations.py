@@ -523,7 +523,10 @@ def _claim_limited(
     if not chosen:
         return []
     claim = _claiming(update(jobs).where(jobs.c.seq.in_(chosen)))
-    return list(conn.execute(claim, params).all())
+    # Only the claim's own parameters: Core would take any other that names
+    # a column (labels!) as a value to SET.
+    lease = {"worker_id": params["worker_id"], "lease_until": params["lease_until"]}
+    return list(conn.execute(claim, lease).all())
 
 
 _START_JOB = Prepared(
