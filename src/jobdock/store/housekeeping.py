@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from jobdock.models import TERMINAL_STATES, JobState, Reason
+from jobdock.models import JobState, Reason
 from jobdock.store.operations import announce
 from jobdock.store.schema import attempts, jobs, log_chunks
 
@@ -21,7 +21,6 @@ PRUNE_BATCH = 500
 
 _WAITING = (JobState.SCHEDULED.value, JobState.QUEUED.value)
 _NOT_RUNNING = (*_WAITING, JobState.RETRYING.value)
-_TERMINAL = tuple(s.value for s in TERMINAL_STATES)
 
 
 def _fail(conn: Connection, where: Any, now: float, message: str) -> list[str]:
@@ -70,7 +69,8 @@ def prune(
     those finished more than ``older_than`` seconds ago if it is given, else
     those past their own ``keep_for`` or, without one, ``keep_default``
     (never, if that is None). Returns how many were deleted."""
-    finished = and_(jobs.c.state.in_(_TERMINAL), jobs.c.finished_at.is_not(None))
+    # Only finished jobs have a finished_at (index ix_jobs_finished).
+    finished = jobs.c.finished_at.is_not(None)
     if older_than is not None:
         expired = jobs.c.finished_at < now - older_than
     elif keep_default is None:

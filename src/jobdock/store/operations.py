@@ -59,7 +59,7 @@ from jobdock.store.protocol import (
     Started,
     WorkerInfo,
 )
-from jobdock.store.schema import attempts, jobs, log_chunks, workers
+from jobdock.store.schema import IDEMPOTENT, attempts, jobs, log_chunks, workers
 
 HOST = socket.gethostname()
 #: The PostgreSQL notification channel of jobdock's announcements.
@@ -176,7 +176,9 @@ def _insert_values(job: NewJob) -> dict[str, Any]:
 def _insert_once_statement(dialect: str) -> Any:
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = make(jobs).values({name: _p(name) for name in _INSERT_NAMES} | _INSERT_FIXED)
-    return statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return statement.on_conflict_do_nothing(
+        index_elements=["idempotency_key"], index_where=IDEMPOTENT
+    )
 
 
 _INSERT_ONCE = Prepared(_insert_once_statement)

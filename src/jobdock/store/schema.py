@@ -68,15 +68,31 @@ jobs = Table(
     Column("keep_for", Float),
     # Failed attempts that spent the retry budget.
     Column("failures", Integer, nullable=False, default=0, server_default="0"),
-    Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
-    Index("ix_jobs_finished", "finished_at"),
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_worker", "worker_id"),
 )
 
+# The new indexes are partial, so that a job costs an index entry (and a
+# page written at commit) only where it needs one.
 #: The claim's order: highest priority first, then submission order.
 Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.seq)
+#: One job per idempotency key (ON CONFLICT names this index's condition).
+IDEMPOTENT = jobs.c.idempotency_key.is_not(None)
+Index(
+    "ux_jobs_idempotency_key",
+    jobs.c.idempotency_key,
+    unique=True,
+    sqlite_where=IDEMPOTENT,
+    postgresql_where=IDEMPOTENT,
+)
+#: Finished jobs by age, for retention.
+Index(
+    "ix_jobs_finished",
+    jobs.c.finished_at,
+    sqlite_where=jobs.c.finished_at.is_not(None),
+    postgresql_where=jobs.c.finished_at.is_not(None),
+)
 #: Jobs waiting for a time: ``not_before`` is set exactly while a job is
 #: scheduled or retrying (every move out of those states clears it), so
 #: this small partial index finds the due ones.

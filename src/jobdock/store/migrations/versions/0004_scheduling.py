@@ -7,6 +7,8 @@ Revises: 0002
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,8 +17,16 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-_DUE = "not_before IS NOT NULL"
-_KEYED = "concurrency_key IS NOT NULL"
+
+def _partial(name: str, columns: list[Any], where: str, unique: bool = False) -> None:
+    op.create_index(
+        name,
+        "jobs",
+        columns,
+        unique=unique,
+        sqlite_where=sa.text(where),
+        postgresql_where=sa.text(where),
+    )
 
 
 def upgrade() -> None:
@@ -30,23 +40,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("finish_by", sa.Float(), nullable=True))
         batch.add_column(sa.Column("keep_for", sa.Float(), nullable=True))
         batch.add_column(sa.Column("failures", sa.Integer(), nullable=False, server_default="0"))
-    op.create_index("ux_jobs_idempotency_key", "jobs", ["idempotency_key"], unique=True)
-    op.create_index("ix_jobs_finished", "jobs", ["finished_at"])
+    _partial("ux_jobs_idempotency_key", ["idempotency_key"], "idempotency_key IS NOT NULL", True)
+    _partial("ix_jobs_finished", ["finished_at"], "finished_at IS NOT NULL")
     op.create_index("ix_jobs_claim", "jobs", ["state", sa.text("priority DESC"), "seq"])
-    op.create_index(
-        "ix_jobs_due",
-        "jobs",
-        ["not_before"],
-        sqlite_where=sa.text(_DUE),
-        postgresql_where=sa.text(_DUE),
-    )
-    op.create_index(
-        "ix_jobs_key",
-        "jobs",
-        ["state", "concurrency_key"],
-        sqlite_where=sa.text(_KEYED),
-        postgresql_where=sa.text(_KEYED),
-    )
+    _partial("ix_jobs_due", ["not_before"], "not_before IS NOT NULL")
+    _partial("ix_jobs_key", ["state", "concurrency_key"], "concurrency_key IS NOT NULL")
     op.create_table(
         "schedules",
         sa.Column("name", sa.String(length=100), nullable=False),
