@@ -426,10 +426,49 @@ def run(
     pids: Annotated[
         int | None, typer.Option(help="The most processes at once.", rich_help_panel=_RES)
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Start at this time: RFC 3339 with offset, or +10m from now."),
+    ] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher starts first [0].")] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="Run a failed job again up to this many times.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Submit at most one job with this key.")
+    ] = None,
+    concurrency_key: Annotated[
+        str | None, typer.Option(help="Jobs with this key run --concurrency-limit at once.")
+    ] = None,
+    concurrency_limit: Annotated[
+        int | None, typer.Option(help="How many jobs of --concurrency-key run at once [1].")
+    ] = None,
+    queue_timeout: Annotated[
+        str | None, typer.Option(help="Fail if not started within this, e.g. 10m.")
+    ] = None,
+    total_timeout: Annotated[
+        str | None, typer.Option(help="Fail if not finished, retries included, within this.")
+    ] = None,
+    keep_for: Annotated[
+        str | None, typer.Option(help="Delete the finished job and its logs after this.")
+    ] = None,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Run a command (or an image) as a job: stream its output and exit with its exit code."""
     spec: dict[str, Any] = {"command": command or []}
+    spec.update(
+        _scheduling(
+            at=at,
+            priority=priority,
+            retries=retries,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            queue_timeout=_duration(queue_timeout, "--queue-timeout"),
+            total_timeout=_duration(total_timeout, "--total-timeout"),
+            keep_for=_duration(keep_for, "--keep-for"),
+        )
+    )
     if interactive:
         spec["stdin_base64"] = _b64(sys.stdin.buffer.read())
     resources = {"cpus": cpus, "memory": memory, "pids": pids}
@@ -472,6 +511,34 @@ def _cache(item: str) -> dict[str, str]:
     if not sep or not name or not path:
         _fail(f"--cache {item!r} is not NAME:PATH", 2)
     return {"name": name, "path": path}
+
+
+def parse_at(value: str, now: float) -> str:
+    """An RFC 3339 time from ``--at``: one with an offset, or ``+DURATION``
+    from ``now``. Raises ValueError."""
+    if value.startswith("+"):
+        moment = datetime.fromtimestamp(now + parse_duration(value[1:])).astimezone()
+    else:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time like 2026-12-01T10:00:00+01:00") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{value!r} has no offset (add one, e.g. +01:00 or Z)")
+    return moment.isoformat()
+
+
+def _scheduling(**options: Any) -> dict[str, Any]:
+    """The scheduling fields of a spec from ``jobdock run``'s options."""
+    spec = {key: value for key, value in options.items() if value is not None}
+    if "at" in spec:
+        try:
+            spec["run_at"] = parse_at(spec.pop("at"), time.time())
+        except ValueError as exc:
+            _fail(f"--at: {exc}", 2)
+    if "retries" in spec:
+        spec["retry"] = {"max_attempts": spec.pop("retries") + 1}
+    return spec
 
 
 def _b64(data: bytes) -> str:
@@ -561,6 +628,9 @@ def _status(job: Job) -> str:
             if job.started_at
             else "running"
         )
+    if job.state is JobState.RETRYING and job.next_attempt_at is not None:
+        wait = max(0.0, job.next_attempt_at.timestamp() - time.time())
+        return f"retrying in {_span(wait)}"
     if not job.terminal:
         return job.state.value
     took = ""
@@ -943,6 +1013,132 @@ def audit(
         typer.echo(
             f"{entry.at.isoformat(timespec='seconds')}\t{entry.actor}\t{entry.action}\t{entry.target}"
         )
+
+
+# -- schedules and retention ------------------------------------------------------------
+
+schedule_app = typer.Typer(
+    help="Cron schedules: jobs submitted at cron times.", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="The schedule's unique name.")],
+    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+    cron: Annotated[
+        str, typer.Option(help="'*/5 * * * *' (minute hour day month weekday [second]).")
+    ],
+    tz: Annotated[str, typer.Option(help="IANA time zone of the cron fields.")] = "UTC",
+    overlap: Annotated[
+        str, typer.Option(help="allow, forbid (skip while running) or replace.")
+    ] = "allow",
+    catchup: Annotated[str, typer.Option(help="Missed fire times: skip, or once.")] = "skip",
+    paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
+    ] = None,
+    timeout: Annotated[str | None, typer.Option(help="Wall-clock limit of a run.")] = None,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Add a schedule: ``jobdock schedule add NAME --cron '*/5 * * * *' -- CMD...``."""
+    job: dict[str, Any] = {"command": command}
+    if env:
+        job["env"] = _pairs(env, "--env")
+    if timeout is not None:
+        job["timeout"] = _duration(timeout, "--timeout")
+    spec = {
+        "name": name,
+        "cron": cron,
+        "tz": tz,
+        "overlap": overlap,
+        "catchup": catchup,
+        "paused": paused,
+        "job": job,
+    }
+    with _client(url) as client:
+        schedule = client.add_schedule(spec)
+    typer.echo(f"{schedule.name}: next at {_when(schedule.next_fire_at)}")
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone().isoformat(timespec="seconds")
+
+
+@schedule_app.command("ls")
+def schedule_ls(url: Annotated[str | None, _url_option] = None) -> None:
+    """List schedules with their next fire time and latest job."""
+    with _client(url) as client:
+        found = client.schedules()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "CRON", "TZ", "NEXT", "LAST JOB", "STATUS"):
+        table.add_column(column, no_wrap=column != "NAME", overflow="fold")
+    for item in found:
+        upcoming = item.next_fire_at
+        table.add_row(
+            item.name,
+            item.cron,
+            item.tz,
+            upcoming.astimezone().strftime("%Y-%m-%d %H:%M:%S") if upcoming else "-",
+            item.last_job_id or "",
+            "paused" if item.paused else "active",
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@schedule_app.command("rm")
+def schedule_rm(
+    names: Annotated[list[str], typer.Argument(help="Schedules to remove.", metavar="NAME...")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Remove schedules (the jobs they made stay)."""
+    with _client(url) as client:
+        for name in names:
+            client.remove_schedule(name)
+            typer.echo(name)
+
+
+@schedule_app.command("pause")
+def schedule_pause(
+    name: Annotated[str, typer.Argument(help="The schedule.")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Stop a schedule firing until it is resumed."""
+    with _client(url) as client:
+        client.pause_schedule(name)
+    typer.echo(name)
+
+
+@schedule_app.command("resume")
+def schedule_resume(
+    name: Annotated[str, typer.Argument(help="The schedule.")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Fire a paused schedule again, from its next fire time after now."""
+    with _client(url) as client:
+        schedule = client.pause_schedule(name, paused=False)
+    typer.echo(f"{schedule.name}: next at {_when(schedule.next_fire_at)}")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete jobs finished longer ago than this (e.g. 7d), whatever their retention."
+        ),
+    ] = None,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Delete finished jobs with their logs: past their retention, or --older-than."""
+    _duration(older_than, "--older-than")
+    with _client(url) as client:
+        deleted = client.prune(older_than)
+    typer.echo(f"deleted {deleted} finished job(s)")
 
 
 # -- entry point ----------------------------------------------------------------------

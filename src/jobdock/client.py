@@ -27,7 +27,11 @@ from jobdock.models import (
     JobPage,
     JobSpec,
     JobState,
+    PruneResult,
     RunResult,
+    Schedule,
+    ScheduleList,
+    ScheduleSpec,
     Stream,
     WorkerList,
     WorkerRecord,
@@ -254,6 +258,41 @@ class AsyncClient:
         response = await self._request("GET", "/v1/audit", params=params)
         return AuditPage.model_validate_json(response.content)
 
+    # -- schedules and retention (docs/scheduling.md) --
+
+    async def add_schedule(self, spec: ScheduleSpec | Mapping[str, Any]) -> Schedule:
+        """Add a cron schedule."""
+        if not isinstance(spec, ScheduleSpec):
+            try:
+                spec = ScheduleSpec.model_validate(spec)
+            except ValidationError as exc:
+                raise invalid_spec(exc) from None
+        body = spec.model_dump(mode="json", exclude_defaults=True)
+        response = await self._request("POST", "/v1/schedules", json=body)
+        return Schedule.model_validate_json(response.content)
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        response = await self._request("GET", "/v1/schedules")
+        return ScheduleList.model_validate_json(response.content).schedules
+
+    async def remove_schedule(self, name: str) -> None:
+        """Remove a schedule (its jobs stay)."""
+        await self._request("DELETE", f"/v1/schedules/{name}")
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        """Pause a schedule, or resume it with ``paused=False``."""
+        action = "pause" if paused else "resume"
+        response = await self._request("POST", f"/v1/schedules/{name}/{action}")
+        return Schedule.model_validate_json(response.content)
+
+    async def prune(self, older_than: str | None = None) -> int:
+        """Delete finished jobs past their retention (or finished longer than
+        ``older_than`` ago, e.g. '1d'); returns how many."""
+        params = {} if older_than is None else {"older_than": older_than}
+        response = await self._request("POST", "/v1/prune", params=params)
+        return PruneResult.model_validate_json(response.content).deleted
+
 
 def _api_error(response: httpx.Response) -> ApiError:
     try:
@@ -339,6 +378,27 @@ class Client:
     def audit(self, **options: Any) -> AuditPage:
         """One page of the audit log (options as in AsyncClient.audit)."""
         return self._portal.call(lambda: self.aio.audit(**options))
+
+    def add_schedule(self, spec: ScheduleSpec | Mapping[str, Any]) -> Schedule:
+        """Add a cron schedule."""
+        schedule: Schedule = self._portal.call(self.aio.add_schedule, spec)
+        return schedule
+
+    def schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        return self._portal.call(self.aio.schedules)
+
+    def remove_schedule(self, name: str) -> None:
+        """Remove a schedule (its jobs stay)."""
+        self._portal.call(self.aio.remove_schedule, name)
+
+    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        """Pause a schedule, or resume it with ``paused=False``."""
+        return self._portal.call(self.aio.pause_schedule, name, paused)
+
+    def prune(self, older_than: str | None = None) -> int:
+        """Delete finished jobs past their retention; returns how many."""
+        return self._portal.call(self.aio.prune, older_than)
 
     def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""

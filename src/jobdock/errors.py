@@ -55,6 +55,26 @@ class JobNotFound(JobdockError):
         super().__init__(f"no job with id {job_id!r}")
 
 
+class ScheduleNotFound(JobdockError):
+    """No such schedule."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
+
+
+class ScheduleExists(JobdockError):
+    """A schedule of that name exists."""
+
+    code = "schedule_exists"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a schedule named {name!r} exists already")
+
+
 class IllegalTransition(JobdockError):
     """The job cannot move to that state."""
 

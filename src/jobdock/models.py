@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 
 class JobState(StrEnum):
@@ -39,8 +47,9 @@ ACTIVE_STATES = frozenset(
 #: The one definition of which state may follow which. The store's conditional
 #: writes name their expected source states from this table.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    # scheduled/queued/retrying -> failed: a deadline passed before it (re)started.
+    JobState.SCHEDULED: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
     # running -> queued: the attempt's worker was lost and the job is requeued.
     JobState.RUNNING: frozenset(
         {
@@ -51,7 +60,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
             JobState.RETRYING,
         }
     ),
-    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED}),
+    JobState.RETRYING: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
@@ -158,6 +167,60 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_duration_or_none)]
 
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+#: The reasons a retry policy may name: every way an attempt can fail.
+RetryReason = Literal[
+    "exited",
+    "signaled",
+    "timeout",
+    "oom",
+    "output_limit",
+    "spawn_error",
+    "image_not_found",
+    "worker_lost",
+]
+
+_DEFAULT_RETRY_REASONS: tuple[RetryReason, ...] = ("exited", "signaled", "timeout", "oom")
+
+
+class Backoff(BaseModel):
+    """The wait before retry n: ``initial * multiplier**(n-1)``, at most
+    ``max``, then moved by up to ``jitter`` (a fraction) either way."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial: Duration = Field(1.0, description="Wait before the first retry, e.g. '1s'.")
+    multiplier: float = Field(2.0, ge=1.0, le=100.0, description="Growth of the wait per retry.")
+    max: Duration = Field(3600.0, description="The longest wait, e.g. '10m'.")
+    jitter: float = Field(
+        0.1, ge=0.0, le=1.0, description="Random spread of each wait, as a fraction of it."
+    )
+
+
+class RetryPolicy(BaseModel):
+    """When and how often a failed job is run again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(
+        3, ge=1, le=1000, description="Attempts in all, the first included, that may fail."
+    )
+    backoff: Backoff = Field(default_factory=Backoff)
+    on_reasons: list[RetryReason] = Field(
+        default_factory=lambda: list(_DEFAULT_RETRY_REASONS),
+        description="Which failures retry: exited (a non-zero exit), signaled, timeout, oom, "
+        "output_limit, spawn_error, image_not_found, worker_lost.",
+    )
+    on_exit_codes: list[int] | None = Field(
+        None, description="Retry an 'exited' failure only for these exit codes (default: any)."
+    )
+    count_worker_lost: bool = Field(
+        False,
+        description="Whether an attempt lost with its worker spends an attempt of the budget "
+        "(and is retried with backoff); by default it is run again at once, for free, up to "
+        "the server's max_lost.",
+    )
 
 
 class Resources(BaseModel):
@@ -358,6 +421,46 @@ class JobSpec(BaseModel):
         default_factory=list,
         description="The owner's secrets given to the job, as env vars or files.",
     )
+    # -- scheduling (docs/scheduling.md) --
+    priority: int = Field(
+        0, ge=-(2**31), le=2**31 - 1, description="Higher starts first; then submission order."
+    )
+    run_at: AwareDatetime | None = Field(
+        None, description="Start no earlier than this time (RFC 3339 with an offset)."
+    )
+    allow_past: bool = Field(
+        False, description="Accept a run_at in the past (the job is queued at once)."
+    )
+    retry: RetryPolicy | None = Field(None, description="Run a failed job again; none by default.")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A second submit with the same key returns the first job instead.",
+    )
+    concurrency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Jobs sharing a key run at most concurrency_limit at once.",
+    )
+    concurrency_limit: int | None = Field(
+        None,
+        ge=0,
+        description="The limit of the job's concurrency_key, unless the server configures "
+        "one for that key; default 1. 0 pauses starting.",
+    )
+    queue_timeout: OptionalDuration = Field(
+        None, description="Fail with reason 'deadline' if not started this long after it is due."
+    )
+    total_timeout: OptionalDuration = Field(
+        None,
+        description="Fail with reason 'deadline' if not finished, retries included, this long "
+        "after it is due.",
+    )
+    keep_for: OptionalDuration = Field(
+        None, description="Delete the job and its logs this long after it finished."
+    )
 
     @field_validator("command")
     @classmethod
@@ -408,6 +511,16 @@ class JobSpec(BaseModel):
                 )
             if len(val) > 256:
                 raise ValueError(f"the value of label {key!r} is longer than 256 characters")
+        return value
+
+    @field_validator("concurrency_key")
+    @classmethod
+    def _key_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL_KEY.match(value):
+            raise ValueError(
+                "must be 1-63 letters, digits, '.', '_', '/' or '-', "
+                "starting and ending with a letter or digit"
+            )
         return value
 
     @field_validator("stdin_base64")
@@ -509,6 +622,9 @@ class Job(BaseModel):
     message: str | None = None
     attempt: int = Field(0, description="The number of the latest attempt (0: never started).")
     cancel_requested: bool = False
+    next_attempt_at: datetime | None = Field(
+        None, description="While retrying: when the next attempt may start."
+    )
     attempts: list[Attempt] = Field(default_factory=list)
 
     @property
@@ -545,6 +661,70 @@ class WorkerList(BaseModel):
     """The workers known to the store."""
 
     workers: list[WorkerRecord]
+
+
+_SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ScheduleSpec(BaseModel):
+    """A job to submit at the times of a cron expression (docs/scheduling.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Unique name: letters, digits, '.', '_', '-'.")
+    cron: str = Field(
+        description="Five fields (minute hour day month weekday), or six with seconds last."
+    )
+    tz: str = Field("UTC", description="The IANA time zone the cron fields are read in.")
+    job: JobSpec = Field(description="The job submitted at each fire time.")
+    overlap: Literal["allow", "forbid", "replace"] = Field(
+        "allow",
+        description="While the previous run is active: start another (allow), skip this "
+        "fire (forbid), or stop the previous one and start (replace).",
+    )
+    catchup: Literal["skip", "once"] = Field(
+        "skip",
+        description="Fire times missed while no worker ran: skip them, or run once for them.",
+    )
+    paused: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        if not _SCHEDULE_NAME.match(value):
+            raise ValueError(
+                "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("job")
+    @classmethod
+    def _job_not_timed(cls, value: JobSpec) -> JobSpec:
+        if value.run_at is not None or value.idempotency_key is not None:
+            raise ValueError("a schedule's job sets no run_at or idempotency_key of its own")
+        return value
+
+
+class Schedule(ScheduleSpec):
+    """A schedule with what jobdock knows of its fire times."""
+
+    owner: str = Field(ANONYMOUS, description="The user who added it; its jobs are theirs.")
+    created_at: datetime
+    next_fire_at: datetime | None = Field(None, description="The next fire time.")
+    last_fire_at: datetime | None = Field(None, description="The latest fire time handled.")
+    last_job_id: str | None = Field(None, description="The job of the latest fire time.")
+
+
+class ScheduleList(BaseModel):
+    """The schedules, by name."""
+
+    schedules: list[Schedule]
+
+
+class PruneResult(BaseModel):
+    """What a prune deleted."""
+
+    deleted: int = Field(description="Finished jobs deleted with their attempts and logs.")
 
 
 class RunResult(BaseModel):

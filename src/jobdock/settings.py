@@ -10,7 +10,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +27,7 @@ from pydantic_settings import (
 )
 
 from jobdock.errors import ConfigError
+from jobdock.models import OptionalDuration
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -72,6 +81,24 @@ class Settings(BaseSettings):
     max_stdin_bytes: int = Field(64 * 1024 * 1024, ge=0)
     run_output_limit: int = Field(
         16 * 1024 * 1024, ge=0, description="Bytes per stream returned by POST /v1/run."
+    )
+    # -- scheduling (docs/scheduling.md) --
+    max_running: int | None = Field(
+        None, ge=0, description="The most jobs running at once in the whole store; 0 pauses."
+    )
+    max_running_per_owner: int | None = Field(
+        None, ge=0, description="The most jobs of one owner running at once; default unlimited."
+    )
+    concurrency_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="The most running jobs per concurrency_key (overrides the jobs' own).",
+    )
+    keep_finished: OptionalDuration = Field(
+        None, description="Delete finished jobs and their logs this long after; default never."
+    )
+    prune_seconds: float = Field(60.0, gt=0, description="How often finished jobs are pruned.")
+    misfire_seconds: float = Field(
+        60.0, gt=0, description="A schedule's fire time later than this counts as missed."
     )
     job_path: str = Field(
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -162,6 +189,14 @@ class Settings(BaseSettings):
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key must be given together")
         return self
+
+    @field_validator("concurrency_limits")
+    @classmethod
+    def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, limit in value.items():
+            if limit < 0:
+                raise ValueError(f"the limit of {key!r} must be 0 or more")
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

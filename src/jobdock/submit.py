@@ -6,6 +6,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,9 +58,49 @@ def invalid_spec(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(message, field=field)
 
 
+#: A run_at this far in the past is still taken as "now" (clocks differ a little).
+PAST_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A submitted job, and whether this submit created it (False: its
+    idempotency key returned the job an earlier submit of the same owner
+    created)."""
+
+    job: Job
+    created: bool
+
+
+async def submit_job(
+    store: Store, spec: JobSpec, settings: Settings, owner: str = ANONYMOUS
+) -> Submitted:
+    """Store a new job of ``owner`` for ``spec`` (or find the owner's job
+    with its idempotency key). A secret it references must be one of the
+    owner's."""
+    stdin = await check_spec(store, spec, settings, owner)
+    now = time.time()
+    run_at = spec.run_at
+    if run_at is not None and not spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
+        raise InvalidSpec(
+            f"run_at: {run_at.isoformat()} is in the past "
+            "(set allow_past to run such a job at once)",
+            field="run_at",
+        )
+    new = NewJob(new_job_id(), spec, stdin, now, owner)
+    job = await store.create_job(new)
+    return Submitted(job, job.id == new.id)
+
+
 async def submit(store: Store, spec: JobSpec, settings: Settings, owner: str = ANONYMOUS) -> Job:
     """Store a new job of ``owner`` for ``spec`` and return its record (state
-    ``queued``). A secret it references must be one of the owner's."""
+    ``queued``, or ``scheduled`` until its run_at)."""
+    return (await submit_job(store, spec, settings, owner)).job
+
+
+async def check_spec(store: Store, spec: JobSpec, settings: Settings, owner: str) -> bytes:
+    """Apply the server's policy to a spec ``owner`` submits (now or from a
+    schedule); returns its stdin."""
     stdin = spec.stdin_bytes()
     if len(stdin) > settings.max_stdin_bytes:
         raise InvalidSpec(
@@ -70,7 +111,7 @@ async def submit(store: Store, spec: JobSpec, settings: Settings, owner: str = A
     _check_container_policy(spec, settings)
     if spec.secrets:
         await _check_secrets(store, spec, owner)
-    return await store.create_job(NewJob(new_job_id(), spec, stdin, time.time(), owner))
+    return stdin
 
 
 def _check_container_policy(spec: JobSpec, settings: Settings) -> None:

@@ -30,11 +30,13 @@ from jobdock.errors import (
 )
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
+from jobdock.retry import next_attempt_at
 from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, Runtime
 from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
+from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
-from jobdock.store.protocol import Claim, Outcome, Started, Store, WorkerInfo
+from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
 from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
 
 _log = logging.getLogger(__name__)
@@ -63,6 +65,23 @@ def describe_exit(status: ExitStatus) -> str:
     return f"exited with code {status.exit_code}"
 
 
+def retried(outcome: Outcome, claim: Claim) -> Outcome:
+    """The outcome as ``retrying`` if the job's retry policy runs it again."""
+    if outcome.state is not JobState.FAILED:
+        return outcome
+    at = next_attempt_at(
+        claim.spec.retry,
+        outcome.reason,
+        outcome.exit_code,
+        claim.failures,
+        outcome.finished_at,
+        claim.finish_by,
+    )
+    if at is None:
+        return outcome
+    return replace(outcome, state=JobState.RETRYING, next_attempt_at=at)
+
+
 def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | None) -> Outcome:
     """The outcome of an attempt from how its process ended and why it was stopped."""
     how = describe_exit(status)
@@ -71,6 +90,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     elif stop_reason is Reason.TIMEOUT:
         state, reason = JobState.FAILED, Reason.TIMEOUT
         message = f"timed out after {timeout:g}s; {how}"
+    elif stop_reason is Reason.DEADLINE:
+        state, reason = JobState.FAILED, Reason.DEADLINE
+        message = f"stopped at its total_timeout; {how}"
     elif status.reason is not None:
         state, reason = JobState.FAILED, status.reason
         message = f"{status.message}; {how}" if status.message else how
@@ -154,6 +176,10 @@ class Worker:
         self._vault = Vault.of(settings)
         # The reaper waits until this (monotonic) time; see _heartbeat_loop.
         self._reap_after = 0.0
+        self._limits = Limits(
+            settings.max_running, dict(settings.concurrency_limits), settings.max_running_per_owner
+        )
+        self._pruned_at = 0.0
 
     @property
     def running(self) -> Mapping[str, int]:
@@ -172,6 +198,7 @@ class Worker:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
+            asyncio.create_task(Scheduler(self.store, self.settings).run(), name="jobdock-cron"),
         ]
         _log.info(
             "worker %s started (concurrency %d, labels %s)",
@@ -231,6 +258,7 @@ class Worker:
                     time.time(),
                     settings.lease_seconds,
                     self._claim_labels(),
+                    self._limits,
                 )
             except JobdockError as exc:
                 _log.warning("cannot claim jobs: %s", exc)
@@ -249,7 +277,19 @@ class Worker:
                     # queue up before it tries again, instead of racing for
                     # each one.
                     await asyncio.sleep(SHARED_CLAIM_PAUSE)
-                await self.store.events.wait_work(settings.poll_seconds)
+                await self.store.events.wait_work(await self._until_due())
+
+    async def _until_due(self) -> float:
+        """How long to wait for work: until the next scheduled or retrying
+        job is due, at most the poll interval."""
+        poll = self.settings.poll_seconds
+        try:
+            due = await self.store.next_due()
+        except JobdockError:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, due - time.time()))
 
     def _claim_labels(self) -> dict[str, str]:
         if self._engine_ok or CONTAINER_LABEL not in self.labels:
@@ -380,6 +420,7 @@ class Worker:
             message=exc.message,
             finished_at=time.time(),
         )
+        failed = retried(failed, claim)
         await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
 
     async def _execute_with(
@@ -460,6 +501,7 @@ class Worker:
             stdout_bytes=writer.bytes[Stream.STDOUT],
             stderr_bytes=writer.bytes[Stream.STDERR],
         )
+        outcome = retried(outcome, claim)
         await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
 
     async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
@@ -482,13 +524,16 @@ class Worker:
                 delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _wait(self, attempt: _Attempt, execution: Execution) -> ExitStatus:
-        timeout = attempt.claim.spec.timeout
+        timeout, why = attempt.claim.spec.timeout, Reason.TIMEOUT
+        finish_by = attempt.claim.finish_by
+        if finish_by is not None and (timeout is None or finish_by - time.time() < timeout):
+            timeout, why = max(0.0, finish_by - time.time()), Reason.DEADLINE
         if timeout is None:
             return await execution.wait()
         try:
             return await asyncio.wait_for(execution.wait(), timeout)
         except TimeoutError:
-            attempt.stop(Reason.TIMEOUT)
+            attempt.stop(why)
             return await execution.wait()
 
     # -- leases -----------------------------------------------------------------
@@ -526,6 +571,7 @@ class Worker:
             for job_id in reply.cancel:
                 self._on_cancel(job_id)
             await self._reap()
+            await self._sweep()
 
     async def _end_orphans(self) -> None:
         """End the processes that workers which died on this machine left
@@ -560,3 +606,18 @@ class Worker:
                 kill_process_group(item.pid, item.pid_start)
         if lost:
             await self._sweep_containers()
+
+    async def _sweep(self) -> None:
+        """Fail jobs past their deadlines; now and then, prune finished jobs
+        past their retention (docs/scheduling.md)."""
+        settings = self.settings
+        try:
+            now = time.time()
+            await self.store.expire_deadlines(now)
+            if now - self._pruned_at >= settings.prune_seconds:
+                self._pruned_at = now
+                deleted = await self.store.prune(now, settings.keep_finished)
+                if deleted:
+                    _log.info("pruned %d finished job(s)", deleted)
+        except JobdockError as exc:
+            _log.warning("cannot sweep deadlines and retention: %s", exc)

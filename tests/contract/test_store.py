@@ -15,7 +15,7 @@ import pytest
 
 from jobdock.errors import FencedOff, IllegalTransition, JobNotFound, StoreError
 from jobdock.logs import LogWriter, read_log
-from jobdock.models import Job, JobSpec, JobState, Reason, Stream, timestamp
+from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, Stream, timestamp
 from jobdock.store import Claim, LogChunk, NewJob, Outcome, Started, Store
 from jobdock.submit import new_job_id
 
@@ -25,9 +25,11 @@ AFTER_LEASE = T0 + LEASE + 1
 OUT, ERR = Stream.STDOUT, Stream.STDERR
 
 
-async def submit(store: Store, *, now: float = T0, stdin: bytes = b"", **fields: Any) -> Job:
+async def submit(
+    store: Store, *, now: float = T0, stdin: bytes = b"", owner: str = ANONYMOUS, **fields: Any
+) -> Job:
     spec = JobSpec(**{"command": ["true"], **fields})
-    return await store.create_job(NewJob(new_job_id(), spec, stdin, now))
+    return await store.create_job(NewJob(new_job_id(), spec, stdin, now, owner))
 
 
 async def claim(store: Store, worker: str = "w1", now: float = T0, lease: float = LEASE) -> Claim:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,55 @@ def test_the_audit_log_says_who_submitted_and_who_stopped(users: Users) -> None:
         assert ("root", "cancel", job.id) in entries
     response = users.http("bob", "GET", "/v1/audit")
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
+def test_an_idempotency_key_is_per_user(users: Users) -> None:
+    spec = {"command": ["true"], "idempotency_key": "deploy-7"}
+
+    first = users.http("alice", "POST", "/v1/jobs", json=spec)
+    again = users.http("alice", "POST", "/v1/jobs", json=spec)
+    bobs = users.http("bob", "POST", "/v1/jobs", json=spec)
+
+    assert (first.status_code, again.status_code, bobs.status_code) == (201, 200, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert bobs.json()["id"] != first.json()["id"], "never another user's job"
+    assert bobs.json()["owner"] == "bob"
+
+
+def test_a_schedule_and_its_jobs_belong_to_the_user_who_added_it(users: Users) -> None:
+    name = f"alices-{time.time_ns()}"
+    with users.client("alice") as alice, users.client("bob") as bob, users.client("root") as root:
+        alice.add_schedule(
+            {"name": name, "cron": "* * * * * *", "overlap": "forbid", "job": {"command": ["true"]}}
+        )
+        try:
+            jobs = eventually(
+                lambda: alice.list(labels={"jobdock.schedule": name}).jobs,
+                timeout=30,
+                what="a job of alice's schedule",
+            )
+            assert {job.owner for job in jobs} == {"alice"}
+            assert name not in [s.name for s in bob.schedules()]
+            for method, path in (
+                ("GET", ""),
+                ("DELETE", ""),
+                ("POST", "/pause"),
+                ("POST", "/resume"),
+            ):
+                response = users.http("bob", method, f"/v1/schedules/{name}{path}")
+                assert response.status_code == 404, (method, path)
+            assert [s.owner for s in root.schedules() if s.name == name] == ["alice"]
+        finally:
+            alice.remove_schedule(name)
+        entries = [(e.actor, e.action, e.target) for e in root.audit(limit=1000).entries]
+        assert ("alice", "schedule.add", name) in entries
+        assert ("alice", "schedule.rm", name) in entries
+
+
+def test_only_admins_prune(users: Users) -> None:
+    response = users.http("bob", "POST", "/v1/prune")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+    assert users.http("root", "POST", "/v1/prune").status_code == 200
 
 
 def test_secrets_are_refused_without_a_secret_key(server: ServerProcess) -> None:

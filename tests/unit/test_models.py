@@ -36,6 +36,10 @@ LEGAL = {
     (S.RUNNING, S.RETRYING),
     (S.RETRYING, S.QUEUED),
     (S.RETRYING, S.CANCELLED),
+    # a deadline passed before the job (re)started
+    (S.SCHEDULED, S.FAILED),
+    (S.QUEUED, S.FAILED),
+    (S.RETRYING, S.FAILED),
 }
 ALL_MOVES = {(source, target) for source in JobState for target in JobState}
 

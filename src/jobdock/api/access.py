@@ -9,33 +9,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from jobdock.api.auth import principal
+from jobdock.api.auth import principal, require_admin
+from jobdock.api.context import store_of
 from jobdock.auth import (
     AuditPage,
     CreatedToken,
-    Principal,
     TokenInfo,
     check_user_name,
     create_token,
 )
-from jobdock.errors import Forbidden, InvalidRequest
+from jobdock.errors import InvalidRequest
 from jobdock.models import Duration, check_secret_name, timestamp
-from jobdock.store.protocol import Store
 from jobdock.vault import MAX_SECRET_BYTES, SecretInfo, SecretList, Vault
 
 router = APIRouter(prefix="/v1")
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _admin(request: Request) -> Principal:
-    who = principal(request)
-    if not who.admin:
-        raise Forbidden()
-    return who
 
 
 def _secret_name(name: str) -> str:
@@ -65,14 +52,14 @@ async def set_secret(name: str, request: Request) -> Response:
         raise InvalidRequest(f"the secret is longer than {MAX_SECRET_BYTES} bytes", field="value")
     vault: Vault = request.app.state.vault
     stored = vault.encrypt(value)
-    await _store(request).set_secret(principal(request).name, name, stored, time.time())
+    await store_of(request).set_secret(principal(request).name, name, stored, time.time())
     return Response(status_code=204)
 
 
 @router.get("/secrets", response_model=SecretList, summary="List your secrets")
 async def list_secrets(request: Request) -> SecretList:
     """The names of your secrets and when they were set; never their values."""
-    rows = await _store(request).list_secrets(principal(request).name)
+    rows = await store_of(request).list_secrets(principal(request).name)
     return SecretList(
         secrets=[
             SecretInfo(name=name, created_at=timestamp(created), updated_at=timestamp(updated))
@@ -84,7 +71,7 @@ async def list_secrets(request: Request) -> SecretList:
 @router.delete("/secrets/{name}", status_code=204, summary="Delete one of your secrets")
 async def delete_secret(name: str, request: Request) -> Response:
     """Delete your secret ``name``; jobs that reference it fail to start."""
-    await _store(request).delete_secret(principal(request).name, name, time.time())
+    await store_of(request).delete_secret(principal(request).name, name, time.time())
     return Response(status_code=204)
 
 
@@ -109,28 +96,28 @@ class TokenList(BaseModel):
 async def new_token(body: TokenRequest, request: Request) -> CreatedToken:
     """Create an API token (admins only). The token is in this answer and
     nowhere else: the server keeps only its hash."""
-    who = _admin(request)
+    who = require_admin(request)
     try:
         check_user_name(body.user)
     except ValueError as exc:
         raise InvalidRequest(f"user: {exc}", field="user") from None
     return await create_token(
-        _store(request), body.user, admin=body.admin, expires_in=body.expires, actor=who.name
+        store_of(request), body.user, admin=body.admin, expires_in=body.expires, actor=who.name
     )
 
 
 @router.get("/tokens", response_model=TokenList, summary="List tokens")
 async def list_tokens(request: Request) -> TokenList:
     """Every API token (admins only): ids, users, expiry and revocation."""
-    _admin(request)
-    return TokenList(tokens=await _store(request).list_tokens())
+    require_admin(request)
+    return TokenList(tokens=await store_of(request).list_tokens())
 
 
 @router.post("/tokens/{token_id}/revoke", status_code=204, summary="Revoke a token")
 async def revoke_token(token_id: str, request: Request) -> Response:
     """Revoke a token for good (admins only)."""
-    who = _admin(request)
-    await _store(request).revoke_token(token_id, time.time(), who.name)
+    who = require_admin(request)
+    await store_of(request).revoke_token(token_id, time.time(), who.name)
     return Response(status_code=204)
 
 
@@ -145,5 +132,5 @@ async def audit(
 ) -> AuditPage:
     """Who submitted and who stopped which job, and who changed tokens and
     secrets; newest first (admins only)."""
-    _admin(request)
-    return await _store(request).list_audit(limit=limit, cursor=cursor)
+    require_admin(request)
+    return await store_of(request).list_audit(limit=limit, cursor=cursor)

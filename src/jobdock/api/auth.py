@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobdock.api.errors import headers_of, render_error
 from jobdock.auth import LOCAL_USER, Principal, hash_matches, token_id_of
-from jobdock.errors import JobNotFound, Unauthenticated
+from jobdock.errors import Forbidden, JobNotFound, Unauthenticated
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 
@@ -138,6 +138,14 @@ def principal_of(scope: Scope) -> Principal:
 def principal(request: Request) -> Principal:
     """The user a request acts for."""
     return principal_of(request.scope)
+
+
+def require_admin(request: Request) -> Principal:
+    """The request's user, if an administrator; else Forbidden."""
+    who = principal(request)
+    if not who.admin:
+        raise Forbidden()
+    return who
 
 
 async def check_visible(store: Store, who: Principal, job_id: str) -> None:

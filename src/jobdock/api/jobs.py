@@ -12,12 +12,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from jobdock.api.auth import check_visible, principal
+from jobdock.api.context import settings_of, store_of
 from jobdock.errors import InvalidRequest, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
-from jobdock.settings import Settings
-from jobdock.store.protocol import Store
-from jobdock.submit import parse_spec, submit
+from jobdock.submit import parse_spec, submit, submit_job
 from jobdock.wait import wait_for_job
 
 router = APIRouter(prefix="/v1")
@@ -27,16 +26,6 @@ router = APIRouter(prefix="/v1")
 #: before each piece of output.
 MULTIPLEXED = "application/vnd.jobdock.multiplexed-stream"
 _HEADER = struct.Struct(">BxxxI")
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:
@@ -69,10 +58,13 @@ _SPEC_BODY = {
     "/jobs", status_code=201, response_model=Job, summary="Submit a job", openapi_extra=_SPEC_BODY
 )
 async def create_job(request: Request) -> Response:
-    """Store a job and queue it for a worker. Answers 201 and the job."""
+    """Store a job and queue it for a worker. Answers 201 and the job, or 200
+    and the existing job when its ``idempotency_key`` was submitted before."""
     spec = parse_spec(await request.body())
-    job = await submit(_store(request), spec, _settings(request), principal(request).name)
-    return _json(job, 201)
+    submitted = await submit_job(
+        store_of(request), spec, settings_of(request), principal(request).name
+    )
+    return _json(submitted.job, 201 if submitted.created else 200)
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
@@ -93,7 +85,7 @@ async def list_jobs(
         if owner not in (None, who.name):
             return JobPage(jobs=[])
         owner = who.name
-    return await _store(request).list_jobs(
+    return await store_of(request).list_jobs(
         states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor, owner=owner
     )
 
@@ -101,7 +93,7 @@ async def list_jobs(
 @router.get("/jobs/{job_id}", response_model=Job, summary="Get a job")
 async def get_job(job_id: str, request: Request) -> Job:
     """The whole record of a job, with its attempts."""
-    job = await _store(request).get_job(job_id)
+    job = await store_of(request).get_job(job_id)
     if not principal(request).may_see(job.owner):
         raise JobNotFound(job_id)
     return job
@@ -117,7 +109,7 @@ async def cancel_job(job_id: str, request: Request, response: Response) -> Job:
     """Cancel a job that has not started (200), or stop a running one: SIGTERM,
     its grace period, then SIGKILL (202, the job is still ``running``). A
     finished job answers 409."""
-    store, who = _store(request), principal(request)
+    store, who = store_of(request), principal(request)
     await check_visible(store, who, job_id)
     job = await store.cancel_job(job_id, time.time(), actor=who.name)
     if not job.terminal:
@@ -133,7 +125,7 @@ async def wait_job(
 ) -> Job:
     """The job once finished, or as it is after ``timeout`` seconds (check
     its ``state``)."""
-    settings, store = _settings(request), _store(request)
+    settings, store = settings_of(request), store_of(request)
     await check_visible(store, principal(request), job_id)
     return await wait_for_job(store, job_id, timeout, settings.poll_seconds)
 
@@ -158,7 +150,7 @@ async def job_logs(
     With ``follow=true`` the response streams output as the job writes it and
     ends when the attempt ends. ``format=multiplexed`` frames each piece with
     its stream, like Docker's attach stream."""
-    store = _store(request)
+    store = store_of(request)
     await check_visible(store, principal(request), job_id)
     chosen = None if stream == "both" else Stream(stream)
     # Answer 404 now, not in the middle of a 200.
@@ -170,7 +162,7 @@ async def job_logs(
         offset=offset,
         follow=follow,
         attempt=attempt,
-        poll_seconds=_settings(request).poll_seconds,
+        poll_seconds=settings_of(request).poll_seconds,
     )
 
     async def raw() -> AsyncIterator[bytes]:
@@ -196,7 +188,7 @@ async def run_job(request: Request) -> RunResult:
     """Submit a job, wait until it ends, and answer its state, exit code,
     stdout and stderr (each cut at the server's ``run_output_limit``)."""
     spec = parse_spec(await request.body())
-    store, settings = _store(request), _settings(request)
+    store, settings = store_of(request), settings_of(request)
     job = await submit(store, spec, settings, principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit

@@ -23,7 +23,7 @@ from jobdock.api.errors import headers_of, render_error
 from jobdock.errors import JobdockError
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.submit import parse_spec, submit
+from jobdock.submit import parse_spec, submit_job
 
 PATH = "/v1/jobs"
 _JSON = [(b"content-type", b"application/json")]
@@ -46,8 +46,9 @@ class SubmitPath:
         try:
             owner = principal_of(scope).name
             spec = parse_spec(await _body(receive))
-            job = await submit(store, spec, settings, owner)
-            status, payload = 201, job.model_dump_json().encode()
+            submitted = await submit_job(store, spec, settings, owner)
+            status = 201 if submitted.created else 200
+            payload = submitted.job.model_dump_json().encode()
         except JobdockError as exc:
             status, body = render_error(exc)
             payload = json.dumps(body).encode()

@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from jobdock.errors import FencedOff, IllegalTransition, JobNotFound
 from jobdock.models import (
@@ -44,11 +45,13 @@ from jobdock.models import (
     sources_of,
     timestamp,
 )
+from jobdock.retry import retry_at
 from jobdock.store.access import record
 from jobdock.store.prepared import Prepared
 from jobdock.store.protocol import (
     Claim,
     HeartbeatReply,
+    Limits,
     LogChunk,
     LogRead,
     LostAttempt,
@@ -57,7 +60,7 @@ from jobdock.store.protocol import (
     Started,
     WorkerInfo,
 )
-from jobdock.store.schema import attempts, jobs, log_chunks, workers
+from jobdock.store.schema import IDEMPOTENT, attempts, jobs, log_chunks, workers
 
 HOST = socket.gethostname()
 #: The PostgreSQL notification channel of jobdock's announcements.
@@ -65,10 +68,10 @@ CHANNEL = "jobdock"
 
 _RUNNING = JobState.RUNNING.value
 _QUEUED = JobState.QUEUED.value
+_RETRYING = JobState.RETRYING.value
 _CANCELLABLE = [s.value for s in sources_of(JobState.CANCELLED) if s != JobState.RUNNING]
-_JOB_COLUMNS = [
-    c for c in jobs.c if c.name not in ("stdin", "lease_expires_at", "lost_count", "requires")
-]
+_HIDDEN = ("stdin", "lease_expires_at", "lost_count", "requires")
+_JOB_COLUMNS = [c for c in jobs.c if c.name not in _HIDDEN]
 _RESULT = ("finished_at", "exit_code", "signal", "reason", "message")
 
 
@@ -98,43 +101,119 @@ def _holds() -> Any:
 
 # -- jobs ----------------------------------------------------------------------
 
+#: The columns a spec's scheduling fields set (see :func:`scheduling_values`).
+_SCHEDULING = (
+    "state",
+    "priority",
+    "not_before",
+    "idempotency_key",
+    "concurrency_key",
+    "concurrency_limit",
+    "start_by",
+    "finish_by",
+    "keep_for",
+)
+_INSERT_NAMES = (
+    "id",
+    "name",
+    "spec",
+    "labels",
+    "stdin",
+    "stdin_bytes",
+    "on_worker_lost",
+    "created_at",
+    "requires",
+    "owner",
+    *_SCHEDULING,
+)
+_INSERT_FIXED = {"attempt": 0, "cancel_requested": False, "lost_count": 0, "failures": 0}
 _INSERT_JOB = Prepared(
-    lambda _: insert(jobs).values(
-        {
-            name: _p(name)
-            for name in (
-                "id",
-                "name",
-                "spec",
-                "labels",
-                "stdin",
-                "stdin_bytes",
-                "on_worker_lost",
-                "created_at",
-                "requires",
-                "owner",
-            )
-        }
-        | {"state": _QUEUED, "attempt": 0, "cancel_requested": False, "lost_count": 0}
+    lambda _: insert(jobs).values({name: _p(name) for name in _INSERT_NAMES} | _INSERT_FIXED)
+)
+
+
+def initial_state(job: NewJob) -> JobState:
+    """``scheduled`` for a job whose run_at is still ahead, else ``queued``."""
+    run_at = job.spec.run_at
+    if run_at is not None and run_at.timestamp() > job.created_at:
+        return JobState.SCHEDULED
+    return JobState.QUEUED
+
+
+def scheduling_values(job: NewJob) -> dict[str, Any]:
+    """The scheduling columns of a new job; its deadlines count from when it is due."""
+    spec = job.spec
+    state = initial_state(job)
+    due = spec.run_at.timestamp() if spec.run_at is not None else job.created_at
+    due = max(due, job.created_at)
+    return {
+        "state": state.value,
+        "priority": spec.priority,
+        "not_before": due if state is JobState.SCHEDULED else None,
+        "idempotency_key": spec.idempotency_key,
+        "concurrency_key": spec.concurrency_key,
+        "concurrency_limit": spec.concurrency_limit,
+        "start_by": None if spec.queue_timeout is None else due + spec.queue_timeout,
+        "finish_by": None if spec.total_timeout is None else due + spec.total_timeout,
+        "keep_for": spec.keep_for,
+    }
+
+
+def _insert_values(job: NewJob) -> dict[str, Any]:
+    spec = job.spec
+    requires = spec.requirements()
+    return {
+        "id": job.id,
+        "name": spec.name,
+        "spec": spec.without_stdin().model_dump_json(exclude_defaults=True),
+        "labels": json.dumps(spec.labels),
+        "stdin": job.stdin or None,
+        "stdin_bytes": len(job.stdin),
+        "on_worker_lost": spec.on_worker_lost,
+        "created_at": job.created_at,
+        "requires": json.dumps(requires) if requires else None,
+        "owner": job.owner,
+        **scheduling_values(job),
+    }
+
+
+def _insert_once_statement(dialect: str) -> Any:
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = make(jobs).values({name: _p(name) for name in _INSERT_NAMES} | _INSERT_FIXED)
+    return statement.on_conflict_do_nothing(
+        index_elements=["owner", "idempotency_key"], index_where=IDEMPOTENT
+    )
+
+
+_INSERT_ONCE = Prepared(_insert_once_statement)
+_GET_BY_KEY = Prepared(
+    lambda _: select(jobs.c.id).where(
+        jobs.c.owner == _p("owner"), jobs.c.idempotency_key == _p("key")
     )
 )
 
 
+def insert_job_once(conn: Connection, job: NewJob) -> Job | None:
+    """Insert a job with an idempotency key, unless its owner has a job with
+    that key: then return that job. A key is the owner's own: another owner's
+    job with the same key is neither returned nor in the way. Concurrent
+    duplicates are settled by the unique index on (owner, key): the loser's
+    insert does nothing and reads the winner's."""
+    if _INSERT_ONCE.run(conn, **_insert_values(job)).rowcount:
+        _inserted(conn, job)
+        return None
+    existing = _GET_BY_KEY.run(conn, owner=job.owner, key=job.spec.idempotency_key).first()
+    if existing is None:  # deleted in between (pruned): a new job after all
+        return insert_job_once(conn, job)
+    return get_job(conn, existing.id)
+
+
 def insert_job(conn: Connection, job: NewJob) -> None:
-    spec = job.spec
-    _INSERT_JOB.run(
-        conn,
-        id=job.id,
-        name=spec.name,
-        spec=spec.without_stdin().model_dump_json(exclude_defaults=True),
-        labels=json.dumps(spec.labels),
-        stdin=job.stdin or None,
-        stdin_bytes=len(job.stdin),
-        on_worker_lost=spec.on_worker_lost,
-        created_at=job.created_at,
-        requires=json.dumps(spec.requirements()) if spec.requirements() else None,
-        owner=job.owner,
-    )
+    _INSERT_JOB.run(conn, **_insert_values(job))
+    _inserted(conn, job)
+
+
+def _inserted(conn: Connection, job: NewJob) -> None:
     record(conn, job.created_at, job.owner, "submit", job.id)
     announce(conn, "work")
 
@@ -158,6 +237,7 @@ def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
         message=row.message,
         attempt=row.attempt,
         cancel_requested=bool(row.cancel_requested),
+        next_attempt_at=timestamp(row.not_before) if row.state == _RETRYING else None,
         attempts=[
             Attempt(
                 number=a.number,
@@ -233,6 +313,7 @@ def cancel_job(conn: Connection, job_id: str, now: float, actor: str | None = No
             finished_at=now,
             reason=Reason.CANCELLED.value,
             message="cancelled before it started",
+            not_before=None,
         )
     ).rowcount
     if done:
@@ -267,7 +348,12 @@ _HAS_LABELS = {
 
 def _claim_statement(dialect: str) -> Any:
     eligible = or_(jobs.c.requires.is_(None), text(_HAS_LABELS[dialect]))
-    oldest = select(jobs.c.seq).where(jobs.c.state == _QUEUED, eligible).order_by(jobs.c.seq)
+    # Jobs under a concurrency key are claimed by _claim_limited instead.
+    oldest = (
+        select(jobs.c.seq)
+        .where(jobs.c.state == _QUEUED, eligible, jobs.c.concurrency_key.is_(None), _startable())
+        .order_by(*_CLAIM_ORDER)
+    )
     oldest = oldest.limit(_p("limit"))
     claim = update(jobs)
     if dialect == "postgresql":
@@ -278,6 +364,20 @@ def _claim_statement(dialect: str) -> Any:
         claim = claim.where(jobs.c.seq == picked.c.seq)
     else:
         claim = claim.where(jobs.c.seq.in_(oldest.scalar_subquery()))
+    return _claiming(claim)
+
+
+#: Highest priority first, then submission order (index ix_jobs_claim).
+_CLAIM_ORDER = (jobs.c.priority.desc(), jobs.c.seq)
+
+
+def _startable() -> Any:
+    """The job's queue deadline has not passed."""
+    return or_(jobs.c.start_by.is_(None), jobs.c.start_by > _p("now"))
+
+
+def _claiming(claim: Any) -> Any:
+    """The claim's UPDATE of the chosen rows: a new attempt under a lease."""
     return (
         claim.where(jobs.c.state == _QUEUED)
         .values(
@@ -287,7 +387,17 @@ def _claim_statement(dialect: str) -> Any:
             lease_expires_at=_p("lease_until"),
             cancel_requested=False,
         )
-        .returning(jobs.c.seq, jobs.c.id, jobs.c.attempt, jobs.c.spec, jobs.c.stdin, jobs.c.owner)
+        .returning(
+            jobs.c.seq,
+            jobs.c.id,
+            jobs.c.attempt,
+            jobs.c.spec,
+            jobs.c.stdin,
+            jobs.c.owner,
+            jobs.c.priority,
+            jobs.c.failures,
+            jobs.c.finish_by,
+        )
     )
 
 
@@ -311,17 +421,23 @@ def claim_jobs(
     limit: int,
     now: float,
     lease_until: float,
+    limits: Limits | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` of the oldest queued jobs whose required labels
-    are among ``labels`` (a JSON object)."""
-    rows = sorted(
-        _CLAIM.run(
-            conn, limit=limit, worker_id=worker_id, labels=labels, lease_until=lease_until
-        ).all(),
-        key=lambda row: row.seq,
-    )
+    """Claim up to ``limit`` queued jobs, highest priority then oldest first,
+    whose required labels are among ``labels`` (a JSON object), within the
+    concurrency ``limits``. Scheduled and retrying jobs that are due are
+    queued first."""
+    _PROMOTE.run(conn, now=now)
+    limits = limits or Limits()
+    params = {"worker_id": worker_id, "labels": labels, "now": now, "lease_until": lease_until}
+    unlimited = limits.max_running is None and limits.per_owner is None
+    if unlimited and _KEYED_QUEUED.run(conn).first() is None:
+        rows = _CLAIM.run(conn, limit=limit, **params).all()
+    else:
+        rows = _claim_limited(conn, limit, limits, params)
     if not rows:
         return []
+    rows.sort(key=lambda row: (-row.priority, row.seq))
     announce(conn, *(f"job:{row.id}" for row in rows))
     _INSERT_ATTEMPT.run_many(
         conn,
@@ -337,9 +453,138 @@ def claim_jobs(
             spec=JobSpec.model_validate_json(row.spec),
             stdin=row.stdin or b"",
             owner=row.owner,
+            failures=row.failures,
+            finish_by=row.finish_by,
         )
         for row in rows
     ]
+
+
+#: Scheduled and retrying jobs whose time has come become queued (only
+#: they have a not_before: see schema.py).
+_PROMOTE = Prepared(
+    lambda _: (
+        update(jobs).where(jobs.c.not_before <= _p("now")).values(state=_QUEUED, not_before=None)
+    )
+)
+_KEYED_QUEUED = Prepared(
+    lambda _: (
+        select(jobs.c.seq)
+        .where(jobs.c.state == _QUEUED, jobs.c.concurrency_key.is_not(None))
+        .limit(1)
+    )
+)
+_NEXT_DUE = Prepared(
+    lambda _: select(func.min(jobs.c.not_before)).where(jobs.c.not_before.is_not(None))
+)
+
+
+def next_due(conn: Connection) -> float | None:
+    """The earliest time a scheduled or retrying job becomes due."""
+    row = _NEXT_DUE.run(conn).first()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+#: Held while a claim counts running jobs against the limits (PostgreSQL),
+#: so that two workers cannot both see room for the same last slot.
+LIMITS_LOCK = 0x6A6F62646F636C
+#: Whether a queued job's key has room: fewer of its key run than its limit
+#: (the server's for that key, else the job's own, else 1).
+_KEY_HAS_ROOM = {
+    "sqlite": "COALESCE(json_extract(:running, '$.\"' || jobs.concurrency_key || '\"'), 0)"
+    " < COALESCE(json_extract(:limits, '$.\"' || jobs.concurrency_key || '\"'),"
+    " jobs.concurrency_limit, 1)",
+    "postgresql": "COALESCE(CAST(CAST(:running AS jsonb) ->> jobs.concurrency_key AS integer), 0)"
+    " < COALESCE(CAST(CAST(:limits AS jsonb) ->> jobs.concurrency_key AS integer),"
+    " jobs.concurrency_limit, 1)",
+}
+
+
+def _claim_limited(
+    conn: Connection, limit: int, limits: Limits, params: dict[str, Any]
+) -> list[Any]:
+    """The claim when limits apply: count what runs (under a lock on
+    PostgreSQL), pick candidates in claim order whose key and owner have
+    room, and take them while their key and owner (and the store) still
+    have room."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(LIMITS_LOCK)))
+    if limits.max_running is not None:
+        running = conn.execute(select(func.count()).where(jobs.c.state == _RUNNING)).scalar()
+        limit = min(limit, limits.max_running - int(running or 0))
+        if limit <= 0:
+            return []
+    by_key: dict[str, int] = dict(
+        conn.execute(
+            select(jobs.c.concurrency_key, func.count())
+            .where(jobs.c.state == _RUNNING, jobs.c.concurrency_key.is_not(None))
+            .group_by(jobs.c.concurrency_key)
+        ).all()
+    )
+    by_owner = _running_by_owner(conn) if limits.per_owner is not None else {}
+    eligible = or_(jobs.c.requires.is_(None), text(_HAS_LABELS[dialect]))
+    room = or_(jobs.c.concurrency_key.is_(None), text(_KEY_HAS_ROOM[dialect]))
+    candidates = (
+        select(jobs.c.seq, jobs.c.concurrency_key, jobs.c.concurrency_limit, jobs.c.owner)
+        .where(jobs.c.state == _QUEUED, eligible, room, _startable())
+        .order_by(*_CLAIM_ORDER)
+        .limit(limit)
+    )
+    if limits.per_owner is not None:
+        candidates = candidates.where(_owner_has_room(limits.per_owner))
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    found = conn.execute(
+        candidates,
+        {
+            "labels": params["labels"],
+            "now": params["now"],
+            "running": json.dumps(by_key),
+            "limits": json.dumps(dict(limits.per_key)),
+        },
+    ).all()
+    chosen = []
+    for row in found:
+        key, owner = row.concurrency_key, row.owner
+        if key is not None:
+            own = 1 if row.concurrency_limit is None else row.concurrency_limit
+            if by_key.get(key, 0) >= limits.per_key.get(key, own):
+                continue
+        if limits.per_owner is not None and by_owner.get(owner, 0) >= limits.per_owner:
+            continue
+        if key is not None:
+            by_key[key] = by_key.get(key, 0) + 1
+        by_owner[owner] = by_owner.get(owner, 0) + 1
+        chosen.append(row.seq)
+    if not chosen:
+        return []
+    claim = _claiming(update(jobs).where(jobs.c.seq.in_(chosen)))
+    # Only the claim's own parameters: Core would take any other that names
+    # a column (labels!) as a value to SET.
+    lease = {"worker_id": params["worker_id"], "lease_until": params["lease_until"]}
+    return list(conn.execute(claim, lease).all())
+
+
+def _running_by_owner(conn: Connection) -> dict[str, int]:
+    """How many jobs each owner has running."""
+    rows = conn.execute(
+        select(jobs.c.owner, func.count()).where(jobs.c.state == _RUNNING).group_by(jobs.c.owner)
+    ).all()
+    return {owner: int(count) for owner, count in rows}
+
+
+def _owner_has_room(per_owner: int) -> Any:
+    """The job's owner runs fewer than ``per_owner`` jobs. A correlated
+    count, not a JSON lookup as for keys: an owner's name (a certificate's
+    common name) may hold any character."""
+    running = jobs.alias("running")
+    count = (
+        select(func.count())
+        .where(running.c.state == _RUNNING, running.c.owner == jobs.c.owner)
+        .scalar_subquery()
+    )
+    return count < per_owner
 
 
 _START_JOB = Prepared(
@@ -458,11 +703,30 @@ _FINISH_ATTEMPT = Prepared(
 
 
 _FINISH = _JobAndAttempt(_FINISH_JOB, _FINISH_ATTEMPT)
+#: A failed attempt whose job is run again: retrying until ``not_before``.
+_RETRY_JOB = Prepared(
+    lambda _: (
+        update(jobs)
+        .where(_holds())
+        .values(
+            {name: _p(name) for name in ("exit_code", "signal", "reason", "message", "state")}
+            | {
+                "not_before": _p("next_attempt_at"),
+                "failures": jobs.c.failures + 1,
+                "worker_id": None,
+                "lease_expires_at": None,
+            }
+        )
+    )
+)
+_RETRY = _JobAndAttempt(_RETRY_JOB, _FINISH_ATTEMPT)
 
 
 def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> None:
-    _FINISH.run(
+    retrying = outcome.state is JobState.RETRYING
+    (_RETRY if retrying else _FINISH).run(
         conn,
+        next_attempt_at=outcome.next_attempt_at,
         job_id=job_id,
         attempt=attempt,
         state=outcome.state.value,
@@ -474,7 +738,7 @@ def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome
         stdout_bytes=outcome.stdout_bytes,
         stderr_bytes=outcome.stderr_bytes,
     )
-    announce(conn, f"job:{job_id}")
+    announce(conn, f"job:{job_id}", *(["work"] if retrying else []))
 
 
 _BEAT = Prepared(
@@ -519,25 +783,36 @@ def lose_attempt(
     """
     holds = and_(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == _RUNNING)
     row = conn.execute(
-        select(jobs.c.on_worker_lost, jobs.c.lost_count, jobs.c.cancel_requested).where(holds)
+        select(
+            jobs.c.on_worker_lost,
+            jobs.c.lost_count,
+            jobs.c.cancel_requested,
+            jobs.c.spec,
+            jobs.c.failures,
+            jobs.c.finish_by,
+        ).where(holds)
     ).first()
     if row is None:
         return None
     lost_count = row.lost_count + (0 if max_lost is None else 1)
+    values: dict[str, Any] = {"worker_id": None, "lease_expires_at": None}
+    retry = JobSpec.model_validate_json(row.spec).retry
     if row.cancel_requested:
         new_state, reason = JobState.CANCELLED, Reason.CANCELLED
+    elif retry is not None and retry.count_worker_lost and max_lost is not None:
+        # The loss spends the retry budget, whatever the policy's on_reasons.
+        at = retry_at(retry, row.failures, now, row.finish_by)
+        new_state, reason = (JobState.FAILED, Reason.WORKER_LOST)
+        if at is not None and row.on_worker_lost == "requeue":
+            new_state, reason = JobState.RETRYING, None
+            values.update(not_before=at, failures=row.failures + 1)
     elif row.on_worker_lost == "requeue" and (max_lost is None or lost_count <= max_lost):
         new_state, reason = JobState.QUEUED, None
     else:
         new_state, reason = JobState.FAILED, Reason.WORKER_LOST
     if expired_only:
         holds = and_(holds, jobs.c.lease_expires_at < now)
-    values: dict[str, Any] = {
-        "state": new_state.value,
-        "worker_id": None,
-        "lease_expires_at": None,
-        "lost_count": lost_count,
-    }
+    values.update(state=new_state.value, lost_count=lost_count)
     if new_state.terminal:
         values.update(finished_at=now, reason=reason.value if reason else None, message=message)
     else:
@@ -550,7 +825,8 @@ def lose_attempt(
         .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
         .values(finished_at=now, reason=Reason.WORKER_LOST.value, message=message)
     )
-    announce(conn, f"job:{job_id}", *(["work"] if new_state is JobState.QUEUED else []))
+    waiting = new_state in (JobState.QUEUED, JobState.RETRYING)
+    announce(conn, f"job:{job_id}", *(["work"] if waiting else []))
     return new_state
 
 

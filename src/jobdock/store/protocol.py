@@ -14,7 +14,18 @@ from typing import Protocol
 
 from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.events import Events
-from jobdock.models import ANONYMOUS, Job, JobPage, JobSpec, JobState, Reason, Stream, WorkerRecord
+from jobdock.models import (
+    ANONYMOUS,
+    Job,
+    JobPage,
+    JobSpec,
+    JobState,
+    Reason,
+    Schedule,
+    ScheduleSpec,
+    Stream,
+    WorkerRecord,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,10 @@ class Claim:
     spec: JobSpec
     stdin: bytes
     owner: str = ANONYMOUS
+    #: Failed attempts before this one that spent the retry budget.
+    failures: int = 0
+    #: The job's total deadline (epoch seconds), if it has one.
+    finish_by: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +96,33 @@ class Outcome:
     signal: int | None = None
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    #: With state ``retrying``: when the next attempt may start.
+    next_attempt_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Concurrency limits a claim respects (docs/scheduling.md): the most
+    running jobs in the whole store, per concurrency key (a job's own
+    ``concurrency_limit`` applies to a key not listed here; default 1), and
+    per owner (None: unlimited)."""
+
+    max_running: int | None = None
+    per_key: Mapping[str, int] = field(default_factory=dict)
+    per_owner: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirePlan:
+    """What one turn of a schedule does: move its next fire time from
+    ``expected`` to ``next_fire_at`` (only if no other process did), and
+    submit ``job`` for ``fire_at`` unless it is None (a missed, skipped fire)."""
+
+    name: str
+    expected: float
+    next_fire_at: float | None
+    fire_at: float | None
+    job: NewJob | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +183,9 @@ class Store(Protocol):
         """Finish pending writes and disconnect."""
 
     async def create_job(self, job: NewJob) -> Job:
-        """Store a new job in state ``queued``."""
+        """Store a new job in state ``queued`` (``scheduled`` if its run_at is
+        ahead). With an idempotency key already taken, store nothing and
+        return the job that has it (its id is not ``job.id``)."""
 
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts; raises JobNotFound."""
@@ -173,9 +217,12 @@ class Store(Protocol):
         now: float,
         lease_seconds: float,
         labels: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> list[Claim]:
-        """Claim up to ``limit`` queued jobs, oldest first, each as a new
-        attempt; only jobs whose required labels are all in ``labels``."""
+        """Claim up to ``limit`` queued jobs, highest priority then oldest
+        first, each as a new attempt; only jobs whose required labels are all
+        in ``labels``, and only as many as the concurrency ``limits`` allow.
+        Scheduled and retrying jobs due by ``now`` are queued first."""
 
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
         """Record that the attempt's process started (fenced)."""
@@ -265,3 +312,50 @@ class Store(Protocol):
 
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         """The audit log, newest first, one page at a time."""
+
+    # -- scheduling (docs/scheduling.md) ------------------------------------------
+
+    async def next_due(self) -> float | None:
+        """The earliest time a scheduled or retrying job becomes due."""
+
+    async def expire_deadlines(self, now: float) -> list[str]:
+        """Fail (reason ``deadline``) the jobs not started by their queue
+        deadline and the waiting ones past their total deadline; their ids."""
+
+    async def prune(
+        self, now: float, keep_default: float | None, older_than: float | None = None
+    ) -> int:
+        """Delete finished jobs with their attempts and logs: those finished
+        more than ``older_than`` seconds ago if given, else those past their
+        ``keep_for`` (or ``keep_default``). Returns how many."""
+
+    async def create_schedule(
+        self, spec: ScheduleSpec, now: float, next_fire_at: float | None, owner: str = ANONYMOUS
+    ) -> Schedule:
+        """Store a new schedule of ``owner`` (its jobs are theirs); raises
+        ScheduleExists."""
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule; raises ScheduleNotFound."""
+
+    async def list_schedules(self, owner: str | None = None) -> list[Schedule]:
+        """Every schedule (or only ``owner``'s), by name."""
+
+    async def delete_schedule(self, name: str, actor: str | None = None) -> None:
+        """Delete a schedule (not its jobs); raises ScheduleNotFound.
+        ``actor``, if given, is recorded in the audit log."""
+
+    async def set_schedule_paused(
+        self, name: str, paused: bool, next_fire_at: float | None
+    ) -> Schedule:
+        """Pause, or resume with a new next fire time; raises ScheduleNotFound."""
+
+    async def due_schedules(self, now: float) -> list[Schedule]:
+        """Schedules not paused whose next fire time is at or before ``now``."""
+
+    async def next_schedule_fire(self) -> float | None:
+        """The earliest next fire time of the schedules not paused."""
+
+    async def fire_schedule(self, plan: FirePlan, now: float) -> str | None:
+        """Carry out a schedule's turn (see FirePlan) unless another process
+        did; returns the id of the job submitted, if any."""

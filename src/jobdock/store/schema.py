@@ -57,9 +57,62 @@ jobs = Table(
     Column("requires", JSON),
     # Who submitted the job: a user name from a token or a client certificate.
     Column("owner", String(128), nullable=False, server_default="anonymous"),
+    # -- scheduling (migration 0004, docs/scheduling.md) --
+    Column("priority", Integer, nullable=False, default=0, server_default="0"),
+    # Scheduled: its run_at; retrying: when the next attempt may start.
+    Column("not_before", Float),
+    Column("idempotency_key", String(200)),
+    Column("concurrency_key", String(200)),
+    Column("concurrency_limit", Integer),
+    # Deadlines (epoch): start by (queue_timeout), finish by (total_timeout).
+    Column("start_by", Float),
+    Column("finish_by", Float),
+    Column("keep_for", Float),
+    # Failed attempts that spent the retry budget.
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_worker", "worker_id"),
+)
+
+# The new indexes are partial, so that a job costs an index entry (and a
+# page written at commit) only where it needs one.
+#: The claim's order: highest priority first, then submission order.
+Index("ix_jobs_claim", jobs.c.state, jobs.c.priority.desc(), jobs.c.seq)
+#: One job per owner and idempotency key: a key is its owner's own (ON
+#: CONFLICT names this index's columns and condition).
+IDEMPOTENT = jobs.c.idempotency_key.is_not(None)
+Index(
+    "ux_jobs_idempotency_key",
+    jobs.c.owner,
+    jobs.c.idempotency_key,
+    unique=True,
+    sqlite_where=IDEMPOTENT,
+    postgresql_where=IDEMPOTENT,
+)
+#: Finished jobs by age, for retention.
+Index(
+    "ix_jobs_finished",
+    jobs.c.finished_at,
+    sqlite_where=jobs.c.finished_at.is_not(None),
+    postgresql_where=jobs.c.finished_at.is_not(None),
+)
+#: Jobs waiting for a time: ``not_before`` is set exactly while a job is
+#: scheduled or retrying (every move out of those states clears it), so
+#: this small partial index finds the due ones.
+Index(
+    "ix_jobs_due",
+    jobs.c.not_before,
+    sqlite_where=jobs.c.not_before.is_not(None),
+    postgresql_where=jobs.c.not_before.is_not(None),
+)
+#: Jobs under a concurrency key: counted and claimed under the limits.
+Index(
+    "ix_jobs_key",
+    jobs.c.state,
+    jobs.c.concurrency_key,
+    sqlite_where=jobs.c.concurrency_key.is_not(None),
+    postgresql_where=jobs.c.concurrency_key.is_not(None),
 )
 
 attempts = Table(
@@ -146,4 +199,23 @@ audit_log = Table(
     Column("action", String(32), nullable=False),
     # The job, token or secret acted on.
     Column("target", String(200), nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    # Who added the schedule: its jobs are theirs.
+    Column("owner", String(128), nullable=False, server_default="anonymous"),
+    Column("cron", String(200), nullable=False),
+    Column("tz", String(64), nullable=False),
+    # The JobSpec of every fire, as JSON.
+    Column("spec", Text, nullable=False),
+    Column("overlap", String(16), nullable=False),
+    Column("catchup", String(16), nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("next_fire_at", Float),
+    Column("last_fire_at", Float),
+    Column("last_job_id", String(32)),
 )

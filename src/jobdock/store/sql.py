@@ -22,14 +22,27 @@ from sqlalchemy.exc import DBAPIError
 from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.errors import StoreError
 from jobdock.events import Events
-from jobdock.models import Job, JobPage, JobState, Stream, WorkerRecord, timestamp
-from jobdock.store import access, postgres, sqlite
+from jobdock.models import (
+    ANONYMOUS,
+    Job,
+    JobPage,
+    JobState,
+    Schedule,
+    ScheduleSpec,
+    Stream,
+    WorkerRecord,
+    timestamp,
+)
+from jobdock.store import access, housekeeping, postgres, sqlite
 from jobdock.store import operations as ops
+from jobdock.store import schedules as schedule_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.protocol import (
     Claim,
+    FirePlan,
     HeartbeatReply,
+    Limits,
     LogChunk,
     LogRead,
     LostAttempt,
@@ -137,6 +150,12 @@ class SqlStore:
         spec = job.spec
         if self._writer is None:
             raise StoreError("the store is not open")
+        if spec.idempotency_key is not None:
+            existing = await self._writer.write(ops.insert_job_once, job)
+            if existing is not None:
+                return existing
+            self.events.work_available()
+            return await self.get_job(job.id)
         inserted = self._writer.enqueue(ops.insert_job, job)
         # Wake the local worker now, not after the commit: its claim then
         # joins the insert's transaction, and the job starts one commit sooner.
@@ -146,7 +165,7 @@ class SqlStore:
             id=job.id,
             name=spec.name,
             owner=job.owner,
-            state=JobState.QUEUED,
+            state=ops.initial_state(job),
             labels=spec.labels,
             spec=spec.without_stdin(),
             stdin_bytes=len(job.stdin),
@@ -186,6 +205,7 @@ class SqlStore:
         now: float,
         lease_seconds: float,
         labels: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> list[Claim]:
         if limit <= 0:
             return []
@@ -196,6 +216,7 @@ class SqlStore:
             limit,
             now,
             now + lease_seconds,
+            limits,
         )
         for claim in claims:
             self.events.job_changed(claim.job_id)
@@ -213,6 +234,8 @@ class SqlStore:
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
         await self._write(ops.finish_attempt, job_id, attempt, outcome)
         self.events.job_changed(job_id)
+        if outcome.state is JobState.RETRYING:
+            self.events.work_available()
 
     async def heartbeat(
         self,
@@ -234,12 +257,78 @@ class SqlStore:
         lost = await self._write(ops.reap_expired, now, max_lost)
         for item in lost:
             self.events.job_changed(item.job_id)
-        if any(item.new_state == JobState.QUEUED for item in lost):
+        if any(item.new_state in (JobState.QUEUED, JobState.RETRYING) for item in lost):
             self.events.work_available()
         return lost
 
     async def lost_processes(self, host: str, since: float) -> list[tuple[int, int | None]]:
         return await self._read(ops.lost_processes, host, since)
+
+    # -- scheduling --------------------------------------------------------------
+
+    async def next_due(self) -> float | None:
+        return await self._read(ops.next_due)
+
+    async def expire_deadlines(self, now: float) -> list[str]:
+        failed = await self._write(housekeeping.expire_deadlines, now)
+        for job_id in failed:
+            self.events.job_changed(job_id)
+        return failed
+
+    async def prune(
+        self, now: float, keep_default: float | None, older_than: float | None = None
+    ) -> int:
+        deleted = 0
+        while True:
+            batch = await self._write(housekeeping.prune, now, keep_default, older_than)
+            deleted += batch
+            if batch < housekeeping.PRUNE_BATCH:
+                return deleted
+
+    async def create_schedule(
+        self, spec: ScheduleSpec, now: float, next_fire_at: float | None, owner: str = ANONYMOUS
+    ) -> Schedule:
+        def create(conn: Connection) -> Schedule:
+            schedule = schedule_ops.insert_schedule(conn, spec, now, next_fire_at, owner)
+            access.record(conn, now, owner, "schedule.add", spec.name)
+            return schedule
+
+        return await self._write(create)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        return await self._read(schedule_ops.get_schedule, name)
+
+    async def list_schedules(self, owner: str | None = None) -> list[Schedule]:
+        return await self._read(schedule_ops.list_schedules, owner)
+
+    async def delete_schedule(self, name: str, actor: str | None = None) -> None:
+        def delete(conn: Connection) -> None:
+            schedule_ops.delete_schedule(conn, name)
+            if actor is not None:
+                access.record(conn, time.time(), actor, "schedule.rm", name)
+
+        await self._write(delete)
+
+    async def set_schedule_paused(
+        self, name: str, paused: bool, next_fire_at: float | None
+    ) -> Schedule:
+        return await self._write(schedule_ops.set_paused, name, paused, next_fire_at)
+
+    async def due_schedules(self, now: float) -> list[Schedule]:
+        return await self._read(schedule_ops.due_schedules, now)
+
+    async def next_schedule_fire(self) -> float | None:
+        return await self._read(schedule_ops.next_fire)
+
+    async def fire_schedule(self, plan: FirePlan, now: float) -> str | None:
+        job_id, stopped = await self._write(schedule_ops.fire, plan, now)
+        if stopped is not None:
+            self.events.job_changed(stopped)
+            self.events.cancel_requested(stopped)
+        if job_id is not None:
+            self.events.job_changed(job_id)
+            self.events.work_available()
+        return job_id
 
     # -- workers ---------------------------------------------------------------
 

@@ -1,0 +1,106 @@
+"""``/v1/schedules``: cron schedules; and ``/v1/prune``: retention on demand.
+
+A schedule belongs to the user who added it, and so do the jobs it submits.
+A user sees and changes only their own schedules (another's is answered as
+one that does not exist); an admin, everyone's. Pruning deletes every
+user's jobs, so it is for admins.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from jobdock.api.auth import principal, require_admin
+from jobdock.api.context import settings_of, store_of
+from jobdock.auth import Principal
+from jobdock.errors import InvalidRequest, ScheduleNotFound
+from jobdock.models import PruneResult, Schedule, ScheduleList, ScheduleSpec, parse_duration
+from jobdock.schedules import next_fire_time, validate
+from jobdock.store.protocol import Store
+from jobdock.submit import check_spec
+
+router = APIRouter(prefix="/v1")
+
+
+async def _visible(request: Request, name: str) -> tuple[Store, Principal, Schedule]:
+    """The schedule, if the request's user may see it; else ScheduleNotFound."""
+    store, who = store_of(request), principal(request)
+    schedule = await store.get_schedule(name)
+    if not who.may_see(schedule.owner):
+        raise ScheduleNotFound(name)
+    return store, who, schedule
+
+
+@router.post("/schedules", status_code=201, response_model=Schedule, summary="Add a schedule")
+async def create_schedule(spec: ScheduleSpec, request: Request) -> Schedule:
+    """Add a cron schedule of yours; its job must pass the checks a submit
+    does (secrets must be yours). 409 if a schedule of that name exists."""
+    validate(spec)
+    store, owner = store_of(request), principal(request).name
+    await check_spec(store, spec.job, settings_of(request), owner)
+    now = time.time()
+    upcoming = next_fire_time(spec.cron, spec.tz, now)
+    return await store.create_schedule(spec, now, upcoming, owner)
+
+
+@router.get("/schedules", response_model=ScheduleList, summary="List schedules")
+async def list_schedules(request: Request) -> ScheduleList:
+    """Your schedules (an admin's: everyone's), by name, with their next fire time."""
+    who = principal(request)
+    owner = None if who.admin else who.name
+    return ScheduleList(schedules=await store_of(request).list_schedules(owner))
+
+
+@router.get("/schedules/{name}", response_model=Schedule, summary="Get a schedule")
+async def get_schedule(name: str, request: Request) -> Schedule:
+    _, _, schedule = await _visible(request, name)
+    return schedule
+
+
+@router.delete("/schedules/{name}", status_code=204, summary="Remove a schedule")
+async def delete_schedule(name: str, request: Request) -> Response:
+    """Remove a schedule; the jobs it made stay."""
+    store, who, _ = await _visible(request, name)
+    await store.delete_schedule(name, who.name)
+    return Response(status_code=204)
+
+
+@router.post("/schedules/{name}/pause", response_model=Schedule, summary="Pause a schedule")
+async def pause_schedule(name: str, request: Request) -> Schedule:
+    """Stop firing until resumed."""
+    store, _, _ = await _visible(request, name)
+    return await store.set_schedule_paused(name, True, None)
+
+
+@router.post("/schedules/{name}/resume", response_model=Schedule, summary="Resume a schedule")
+async def resume_schedule(name: str, request: Request) -> Schedule:
+    """Fire again from the next fire time after now (times missed while
+    paused are not caught up)."""
+    store, _, schedule = await _visible(request, name)
+    upcoming = next_fire_time(schedule.cron, schedule.tz, time.time())
+    return await store.set_schedule_paused(name, False, upcoming)
+
+
+@router.post("/prune", response_model=PruneResult, summary="Delete finished jobs now")
+async def prune(
+    request: Request,
+    older_than: Annotated[
+        str | None, Query(description="Jobs finished longer ago than this, e.g. '1d'.")
+    ] = None,
+) -> PruneResult:
+    """Delete finished jobs with their attempts and logs: those finished
+    longer than ``older_than`` ago, or by default those past their retention
+    (the job's ``keep_for``, else the server's ``keep_finished``). Admins
+    only: it deletes every user's jobs."""
+    require_admin(request)
+    age = None
+    if older_than is not None:
+        try:
+            age = parse_duration(older_than)
+        except ValueError as exc:
+            raise InvalidRequest(f"older_than: {exc}", field="older_than") from None
+    deleted = await store_of(request).prune(time.time(), settings_of(request).keep_finished, age)
+    return PruneResult(deleted=deleted)
