@@ -82,6 +82,16 @@ def test_a_missing_image_fails_with_image_not_found_and_the_engines_message(
     assert "localhost/no-such-image:1" in (job.message or "")
 
 
+def test_a_missing_image_is_retried_when_the_policy_names_image_not_found(
+    client: Client,
+) -> None:
+    retry = {"max_attempts": 2, "on_reasons": ["image_not_found"], "backoff": {"initial": 0.1}}
+    job = run(client, image="localhost/no-such-image:1", pull="never", retry=retry)
+
+    assert (job.state, job.reason) == (JobState.FAILED, Reason.IMAGE_NOT_FOUND)
+    assert [attempt.reason for attempt in job.attempts] == [Reason.IMAGE_NOT_FOUND] * 2
+
+
 def test_stop_and_timeout_end_a_running_container(client: Client, dockerd: engines.Engine) -> None:
     job = client.submit({"image": BUSYBOX, "command": ["sleep", "300"], "kill_grace": 2})
     eventually(lambda: client.get(job.id).state is JobState.RUNNING, 30, "the job to start")
