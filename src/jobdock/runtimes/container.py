@@ -279,19 +279,15 @@ class ContainerExecution:
             self._output_done.set()
 
     async def _wait_exit(self) -> ExitStatus:
-        # The attach stream ends when the container does; the engine's wait
-        # is the fallback (and slower on podman).
-        engine_wait = asyncio.ensure_future(self._engine.wait(self.container))
-        stream_end = asyncio.ensure_future(self._output_done.wait())
-        try:
-            await asyncio.wait({engine_wait, stream_end}, return_when=asyncio.FIRST_COMPLETED)
+        # The attach stream ends when the container does (or the engine goes
+        # away); the engine's wait is only the fallback (slower on podman).
+        # An engine request is not raced and cancelled: under uvloop, anyio
+        # may then complete the cancelled request's future and log an error.
+        await self._output_done.wait()
+        state = (await self._engine.inspect(self.container))["State"]
+        if state.get("Running") or state.get("Status") in ("created", "running"):
+            await self._engine.wait(self.container)
             state = (await self._engine.inspect(self.container))["State"]
-            if state.get("Running") or state.get("Status") in ("created", "running"):
-                await engine_wait
-                state = (await self._engine.inspect(self.container))["State"]
-        finally:
-            engine_wait.cancel()
-            stream_end.cancel()
         return exit_status_of(state, self._memory_limit)
 
     async def wait(self) -> ExitStatus:
