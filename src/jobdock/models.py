@@ -172,6 +172,39 @@ class Resources(BaseModel):
     io_write_bps: Size | None = Field(None, gt=0, description="Disk write bytes per second.")
 
 
+class RootFilesystem(BaseModel):
+    """Run the job in this directory as its root file system."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rootfs: str = Field(description="Absolute path of a directory holding the job's root.")
+
+    @field_validator("rootfs")
+    @classmethod
+    def _rootfs_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class Isolation(BaseModel):
+    """Namespaces for a process job: it runs as PID 1 of its own PID
+    namespace (with its own /proc), in new mount, UTS and IPC namespaces."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: Literal["none", "host"] = Field(
+        "none", description="none: a network namespace with only loopback; host: the host's."
+    )
+    user: str | None = Field(None, description="User (name or uid) to run as; default root.")
+    group: str | None = Field(None, description="Group (name or gid); default the user's.")
+    filesystem: Literal["host", "readonly"] | RootFilesystem = Field(
+        "host",
+        description="host: the host's file system; readonly: the host's, read-only, with a "
+        "private writable /tmp; {rootfs: DIR}: DIR as the root.",
+    )
+
+
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -210,6 +243,18 @@ class JobSpec(BaseModel):
     )
     resources: Resources = Field(
         default_factory=Resources, description="Limits on cpu, memory, processes and io."
+    )
+    isolation: Isolation | bool | None = Field(
+        None,
+        description="Namespaces for the job: true or an object to isolate it, false not to; "
+        "default: as the server is configured.",
+    )
+    output_limit: Size | None = Field(
+        None, gt=0, description="The most bytes of output (both streams) kept, e.g. '100m'."
+    )
+    on_output_limit: Literal["stop", "drop"] = Field(
+        "stop",
+        description="Past output_limit: stop the job (reason output_limit), or drop the rest.",
     )
 
     @field_validator("command")
@@ -294,6 +339,12 @@ class Attempt(BaseModel):
     message: str | None = None
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    isolation: str | None = Field(
+        None, description="How the attempt was confined, e.g. 'cgroup v1+namespaces', or 'none'."
+    )
+    limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
+    peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
+    cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
 
 
 class Job(BaseModel):
