@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -49,8 +49,59 @@ def invalid_spec(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(message, field=field)
 
 
-async def submit(store: Store, spec: JobSpec, settings: Settings) -> Job:
-    """Store a new job for ``spec`` and return its record (state ``queued``)."""
+def apply_policy(
+    spec: JobSpec, settings: Settings, missing: Callable[[JobSpec], str | None] | None = None
+) -> JobSpec:
+    """The spec with the server's default limits filled in; raises
+    InvalidSpec for a limit above the server's maximum, for the host's
+    network where it is not allowed, and (``unisolated: refuse``) for limits
+    or isolation this server cannot enforce (``missing`` says what of a spec
+    it cannot)."""
+    given = spec.resources.model_dump(exclude_none=True)
+    defaults = settings.default_resources.model_dump(exclude_none=True)
+    resources = spec.resources.model_copy(update={**defaults, **given})
+    for name, maximum in settings.max_resources.model_dump(exclude_none=True).items():
+        value = getattr(resources, name)
+        if value is None or value > maximum:
+            asked = "no limit" if value is None else f"{value:g}"
+            raise InvalidSpec(
+                f"resources.{name}: {asked} is more than this server allows ({maximum:g})",
+                field=f"resources.{name}",
+            )
+    output_limit = spec.output_limit or settings.default_output_limit
+    maximum = settings.max_output_limit
+    if maximum is not None and (output_limit is None or output_limit > maximum):
+        asked = "no limit" if output_limit is None else str(output_limit)
+        raise InvalidSpec(
+            f"output_limit: {asked} is more than this server allows ({maximum})",
+            field="output_limit",
+        )
+    isolation = spec.isolation
+    host_network = not isinstance(isolation, bool | None) and isolation.network == "host"
+    if host_network and not settings.allow_host_network:
+        raise InvalidSpec(
+            "isolation.network: this server does not allow the host's network",
+            field="isolation.network",
+        )
+    if resources != spec.resources or output_limit != spec.output_limit:
+        spec = spec.model_copy(update={"resources": resources, "output_limit": output_limit})
+    problem = missing(spec) if missing is not None and settings.unisolated == "refuse" else None
+    if problem is not None:
+        field = "resources" if problem.startswith("resource") else "isolation"
+        raise InvalidSpec(f"{field}: this server cannot enforce it: {problem}", field=field)
+    return spec
+
+
+async def submit(
+    store: Store,
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    missing: Callable[[JobSpec], str | None] | None = None,
+) -> Job:
+    """Store a new job for ``spec`` and return its record (state ``queued``);
+    the server's policy applies first (see :func:`apply_policy`)."""
+    spec = apply_policy(spec, settings, missing)
     stdin = spec.stdin_bytes()
     if len(stdin) > settings.max_stdin_bytes:
         raise InvalidSpec(

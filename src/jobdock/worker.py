@@ -22,8 +22,9 @@ from dataclasses import replace
 
 from jobdock.errors import FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.logs import LogWriter
-from jobdock.models import JobState, Reason, Stream
+from jobdock.models import JobSpec, JobState, Reason, Stream
 from jobdock.runtimes.base import Execution, ExitStatus, Runtime
+from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Outcome, Started, Store, WorkerInfo
@@ -60,6 +61,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     elif stop_reason is Reason.TIMEOUT:
         state, reason = JobState.FAILED, Reason.TIMEOUT
         message = f"timed out after {timeout:g}s; {how}"
+    elif stop_reason is Reason.OUTPUT_LIMIT:
+        state, reason = JobState.FAILED, Reason.OUTPUT_LIMIT
+        message = f"stopped for writing more output than its limit; {how}"
     elif status.reason is not None:
         state, reason = JobState.FAILED, status.reason
         message = f"{status.message}; {how}" if status.message else how
@@ -68,6 +72,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     else:
         state = JobState.SUCCEEDED if status.exit_code == 0 else JobState.FAILED
         reason, message = Reason.EXITED, how
+    if status.message and status.reason is None:
+        message = f"{message}; {status.message}"
+    accounting = status.accounting
     return Outcome(
         state=state,
         reason=reason,
@@ -75,6 +82,21 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
         finished_at=time.time(),
         exit_code=status.exit_code,
         signal=status.signal,
+        isolation=accounting.isolation if accounting else None,
+        limits=dict(accounting.limits or {}) if accounting else None,
+        peak_memory=accounting.peak_memory if accounting else None,
+        cpu_seconds=accounting.cpu_seconds if accounting else None,
+    )
+
+
+def confinement_of(settings: Settings) -> Confinement:
+    """What this host offers to confine process jobs, with the server's policy."""
+    return Confinement.detect(
+        cgroups_mode=settings.cgroups,
+        parent=settings.cgroup_parent or default_parent(settings.home),
+        unconfined=settings.unisolated,
+        isolate_by_default=settings.isolate_by_default,
+        allow_host_network=settings.allow_host_network,
     )
 
 
@@ -122,7 +144,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.runtime: Runtime = runtime or ProcessRuntime()
+        self.runtime: Runtime = runtime or ProcessRuntime(confinement_of(settings))
         self.id = worker_id or f"{HOST}-{secrets.token_hex(4)}"
         self.labels = {"arch": platform.machine(), "host": HOST, **settings.labels}
         self._running: dict[str, _Attempt] = {}
@@ -139,8 +161,36 @@ class Worker:
         """The jobs this worker runs now, with their attempt numbers."""
         return {job_id: a.claim.attempt for job_id, a in self._running.items()}
 
+    def missing(self, spec: JobSpec) -> str | None:
+        """What of ``spec`` this worker's runtime cannot enforce, or None."""
+        if isinstance(self.runtime, ProcessRuntime):
+            return self.runtime.confinement.missing(spec)
+        return None
+
+    async def _confine(self) -> None:
+        """Say how jobs will be confined; remove this server's leftover groups."""
+        if not isinstance(self.runtime, ProcessRuntime):
+            return
+        confinement = self.runtime.confinement
+        _log.info("process jobs: %s", confinement.describe())
+        if confinement.hierarchy is None or confinement.bwrap is None:
+            what = "run without them (isolation: none)"
+            if confinement.unconfined == "refuse":
+                what = "be refused"
+            _log.warning(
+                "this server cannot fully isolate jobs; jobs that ask for limits or "
+                "isolation it cannot enforce will %s",
+                what,
+            )
+        removed = await asyncio.get_running_loop().run_in_executor(
+            None, confinement.remove_leftovers
+        )
+        if removed:
+            _log.warning("removed %d cgroup(s) left by an earlier run", removed)
+
     async def start(self) -> None:
         """Register, resolve attempts lost before this start, then begin claiming."""
+        await self._confine()
         await self.store.register_worker(
             WorkerInfo(self.id, HOST, self.labels, self.settings.concurrency, time.time())
         )
@@ -269,7 +319,16 @@ class Worker:
             return
         attempt.execution = execution
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
-        writer = LogWriter(store, claim.job_id, claim.attempt, persist=self._persist)
+        writer = LogWriter(
+            store,
+            claim.job_id,
+            claim.attempt,
+            persist=self._persist,
+            limit=spec.output_limit,
+            on_limit=(lambda: attempt.stop(Reason.OUTPUT_LIMIT))
+            if spec.on_output_limit == "stop"
+            else None,
+        )
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:
@@ -294,6 +353,12 @@ class Worker:
             stdout_bytes=writer.bytes[Stream.STDOUT],
             stderr_bytes=writer.bytes[Stream.STDERR],
         )
+        if writer.dropped:
+            outcome = replace(
+                outcome,
+                message=f"{outcome.message}; {writer.dropped} bytes of output past its limit "
+                f"of {spec.output_limit} were dropped",
+            )
         await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
 
     async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:

@@ -70,7 +70,12 @@ _SPEC_BODY = {
 async def create_job(request: Request) -> Response:
     """Store a job and queue it for a worker. Answers 201 and the job."""
     spec = parse_spec(await request.body())
-    job = await submit(_store(request), spec, _settings(request))
+    job = await submit(
+        _store(request),
+        spec,
+        _settings(request),
+        missing=getattr(request.app.state, "missing", None),
+    )
     return _json(job, 201)
 
 
@@ -182,7 +187,7 @@ async def run_job(request: Request) -> RunResult:
     stdout and stderr (each cut at the server's ``run_output_limit``)."""
     spec = parse_spec(await request.body())
     store, settings = _store(request), _settings(request)
-    job = await submit(store, spec, settings)
+    job = await submit(store, spec, settings, missing=getattr(request.app.state, "missing", None))
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit
     out = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}

@@ -42,7 +42,7 @@ class SubmitPath:
         settings: Settings = state.settings
         try:
             spec = parse_spec(await _body(receive))
-            job = await submit(store, spec, settings)
+            job = await submit(store, spec, settings, missing=getattr(state, "missing", None))
             status, payload = 201, job.model_dump_json().encode()
         except JobdockError as exc:
             status, body = render_error(exc)

@@ -8,7 +8,7 @@ the worker's, so every runtime gets them the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jobdock.models import JobSpec, Reason, Stream
@@ -40,8 +40,9 @@ class ExitStatus:
     signal: int | None = None
     reason: Reason | None = None
     message: str | None = None
-    #: Set by runtimes that confine and measure their jobs.
-    accounting: Accounting | None = None
+    #: Set by runtimes that confine and measure their jobs; not part of
+    #: how the process ended, so statuses compare without it.
+    accounting: Accounting | None = field(default=None, compare=False)
 
 
 class Execution(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobdock.events import Events
 from jobdock.models import Job, JobPage, JobSpec, JobState, Reason, Stream, WorkerRecord
@@ -78,6 +78,11 @@ class Outcome:
     signal: int | None = None
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    #: How the attempt was confined and what it used (see runtimes.base.Accounting).
+    isolation: str | None = None
+    limits: dict[str, Any] | None = None
+    peak_memory: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
