@@ -58,22 +58,23 @@ def apply_policy(
     or isolation this server cannot enforce (``missing`` says what of a spec
     it cannot)."""
     given = spec.resources.model_dump(exclude_none=True)
-    defaults = settings.default_resources.model_dump(exclude_none=True)
+    maxima = settings.max_resources.model_dump(exclude_none=True)
+    # A limit the job does not set is the server's default, else its maximum.
+    defaults = maxima | settings.default_resources.model_dump(exclude_none=True)
     resources = spec.resources.model_copy(update={**defaults, **given})
-    for name, maximum in settings.max_resources.model_dump(exclude_none=True).items():
+    for name, maximum in maxima.items():
         value = getattr(resources, name)
-        if value is None or value > maximum:
-            asked = "no limit" if value is None else f"{value:g}"
+        if value > maximum:
             raise InvalidSpec(
-                f"resources.{name}: {asked} is more than this server allows ({maximum:g})",
+                f"resources.{name}: {_number(value)} is more than this server allows "
+                f"({_number(maximum)})",
                 field=f"resources.{name}",
             )
-    output_limit = spec.output_limit or settings.default_output_limit
     maximum = settings.max_output_limit
-    if maximum is not None and (output_limit is None or output_limit > maximum):
-        asked = "no limit" if output_limit is None else str(output_limit)
+    output_limit = spec.output_limit or settings.default_output_limit or maximum
+    if maximum is not None and output_limit is not None and output_limit > maximum:
         raise InvalidSpec(
-            f"output_limit: {asked} is more than this server allows ({maximum})",
+            f"output_limit: {output_limit} is more than this server allows ({maximum})",
             field="output_limit",
         )
     isolation = spec.isolation
@@ -90,6 +91,10 @@ def apply_policy(
         field = "resources" if problem.startswith("resource") else "isolation"
         raise InvalidSpec(f"{field}: this server cannot enforce it: {problem}", field=field)
     return spec
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 async def submit(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobdock.runtimes import ProcessRuntime, Runtime
+from jobdock.runtimes.isolation import Confinement
 from jobdock.store import Store
 from jobdock.store.sql import SqlStore
 
@@ -38,9 +39,17 @@ STORES: dict[str, Callable[[pytest.FixtureRequest], Callable[[], Store]]] = {
     "postgresql": _postgresql,
 }
 
+
+def _process_in_cgroups() -> Runtime:
+    # Each job in its own cgroup (where this host allows it: as root, with
+    # cgroups; elsewhere this is the plain process runtime again).
+    return ProcessRuntime(Confinement.detect(parent="jobdock-contract"))
+
+
 #: name -> a function that makes the runtime.
 RUNTIMES: dict[str, Callable[[], Runtime]] = {
     "process": ProcessRuntime,
+    "process-cgroup": _process_in_cgroups,
 }
 
 StoreOpener = Callable[[], Awaitable[Store]]
