@@ -275,10 +275,55 @@ def run(
     on_worker_lost: Annotated[
         str | None, typer.Option(help="requeue (default) or fail, if the worker dies.")
     ] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPU limit in cores, e.g. 0.5.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
+    pids: Annotated[int | None, typer.Option(help="The most processes at once.")] = None,
+    io_read_bps: Annotated[
+        str | None, typer.Option(help="Disk reads per second, e.g. 10m.")
+    ] = None,
+    io_write_bps: Annotated[
+        str | None, typer.Option(help="Disk writes per second, e.g. 10m.")
+    ] = None,
+    isolate: Annotated[
+        bool | None,
+        typer.Option(
+            "--isolate/--no-isolate",
+            help="Run in new namespaces (PID 1, no network); default: as the server says.",
+        ),
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option(help="none or host, for an isolated job (implies --isolate).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="User to run as (implies --isolate).")] = None,
+    group: Annotated[str | None, typer.Option(help="Group to run as (implies --isolate).")] = None,
+    readonly: Annotated[
+        bool, typer.Option(help="A read-only view of the host, private /tmp (implies --isolate).")
+    ] = False,
+    rootfs: Annotated[
+        str | None, typer.Option(help="A directory to run in as / (implies --isolate).")
+    ] = None,
+    output_limit: Annotated[
+        str | None, typer.Option(help="The most output kept, e.g. 100m; then stop.")
+    ] = None,
+    drop_output: Annotated[
+        bool, typer.Option(help="Past --output-limit, drop output instead of stopping.")
+    ] = False,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Run a command as a job: stream its output and exit with its exit code."""
     spec: dict[str, Any] = {"command": command}
+    limits = {"cpus": cpus, "memory": memory, "pids": pids}
+    limits |= {"io_read_bps": io_read_bps, "io_write_bps": io_write_bps}
+    if any(value is not None for value in limits.values()):
+        spec["resources"] = {k: v for k, v in limits.items() if v is not None}
+    isolation = _isolation(network, user, group, readonly, rootfs)
+    if isolation or isolate:
+        spec["isolation"] = isolation or True
+    elif isolate is False:
+        spec["isolation"] = False
+    if output_limit is not None:
+        spec["output_limit"] = output_limit
+        spec["on_output_limit"] = "drop" if drop_output else "stop"
     if interactive:
         spec["stdin_base64"] = _b64(sys.stdin.buffer.read())
     for key, value in (
@@ -301,6 +346,17 @@ def run(
             typer.echo(job.id)
             return
         raise typer.Exit(_attach(client, job.id))
+
+
+def _isolation(
+    network: str | None, user: str | None, group: str | None, readonly: bool, rootfs: str | None
+) -> dict[str, Any]:
+    isolation: dict[str, Any] = {"network": network, "user": user, "group": group}
+    if rootfs is not None:
+        isolation["filesystem"] = {"rootfs": rootfs}
+    elif readonly:
+        isolation["filesystem"] = "readonly"
+    return {key: value for key, value in isolation.items() if value is not None}
 
 
 def _b64(data: bytes) -> str:

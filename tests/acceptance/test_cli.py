@@ -211,3 +211,28 @@ def test_a_store_that_cannot_be_opened_is_one_line(
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_run_takes_limits_and_inspect_shows_them(server: ServerProcess) -> None:
+    result = jobdock(
+        server, "run", "-d", "--memory", "64m", "--pids", "32", "--output-limit", "1k", "--", "true"
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.decode().strip()
+    jobdock(server, "wait", job_id)
+
+    record = json.loads(jobdock(server, "inspect", job_id).stdout)
+
+    resources = {k: v for k, v in record["spec"]["resources"].items() if v is not None}
+    assert resources == {"memory": 64 << 20, "pids": 32}
+    assert record["spec"]["output_limit"] == 1024
+    attempt = record["attempts"][0]
+    assert {"isolation", "limits", "peak_memory", "cpu_seconds"} <= attempt.keys()
+
+
+def test_run_with_a_bad_limit_is_one_line_on_stderr(server: ServerProcess) -> None:
+    result = jobdock(server, "run", "--memory", "lots", "--", "true")
+
+    assert result.returncode != 0
+    assert result.stderr.decode().count("\n") == 1
+    assert "resources.memory" in result.stderr.decode()
