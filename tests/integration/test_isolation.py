@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from jobdock import Client, JobState, Reason, Stream
-from jobdock.models import Resources
-from jobdock.runtimes import cgroups
-from jobdock.runtimes.isolation import default_parent
+from jobdock.models import JobSpec, Resources
+from jobdock.runtimes import ProcessRuntime, cgroups
+from jobdock.runtimes.isolation import Confinement, default_parent
 from support import ServerProcess, eventually
 
 
@@ -229,3 +229,31 @@ def test_a_restarted_server_removes_the_groups_it_left(tmp_path: Path) -> None:
         assert _groups_left(tmp_path) == []
     finally:
         server.stop()
+
+
+def _cgroup2_mounted() -> bool:
+    with open("/proc/self/mountinfo") as mounts:
+        return any(" - cgroup2 " in line for line in mounts)
+
+
+@pytest.mark.skipif(not _cgroup2_mounted(), reason="no cgroup2 file system is mounted")
+async def test_cgroup_v2_groups_hold_the_job_kill_what_it_left_and_are_removed() -> None:
+    # On a hybrid host the v2 hierarchy has no controllers: no limits, but
+    # joining, accounting of CPU, killing and removal work as on a v2 host.
+    confinement = Confinement.detect(cgroups_mode="v2", parent="jobdock-test-v2")
+    assert confinement.hierarchy is not None, confinement.problem
+    runtime = ProcessRuntime(confinement)
+    try:
+        script = "(setsid sleep 300 & echo $! >&2); cat /proc/self/cgroup"
+        execution = await runtime.start(JobSpec(command=["sh", "-c", script]), b"", {})
+        chunks = [data async for batch in execution.output() for _, data in batch]
+        status = await execution.wait()
+    finally:
+        runtime.close()
+
+    text = b"".join(chunks).decode()
+    assert "/jobdock-test-v2/" in text
+    escaped = int(next(line for line in text.split() if line.isdigit()))
+    eventually(lambda: not Path(f"/proc/{escaped}").exists(), what="the escaped child")
+    assert status.accounting is not None and status.accounting.cpu_seconds is not None
+    assert confinement.hierarchy.leftovers() == []
