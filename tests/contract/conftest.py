@@ -7,7 +7,7 @@ RUNTIMES.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,8 @@ async def store(open_store: StoreOpener) -> Store:
 
 
 @pytest.fixture(scope="session", params=sorted(RUNTIMES))
-def runtime(request: pytest.FixtureRequest) -> Runtime:
+def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     """One runtime for the session, as a worker has one for its life."""
-    return RUNTIMES[request.param]()
+    made = RUNTIMES[request.param]()
+    yield made
+    made.close()

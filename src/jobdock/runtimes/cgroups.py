@@ -95,6 +95,9 @@ class Hierarchy(Protocol):
         """Groups left under the parent (by a server that stopped uncleanly)."""
         ...
 
+    def remove_parent(self) -> None:
+        """Remove the parent group if no group is left in it."""
+
 
 def _write(path: str, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -343,6 +346,11 @@ class V1Hierarchy:
                 names.update(e.name for e in os.scandir(parent) if e.is_dir())
         return [self._group(name) for name in sorted(names)]
 
+    def remove_parent(self) -> None:
+        for directory in self._parents.values():
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+
 
 # -- cgroup v2 -------------------------------------------------------------------
 
@@ -480,6 +488,10 @@ class V2Hierarchy:
         with contextlib.suppress(OSError):
             return [V2Group(e.path) for e in os.scandir(self.parent) if e.is_dir()]
         return []
+
+    def remove_parent(self) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(self.parent)
 
 
 # -- detection -------------------------------------------------------------------

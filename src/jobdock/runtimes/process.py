@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +36,8 @@ from jobdock.models import JobSpec, Reason, Stream
 from jobdock.runtimes import cgroups
 from jobdock.runtimes.base import Accounting, ExitStatus
 from jobdock.runtimes.isolation import Confinement, Plan
+
+_log = logging.getLogger(__name__)
 
 #: Read at most this much per read(2).
 READ_SIZE = 1 << 20
@@ -91,9 +95,13 @@ class ProcessRuntime:
         self.confinement = confinement or Confinement(problem="no confinement was configured")
         self._devnull: int | None = None
         self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
+        self._cleaner = _Cleaner(self._spawners)
 
     def close(self) -> None:
         self._spawners.shutdown(wait=True)
+        self._cleaner.finish()
+        if self.confinement.hierarchy is not None:
+            self.confinement.hierarchy.remove_parent()
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -119,7 +127,7 @@ class ProcessRuntime:
             stdin_source,
             dict(env),
         )
-        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._spawners)
+        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner)
 
     def _spawn(
         self, spec: JobSpec, plan: Plan, name: str, stdin: int, env: dict[str, str]
@@ -137,6 +145,39 @@ class ProcessRuntime:
         except BaseException:
             cgroups.remove(group)
             raise
+
+
+class _Cleaner:
+    """Removes the groups of finished jobs. A group whose last processes are
+    not gone yet (a zombie its new parent has not reaped) is retried after
+    later jobs and when the runtime closes, instead of holding up the
+    outcome of its job."""
+
+    #: How long a job's end waits for its group to go.
+    WAIT_SECONDS = 0.5
+    #: How long closing the runtime waits for the stragglers.
+    CLOSE_SECONDS = 5.0
+
+    def __init__(self, threads: ThreadPoolExecutor) -> None:
+        self.threads = threads
+        self._pending: set[cgroups.Group] = set()
+        self._lock = threading.Lock()
+
+    def remove(self, group: cgroups.Group) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        left = {g for g in pending if not cgroups.remove(g, 0)}
+        if not cgroups.remove(group, self.WAIT_SECONDS):
+            left.add(group)
+        if left:
+            with self._lock:
+                self._pending |= left
+
+    def finish(self) -> None:
+        for group in self._pending:
+            if not cgroups.remove(group, self.CLOSE_SECONDS):
+                _log.warning("could not remove cgroup %s: processes are still in it", group.path)
+        self._pending.clear()
 
 
 def _spawn(
@@ -184,7 +225,7 @@ class ProcessExecution:
         started_at: float,
         group: cgroups.Group | None = None,
         plan: Plan | None = None,
-        cleaner: ThreadPoolExecutor | None = None,
+        cleaner: _Cleaner | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
@@ -243,7 +284,9 @@ class ProcessExecution:
         if self._group is None or self._cleaner is None:
             self._set_exit(result)
         else:
-            removal = self._loop.run_in_executor(self._cleaner, cgroups.remove, self._group)
+            removal = self._loop.run_in_executor(
+                self._cleaner.threads, self._cleaner.remove, self._group
+            )
             removal.add_done_callback(lambda _: self._set_exit(result))
         if self._streams:
             self._loop.call_later(DRAIN_SECONDS, self._close_pipes)
