@@ -154,6 +154,7 @@ class Server:
 
     def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
+        #: More environment for the server: JOBDOCK_* settings, DOCKER_HOST.
         self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -326,10 +327,12 @@ def describe(states: dict[str, int]) -> str:
 # -- (a) latency -----------------------------------------------------------------------
 
 
-def bench_latency(server: Server, count: int, report: Report) -> None:
+def bench_latency(
+    server: Server, count: int, report: Report, spec: dict[str, object] = TRUE_SPEC
+) -> None:
     submitted: list[tuple[str, float]] = []
     round_trips: list[float] = []
-    body = json.dumps(TRUE_SPEC).encode()
+    body = json.dumps(spec).encode()
     client = LeanHttp(server.port)
     try:
         for _ in range(count):
@@ -378,10 +381,12 @@ def bench_latency(server: Server, count: int, report: Report) -> None:
 # -- (b) throughput --------------------------------------------------------------------
 
 
-async def submit_concurrently(port: int, count: int, clients: int) -> tuple[float, float]:
+async def submit_concurrently(
+    port: int, count: int, clients: int, spec: dict[str, object] = TRUE_SPEC
+) -> tuple[float, float]:
     """Submit ``count`` jobs, one per request, over ``clients`` keep-alive
     connections; the wall clock times of the first POST and of the last answer."""
-    request = _request("POST", "/v1/jobs", port, json.dumps(TRUE_SPEC).encode())
+    request = _request("POST", "/v1/jobs", port, json.dumps(spec).encode())
     remaining = iter(range(count))
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
 
@@ -401,12 +406,14 @@ async def submit_concurrently(port: int, count: int, clients: int) -> tuple[floa
     return start, end
 
 
-def bench_throughput(server: Server, count: int, clients: int, report: Report) -> None:
+def bench_throughput(
+    server: Server, count: int, clients: int, report: Report, spec: dict[str, object] = TRUE_SPEC
+) -> None:
     with contextlib.closing(server.read_db()) as db:
         base = max_seq(db)
         server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
         machine_busy, machine_total = machine_busy_seconds()
-        start, submitted = asyncio.run(submit_concurrently(server.port, count, clients))
+        start, submitted = asyncio.run(submit_concurrently(server.port, count, clients, spec))
         deadline = time.monotonic() + 60.0 + count / 50.0
         placeholders = ",".join("?" * len(TERMINAL))
         done_query = f"SELECT count(*) FROM jobs WHERE seq > ? AND state IN ({placeholders})"

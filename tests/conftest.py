@@ -130,3 +130,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if ENGINES_USED:
         ran = ", ".join(f"{name} ({how})" for name, how in sorted(ENGINES_USED.items()))
         terminalreporter.write_line(f"container engines: {ran}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cgroups_of_killed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers and workers that tests kill (as a crash would) leave their jobs'
+    cgroups behind, as a real crash does; a restart would remove them
+    (tests/integration/test_isolation.py checks that). At the end of the
+    session, the groups of this session's homes are removed the same way."""
+    yield
+    if os.geteuid() != 0:
+        return
+    from jobdock.runtimes import cgroups
+    from jobdock.runtimes.isolation import default_parent
+
+    base = tmp_path_factory.getbasetemp()
+    homes = [base, *base.glob("*"), *base.glob("*/*"), *base.glob("*/*/*")]
+    for home in homes:
+        if not (home / "jobdock.db").exists() and not any(home.glob("*.log")):
+            continue  # not the home of a server or worker
+        try:
+            hierarchy = cgroups.detect(default_parent(home))
+        except OSError:
+            return
+        for group in hierarchy.leftovers():
+            cgroups.remove(group)
+        hierarchy.remove_parent()

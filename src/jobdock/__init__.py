@@ -12,6 +12,7 @@ from jobdock.errors import (
     ServerUnreachable,
 )
 from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, RunResult, Stream
+from jobdock.sandbox import Sandbox, SandboxResult
 
 __all__ = [
     "ApiError",
@@ -28,6 +29,8 @@ __all__ = [
     "JobdockError",
     "Reason",
     "RunResult",
+    "Sandbox",
+    "SandboxResult",
     "ServerUnreachable",
     "Stream",
     "__version__",

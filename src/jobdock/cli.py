@@ -396,13 +396,6 @@ def run(
     entrypoint: Annotated[
         str | None, typer.Option(help="Replace the image's ENTRYPOINT.", rich_help_panel=_CT)
     ] = None,
-    user: Annotated[
-        str | None, typer.Option(help="user[:group] in the container.", rich_help_panel=_CT)
-    ] = None,
-    network: Annotated[
-        str | None,
-        typer.Option(help="Container network: none, bridge, host, NAME.", rich_help_panel=_CT),
-    ] = None,
     pull: Annotated[
         str | None,
         typer.Option(help="always, if-not-present (default) or never.", rich_help_panel=_CT),
@@ -425,6 +418,64 @@ def run(
     ] = None,
     pids: Annotated[
         int | None, typer.Option(help="The most processes at once.", rich_help_panel=_RES)
+    ] = None,
+    io_read_bps: Annotated[
+        str | None,
+        typer.Option(help="Disk reads per second, e.g. 10m (process jobs).", rich_help_panel=_RES),
+    ] = None,
+    io_write_bps: Annotated[
+        str | None,
+        typer.Option(help="Disk writes per second, e.g. 10m (process jobs).", rich_help_panel=_RES),
+    ] = None,
+    output_limit: Annotated[
+        str | None,
+        typer.Option(help="The most output kept, e.g. 100m; then stop.", rich_help_panel=_RES),
+    ] = None,
+    drop_output: Annotated[
+        bool,
+        typer.Option(
+            help="Past --output-limit, drop output instead of stopping.", rich_help_panel=_RES
+        ),
+    ] = False,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            help="With --image: the container network (none, bridge, host, NAME); else none "
+            "or host for an isolated job (implies --isolate).",
+            rich_help_panel=_ISO,
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="With --image: user[:group] in the container; else the user an isolated job "
+            "runs as (implies --isolate).",
+            rich_help_panel=_ISO,
+        ),
+    ] = None,
+    isolate: Annotated[
+        bool | None,
+        typer.Option(
+            "--isolate/--no-isolate",
+            help="Run a process job in new namespaces (PID 1, no network); default: as the "
+            "server says.",
+            rich_help_panel=_ISO,
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Group to run as (implies --isolate).", rich_help_panel=_ISO),
+    ] = None,
+    readonly: Annotated[
+        bool,
+        typer.Option(
+            help="A read-only view of the host, private /tmp (implies --isolate).",
+            rich_help_panel=_ISO,
+        ),
+    ] = False,
+    rootfs: Annotated[
+        str | None,
+        typer.Option(help="A directory to run in as / (implies --isolate).", rich_help_panel=_ISO),
     ] = None,
     at: Annotated[
         str | None,
@@ -469,9 +520,25 @@ def run(
             keep_for=_duration(keep_for, "--keep-for"),
         )
     )
+    spec.update(
+        _confinement(
+            image,
+            {"cpus": cpus, "memory": memory, "pids": pids},
+            network=network,
+            user=user,
+            isolate=isolate,
+            group=group,
+            readonly=readonly,
+            rootfs=rootfs,
+            io_read_bps=io_read_bps,
+            io_write_bps=io_write_bps,
+        )
+    )
+    if output_limit is not None:
+        spec["output_limit"] = output_limit
+        spec["on_output_limit"] = "drop" if drop_output else "stop"
     if interactive:
         spec["stdin_base64"] = _b64(sys.stdin.buffer.read())
-    resources = {"cpus": cpus, "memory": memory, "pids": pids}
     for key, value in (
         ("env", _pairs(env, "--env")),
         ("labels", _pairs(label, "--label")),
@@ -482,12 +549,9 @@ def run(
         ("on_worker_lost", on_worker_lost),
         ("image", image),
         ("entrypoint", [entrypoint] if entrypoint is not None else None),
-        ("user", user),
-        ("network", network),
         ("pull", pull),
         ("container_runtime", runtime),
         ("caches", [_cache(item) for item in cache or ()]),
-        ("resources", {k: v for k, v in resources.items() if v is not None}),
     ):
         if value:
             spec[key] = value
@@ -504,6 +568,7 @@ def run(
 
 _CT = "Containers"
 _RES = "Resources"
+_ISO = "Isolation"
 
 
 def _cache(item: str) -> dict[str, str]:
@@ -539,6 +604,63 @@ def _scheduling(**options: Any) -> dict[str, Any]:
     if "retries" in spec:
         spec["retry"] = {"max_attempts": spec.pop("retries") + 1}
     return spec
+
+
+def _confinement(
+    image: str | None,
+    resources: dict[str, Any],
+    *,
+    network: str | None,
+    user: str | None,
+    isolate: bool | None,
+    group: str | None,
+    readonly: bool,
+    rootfs: str | None,
+    io_read_bps: str | None,
+    io_write_bps: str | None,
+) -> dict[str, Any]:
+    """The limit and isolation fields of a spec from ``jobdock run``'s
+    options: an image job's network and user are the container's; a process
+    job's are its isolation's. Options for process jobs only are an error
+    with ``--image``."""
+    process_only = {
+        "--io-read-bps": io_read_bps,
+        "--io-write-bps": io_write_bps,
+        "--isolate" if isolate else "--no-isolate": isolate,
+        "--group": group,
+        "--readonly": readonly or None,
+        "--rootfs": rootfs,
+    }
+    spec: dict[str, Any] = {}
+    if image is not None:
+        given = [flag for flag, value in process_only.items() if value is not None]
+        if given:
+            _fail(
+                f"{given[0]} applies to process jobs only (a container is isolated by its "
+                "engine; see --network and --user)",
+                2,
+            )
+        spec |= {"network": network, "user": user}
+    else:
+        resources = resources | {"io_read_bps": io_read_bps, "io_write_bps": io_write_bps}
+        isolation = _isolation(network, user, group, readonly, rootfs)
+        if isolation or isolate:
+            spec["isolation"] = isolation or True
+        elif isolate is False:
+            spec["isolation"] = False
+    spec["resources"] = {key: value for key, value in resources.items() if value is not None}
+    return {key: value for key, value in spec.items() if value not in (None, {})}
+
+
+def _isolation(
+    network: str | None, user: str | None, group: str | None, readonly: bool, rootfs: str | None
+) -> dict[str, Any]:
+    isolation: dict[str, Any] = {"network": network, "user": user, "group": group}
+    if rootfs is not None:
+        isolation["filesystem"] = {"rootfs": rootfs}
+    elif readonly:
+        isolation["filesystem"] = "readonly"
+    return {key: value for key, value in isolation.items() if value is not None}
 
 
 def _b64(data: bytes) -> str:

@@ -34,9 +34,17 @@ class LogWriter:
         *,
         persist: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]] | None = None,
         redactor: Redactor | None = None,
+        limit: int | None = None,
+        on_limit: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._redactor = redactor if redactor else None
+        #: The most bytes kept (both streams); past it, output is dropped and
+        #: ``on_limit`` (if given) is called once.
+        self._limit = limit
+        self._on_limit = on_limit
+        #: Bytes dropped past the limit.
+        self.dropped = 0
         self._persist = persist
         self._job_id = job_id
         self._attempt = attempt
@@ -58,10 +66,28 @@ class LogWriter:
 
     async def _store_batch(self, batch: Sequence[tuple[Stream, bytes]]) -> None:
         batch = [(stream, data) for stream, data in batch if data]
+        if self._limit is not None:
+            batch = self._within_limit(batch)
         if not batch:
             return
         append = partial(self._store.append_logs, self._job_id, self._attempt, self.chunks(batch))
         await (append() if self._persist is None else self._persist(append))
+
+    def _within_limit(self, batch: list[tuple[Stream, bytes]]) -> list[tuple[Stream, bytes]]:
+        assert self._limit is not None
+        room = self._limit - self._merged
+        kept = []
+        for stream, data in batch:
+            if len(data) > room:
+                self.dropped += len(data) - room
+                data = data[:room]
+            room -= len(data)
+            if data:
+                kept.append((stream, data))
+        if self.dropped and self._on_limit is not None:
+            on_limit, self._on_limit = self._on_limit, None
+            on_limit()
+        return kept
 
     def chunks(self, batch: Sequence[tuple[Stream, bytes]]) -> list[LogChunk]:
         """Number a batch of output: neighbours of one stream are joined, then

@@ -352,6 +352,39 @@ class SecretRef(BaseModel):
         return self
 
 
+class RootFilesystem(BaseModel):
+    """Run the job in this directory as its root file system."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rootfs: str = Field(description="Absolute path of a directory holding the job's root.")
+
+    @field_validator("rootfs")
+    @classmethod
+    def _rootfs_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class Isolation(BaseModel):
+    """Namespaces for a process job: it runs as PID 1 of its own PID
+    namespace (with its own /proc), in new mount, UTS and IPC namespaces."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: Literal["none", "host"] = Field(
+        "none", description="none: a network namespace with only loopback; host: the host's."
+    )
+    user: str | None = Field(None, description="User (name or uid) to run as; default root.")
+    group: str | None = Field(None, description="Group (name or gid); default the user's.")
+    filesystem: Literal["host", "readonly"] | RootFilesystem = Field(
+        "host",
+        description="host: the host's file system; readonly: the host's, read-only, with a "
+        "private writable /tmp; {rootfs: DIR}: DIR as the root.",
+    )
+
+
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -461,6 +494,19 @@ class JobSpec(BaseModel):
     keep_for: OptionalDuration = Field(
         None, description="Delete the job and its logs this long after it finished."
     )
+    # -- limits and isolation of process jobs (docs/isolation.md) --
+    isolation: Isolation | bool | None = Field(
+        None,
+        description="Namespaces for the job: true or an object to isolate it, false not to; "
+        "default: as the server is configured.",
+    )
+    output_limit: Size | None = Field(
+        None, gt=0, description="The most bytes of output (both streams) kept, e.g. '100m'."
+    )
+    on_output_limit: Literal["stop", "drop"] = Field(
+        "stop",
+        description="Past output_limit: stop the job (reason output_limit), or drop the rest.",
+    )
 
     @field_validator("command")
     @classmethod
@@ -563,6 +609,11 @@ class JobSpec(BaseModel):
                 raise ValueError("caches: apply to image jobs only")
         elif self.resources.io_read_bps or self.resources.io_write_bps:
             raise ValueError("resources: io limits are not supported for image jobs")
+        elif self.isolation not in (None, False):
+            raise ValueError(
+                "isolation: applies to process jobs only (containers are isolated by the "
+                "engine; use network and user)"
+            )
         if len({cache.name for cache in self.caches}) != len(self.caches):
             raise ValueError("caches: each cache may be named once")
         return self
@@ -601,6 +652,12 @@ class Attempt(BaseModel):
     message: str | None = None
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    isolation: str | None = Field(
+        None, description="How the attempt was confined, e.g. 'cgroup v1+namespaces', or 'none'."
+    )
+    limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
+    peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
+    cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
 
 
 class Job(BaseModel):

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from jobdock.errors import ConfigError
-from jobdock.models import OptionalDuration
+from jobdock.models import OptionalDuration, Resources, Size
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -142,6 +142,31 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Credentials per registry host (e.g. 'registry.example.com:5000').",
     )
+    # -- confinement of process jobs (docs/isolation.md) --
+    cgroups: Literal["auto", "v1", "v2", "off"] = Field(
+        "auto",
+        description="Run each process job in its own cgroup: detect v1/v2, force one, or off.",
+    )
+    cgroup_parent: str | None = Field(
+        None, description="The parent group of the jobs; default jobdock-<hash of home>."
+    )
+    unisolated: Literal["run", "refuse"] = Field(
+        "run",
+        description="When limits or isolation a job asks for cannot be enforced here: run it "
+        "without (its attempt says isolation 'none'), or refuse it (422).",
+    )
+    isolate_by_default: bool = Field(
+        False, description="Isolate process jobs in namespaces unless their spec says otherwise."
+    )
+    allow_host_network: bool = Field(True, description="Whether isolated jobs may ask for it.")
+    default_resources: Resources = Field(
+        default_factory=Resources, description="Limits of jobs that do not set their own."
+    )
+    max_resources: Resources = Field(
+        default_factory=Resources, description="The most a job may ask for; 422 above."
+    )
+    default_output_limit: Size | None = Field(None, gt=0)
+    max_output_limit: Size | None = Field(None, gt=0)
     # -- users and security (docs/security.md) ---------------------------------
 
     tokens: bool = Field(

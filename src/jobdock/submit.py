@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,60 @@ def invalid_spec(exc: ValidationError) -> InvalidSpec:
     return InvalidSpec(message, field=field)
 
 
+#: Says what of a process job's spec the server's worker cannot enforce
+#: (None: nothing); see Worker.missing.
+Missing = Callable[[JobSpec], str | None]
+
+
+def apply_policy(spec: JobSpec, settings: Settings, missing: Missing | None = None) -> JobSpec:
+    """The spec with the server's default limits filled in; raises
+    InvalidSpec for a limit above the server's maximum, for the host's
+    network where it is not allowed, and (``unisolated: refuse``) for limits
+    or isolation this server cannot enforce (``missing`` says what of a spec
+    it cannot)."""
+    given = spec.resources.model_dump(exclude_none=True)
+    maxima = settings.max_resources.model_dump(exclude_none=True)
+    # A limit the job does not set is the server's default, else its maximum.
+    defaults = maxima | settings.default_resources.model_dump(exclude_none=True)
+    if spec.image is not None:
+        # The engine limits an image job's cpus, memory and pids, not its io.
+        defaults = {name: value for name, value in defaults.items() if not name.startswith("io_")}
+    resources = spec.resources.model_copy(update={**defaults, **given})
+    for name, maximum in maxima.items():
+        value = getattr(resources, name)
+        if value is not None and value > maximum:
+            raise InvalidSpec(
+                f"resources.{name}: {_number(value)} is more than this server allows "
+                f"({_number(maximum)})",
+                field=f"resources.{name}",
+            )
+    maximum = settings.max_output_limit
+    output_limit = spec.output_limit or settings.default_output_limit or maximum
+    if maximum is not None and output_limit is not None and output_limit > maximum:
+        raise InvalidSpec(
+            f"output_limit: {output_limit} is more than this server allows ({maximum})",
+            field="output_limit",
+        )
+    isolation = spec.isolation
+    host_network = not isinstance(isolation, bool | None) and isolation.network == "host"
+    if host_network and not settings.allow_host_network:
+        raise InvalidSpec(
+            "isolation.network: this server does not allow the host's network",
+            field="isolation.network",
+        )
+    if resources != spec.resources or output_limit != spec.output_limit:
+        spec = spec.model_copy(update={"resources": resources, "output_limit": output_limit})
+    problem = missing(spec) if missing is not None and settings.unisolated == "refuse" else None
+    if problem is not None:
+        field = "resources" if problem.startswith("resource") else "isolation"
+        raise InvalidSpec(f"{field}: this server cannot enforce it: {problem}", field=field)
+    return spec
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 #: A run_at this far in the past is still taken as "now" (clocks differ a little).
 PAST_TOLERANCE = 1.0
 
@@ -73,12 +127,17 @@ class Submitted:
 
 
 async def submit_job(
-    store: Store, spec: JobSpec, settings: Settings, owner: str = ANONYMOUS
+    store: Store,
+    spec: JobSpec,
+    settings: Settings,
+    owner: str = ANONYMOUS,
+    *,
+    missing: Missing | None = None,
 ) -> Submitted:
     """Store a new job of ``owner`` for ``spec`` (or find the owner's job
     with its idempotency key). A secret it references must be one of the
-    owner's."""
-    stdin = await check_spec(store, spec, settings, owner)
+    owner's; the server's policy applies first (see :func:`apply_policy`)."""
+    spec, stdin = await check_spec(store, spec, settings, owner, missing=missing)
     now = time.time()
     run_at = spec.run_at
     if run_at is not None and not spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
@@ -92,15 +151,25 @@ async def submit_job(
     return Submitted(job, job.id == new.id)
 
 
-async def submit(store: Store, spec: JobSpec, settings: Settings, owner: str = ANONYMOUS) -> Job:
+async def submit(
+    store: Store,
+    spec: JobSpec,
+    settings: Settings,
+    owner: str = ANONYMOUS,
+    *,
+    missing: Missing | None = None,
+) -> Job:
     """Store a new job of ``owner`` for ``spec`` and return its record (state
     ``queued``, or ``scheduled`` until its run_at)."""
-    return (await submit_job(store, spec, settings, owner)).job
+    return (await submit_job(store, spec, settings, owner, missing=missing)).job
 
 
-async def check_spec(store: Store, spec: JobSpec, settings: Settings, owner: str) -> bytes:
+async def check_spec(
+    store: Store, spec: JobSpec, settings: Settings, owner: str, *, missing: Missing | None = None
+) -> tuple[JobSpec, bytes]:
     """Apply the server's policy to a spec ``owner`` submits (now or from a
-    schedule); returns its stdin."""
+    schedule); returns the spec as the policy leaves it, and its stdin."""
+    spec = apply_policy(spec, settings, missing)
     stdin = spec.stdin_bytes()
     if len(stdin) > settings.max_stdin_bytes:
         raise InvalidSpec(
@@ -111,7 +180,7 @@ async def check_spec(store: Store, spec: JobSpec, settings: Settings, owner: str
     _check_container_policy(spec, settings)
     if spec.secrets:
         await _check_secrets(store, spec, owner)
-    return stdin
+    return spec, stdin
 
 
 def _check_container_policy(spec: JobSpec, settings: Settings) -> None:

@@ -33,6 +33,7 @@ from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
 from jobdock.retry import next_attempt_at
 from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, Runtime
 from jobdock.runtimes.container import ContainerRuntime
+from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
@@ -93,6 +94,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     elif stop_reason is Reason.DEADLINE:
         state, reason = JobState.FAILED, Reason.DEADLINE
         message = f"stopped at its total_timeout; {how}"
+    elif stop_reason is Reason.OUTPUT_LIMIT:
+        state, reason = JobState.FAILED, Reason.OUTPUT_LIMIT
+        message = f"stopped for writing more output than its limit; {how}"
     elif status.reason is not None:
         state, reason = JobState.FAILED, status.reason
         message = f"{status.message}; {how}" if status.message else how
@@ -101,6 +105,9 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
     else:
         state = JobState.SUCCEEDED if status.exit_code == 0 else JobState.FAILED
         reason, message = Reason.EXITED, how
+    if status.message and status.reason is None:
+        message = f"{message}; {status.message}"
+    accounting = status.accounting
     return Outcome(
         state=state,
         reason=reason,
@@ -108,6 +115,21 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
         finished_at=time.time(),
         exit_code=status.exit_code,
         signal=status.signal,
+        isolation=accounting.isolation if accounting else None,
+        limits=dict(accounting.limits or {}) if accounting else None,
+        peak_memory=accounting.peak_memory if accounting else None,
+        cpu_seconds=accounting.cpu_seconds if accounting else None,
+    )
+
+
+def confinement_of(settings: Settings) -> Confinement:
+    """What this host offers to confine process jobs, with the server's policy."""
+    return Confinement.detect(
+        cgroups_mode=settings.cgroups,
+        parent=settings.cgroup_parent or default_parent(settings.home),
+        unconfined=settings.unisolated,
+        isolate_by_default=settings.isolate_by_default,
+        allow_host_network=settings.allow_host_network,
     )
 
 
@@ -156,7 +178,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.runtime: Runtime = runtime or ProcessRuntime()
+        self.runtime: Runtime = runtime or ProcessRuntime(confinement_of(settings))
         self.containers = containers or (
             ContainerRuntime(settings) if settings.containers else None
         )
@@ -186,8 +208,37 @@ class Worker:
         """The jobs this worker runs now, with their attempt numbers."""
         return {job_id: a.claim.attempt for job_id, a in self._running.items()}
 
+    def missing(self, spec: JobSpec) -> str | None:
+        """What of ``spec`` this worker's runtime cannot enforce, or None. An
+        image job's limits and isolation are the engine's, never missing here."""
+        if spec.image is None and isinstance(self.runtime, ProcessRuntime):
+            return self.runtime.confinement.missing(spec)
+        return None
+
+    async def _confine(self) -> None:
+        """Say how jobs will be confined; remove this server's leftover groups."""
+        if not isinstance(self.runtime, ProcessRuntime):
+            return
+        confinement = self.runtime.confinement
+        _log.info("process jobs: %s", confinement.describe())
+        if confinement.hierarchy is None or confinement.bwrap is None:
+            what = "run without them (isolation: none)"
+            if confinement.unconfined == "refuse":
+                what = "be refused"
+            _log.warning(
+                "this server cannot fully isolate jobs; jobs that ask for limits or "
+                "isolation it cannot enforce will %s",
+                what,
+            )
+        removed = await asyncio.get_running_loop().run_in_executor(
+            None, confinement.remove_leftovers
+        )
+        if removed:
+            _log.warning("removed %d cgroup(s) left by an earlier run", removed)
+
     async def start(self) -> None:
         """Register, resolve attempts lost before this start, then begin claiming."""
+        await self._confine()
         await self.store.register_worker(
             WorkerInfo(self.id, HOST, self.labels, self.settings.concurrency, time.time())
         )
@@ -463,7 +514,15 @@ class Worker:
         spec = claim.spec
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
         writer = LogWriter(
-            store, claim.job_id, claim.attempt, persist=self._persist, redactor=redactor
+            store,
+            claim.job_id,
+            claim.attempt,
+            persist=self._persist,
+            redactor=redactor,
+            limit=spec.output_limit,
+            on_limit=(lambda: attempt.stop(Reason.OUTPUT_LIMIT))
+            if spec.on_output_limit == "stop"
+            else None,
         )
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
@@ -501,6 +560,12 @@ class Worker:
             stdout_bytes=writer.bytes[Stream.STDOUT],
             stderr_bytes=writer.bytes[Stream.STDERR],
         )
+        if writer.dropped:
+            outcome = replace(
+                outcome,
+                message=f"{outcome.message}; {writer.dropped} bytes of output past its limit "
+                f"of {spec.output_limit} were dropped",
+            )
         outcome = retried(outcome, claim)
         await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
 

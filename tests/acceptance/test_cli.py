@@ -211,3 +211,78 @@ def test_a_store_that_cannot_be_opened_is_one_line(
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_run_takes_limits_and_inspect_shows_them(server: ServerProcess) -> None:
+    result = jobdock(
+        server, "run", "-d", "--memory", "64m", "--pids", "32", "--output-limit", "1k", "--", "true"
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.decode().strip()
+    jobdock(server, "wait", job_id)
+
+    record = json.loads(jobdock(server, "inspect", job_id).stdout)
+
+    resources = {k: v for k, v in record["spec"]["resources"].items() if v is not None}
+    assert resources == {"memory": 64 << 20, "pids": 32}
+    assert record["spec"]["output_limit"] == 1024
+    attempt = record["attempts"][0]
+    assert {"isolation", "limits", "peak_memory", "cpu_seconds"} <= attempt.keys()
+
+
+def test_run_with_a_bad_limit_is_one_line_on_stderr(server: ServerProcess) -> None:
+    result = jobdock(server, "run", "--memory", "lots", "--", "true")
+
+    assert result.returncode != 0
+    assert result.stderr.decode().count("\n") == 1
+    assert "resources.memory" in result.stderr.decode()
+
+
+def test_run_network_and_user_are_the_containers_with_image_else_the_isolations(
+    tmp_path: Path,
+) -> None:
+    # No worker: the jobs stay queued, their specs are what the CLI built.
+    server = ServerProcess(tmp_path, args=("--no-worker",)).start()
+    try:
+        common = ("run", "-d", "--network", "none", "--user", "1000", "--cpus", "1")
+        process = jobdock(server, *common, "--", "true")
+        image = jobdock(server, *common, "--image", "busybox", "--", "true")
+        specs = [
+            json.loads(jobdock(server, "inspect", result.stdout.decode().strip()).stdout)["spec"]
+            for result in (process, image)
+        ]
+    finally:
+        server.stop()
+
+    assert process.returncode == 0 and image.returncode == 0, (process.stderr, image.stderr)
+    process_spec, image_spec = specs
+    assert process_spec["isolation"]["network"] == "none"
+    assert process_spec["isolation"]["user"] == "1000"
+    assert (process_spec["network"], process_spec["user"]) == (None, None)
+    assert (image_spec["network"], image_spec["user"], image_spec["isolation"]) == (
+        "none",
+        "1000",
+        None,
+    )
+    assert process_spec["resources"]["cpus"] == image_spec["resources"]["cpus"] == 1
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--isolate"],
+        ["--no-isolate"],
+        ["--group", "users"],
+        ["--readonly"],
+        ["--rootfs", "/srv/root"],
+        ["--io-read-bps", "1m"],
+        ["--io-write-bps", "1m"],
+    ],
+)
+def test_a_process_only_flag_with_image_is_a_usage_error(flag: list[str]) -> None:
+    result = jobdock(None, "run", "--image", "busybox", *flag, "--", "true")
+
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert stderr.count("\n") == 1, stderr
+    assert f"{flag[0]} applies to process jobs only" in stderr

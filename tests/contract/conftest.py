@@ -18,6 +18,7 @@ import engines
 from jobdock.models import JobSpec
 from jobdock.runtimes import ProcessRuntime, Runtime
 from jobdock.runtimes.container import ContainerRuntime
+from jobdock.runtimes.isolation import Confinement
 from jobdock.settings import Settings
 from jobdock.store import Store
 from jobdock.store.sql import SqlStore
@@ -64,6 +65,12 @@ class RuntimeCase:
         return JobSpec(command=command, **fields)
 
 
+def _process_in_cgroups() -> ProcessRuntime:
+    # Each job in its own cgroup (where this host allows it: as root, with
+    # cgroups; elsewhere this is the plain process runtime again).
+    return ProcessRuntime(Confinement.detect(parent="jobdock-contract"))
+
+
 def _container_case(name: str) -> Callable[[pytest.FixtureRequest], RuntimeCase]:
     def make(request: pytest.FixtureRequest) -> RuntimeCase:
         engine: engines.Engine = request.getfixturevalue("dockerd" if name == "docker" else name)
@@ -76,6 +83,7 @@ def _container_case(name: str) -> Callable[[pytest.FixtureRequest], RuntimeCase]
 #: name -> a function of the test's fixture request that makes the runtime.
 RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], RuntimeCase]] = {
     "process": lambda _: RuntimeCase("process", ProcessRuntime()),
+    "process-cgroup": lambda _: RuntimeCase("process-cgroup", _process_in_cgroups()),
     "docker": _container_case("docker"),
     "podman": _container_case("podman"),
 }

@@ -341,3 +341,36 @@ async def test_a_working_directory_that_does_not_exist_raises_spawn_error_naming
 
     assert str(missing) in raised.value.message
     assert "'true'" not in raised.value.message, "the command is fine; the directory is not"
+
+
+# -- confinement (runtimes that put each job in a cgroup) -------------------------
+
+
+def _confines(runtime: RuntimeCase) -> bool:
+    confinement = getattr(runtime.runtime, "confinement", None)
+    return confinement is not None and confinement.hierarchy is not None
+
+
+async def test_the_end_of_the_main_process_kills_children_that_left_its_group(
+    runtime: RuntimeCase,
+) -> None:
+    if not _confines(runtime):
+        pytest.skip("this runtime does not confine its jobs (not root, or no cgroups)")
+    script = "(setsid sleep 300 & echo $! >&2); echo started"
+
+    finished = await finish(await start(runtime, "sh", "-c", script))
+
+    escaped = int(finished.stderr)
+    eventually(lambda: not Path(f"/proc/{escaped}").exists(), what="the escaped child")
+
+
+async def test_a_confined_job_reports_its_accounting(runtime: RuntimeCase) -> None:
+    if not _confines(runtime):
+        pytest.skip("this runtime does not confine its jobs (not root, or no cgroups)")
+
+    finished = await finish(await start(runtime, "true", resources={"pids": 8}))
+
+    accounting = finished.status.accounting
+    assert accounting is not None and accounting.isolation.startswith("cgroup v")
+    assert accounting.limits == {"pids": 8}
+    assert accounting.cpu_seconds is not None and accounting.peak_memory is not None

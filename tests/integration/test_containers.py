@@ -73,6 +73,17 @@ def test_a_job_over_its_memory_limit_ends_failed_with_reason_oom(client: Client)
     assert "out of memory" in (job.message or "")
 
 
+def test_an_image_job_past_its_output_limit_is_stopped_and_records_no_accounting(
+    client: Client,
+) -> None:
+    job = run(client, command=["sh", "-c", "yes jobdock"], output_limit="64k")
+
+    assert (job.state, job.reason) == (JobState.FAILED, Reason.OUTPUT_LIMIT)
+    assert len(output(client, job.id)) == 64 * 1024
+    attempt = job.attempts[-1]
+    assert (attempt.isolation, attempt.limits, attempt.peak_memory) == (None, None, None)
+
+
 def test_a_missing_image_fails_with_image_not_found_and_the_engines_message(
     client: Client,
 ) -> None:

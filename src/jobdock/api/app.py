@@ -40,6 +40,10 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         app.state.settings = settings
         app.state.vault = vault
         worker = Worker(store, settings) if embedded_worker else None
+        if worker is not None:
+            # Jobs this server's worker could not confine are refused at
+            # submit where its configuration says so (unisolated: refuse).
+            app.state.missing = worker.missing
         try:
             if worker is not None:
                 await worker.start()

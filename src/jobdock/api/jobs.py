@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from jobdock.api.auth import check_visible, principal
-from jobdock.api.context import settings_of, store_of
+from jobdock.api.context import missing_of, settings_of, store_of
 from jobdock.errors import InvalidRequest, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
@@ -62,7 +62,11 @@ async def create_job(request: Request) -> Response:
     and the existing job when its ``idempotency_key`` was submitted before."""
     spec = parse_spec(await request.body())
     submitted = await submit_job(
-        store_of(request), spec, settings_of(request), principal(request).name
+        store_of(request),
+        spec,
+        settings_of(request),
+        principal(request).name,
+        missing=missing_of(request.app.state),
     )
     return _json(submitted.job, 201 if submitted.created else 200)
 
@@ -189,7 +193,9 @@ async def run_job(request: Request) -> RunResult:
     stdout and stderr (each cut at the server's ``run_output_limit``)."""
     spec = parse_spec(await request.body())
     store, settings = store_of(request), settings_of(request)
-    job = await submit(store, spec, settings, principal(request).name)
+    job = await submit(
+        store, spec, settings, principal(request).name, missing=missing_of(request.app.state)
+    )
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit
     out = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from jobdock.api.auth import principal, require_admin
-from jobdock.api.context import settings_of, store_of
+from jobdock.api.context import missing_of, settings_of, store_of
 from jobdock.auth import Principal
 from jobdock.errors import InvalidRequest, ScheduleNotFound
 from jobdock.models import PruneResult, Schedule, ScheduleList, ScheduleSpec, parse_duration
@@ -40,7 +40,11 @@ async def create_schedule(spec: ScheduleSpec, request: Request) -> Schedule:
     does (secrets must be yours). 409 if a schedule of that name exists."""
     validate(spec)
     store, owner = store_of(request), principal(request).name
-    await check_spec(store, spec.job, settings_of(request), owner)
+    # The schedule keeps its job as the policy leaves it (default limits filled in).
+    job, _ = await check_spec(
+        store, spec.job, settings_of(request), owner, missing=missing_of(request.app.state)
+    )
+    spec = spec.model_copy(update={"job": job})
     now = time.time()
     upcoming = next_fire_time(spec.cron, spec.tz, now)
     return await store.create_schedule(spec, now, upcoming, owner)

@@ -19,6 +19,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobdock.api.auth import principal_of
+from jobdock.api.context import missing_of
 from jobdock.api.errors import headers_of, render_error
 from jobdock.errors import JobdockError
 from jobdock.settings import Settings
@@ -46,7 +47,7 @@ class SubmitPath:
         try:
             owner = principal_of(scope).name
             spec = parse_spec(await _body(receive))
-            submitted = await submit_job(store, spec, settings, owner)
+            submitted = await submit_job(store, spec, settings, owner, missing=missing_of(state))
             status = 201 if submitted.created else 200
             payload = submitted.job.model_dump_json().encode()
         except JobdockError as exc:

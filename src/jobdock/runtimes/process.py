@@ -6,6 +6,11 @@ by the event loop, its exit is seen through a pidfd, and no thread is spent
 per job. When the main process exits, whatever is left of its group is
 killed: the job is over when its main process is, as with a container's
 PID 1.
+
+With a :class:`~jobdock.runtimes.isolation.Confinement` that has cgroups,
+each job runs in its own control group: its limits apply there, stop and
+exit kill every process in the group (also those that left the process
+group), and its accounting is read from the group when it ends.
 """
 
 from __future__ import annotations
@@ -14,17 +19,25 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from jobdock.errors import SpawnError
-from jobdock.models import JobSpec, Stream
-from jobdock.runtimes.base import AttemptInfo, ExitStatus
+from jobdock.models import JobSpec, Reason, Stream
+from jobdock.runtimes import cgroups
+from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus
+from jobdock.runtimes.isolation import Confinement, Plan
+
+_log = logging.getLogger(__name__)
 
 #: Read at most this much per read(2).
 READ_SIZE = 1 << 20
@@ -75,14 +88,20 @@ def kill_process_group(pid: int, pid_start: int | None, sig: int = signal.SIGKIL
 
 
 class ProcessRuntime:
-    """Starts process jobs."""
+    """Starts process jobs, confined as ``confinement`` allows (by default
+    not at all: no cgroups, no namespaces)."""
 
-    def __init__(self) -> None:
+    def __init__(self, confinement: Confinement | None = None) -> None:
+        self.confinement = confinement or Confinement(problem="no confinement was configured")
         self._devnull: int | None = None
         self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
+        self._cleaner = _Cleaner(self._spawners)
 
     def close(self) -> None:
         self._spawners.shutdown(wait=True)
+        self._cleaner.finish()
+        if self.confinement.hierarchy is not None:
+            self.confinement.hierarchy.remove_parent()
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
@@ -102,15 +121,77 @@ class ProcessRuntime:
         # Popen waits (without the GIL) until the child has called exec, most
         # of a millisecond: on a spawner thread the event loop goes on meanwhile.
         stdin_source = subprocess.PIPE if stdin else self._stdin_null()
+        plan = self.confinement.plan(spec)
+        name = f"{info.job_id}.{info.attempt}" if info is not None else "job.0"
         loop = asyncio.get_running_loop()
-        proc, ticks, started_at = await loop.run_in_executor(
-            self._spawners, _spawn, spec, stdin_source, dict(env)
+        proc, ticks, started_at, group = await loop.run_in_executor(
+            self._spawners,
+            self._spawn,
+            spec,
+            plan,
+            f"{name}.{secrets.token_hex(3)}",
+            stdin_source,
+            dict(env),
         )
-        return ProcessExecution(proc, stdin, ticks, started_at)
+        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner)
+
+    def _spawn(
+        self, spec: JobSpec, plan: Plan, name: str, stdin: int, env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], int, float, cgroups.Group | None]:
+        hierarchy = self.confinement.hierarchy
+        if plan.resources is None or hierarchy is None:
+            return (*_spawn(spec, plan.argv, stdin, env, None), None)
+        try:
+            group = hierarchy.create(name, plan.resources, spec.cwd or "/")
+        except (OSError, ValueError) as exc:
+            raise SpawnError(f"cannot set the job's limits: {exc}") from None
+        try:
+            with group.joining() as join:
+                return (*_spawn(spec, plan.argv, stdin, env, join), group)
+        except BaseException:
+            cgroups.remove(group)
+            raise
+
+
+class _Cleaner:
+    """Removes the groups of finished jobs. A group whose last processes are
+    not gone yet (a zombie its new parent has not reaped) is retried after
+    later jobs and when the runtime closes, instead of holding up the
+    outcome of its job."""
+
+    #: How long a job's end waits for its group to go.
+    WAIT_SECONDS = 0.5
+    #: How long closing the runtime waits for the stragglers.
+    CLOSE_SECONDS = 5.0
+
+    def __init__(self, threads: ThreadPoolExecutor) -> None:
+        self.threads = threads
+        self._pending: set[cgroups.Group] = set()
+        self._lock = threading.Lock()
+
+    def remove(self, group: cgroups.Group) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        left = {g for g in pending if not cgroups.remove(g, 0)}
+        if not cgroups.remove(group, self.WAIT_SECONDS):
+            left.add(group)
+        if left:
+            with self._lock:
+                self._pending |= left
+
+    def finish(self) -> None:
+        for group in self._pending:
+            if not cgroups.remove(group, self.CLOSE_SECONDS):
+                _log.warning("could not remove cgroup %s: processes are still in it", group.path)
+        self._pending.clear()
 
 
 def _spawn(
-    spec: JobSpec, stdin: int, env: dict[str, str]
+    spec: JobSpec,
+    argv: list[str],
+    stdin: int,
+    env: dict[str, str],
+    preexec: Callable[[], None] | None,
 ) -> tuple[subprocess.Popen[bytes], int, float]:
     # Both taken just before the fork: the boot-relative time is at most a
     # tick or two before the start time the kernel records (reading /proc
@@ -118,13 +199,14 @@ def _spawn(
     ticks, started_at = now_ticks(), time.time()
     try:
         proc = subprocess.Popen(
-            spec.command,
+            argv,
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=spec.cwd or "/",
             env=env,
             start_new_session=True,
+            preexec_fn=preexec,
         )
     except OSError as exc:
         raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
@@ -142,10 +224,20 @@ class ProcessExecution:
     """A running process job."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], stdin: bytes, ticks: int, started_at: float
+        self,
+        proc: subprocess.Popen[bytes],
+        stdin: bytes,
+        ticks: int,
+        started_at: float,
+        group: cgroups.Group | None = None,
+        plan: Plan | None = None,
+        cleaner: _Cleaner | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
+        self._group = group
+        self._plan = plan
+        self._cleaner = cleaner
         self.pid: int | None = proc.pid
         self.pid_start: int | None = ticks
         self.started_at = started_at
@@ -179,6 +271,8 @@ class ProcessExecution:
         # reused until it is reaped, so killing the group here is safe.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._group is not None and self._group.pids():
+            self._group.kill()
         try:
             pid, status = os.waitpid(self._proc.pid, os.WNOHANG)
         except ChildProcessError:
@@ -191,10 +285,45 @@ class ProcessExecution:
         code = os.waitstatus_to_exitcode(status)
         self._proc.returncode = code
         result = ExitStatus(exit_code=code) if code >= 0 else ExitStatus(signal=-code)
-        if not self._exit.done():
-            self._exit.set_result(result)
+        if self._plan is not None:
+            result = self._account(result)
+        if self._group is None or self._cleaner is None:
+            self._set_exit(result)
+        else:
+            removal = self._loop.run_in_executor(
+                self._cleaner.threads, self._cleaner.remove, self._group
+            )
+            removal.add_done_callback(lambda _: self._set_exit(result))
         if self._streams:
             self._loop.call_later(DRAIN_SECONDS, self._close_pipes)
+
+    def _set_exit(self, result: ExitStatus) -> None:
+        if not self._exit.done():
+            self._exit.set_result(result)
+
+    def _account(self, status: ExitStatus) -> ExitStatus:
+        """The exit status with the attempt's accounting, and the reason the
+        kernel knows (the OOM killer, the process limit)."""
+        plan = self._plan
+        assert plan is not None
+        usage = self._group.usage() if self._group is not None else cgroups.Usage()
+        accounting = Accounting(plan.isolation, plan.limits, usage.peak_memory, usage.cpu_seconds)
+        status = replace(status, accounting=accounting, message=plan.remark)
+        killed = status.signal == signal.SIGKILL or (
+            # bwrap reports its child's death by a signal as 128 + the signal.
+            plan.namespaced and status.exit_code == 128 + signal.SIGKILL
+        )
+        if usage.oom_killed and killed:
+            limit = plan.limits.get("memory")
+            return replace(
+                status,
+                reason=Reason.OOM,
+                message=f"killed for using more memory than its limit ({limit} bytes)",
+            )
+        if usage.pids_limited and status.exit_code != 0:
+            said = f"it reached its limit of {plan.limits.get('pids')} processes (fork failed)"
+            return replace(status, message=f"{plan.remark}; {said}" if plan.remark else said)
+        return status
 
     async def wait(self) -> ExitStatus:
         return await asyncio.shield(self._exit)
@@ -206,9 +335,21 @@ class ProcessExecution:
             os.killpg(self._proc.pid, sig)
 
     def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
+        group = self._group
+        if group is None or self._reaped:
+            self._signal(signal.SIGTERM)
+            return
+        # Every process of the job, also those that left its process group;
+        # bwrap itself (when namespaced) waits for its child and reports it.
+        spared = self._proc.pid if self._plan is not None and self._plan.namespaced else None
+        for pid in group.pids():
+            if pid != spared:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def kill(self) -> None:
+        if self._group is not None and not self._reaped:
+            self._group.kill()
         self._signal(signal.SIGKILL)
 
     async def close(self) -> None:

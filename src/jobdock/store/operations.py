@@ -251,6 +251,10 @@ def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
                 message=a.message,
                 stdout_bytes=a.stdout_bytes,
                 stderr_bytes=a.stderr_bytes,
+                isolation=a.isolation,
+                limits=json.loads(a.limits) if isinstance(a.limits, str) else a.limits,
+                peak_memory=a.peak_memory,
+                cpu_seconds=a.cpu_seconds,
             )
             for a in attempt_rows
         ],
@@ -683,6 +687,9 @@ def append_logs(conn: Connection, job_id: str, attempt: int, chunks: Sequence[Lo
     announce(conn, f"job:{job_id}")
 
 
+#: What a finished attempt records besides its result.
+_ACCOUNTING = ("stdout_bytes", "stderr_bytes", "isolation", "limits", "peak_memory", "cpu_seconds")
+
 _FINISH_JOB = Prepared(
     lambda _: (
         update(jobs)
@@ -697,7 +704,7 @@ _FINISH_ATTEMPT = Prepared(
     lambda _: (
         update(attempts)
         .where(attempts.c.job_id == _p("job_id"), attempts.c.number == _p("attempt"))
-        .values({name: _p(name) for name in (*_RESULT, "stdout_bytes", "stderr_bytes")})
+        .values({name: _p(name) for name in (*_RESULT, *_ACCOUNTING)})
     )
 )
 
@@ -737,6 +744,10 @@ def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome
         message=outcome.message,
         stdout_bytes=outcome.stdout_bytes,
         stderr_bytes=outcome.stderr_bytes,
+        isolation=outcome.isolation,
+        limits=None if outcome.limits is None else json.dumps(outcome.limits),
+        peak_memory=outcome.peak_memory,
+        cpu_seconds=outcome.cpu_seconds,
     )
     announce(conn, f"job:{job_id}", *(["work"] if retrying else []))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.events import Events
@@ -98,6 +98,11 @@ class Outcome:
     stderr_bytes: int = 0
     #: With state ``retrying``: when the next attempt may start.
     next_attempt_at: float | None = None
+    #: How the attempt was confined and what it used (see runtimes.base.Accounting).
+    isolation: str | None = None
+    limits: dict[str, Any] | None = None
+    peak_memory: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

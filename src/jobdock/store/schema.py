@@ -134,6 +134,12 @@ attempts = Table(
     Column("message", Text),
     Column("stdout_bytes", BigInteger, nullable=False, default=0),
     Column("stderr_bytes", BigInteger, nullable=False, default=0),
+    # How the attempt was confined ('cgroup v1+namespaces', 'none'), the
+    # limits that applied (JSON object) and what it used.
+    Column("isolation", String(32)),
+    Column("limits", JSON),
+    Column("peak_memory", BigInteger),
+    Column("cpu_seconds", Float),
     Index("ix_attempts_host_finished", "host", "finished_at"),
 )
 

@@ -1,0 +1,197 @@
+"""What this host can do to confine a process job, and the plan for one job.
+
+A :class:`Confinement` is found once at start-up: the cgroup hierarchy (see
+:mod:`jobdock.runtimes.cgroups`) and bubblewrap (``bwrap``) for namespaces.
+Where the host cannot give a job what it asks for, the server's policy
+decides: run it without (and say so on its attempt, ``isolation: none``), or
+refuse it. Nothing is silently pretended.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jobdock.errors import SpawnError
+from jobdock.models import Isolation, JobSpec, Resources, RootFilesystem
+from jobdock.runtimes import cgroups
+
+_log = logging.getLogger(__name__)
+
+Unconfined = Literal["run", "refuse"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one job is started: its argv and the group it runs in."""
+
+    argv: list[str]
+    #: The group to create (None: no cgroup).
+    resources: Resources | None
+    namespaced: bool
+    isolation: str
+    limits: dict[str, Any] = field(default_factory=dict)
+    #: Said on the attempt when the job runs with less than it asked for.
+    remark: str | None = None
+
+
+def default_parent(home: Path) -> str:
+    """The parent group of a server's jobs: named after its home, so that a
+    restarted server removes its own leftovers and no other server's."""
+    return "jobdock-" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+
+
+def asks_for_limits(spec: JobSpec) -> bool:
+    """Whether the spec sets any resource limit."""
+    return any(value is not None for value in spec.resources.model_dump().values())
+
+
+class Confinement:
+    """The cgroups and namespaces this host offers, and the server's policy."""
+
+    def __init__(
+        self,
+        hierarchy: cgroups.Hierarchy | None = None,
+        bwrap: str | None = None,
+        *,
+        problem: str | None = None,
+        unconfined: Unconfined = "run",
+        isolate_by_default: bool = False,
+        allow_host_network: bool = True,
+    ) -> None:
+        self.hierarchy = hierarchy
+        self.bwrap = bwrap
+        #: Why there are no cgroups, where there are none.
+        self.problem = problem
+        self.unconfined = unconfined
+        self.isolate_by_default = isolate_by_default
+        self.allow_host_network = allow_host_network
+
+    @classmethod
+    def detect(
+        cls,
+        *,
+        cgroups_mode: Literal["auto", "v1", "v2", "off"] = "auto",
+        parent: str = "jobdock",
+        **policy: Any,
+    ) -> Confinement:
+        """Find what this host offers; never raises (what is missing is told)."""
+        hierarchy, problem = None, None
+        if cgroups_mode == "off":
+            problem = "cgroups are turned off in the configuration"
+        elif os.geteuid() != 0:
+            problem = "the server does not run as root"
+        else:
+            version = None if cgroups_mode == "auto" else int(cgroups_mode[1])
+            try:
+                hierarchy = cgroups.detect(parent, version)
+            except OSError as exc:
+                problem = f"cannot use cgroups: {exc.strerror or exc}"
+        bwrap = shutil.which("bwrap") if os.geteuid() == 0 else None
+        return cls(hierarchy, bwrap, problem=problem, **policy)
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        groups = self.hierarchy.describe() if self.hierarchy else f"no cgroups ({self.problem})"
+        spaces = f"namespaces by {self.bwrap}" if self.bwrap else "no namespaces (no bwrap)"
+        return f"{groups}; {spaces}"
+
+    def remove_leftovers(self) -> int:
+        """Kill and remove the groups a previous run of this server left."""
+        if self.hierarchy is None:
+            return 0
+        count = 0
+        for group in self.hierarchy.leftovers():
+            if cgroups.remove(group):
+                count += 1
+            else:
+                _log.warning("could not remove leftover cgroup %s", group.path)
+        return count
+
+    def isolation_of(self, spec: JobSpec) -> Isolation | None:
+        """The namespaces the job gets (the server's default where it says nothing)."""
+        if spec.isolation is None:
+            return Isolation() if self.isolate_by_default else None
+        if spec.isolation is True:
+            return Isolation()
+        if spec.isolation is False:
+            return None
+        return spec.isolation
+
+    def missing(self, spec: JobSpec) -> str | None:
+        """What the job asks for that this host cannot give, or None."""
+        if asks_for_limits(spec) and self.hierarchy is None:
+            return f"resource limits need cgroups: {self.problem}"
+        if self.isolation_of(spec) is not None and self.bwrap is None:
+            return "isolation needs bubblewrap (bwrap), which is not installed or not usable"
+        return None
+
+    def plan(self, spec: JobSpec) -> Plan:
+        """The plan for one job; raises SpawnError where policy refuses it."""
+        isolation = self.isolation_of(spec)
+        if isolation is not None and isolation.network == "host" and not self.allow_host_network:
+            raise SpawnError("this server does not allow jobs on the host's network")
+        missing = self.missing(spec)
+        if missing is not None and self.unconfined == "refuse":
+            raise SpawnError(f"cannot run this job as asked: {missing}")
+        limits = spec.resources.model_dump(exclude_none=True)
+        if self.hierarchy is None and (isolation is None or self.bwrap is None):
+            return Plan(spec.command, None, False, "none", {}, _remark(missing))
+        if self.bwrap is None or isolation is None:
+            label = f"cgroup v{self.hierarchy.version}" if self.hierarchy else "none"
+            return Plan(spec.command, spec.resources, False, label, limits, _remark(missing))
+        argv = bwrap_argv(self.bwrap, isolation, spec.cwd or "/", spec.command)
+        if self.hierarchy is None:
+            return Plan(argv, None, True, "namespaces", {}, _remark(missing))
+        label = f"cgroup v{self.hierarchy.version}+namespaces"
+        return Plan(argv, spec.resources, True, label, limits)
+
+
+def _remark(missing: str | None) -> str | None:
+    return None if missing is None else f"ran without isolation ({missing})"
+
+
+def bwrap_argv(bwrap: str, isolation: Isolation, cwd: str, command: list[str]) -> list[str]:
+    """The bubblewrap command line that runs ``command`` isolated: as PID 1
+    of new PID, mount, UTS and IPC namespaces (and network, unless 'host')."""
+    argv = [bwrap, "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--as-pid-1"]
+    # If jobdock dies, bwrap's child goes with it.
+    argv += ["--die-with-parent", "--hostname", "jobdock"]
+    if isolation.network == "none":
+        argv.append("--unshare-net")
+    filesystem = isolation.filesystem
+    if isinstance(filesystem, RootFilesystem):
+        argv += ["--bind", filesystem.rootfs, "/", "--dev", "/dev", "--proc", "/proc"]
+    elif filesystem == "readonly":
+        argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+    else:
+        argv += ["--bind", "/", "/", "--proc", "/proc"]
+    argv += ["--chdir", cwd, "--"]
+    if isolation.user is not None or isolation.group is not None:
+        argv += _setpriv(isolation.user, isolation.group)
+    return argv + command
+
+
+def _setpriv(user: str | None, group: str | None) -> list[str]:
+    """setpriv (util-linux) drops to the user and group and execs the
+    command, which stays PID 1."""
+    uid, gid = 0, 0
+    try:
+        if user is not None and user.isdigit():
+            uid = gid = int(user)
+        elif user is not None:
+            entry = pwd.getpwnam(user)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        if group is not None:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except (KeyError, ValueError):
+        raise SpawnError(f"no such user or group: {user or group!r}") from None
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
