@@ -168,8 +168,10 @@ async def read_log(
             return
         if read.done:
             watch.cancel()
-            if attempt is None and not read.terminal:
-                # This attempt lost its worker and the job will run again.
+            if attempt is None:
+                # This attempt ended; if it lost its worker, the job runs
+                # again, and may even have finished again by now: look at
+                # its latest attempt before returning.
                 followed, number, offset = read.attempt, None, 0
                 continue
             return

@@ -860,6 +860,31 @@ async def test_a_follower_of_a_job_goes_on_with_its_next_attempt_when_the_first_
     assert await asyncio.wait_for(pinned, 10) == b"first try\n"
 
 
+async def test_a_follower_that_lags_behind_a_rerun_job_still_gets_its_last_attempt(
+    store: Store,
+) -> None:
+    job = await submit(store)
+    first = await claim(store, worker="w1", now=T0, lease=10)
+    await store.append_logs(
+        job.id, first.attempt, LogWriter(store, job.id, 1).chunks([(Stream.STDOUT, b"first try\n")])
+    )
+    follower = read_log(store, job.id, follow=True, poll_seconds=3600)
+    assert (await follower.__anext__()).data == b"first try\n"
+
+    # While the follower has not looked again, the job is lost, run again and finished.
+    await store.reap_expired(T0 + 11, max_lost=3)
+    second = await claim(store, worker="w2", now=T0 + 12)
+    await store.append_logs(
+        job.id,
+        second.attempt,
+        LogWriter(store, job.id, 2).chunks([(Stream.STDOUT, b"second try\n")]),
+    )
+    await store.finish_attempt(job.id, second.attempt, exited(0, T0 + 13))
+
+    rest = [chunk.data async for chunk in follower]
+    assert b"".join(rest) == b"second try\n"
+
+
 async def test_reading_the_logs_of_an_unknown_job_raises_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound):
         await store.read_logs("0123456789abcdef", attempt=None, stream=None, offset=0)
