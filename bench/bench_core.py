@@ -582,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     cores = len(os.sched_getaffinity(0))
     report = Report()
     with tempfile.TemporaryDirectory(prefix="jobdock-bench-") as home:
-        server = Server(Path(home))
+        # Process jobs only: no container engine to look for (and warn about).
+        server = Server(Path(home), {"JOBDOCK_CONTAINERS": "false"})
         try:
             with server:
                 with contextlib.closing(server.read_db()) as db:
