@@ -60,7 +60,7 @@ class Sandbox:
         # and leftovers are not collected (only a server owns its parent).
         parent = cgroup_parent or "jobdock-sandbox"
         self.confinement = Confinement.detect(
-            cgroups_mode=cgroups, parent=parent, unconfined=unisolated
+            cgroups_mode=cgroups, parent=parent, unconfined=unisolated, every_job=True
         )
         self._runtime = ProcessRuntime(self.confinement)
 

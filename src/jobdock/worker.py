@@ -130,6 +130,7 @@ def confinement_of(settings: Settings) -> Confinement:
         unconfined=settings.unisolated,
         isolate_by_default=settings.isolate_by_default,
         allow_host_network=settings.allow_host_network,
+        every_job=settings.cgroup_every_job,
     )
 
 

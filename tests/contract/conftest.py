@@ -68,7 +68,7 @@ class RuntimeCase:
 def _process_in_cgroups() -> ProcessRuntime:
     # Each job in its own cgroup (where this host allows it: as root, with
     # cgroups; elsewhere this is the plain process runtime again).
-    return ProcessRuntime(Confinement.detect(parent="jobdock-contract"))
+    return ProcessRuntime(Confinement.detect(parent="jobdock-contract", every_job=True))
 
 
 def _container_case(name: str) -> Callable[[pytest.FixtureRequest], RuntimeCase]:

@@ -55,7 +55,9 @@ def _groups_left(home: Path) -> list[str]:
 def confined(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server whose jobs run in cgroups, with a maximum on memory."""
     home = tmp_path_factory.mktemp("confined")
-    server = ServerProcess(home, max_resources=json.dumps({"memory": "1g"})).start()
+    server = ServerProcess(
+        home, max_resources=json.dumps({"memory": "1g"}), cgroup_every_job="true"
+    ).start()
     yield server
     server.stop()
     parent = default_parent(home)
@@ -244,7 +246,7 @@ def _cgroup2_mounted() -> bool:
 async def test_cgroup_v2_groups_hold_the_job_kill_what_it_left_and_are_removed() -> None:
     # On a hybrid host the v2 hierarchy has no controllers: no limits, but
     # joining, accounting of CPU, killing and removal work as on a v2 host.
-    confinement = Confinement.detect(cgroups_mode="v2", parent="jobdock-test-v2")
+    confinement = Confinement.detect(cgroups_mode="v2", parent="jobdock-test-v2", every_job=True)
     assert confinement.hierarchy is not None, confinement.problem
     runtime = ProcessRuntime(confinement)
     try:

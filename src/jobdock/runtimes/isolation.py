@@ -65,8 +65,13 @@ class Confinement:
         unconfined: Unconfined = "run",
         isolate_by_default: bool = False,
         allow_host_network: bool = True,
+        every_job: bool = False,
     ) -> None:
         self.hierarchy = hierarchy
+        #: Whether a job that sets no limit and is not isolated gets a group
+        #: too (so that a stop kills even its escaped children), at the cost
+        #: of creating and removing one per job.
+        self.every_job = every_job
         self.bwrap = bwrap
         #: Why there are no cgroups, where there are none.
         self.problem = problem
@@ -144,6 +149,8 @@ class Confinement:
         limits = spec.resources.model_dump(exclude_none=True)
         if self.hierarchy is None and (isolation is None or self.bwrap is None):
             return Plan(spec.command, None, False, "none", {}, _remark(missing))
+        if isolation is None and not (self.every_job or asks_for_limits(spec)):
+            return Plan(spec.command, None, False, "none", {})
         if self.bwrap is None or isolation is None:
             label = f"cgroup v{self.hierarchy.version}" if self.hierarchy else "none"
             return Plan(spec.command, spec.resources, False, label, limits, _remark(missing))
