@@ -453,6 +453,20 @@ def run(
             rich_help_panel=_ISO,
         ),
     ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VAR: your secret NAME in the env var VAR; repeatable.",
+            rich_help_panel="Secrets",
+        ),
+    ] = None,
+    secret_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=FILE: your secret NAME as file FILE in $JOBDOCK_SECRETS_DIR; repeatable.",
+            rich_help_panel="Secrets",
+        ),
+    ] = None,
     isolate: Annotated[
         bool | None,
         typer.Option(
@@ -552,6 +566,7 @@ def run(
         ("pull", pull),
         ("container_runtime", runtime),
         ("caches", [_cache(item) for item in cache or ()]),
+        ("secrets", _secret_refs(secret, secret_file)),
     ):
         if value:
             spec[key] = value
@@ -569,6 +584,12 @@ def run(
 _CT = "Containers"
 _RES = "Resources"
 _ISO = "Isolation"
+
+
+def _secret_refs(env: list[str] | None, files: list[str] | None) -> list[dict[str, str]]:
+    refs = [{"name": k, "env": v} for k, v in _pairs(env, "--secret").items()]
+    refs += [{"name": k, "file": v} for k, v in _pairs(files, "--secret-file").items()]
+    return refs
 
 
 def _cache(item: str) -> dict[str, str]:

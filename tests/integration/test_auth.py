@@ -169,6 +169,30 @@ def test_a_secret_reaches_the_job_as_env_and_file_and_is_masked(users: Users) ->
             assert SECRET not in text
 
 
+def test_jobdock_run_gives_secrets_by_flag_as_env_and_file(users: Users) -> None:
+    env = {"JOBDOCK_URL": users.server.url, "JOBDOCK_TOKEN": users.tokens["alice"]}
+    assert jobdock("secrets", "set", "cli-db", env=env, stdin=SECRET).returncode == 0
+    script = 'echo "$PASS"; cat "$JOBDOCK_SECRETS_DIR/pass.txt"'
+
+    ran = jobdock(
+        "run",
+        "--secret",
+        "cli-db=PASS",
+        "--secret-file",
+        "cli-db=pass.txt",
+        "--",
+        "sh",
+        "-c",
+        script,
+        env=env,
+    )
+    assert (ran.returncode, ran.stdout) == (0, "***\n***"), ran.stderr
+
+    bad = jobdock("run", "--secret", "no-equals-sign", "--", "true", env=env)
+    assert bad.returncode == 2 and "NAME=VALUE" not in bad.stdout
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_a_job_cannot_reference_another_users_secret(users: Users) -> None:
     with users.client("alice") as alice:
         alice.set_secret("apikey", b"alices-key")
