@@ -831,13 +831,27 @@ async def test_a_follower_gets_output_as_it_is_stored_and_stops_when_the_attempt
     assert await asyncio.wait_for(follower, 10) == b"hello warning\nworld\ndone\n"
 
 
+async def _write_attempt(store: Store, job_id: str, claimed: Claim, data: bytes) -> None:
+    writer = LogWriter(store, job_id, claimed.attempt)
+    await store.append_logs(job_id, claimed.attempt, writer.chunks([(Stream.STDOUT, data)]))
+
+
+async def _lose_and_run_again(store: Store, job_id: str) -> None:
+    """The first attempt (leased until T0 + 10) is lost; a second one writes
+    "second try" and succeeds."""
+    [lost] = await store.reap_expired(T0 + 11, max_lost=3)
+    assert lost.new_state is JobState.QUEUED
+    second = await claim(store, worker="w2", now=T0 + 12)
+    await _write_attempt(store, job_id, second, b"second try\n")
+    await store.finish_attempt(job_id, second.attempt, exited(0, T0 + 13))
+
+
 async def test_a_follower_of_a_job_goes_on_with_its_next_attempt_when_the_first_is_lost(
     store: Store,
 ) -> None:
     job = await submit(store)
-    first = await claim(store, worker="w1", now=T0, lease=10)
-    await store.append_logs(
-        job.id, first.attempt, LogWriter(store, job.id, 1).chunks([(Stream.STDOUT, b"first try\n")])
+    await _write_attempt(
+        store, job.id, await claim(store, worker="w1", now=T0, lease=10), b"first try\n"
     )
 
     async def follow(**options: Any) -> bytes:
@@ -846,15 +860,7 @@ async def test_a_follower_of_a_job_goes_on_with_its_next_attempt_when_the_first_
 
     latest = asyncio.create_task(follow())
     pinned = asyncio.create_task(follow(attempt=1))
-    [lost] = await store.reap_expired(T0 + 11, max_lost=3)
-    assert lost.new_state is JobState.QUEUED
-    second = await claim(store, worker="w2", now=T0 + 12)
-    await store.append_logs(
-        job.id,
-        second.attempt,
-        LogWriter(store, job.id, 2).chunks([(Stream.STDOUT, b"second try\n")]),
-    )
-    await store.finish_attempt(job.id, second.attempt, exited(0, T0 + 13))
+    await _lose_and_run_again(store, job.id)
 
     assert await asyncio.wait_for(latest, 10) == b"first try\nsecond try\n"
     assert await asyncio.wait_for(pinned, 10) == b"first try\n"
@@ -864,22 +870,14 @@ async def test_a_follower_that_lags_behind_a_rerun_job_still_gets_its_last_attem
     store: Store,
 ) -> None:
     job = await submit(store)
-    first = await claim(store, worker="w1", now=T0, lease=10)
-    await store.append_logs(
-        job.id, first.attempt, LogWriter(store, job.id, 1).chunks([(Stream.STDOUT, b"first try\n")])
+    await _write_attempt(
+        store, job.id, await claim(store, worker="w1", now=T0, lease=10), b"first try\n"
     )
     follower = read_log(store, job.id, follow=True, poll_seconds=3600)
     assert (await follower.__anext__()).data == b"first try\n"
 
     # While the follower has not looked again, the job is lost, run again and finished.
-    await store.reap_expired(T0 + 11, max_lost=3)
-    second = await claim(store, worker="w2", now=T0 + 12)
-    await store.append_logs(
-        job.id,
-        second.attempt,
-        LogWriter(store, job.id, 2).chunks([(Stream.STDOUT, b"second try\n")]),
-    )
-    await store.finish_attempt(job.id, second.attempt, exited(0, T0 + 13))
+    await _lose_and_run_again(store, job.id)
 
     rest = [chunk.data async for chunk in follower]
     assert b"".join(rest) == b"second try\n"

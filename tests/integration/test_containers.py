@@ -41,6 +41,15 @@ def output(client: Client, job_id: str, stream: Stream | None = None) -> bytes:
     return b"".join(data for _, data in client.logs(job_id, stream=stream))
 
 
+def running_again(client: Client, job_id: str, what: str) -> Job:
+    """Wait until the job runs its second attempt."""
+    return eventually(
+        lambda: (j := client.get(job_id)).state is JobState.RUNNING and j.attempt == 2 and j,
+        60,
+        what,
+    )
+
+
 def test_an_image_job_reports_its_exit_code_and_keeps_its_streams_apart(client: Client) -> None:
     job = run(client, command=["sh", "-c", "echo out; echo err >&2; exit 3"])
 
@@ -239,11 +248,7 @@ def test_a_job_whose_engine_goes_away_is_given_back_and_runs_when_it_returns(
             assert "unreachable" in server.log()
 
             proxy.restore()
-            eventually(
-                lambda: (j := client.get(job.id)).state is JobState.RUNNING and j.attempt == 2,
-                30,
-                "the job to run again once the engine is back",
-            )
+            running_again(client, job.id, "the job to run again once the engine is back")
             client.cancel(job.id)
             client.wait(job.id, timeout=30)
     finally:
@@ -265,13 +270,7 @@ def test_a_restarted_server_settles_the_containers_of_the_jobs_it_was_running(
     server.start()
     try:
         with Client(server.url) as client:
-            eventually(
-                lambda: (
-                    client.get(job.id).attempt == 2 and client.get(job.id).state.value == "running"
-                ),
-                60,
-                "the lost attempt's job to run again",
-            )
+            running_again(client, job.id, "the lost attempt's job to run again")
             lost = client.get(job.id).attempts[0]
             assert lost.reason is Reason.WORKER_LOST
             eventually(
