@@ -13,12 +13,14 @@ from jobdock.errors import (
 )
 from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, RunResult, Stream
 from jobdock.sandbox import Sandbox, SandboxResult
+from jobdock.workflows import Flow, Workflow, WorkflowSpec
 
 __all__ = [
     "ApiError",
     "AsyncClient",
     "Attempt",
     "Client",
+    "Flow",
     "IllegalTransition",
     "InvalidSpec",
     "Job",
@@ -33,5 +35,7 @@ __all__ = [
     "SandboxResult",
     "ServerUnreachable",
     "Stream",
+    "Workflow",
+    "WorkflowSpec",
     "__version__",
 ]

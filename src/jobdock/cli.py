@@ -1284,6 +1284,167 @@ def prune(
     typer.echo(f"deleted {deleted} finished job(s)")
 
 
+# -- workflows (docs/workflows.md) ------------------------------------------------------
+
+flow_app = typer.Typer(
+    help="Workflows: steps run as jobs, with dependencies and reverts.", no_args_is_help=True
+)
+app.add_typer(flow_app, name="flow")
+
+
+def _flow_params(items: list[str] | None) -> dict[str, Any]:
+    from jobdock.registry import parse_param
+
+    params = {}
+    for item in items or []:
+        try:
+            name, value = parse_param(item)
+        except ValueError as exc:
+            _fail(f"--param: {exc}", 2)
+        params[name] = value
+    return params
+
+
+def _flow_document(target: str, params: dict[str, Any]) -> Any:
+    """The document to submit: a file (JSON or YAML) with ``params``, or a
+    registered workflow built with them."""
+    from jobdock import registry
+    from jobdock.workflows import load_document
+
+    path = Path(target)
+    if path.is_file():
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read {target}: {exc.strerror}")
+        spec = load_document(body, yaml=path.suffix.lower() in (".yaml", ".yml"))
+        return spec.with_params(params)
+    if "/" in target or target.endswith((".yaml", ".yml", ".json")):
+        _fail(f"no such file: {target}")
+    return registry.build(target, params)
+
+
+def _watch_flow(client: Client, workflow_id: str, *, until_done: bool) -> Any:
+    """Draw the workflow, redrawn live until it finishes (``until_done``)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from jobdock.flow_view import tree
+
+    workflow = client.workflow(workflow_id)
+    console = Console()
+    if not until_done or workflow.terminal:
+        console.print(tree(workflow))
+        return workflow
+    with Live(tree(workflow), console=console, refresh_per_second=4) as live:
+        while not workflow.terminal:
+            time.sleep(0.5)
+            workflow = client.workflow(workflow_id)
+            live.update(tree(workflow))
+    return workflow
+
+
+@flow_app.command("run")
+def flow_run(
+    target: Annotated[
+        str, typer.Argument(help="A workflow file (.yaml/.json) or a registered name.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE; repeatable.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show it live until it ends; exit 1 unless it succeeded.")
+    ] = False,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Submit a workflow and print its id."""
+    document = _flow_document(target, _flow_params(param))
+    with _client(url) as client:
+        workflow = client.submit_workflow(document)
+        if not wait:
+            typer.echo(workflow.id)
+            return
+        final = _watch_flow(client, workflow.id, until_done=True)
+    if final.state.value != "succeeded":
+        raise typer.Exit(1)
+
+
+@flow_app.command("show")
+def flow_show(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow.", metavar="ID")],
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until it ends.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The record as JSON.")] = False,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Draw a workflow's steps as a tree: state, attempt, duration, revert."""
+    with _client(url) as client:
+        if as_json:
+            typer.echo(client.workflow(workflow_id).model_dump_json(indent=2))
+            return
+        _watch_flow(client, workflow_id, until_done=watch)
+
+
+@flow_app.command("list")
+def flow_list(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Finished ones too.")] = False,
+    limit: Annotated[int, typer.Option("-n", help="At most this many.")] = 50,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """List submitted workflows, newest first (unfinished ones unless --all)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    states = () if all_ else ("running", "reverting", "cancelling")
+    with _client(url) as client:
+        page = client.workflows(states=states, limit=limit)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("WORKFLOW ID", "NAME", "STATE", "STEPS", "CREATED"):
+        table.add_column(column, no_wrap=True)
+    for workflow in page.workflows:
+        done = sum(1 for step in workflow.steps if step.state.value == "succeeded")
+        table.add_row(
+            workflow.id,
+            workflow.name,
+            workflow.state.value,
+            f"{done}/{len(workflow.steps)}",
+            _ago(workflow.created_at),
+        )
+    Console(soft_wrap=False).print(table)
+
+
+@flow_app.command("ls")
+def flow_ls() -> None:
+    """List the workflows registered by installed packages (entry point
+    group 'jobdock.workflows'), with their parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobdock.registry import registered
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "PARAMETERS", "FACTORY", "SUMMARY"):
+        table.add_column(column, overflow="fold")
+    for flow in registered():
+        params = ", ".join(
+            param.name if param.required else f"{param.name}={param.default!r}"
+            for param in flow.params
+        )
+        table.add_row(flow.name, params, flow.target, flow.summary)
+    Console(soft_wrap=False).print(table)
+
+
+@flow_app.command("cancel")
+def flow_cancel(
+    ids: Annotated[list[str], typer.Argument(help="Workflows to cancel.", metavar="ID...")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Cancel workflows: running steps stop, completed ones are reverted."""
+    with _client(url) as client:
+        for workflow_id in ids:
+            workflow = client.cancel_workflow(workflow_id)
+            typer.echo(f"{workflow.id}: {workflow.state.value}")
+
+
 # -- entry point ----------------------------------------------------------------------
 
 

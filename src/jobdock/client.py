@@ -10,12 +10,14 @@ import builtins
 import math
 import ssl
 import struct
+import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import ValidationError
@@ -39,9 +41,13 @@ from jobdock.models import (
 from jobdock.settings import DEFAULT_URL
 from jobdock.submit import invalid_spec
 from jobdock.vault import SecretInfo, SecretList
+from jobdock.workflows import Flow, Workflow, WorkflowPage, WorkflowSpec
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
+WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
+#: How often waiting for a workflow asks the server.
+_WORKFLOW_POLL = 0.5
 
 _HEADER = struct.Struct(">BxxxI")
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
@@ -293,6 +299,61 @@ class AsyncClient:
         response = await self._request("POST", "/v1/prune", params=params)
         return PruneResult.model_validate_json(response.content).deleted
 
+    # -- workflows (docs/workflows.md) --
+
+    async def submit_workflow(
+        self, workflow: WorkflowLike, params: Mapping[str, Any] | None = None
+    ) -> Workflow:
+        """Submit a workflow (a document, a :class:`Flow` or a mapping), with
+        ``params`` given values; returns it with its first steps started."""
+        spec = _as_workflow(workflow)
+        if params:
+            spec = spec.with_params(params)
+        body = spec.model_dump(mode="json", exclude_defaults=True)
+        response = await self._request("POST", "/v1/workflows", json=body)
+        return Workflow.model_validate_json(response.content)
+
+    async def workflow(self, workflow_id: str) -> Workflow:
+        """The workflow with its steps."""
+        response = await self._request("GET", f"/v1/workflows/{workflow_id}")
+        return Workflow.model_validate_json(response.content)
+
+    async def workflows(
+        self, *, states: Sequence[str] = (), limit: int = 50, cursor: str | None = None
+    ) -> WorkflowPage:
+        """One page of your workflows, newest first."""
+        params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
+        params.append(("limit", limit))
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        response = await self._request("GET", "/v1/workflows", params=params)
+        return WorkflowPage.model_validate_json(response.content)
+
+    async def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel a workflow: its running steps stop, its completed ones are reverted."""
+        response = await self._request("POST", f"/v1/workflows/{workflow_id}/cancel")
+        return Workflow.model_validate_json(response.content)
+
+    async def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> Workflow:
+        """Wait until the workflow finishes (or ``timeout`` seconds pass) and return it."""
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while True:
+            workflow = await self.workflow(workflow_id)
+            if workflow.terminal or time.monotonic() >= deadline:
+                return workflow
+            await anyio.sleep(min(_WORKFLOW_POLL, max(0.0, deadline - time.monotonic())))
+
+
+def _as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
+    if isinstance(workflow, WorkflowSpec):
+        return workflow
+    if isinstance(workflow, Flow):
+        return workflow.spec()
+    try:
+        return WorkflowSpec.model_validate(workflow)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
 
 def _api_error(response: httpx.Response) -> ApiError:
     try:
@@ -399,6 +460,29 @@ class Client:
     def prune(self, older_than: str | None = None) -> int:
         """Delete finished jobs past their retention; returns how many."""
         return self._portal.call(self.aio.prune, older_than)
+
+    def submit_workflow(
+        self, workflow: WorkflowLike, params: Mapping[str, Any] | None = None
+    ) -> Workflow:
+        """Submit a workflow with ``params`` given values."""
+        submitted: Workflow = self._portal.call(self.aio.submit_workflow, workflow, params)
+        return submitted
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """The workflow with its steps."""
+        return self._portal.call(self.aio.workflow, workflow_id)
+
+    def workflows(self, **options: Any) -> WorkflowPage:
+        """One page of your workflows (options as in AsyncClient.workflows)."""
+        return self._portal.call(lambda: self.aio.workflows(**options))
+
+    def cancel_workflow(self, workflow_id: str) -> Workflow:
+        """Cancel a workflow."""
+        return self._portal.call(self.aio.cancel_workflow, workflow_id)
+
+    def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> Workflow:
+        """Wait until the workflow finishes (or ``timeout`` seconds pass)."""
+        return self._portal.call(self.aio.wait_workflow, workflow_id, timeout)
 
     def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""

@@ -205,3 +205,22 @@ class SecretsUnavailable(JobdockError):
     """This server has no secret key configured, so it cannot store secrets."""
 
     code = "secrets_unavailable"
+
+
+class WorkflowNotFound(JobdockError):
+    """No such workflow."""
+
+    code = "not_found"
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"no workflow with id {workflow_id!r}")
+
+
+class WorkflowFinished(IllegalTransition):
+    """The workflow has finished; it cannot be cancelled."""
+
+    def __init__(self, workflow_id: str, state: str) -> None:
+        self.workflow_id = workflow_id
+        JobdockError.__init__(self, f"workflow {workflow_id} is {state}; it cannot be cancelled")
+        self.job_id, self.state, self.target = workflow_id, state, "cancelled"

@@ -796,3 +796,76 @@ class RunResult(BaseModel):
 def timestamp(epoch: float | None) -> datetime | None:
     """A UTC datetime from epoch seconds (the store keeps times as floats)."""
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+# -- workflows (docs/workflows.md) ------------------------------------------------------
+
+
+class WorkflowState(StrEnum):
+    """Where a workflow is. ``reverting`` and ``cancelling`` stop its running
+    steps, then run the reverts of its completed steps, newest first."""
+
+    RUNNING = "running"
+    REVERTING = "reverting"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REVERT_FAILED = "revert_failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return not WORKFLOW_TRANSITIONS[self]
+
+
+#: Legal moves of a workflow. ``revert_failed`` is final: it waits for a human.
+WORKFLOW_TRANSITIONS: dict[WorkflowState, frozenset[WorkflowState]] = {
+    WorkflowState.RUNNING: frozenset(
+        {WorkflowState.SUCCEEDED, WorkflowState.REVERTING, WorkflowState.CANCELLING}
+    ),
+    WorkflowState.REVERTING: frozenset({WorkflowState.FAILED, WorkflowState.REVERT_FAILED}),
+    WorkflowState.CANCELLING: frozenset({WorkflowState.CANCELLED, WorkflowState.REVERT_FAILED}),
+    WorkflowState.SUCCEEDED: frozenset(),
+    WorkflowState.FAILED: frozenset(),
+    WorkflowState.REVERT_FAILED: frozenset(),
+    WorkflowState.CANCELLED: frozenset(),
+}
+
+
+class StepState(StrEnum):
+    """Where one step of a workflow is: its job's progress, then its revert's."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Never started: the workflow stopped first.
+    SKIPPED = "skipped"
+    REVERTING = "reverting"
+    REVERTED = "reverted"
+    REVERT_FAILED = "revert_failed"
+
+
+#: Legal moves of a step (pending -> failed: its job spec could not be made).
+STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    StepState.PENDING: frozenset({StepState.RUNNING, StepState.SKIPPED, StepState.FAILED}),
+    StepState.RUNNING: frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}),
+    StepState.SUCCEEDED: frozenset({StepState.REVERTING}),
+    StepState.REVERTING: frozenset({StepState.REVERTED, StepState.REVERT_FAILED}),
+    StepState.FAILED: frozenset(),
+    StepState.CANCELLED: frozenset(),
+    StepState.SKIPPED: frozenset(),
+    StepState.REVERTED: frozenset(),
+    StepState.REVERT_FAILED: frozenset(),
+}
+
+
+def workflow_sources(target: WorkflowState) -> tuple[WorkflowState, ...]:
+    """The states from which a workflow may move to ``target``."""
+    return tuple(s for s, targets in WORKFLOW_TRANSITIONS.items() if target in targets)
+
+
+def step_sources(target: StepState) -> tuple[StepState, ...]:
+    """The states from which a step may move to ``target``."""
+    return tuple(s for s, targets in STEP_TRANSITIONS.items() if target in targets)

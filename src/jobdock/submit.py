@@ -14,7 +14,16 @@ from pydantic import ValidationError
 from jobdock.errors import InvalidJson, InvalidSpec, UnknownSecret
 from jobdock.models import ANONYMOUS, Job, JobSpec
 from jobdock.settings import Settings
-from jobdock.store.protocol import NewJob, Store
+from jobdock.store.protocol import NewJob, NewStep, NewWorkflow, Store
+from jobdock.workflows import (
+    Workflow,
+    WorkflowSpec,
+    check_graph,
+    check_references,
+    job_spec,
+    placeholder_outputs,
+    with_params,
+)
 
 
 def new_job_id() -> str:
@@ -210,3 +219,78 @@ async def _check_secrets(store: Store, spec: JobSpec, owner: str) -> None:
                 f"secrets.{index}.name: you have no secret named {name!r}",
                 field=f"secrets.{index}.name",
             )
+
+
+# -- workflows (docs/workflows.md) ----------------------------------------------------
+
+
+def _within(exc: InvalidSpec, prefix: str) -> InvalidSpec:
+    """The error of a step's job spec, with its field named from the document's root."""
+    field = f"{prefix}.{exc.field}" if exc.field else prefix
+    message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+    return type(exc)(f"{field}: {message}", field=field)
+
+
+async def check_workflow(
+    store: Store,
+    spec: WorkflowSpec,
+    settings: Settings,
+    owner: str,
+    *,
+    missing: Missing | None = None,
+) -> list[NewStep]:
+    """Check a workflow document as ``owner`` submits it: its graph, its
+    references, and every step's job and revert as a job of theirs would be
+    (the server's policy, their secrets). Returns the steps to store, with
+    the parameters in. Raises InvalidSpec naming the field."""
+    check_graph(spec)
+    check_references(spec)
+    outputs = placeholder_outputs(spec)
+    steps = []
+    for i, step in enumerate(spec.steps):
+        actions: dict[str, dict[str, Any] | None] = {"job": step.job, "revert": step.revert}
+        for part, given in actions.items():
+            if given is None:
+                continue
+            action = with_params(given, spec.params)
+            where = f"steps.{i}.{part}"
+            if "idempotency_key" in action:
+                raise InvalidSpec(
+                    f"{where}.idempotency_key: a step's job cannot have one",
+                    field=f"{where}.idempotency_key",
+                )
+            try:
+                job, _ = await check_spec(
+                    store, job_spec(action, outputs), settings, owner, missing=missing
+                )
+            except InvalidSpec as exc:
+                raise _within(exc, where) from None
+            # What the policy filled in; outputs never go in these fields.
+            action["resources"] = job.resources.model_dump(mode="json", exclude_none=True)
+            if job.output_limit is not None:
+                action["output_limit"] = job.output_limit
+            actions[part] = action
+        steps.append(NewStep(step.name, list(step.needs), actions["job"] or {}, actions["revert"]))
+    return steps
+
+
+async def submit_workflow(
+    store: Store,
+    spec: WorkflowSpec,
+    settings: Settings,
+    owner: str = ANONYMOUS,
+    *,
+    missing: Missing | None = None,
+) -> Workflow:
+    """Check and store a workflow of ``owner``; its first steps' jobs start at once."""
+    steps = await check_workflow(store, spec, settings, owner, missing=missing)
+    new = NewWorkflow(
+        id=new_job_id(),
+        name=spec.name,
+        params=spec.params,
+        concurrency=spec.concurrency,
+        steps=steps,
+        created_at=time.time(),
+        owner=owner,
+    )
+    return await store.create_workflow(new)

@@ -16,6 +16,7 @@ import platform
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -39,6 +40,7 @@ from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
 from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
+from jobdock.workflows import CALL_PROGRAM, WORKFLOW_LABEL
 
 _log = logging.getLogger(__name__)
 
@@ -474,12 +476,28 @@ class Worker:
         )
         failed = retried(failed, claim)
         await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
+        await self._finished(claim, failed)
+
+    async def _finished(self, claim: Claim, outcome: Outcome) -> None:
+        """After a job's end: move on the workflow whose step it ran, if any.
+        (A failure here is made good by the next heartbeat's sweep.)"""
+        workflow_id = claim.spec.labels.get(WORKFLOW_LABEL)
+        if workflow_id is None or outcome.state is JobState.RETRYING:
+            return
+        try:
+            await self.store.advance_workflow(workflow_id, time.time())
+        except JobdockError as exc:
+            _log.warning("cannot move workflow %s on: %s", workflow_id, exc)
 
     async def _execute_with(
         self, attempt: _Attempt, env: dict[str, str], redactor: Redactor | None
     ) -> None:
         claim, store = attempt.claim, self.store
         spec = claim.spec
+        if spec.command[:1] == [CALL_PROGRAM]:
+            # A workflow's call step runs in this worker's own Python.
+            command = [sys.executable, "-m", CALL_PROGRAM, *spec.command[1:]]
+            spec = spec.model_copy(update={"command": command})
         info = AttemptInfo(claim.job_id, claim.attempt, claim.owner)
         try:
             runtime = self._runtime_for(spec)
@@ -569,6 +587,7 @@ class Worker:
             )
         outcome = retried(outcome, claim)
         await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+        await self._finished(claim, outcome)
 
     async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
         """Run one of an attempt's writes until the store takes it, so that a
@@ -674,16 +693,18 @@ class Worker:
             await self._sweep_containers()
 
     async def _sweep(self) -> None:
-        """Fail jobs past their deadlines; now and then, prune finished jobs
-        past their retention (docs/scheduling.md)."""
+        """Fail jobs past their deadlines; move unfinished workflows on (what a
+        crash between a step's end and its workflow's move left); now and
+        then, prune finished jobs past their retention (docs/scheduling.md)."""
         settings = self.settings
         try:
             now = time.time()
             await self.store.expire_deadlines(now)
+            await self.store.advance_workflows(now)
             if now - self._pruned_at >= settings.prune_seconds:
                 self._pruned_at = now
                 deleted = await self.store.prune(now, settings.keep_finished)
                 if deleted:
                     _log.info("pruned %d finished job(s)", deleted)
         except JobdockError as exc:
-            _log.warning("cannot sweep deadlines and retention: %s", exc)
+            _log.warning("cannot sweep deadlines, workflows and retention: %s", exc)

@@ -19,6 +19,7 @@ from jobdock.api.jobs import router as jobs_router
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
+from jobdock.api.workflows import router as workflows_router
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.vault import Vault
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.include_router(conjob_router)
     app.include_router(access_router)
     app.include_router(schedules_router)
+    app.include_router(workflows_router)
     app.add_middleware(SubmitPath)
     # Added last, so outermost: the submit fast path, too, runs after it.
     app.add_middleware(Authenticate)

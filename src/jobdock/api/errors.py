@@ -27,6 +27,7 @@ from jobdock.errors import (
     StoreError,
     TokenNotFound,
     Unauthenticated,
+    WorkflowNotFound,
 )
 from jobdock.submit import describe_error
 
@@ -48,6 +49,7 @@ STATUS: dict[type[JobdockError], int] = {
     SecretNotFound: 404,
     TokenNotFound: 404,
     SecretsUnavailable: 501,
+    WorkflowNotFound: 404,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).

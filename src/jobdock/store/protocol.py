@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.events import Events
@@ -25,7 +25,11 @@ from jobdock.models import (
     ScheduleSpec,
     Stream,
     WorkerRecord,
+    WorkflowState,
 )
+
+if TYPE_CHECKING:
+    from jobdock.workflows import Workflow, WorkflowPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,39 @@ class WorkerInfo:
     labels: dict[str, str]
     concurrency: int
     started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewStep:
+    """A step of a new workflow: its job and revert as checked at submit
+    (job spec fields with the parameters in; outputs filled in at start)."""
+
+    name: str
+    needs: list[str]
+    action: dict[str, Any]
+    revert: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    """A validated workflow, ready to be stored."""
+
+    id: str
+    name: str
+    params: dict[str, Any]
+    concurrency: int
+    steps: list[NewStep]
+    created_at: float
+    owner: str = ANONYMOUS
+
+
+@dataclass(slots=True)
+class Advanced:
+    """What moving a workflow on did to jobs: the ids of those it made and
+    of the running ones it asked to stop."""
+
+    started: list[str] = field(default_factory=list)
+    stopping: list[str] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -364,3 +401,35 @@ class Store(Protocol):
     async def fire_schedule(self, plan: FirePlan, now: float) -> str | None:
         """Carry out a schedule's turn (see FirePlan) unless another process
         did; returns the id of the job submitted, if any."""
+
+    # -- workflows (docs/workflows.md) ----------------------------------------------
+
+    async def create_workflow(self, workflow: NewWorkflow) -> Workflow:
+        """Store a new workflow (``running``) and start its first steps' jobs."""
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        """The workflow with its steps; raises WorkflowNotFound."""
+
+    async def list_workflows(
+        self,
+        *,
+        states: Sequence[WorkflowState] = (),
+        owner: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """Workflows (``owner``: only that user's), newest first, one page at a time."""
+
+    async def cancel_workflow(
+        self, workflow_id: str, now: float, actor: str | None = None
+    ) -> Workflow:
+        """Stop a running workflow: no new steps, running ones stopped, the
+        completed ones reverted; it ends ``cancelled``. A workflow already
+        stopping is left as it is; a finished one raises IllegalTransition."""
+
+    async def advance_workflow(self, workflow_id: str, now: float) -> None:
+        """Move a workflow on from what its steps' jobs have done (safe to
+        run at any time, from any number of processes at once)."""
+
+    async def advance_workflows(self, now: float) -> int:
+        """Move every unfinished workflow on; returns how many there are."""

@@ -225,3 +225,48 @@ schedules = Table(
     Column("last_fire_at", Float),
     Column("last_job_id", String(32)),
 )
+
+# -- workflows (migration 0006, docs/workflows.md) -------------------------------
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    # Who submitted it: its steps' jobs are theirs.
+    Column("owner", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    # The parameters it was submitted with (JSON object).
+    Column("params", Text, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    # When a process last moved it on.
+    Column("advanced_at", Float),
+    Column("finished_at", Float),
+    Column("error", Text),
+    Index("ix_workflows_state", "state"),
+    Index("ix_workflows_owner_seq", "owner", "seq"),
+)
+
+workflow_steps = Table(
+    "workflow_steps",
+    metadata,
+    Column("workflow_id", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    # Its place in the document: ready steps start in this order.
+    Column("position", Integer, nullable=False),
+    # JSON: the names of the steps it needs; its job and revert (job specs
+    # with the parameters in, outputs still to fill in), the revert or NULL.
+    Column("needs", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("revert", Text),
+    Column("state", String(16), nullable=False),
+    Column("job_id", String(32)),
+    Column("revert_job_id", String(32)),
+    # The last line of its job's stdout, as JSON, once it succeeded.
+    Column("output", Text),
+    # 1, 2, ...: the order in which steps succeeded; reverts run backwards.
+    Column("completed", Integer),
+    Column("error", Text),
+)

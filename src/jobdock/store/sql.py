@@ -31,14 +31,17 @@ from jobdock.models import (
     ScheduleSpec,
     Stream,
     WorkerRecord,
+    WorkflowState,
     timestamp,
 )
 from jobdock.store import access, housekeeping, postgres, sqlite
 from jobdock.store import operations as ops
 from jobdock.store import schedules as schedule_ops
+from jobdock.store import workflows as workflow_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.protocol import (
+    Advanced,
     Claim,
     FirePlan,
     HeartbeatReply,
@@ -47,10 +50,12 @@ from jobdock.store.protocol import (
     LogRead,
     LostAttempt,
     NewJob,
+    NewWorkflow,
     Outcome,
     Started,
     WorkerInfo,
 )
+from jobdock.workflows import Workflow, WorkflowPage
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -329,6 +334,49 @@ class SqlStore:
             self.events.job_changed(job_id)
             self.events.work_available()
         return job_id
+
+    # -- workflows ---------------------------------------------------------------
+
+    def _advanced(self, advanced: Advanced) -> None:
+        """Raise the events of what moving workflows on did to jobs."""
+        for job_id in advanced.started:
+            self.events.job_changed(job_id)
+        for job_id in advanced.stopping:
+            self.events.job_changed(job_id)
+            self.events.cancel_requested(job_id)
+        if advanced.started:
+            self.events.work_available()
+
+    async def create_workflow(self, workflow: NewWorkflow) -> Workflow:
+        self._advanced(await self._write(workflow_ops.insert_workflow, workflow))
+        return await self.get_workflow(workflow.id)
+
+    async def get_workflow(self, workflow_id: str) -> Workflow:
+        return await self._read(workflow_ops.get_workflow, workflow_id)
+
+    async def list_workflows(
+        self,
+        *,
+        states: Sequence[WorkflowState] = (),
+        owner: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        return await self._read(workflow_ops.list_workflows, tuple(states), owner, limit, cursor)
+
+    async def cancel_workflow(
+        self, workflow_id: str, now: float, actor: str | None = None
+    ) -> Workflow:
+        self._advanced(await self._write(workflow_ops.cancel_workflow, workflow_id, now, actor))
+        return await self.get_workflow(workflow_id)
+
+    async def advance_workflow(self, workflow_id: str, now: float) -> None:
+        self._advanced(await self._write(workflow_ops.advance, workflow_id, now))
+
+    async def advance_workflows(self, now: float) -> int:
+        count, advanced = await self._write(workflow_ops.advance_all, now)
+        self._advanced(advanced)
+        return int(count)
 
     # -- workers ---------------------------------------------------------------
 

@@ -1,0 +1,426 @@
+"""Workflows: named steps, each run as an ordinary job, with dependencies
+(``needs``), parameters, outputs passed on, and reverts (docs/workflows.md).
+
+This module holds the document a user submits (:class:`WorkflowSpec`, also
+built in Python with :class:`Flow`), its checks, how a step's job spec is
+made when the step starts, and the records the API answers with. The store
+moves workflows on (store/workflows.py); this module imports only the
+foundation (errors, models, templates).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobdock.errors import InvalidJson, InvalidSpec
+from jobdock.models import ANONYMOUS, JobSpec, JobState, StepState, WorkflowState
+from jobdock.templates import BadReference, Reference, output_value, references, render
+
+#: Labels of every job a workflow makes: its workflow's id, its step's name,
+#: and whether it is the step's revert.
+WORKFLOW_LABEL = "jobdock.io/workflow"
+STEP_LABEL = "jobdock.io/step"
+PHASE_LABEL = "jobdock.io/phase"
+#: The program a ``call`` step's job runs; the worker runs it as its own
+#: Python interpreter with ``-m jobdock.call``.
+CALL_PROGRAM = "jobdock.call"
+#: Where a step's output may be used: the fields that cannot raise what a
+#: job may do (its limits, its isolation), so the submit's checks hold.
+OUTPUT_FIELDS = ("command", "entrypoint", "env", "stdin", "args")
+
+_STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class StepSpec(BaseModel):
+    """One step: the job it runs, the steps it needs first, and the job that
+    undoes it. ``job`` and ``revert`` are job specs; either may instead name a
+    Python function, ``{"call": "module:function", "args": {...}}``, with
+    other job fields (env, timeout, retry, ...) beside it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Unique in the workflow: letters, digits, '_' or '-'.")
+    job: dict[str, Any] = Field(description="The step's job spec, or a call.")
+    revert: dict[str, Any] | None = Field(
+        None, description="Run if the workflow fails or is cancelled after this step succeeded."
+    )
+    needs: list[str] = Field(
+        default_factory=list, description="Steps that must succeed before this one starts."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        if not _STEP_NAME.match(value):
+            raise ValueError(
+                "must be 1-63 letters, digits, '_' or '-', starting with one of the first two"
+            )
+        return value
+
+
+class WorkflowSpec(BaseModel):
+    """A workflow document: what ``POST /v1/workflows`` takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="A name to find the workflow by.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters and their values ({{ params.NAME }}); null: must be given.",
+    )
+    concurrency: int = Field(4, ge=1, le=1000, description="The most steps running at once.")
+    steps: list[StepSpec] = Field(min_length=1, max_length=500)
+
+    @field_validator("name")
+    @classmethod
+    def _name_syntax(cls, value: str) -> str:
+        if not _WORKFLOW_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _PARAM_NAME.match(name):
+                raise ValueError(f"{name!r} is not a parameter name (letters, digits, '_')")
+        return value
+
+    def with_params(self, values: Mapping[str, Any]) -> WorkflowSpec:
+        """This document with some parameters given values."""
+        return self.model_copy(update={"params": {**self.params, **values}})
+
+
+def document(data: Any) -> WorkflowSpec:
+    """A workflow document from parsed JSON; raises InvalidSpec naming the
+    first bad field."""
+    from jobdock.submit import invalid_spec  # the one wording of a spec's error
+
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
+
+def load_document(body: bytes | str, *, yaml: bool = False) -> WorkflowSpec:
+    """A workflow document from JSON (or YAML); raises InvalidJson, or
+    InvalidSpec naming the first bad field."""
+    if yaml:
+        import yaml as pyyaml  # only for YAML documents
+
+        try:
+            data = pyyaml.safe_load(body)
+        except pyyaml.YAMLError as exc:
+            raise InvalidJson(f"the body is not valid YAML: {' '.join(str(exc).split())}") from None
+    else:
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise InvalidJson(f"the body is not valid JSON: {exc}") from None
+    return document(data)
+
+
+# -- checks at submit -----------------------------------------------------------------
+
+
+def _invalid(message: str, field: str) -> InvalidSpec:
+    return InvalidSpec(f"{field}: {message}", field=field)
+
+
+def check_graph(spec: WorkflowSpec) -> None:
+    """Raise InvalidSpec for a duplicate step name, a need that names no
+    step, or a cycle of needs (naming the steps on it)."""
+    index: dict[str, int] = {}
+    for i, step in enumerate(spec.steps):
+        if step.name in index:
+            raise _invalid(f"a step named {step.name!r} comes twice", f"steps.{i}.name")
+        index[step.name] = i
+    for i, step in enumerate(spec.steps):
+        for j, need in enumerate(step.needs):
+            if need not in index:
+                raise _invalid(f"no step is named {need!r}", f"steps.{i}.needs.{j}")
+            if need == step.name:
+                raise _invalid("a step cannot need itself", f"steps.{i}.needs.{j}")
+    cycle = _find_cycle({step.name: step.needs for step in spec.steps})
+    if cycle is not None:
+        raise _invalid(
+            f"the needs form a cycle: {' -> '.join(cycle)}", f"steps.{index[cycle[0]]}.needs"
+        )
+
+
+def _find_cycle(needs: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle in the graph as the names on it (the first one again at the end)."""
+    done: set[str] = set()
+    for start in needs:
+        if start in done:
+            continue
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            node, child = stack.pop()
+            if child == 0:
+                path.append(node)
+                on_path.add(node)
+            edges = needs.get(node, ())
+            if child < len(edges):
+                stack.append((node, child + 1))
+                nxt = edges[child]
+                if nxt in on_path:
+                    return [*path[path.index(nxt) :], nxt]
+                if nxt not in done:
+                    stack.append((nxt, 0))
+            else:
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
+    return None
+
+
+def ancestors(spec: WorkflowSpec, name: str) -> set[str]:
+    """The steps that must all succeed before step ``name`` starts."""
+    needs = {step.name: step.needs for step in spec.steps}
+    found: set[str] = set()
+    todo = list(needs[name])
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(needs[current])
+    return found
+
+
+def check_references(spec: WorkflowSpec) -> None:
+    """Raise InvalidSpec, naming the field, for a reference that is not valid:
+    an unknown parameter, a required parameter without a value, a step that
+    does not run before this one, or a step's output where it may not go."""
+    for name, value in spec.params.items():
+        if value is None:
+            raise _invalid("the parameter has no value (give it at submit)", f"params.{name}")
+    for i, step in enumerate(spec.steps):
+        before = ancestors(spec, step.name)
+        for part, action in (("job", step.job), ("revert", step.revert)):
+            # A revert may use its own step's output (say, the id of what it made).
+            visible = before | {step.name} if part == "revert" else before
+            try:
+                found = list(references(action))
+            except BadReference as exc:
+                raise _invalid(str(exc), f"steps.{i}.{part}") from None
+            for where, ref in found:
+                field = f"steps.{i}.{part}.{where}"
+                _check_reference(spec, ref, field, where, visible)
+
+
+def _check_reference(
+    spec: WorkflowSpec, ref: Reference, field: str, where: str, visible: set[str]
+) -> None:
+    if ref.kind == "params":
+        if ref.name not in spec.params:
+            raise _invalid(f"params.{ref.name} is not a parameter of this workflow", field)
+        return
+    if not any(step.name == ref.name for step in spec.steps):
+        raise _invalid(f"steps.{ref.name}: no step is named {ref.name!r}", field)
+    if ref.name not in visible:
+        raise _invalid(
+            f"steps.{ref.name}.output: step {ref.name!r} does not run before this one "
+            "(list it in needs)",
+            field,
+        )
+    if where.split(".")[0] not in OUTPUT_FIELDS:
+        raise _invalid(f"a step's output may be used only in {', '.join(OUTPUT_FIELDS)}", field)
+
+
+def with_params(action: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The action with ``{{ params.NAME }}`` replaced."""
+    rendered: dict[str, Any] = render(action, lambda ref: params[ref.name], ("params",))
+    return rendered
+
+
+# -- the job of a step ----------------------------------------------------------------
+
+
+def job_spec(
+    action: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+    labels: Mapping[str, str] | None = None,
+) -> JobSpec:
+    """The job spec of an action (a step's job or revert, parameters already
+    in) once the outputs it uses are known: its ``{{ steps.X.output }}``
+    replaced, a call made into the command that runs it, ``labels`` added.
+    Raises InvalidSpec (fields relative to the action) or BadReference."""
+    fields = dict(
+        render(dict(action), lambda ref: output_value(outputs[ref.name], ref), ("steps",))
+    )
+    call, args = fields.pop("call", None), fields.pop("args", None)
+    if call is not None:
+        if not isinstance(call, str) or not _CALL.match(call):
+            raise InvalidSpec("call: must be 'module:function'", field="call")
+        if fields.get("command") or fields.get("image"):
+            raise InvalidSpec("call: a call runs no command or image of its own", field="call")
+        if args is not None and not isinstance(args, dict):
+            raise InvalidSpec("args: must be an object of keyword arguments", field="args")
+        fields["command"] = [CALL_PROGRAM, call, json.dumps(args or {})]
+    elif args is not None:
+        raise InvalidSpec("args: go with a call", field="args")
+    if labels:
+        given = fields.get("labels")
+        fields["labels"] = {**(given if isinstance(given, dict) else {}), **labels}
+    try:
+        return JobSpec.model_validate(fields)
+    except ValidationError as exc:
+        from jobdock.submit import invalid_spec
+
+        raise invalid_spec(exc) from None
+
+
+def placeholder_outputs(spec: WorkflowSpec) -> dict[str, Any]:
+    """Stand-in outputs that satisfy any path, to check a spec at submit."""
+    return {step.name: _Anything() for step in spec.steps}
+
+
+class _Anything(dict[str, Any]):
+    """An output with every key (each one again an _Anything); written as 'x'."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return _Anything()
+
+
+# -- records --------------------------------------------------------------------------
+
+
+class WorkflowStep(BaseModel):
+    """A step as it stands, with the jobs that ran it and its revert."""
+
+    name: str
+    needs: list[str] = Field(default_factory=list)
+    state: StepState
+    has_revert: bool = False
+    job_id: str | None = Field(None, description="The job that runs the step, once started.")
+    job_state: JobState | None = None
+    attempt: int = Field(0, description="The step job's latest attempt.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    revert_job_id: str | None = None
+    revert_state: JobState | None = None
+    revert_attempt: int = 0
+    output: Any = Field(None, description="The last line of its stdout, as JSON.")
+    error: str | None = Field(None, description="Why the step failed, or its revert did.")
+    completed: int | None = Field(
+        None, description="Order in which the step succeeded (1 first); reverts run backwards."
+    )
+
+
+class Workflow(BaseModel):
+    """The record of a workflow and its steps."""
+
+    id: str
+    name: str
+    owner: str = ANONYMOUS
+    state: WorkflowState
+    params: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int
+    created_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = Field(None, description="Why it failed, or which revert failed.")
+    steps: list[WorkflowStep] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+
+class WorkflowPage(BaseModel):
+    """One page of a workflow listing, newest first."""
+
+    workflows: list[Workflow]
+    next_cursor: str | None = None
+
+
+# -- building one in Python -----------------------------------------------------------
+
+
+class Flow:
+    """Builds a :class:`WorkflowSpec` step by step::
+
+    flow = (
+        Flow("deploy", params={"version": None})
+        .step("build", ["make", "VERSION={{ params.version }}"], revert=["make", "clean"])
+        .call("notify", "myteam.hooks:notify", {"what": "built"}, needs=["build"])
+    )
+    client.submit_workflow(flow, params={"version": "1.2"})
+    """
+
+    def __init__(
+        self, name: str, *, params: Mapping[str, Any] | None = None, concurrency: int = 4
+    ) -> None:
+        self.name = name
+        self.params = dict(params or {})
+        self.concurrency = concurrency
+        self._steps: list[dict[str, Any]] = []
+
+    def step(
+        self,
+        name: str,
+        command: Sequence[str] | None = None,
+        *,
+        needs: Sequence[str] = (),
+        revert: Sequence[str] | Mapping[str, Any] | None = None,
+        **job: Any,
+    ) -> Flow:
+        """Add a step that runs ``command`` (other job spec fields as keywords,
+        e.g. ``image=``, ``timeout=``, ``retry=``); ``revert`` is a command or
+        a whole job spec."""
+        action = {**job, **({"command": list(command)} if command is not None else {})}
+        return self._add(name, action, needs, revert)
+
+    def call(
+        self,
+        name: str,
+        function: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        needs: Sequence[str] = (),
+        revert: Sequence[str] | Mapping[str, Any] | None = None,
+        **job: Any,
+    ) -> Flow:
+        """Add a step that calls ``function`` ('module:function') with
+        ``args`` as keyword arguments, in a Python subprocess on the worker."""
+        return self._add(name, {**job, "call": function, "args": dict(args or {})}, needs, revert)
+
+    def _add(
+        self,
+        name: str,
+        action: dict[str, Any],
+        needs: Sequence[str],
+        revert: Sequence[str] | Mapping[str, Any] | None,
+    ) -> Flow:
+        step: dict[str, Any] = {"name": name, "job": action, "needs": list(needs)}
+        if revert is not None:
+            step["revert"] = (
+                dict(revert) if isinstance(revert, Mapping) else {"command": list(revert)}
+            )
+        self._steps.append(step)
+        return self
+
+    def spec(self) -> WorkflowSpec:
+        """The document; raises InvalidSpec naming the first bad field."""
+        return document(
+            {
+                "name": self.name,
+                "params": self.params,
+                "concurrency": self.concurrency,
+                "steps": self._steps,
+            }
+        )
