@@ -20,9 +20,7 @@ from jobdock.submit import new_job_id
 from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL, Workflow
 
 
-def step(
-    name: str, *needs: str, revert: bool = True, command: list[str] | None = None
-) -> NewStep:
+def step(name: str, *needs: str, revert: bool = True, command: list[str] | None = None) -> NewStep:
     return NewStep(
         name,
         list(needs),
@@ -94,7 +92,9 @@ async def test_a_later_step_gets_an_earlier_steps_output(store: Store) -> None:
 
 
 async def test_a_step_whose_output_lacks_a_key_used_later_fails(store: Store) -> None:
-    flow = await create(store, step("a"), step("b", "a", command=["echo", "{{ steps.a.output.x }}"]))
+    flow = await create(
+        store, step("a"), step("b", "a", command=["echo", "{{ steps.a.output.x }}"])
+    )
 
     await run_next(store, stdout=b"not json\n")
 
