@@ -9,9 +9,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import StoreOpener
 from test_store import LEASE, T0, exited
 
+from conftest import StoreOpener
 from jobdock.errors import IllegalTransition, WorkflowNotFound
 from jobdock.models import JobState, StepState, Stream, WorkflowState
 from jobdock.store import LogChunk, Store
