@@ -1333,7 +1333,12 @@ def _watch_flow(client: Client, workflow_id: str, *, until_done: bool) -> Any:
 
     workflow = client.workflow(workflow_id)
     console = Console()
-    if not until_done or workflow.terminal:
+    if not console.is_terminal:
+        # Not a terminal: no redrawing, only the tree as it ends.
+        while until_done and not workflow.terminal:
+            time.sleep(0.5)
+            workflow = client.workflow(workflow_id)
+    if not until_done or workflow.terminal or not console.is_terminal:
         console.print(tree(workflow))
         return workflow
     with Live(tree(workflow), console=console, refresh_per_second=4) as live:
