@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobdock import ApiError, Client, JobState
+from jobdock import ApiError, Client, Flow, JobState
 from jobdock.client import Credentials
 from jobdock.vault import generate_key
 from support import ServerProcess, eventually, free_port
@@ -288,3 +288,21 @@ def test_serve_refuses_to_listen_beyond_loopback_without_auth(tmp_path: Path, ho
     assert done.returncode == 2
     assert "refusing to listen" in done.stderr and "--insecure" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_users_see_and_cancel_only_their_own_workflows(users: Users) -> None:
+    flow = Flow("private").step("wait", ["sleep", "60"], kill_grace=1)
+    with users.client("alice") as alice, users.client("bob") as bob, users.client("root") as root:
+        hers = alice.submit_workflow(flow)
+        assert hers.owner == "alice"
+        assert alice.get(hers.steps[0].job_id or "").owner == "alice"
+
+        for path, method in (("", "GET"), ("/cancel", "POST")):
+            theirs = users.http("bob", method, f"/v1/workflows/{hers.id}{path}")
+            assert theirs.status_code == 404, theirs.text
+            assert theirs.json()["error"]["code"] == "not_found"
+        assert bob.workflows().workflows == []
+        assert [w.id for w in root.workflows().workflows] == [hers.id]
+
+        root.cancel_workflow(hers.id)
+        assert alice.wait_workflow(hers.id, timeout=60).state == "cancelled"
