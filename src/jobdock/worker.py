@@ -53,6 +53,8 @@ SHARED_CLAIM_PAUSE = 0.005
 MAX_RETRY_DELAY = 5.0
 #: At start, processes of attempts lost this recently on this machine are ended.
 ORPHAN_SECONDS = 7 * 86400.0
+#: Waits before asking again to move a workflow on that another process held.
+ADVANCE_RETRIES = (0.05, 0.2, 1.0)
 #: While the container engine does not answer, ask it again this often.
 ENGINE_PROBE_SECONDS = 2.0
 
@@ -484,10 +486,15 @@ class Worker:
         workflow_id = claim.spec.labels.get(WORKFLOW_LABEL)
         if workflow_id is None or outcome.state is JobState.RETRYING:
             return
-        try:
-            await self.store.advance_workflow(workflow_id, time.time())
-        except JobdockError as exc:
-            _log.warning("cannot move workflow %s on: %s", workflow_id, exc)
+        for delay in ADVANCE_RETRIES:
+            try:
+                if await self.store.advance_workflow(workflow_id, time.time()):
+                    return
+            except JobdockError as exc:
+                _log.warning("cannot move workflow %s on: %s", workflow_id, exc)
+                return
+            # Another process held it, maybe since before this job ended.
+            await asyncio.sleep(delay)
 
     async def _execute_with(
         self, attempt: _Attempt, env: dict[str, str], redactor: Redactor | None

@@ -206,6 +206,9 @@ class Advanced:
 
     started: list[str] = field(default_factory=list)
     stopping: list[str] = field(default_factory=list)
+    #: Another transaction held the workflow (it was not moved on here).
+    held_elsewhere: bool = False
+    rounds: int = 0
 
 
 class Store(Protocol):
@@ -427,9 +430,12 @@ class Store(Protocol):
         completed ones reverted; it ends ``cancelled``. A workflow already
         stopping is left as it is; a finished one raises IllegalTransition."""
 
-    async def advance_workflow(self, workflow_id: str, now: float) -> None:
+    async def advance_workflow(self, workflow_id: str, now: float) -> bool:
         """Move a workflow on from what its steps' jobs have done (safe to
-        run at any time, from any number of processes at once)."""
+        run at any time, from any number of processes at once). False if
+        another process was moving it on at the time (which may not have
+        seen the latest job's end: try again)."""
 
     async def advance_workflows(self, now: float) -> int:
-        """Move every unfinished workflow on; returns how many there are."""
+        """Move on the workflows whose steps' jobs ended without it (their
+        worker died first); returns how many."""

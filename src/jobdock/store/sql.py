@@ -370,8 +370,10 @@ class SqlStore:
         self._advanced(await self._write(workflow_ops.cancel_workflow, workflow_id, now, actor))
         return await self.get_workflow(workflow_id)
 
-    async def advance_workflow(self, workflow_id: str, now: float) -> None:
-        self._advanced(await self._write(workflow_ops.advance, workflow_id, now))
+    async def advance_workflow(self, workflow_id: str, now: float) -> bool:
+        advanced = await self._write(workflow_ops.advance, workflow_id, now)
+        self._advanced(advanced)
+        return not advanced.held_elsewhere
 
     async def advance_workflows(self, now: float) -> int:
         count, advanced = await self._write(workflow_ops.advance_all, now)

@@ -30,10 +30,18 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
 from jobdock.errors import InvalidSpec, JobdockError, WorkflowFinished, WorkflowNotFound
-from jobdock.models import JobSpec, JobState, StepState, WorkflowState, step_sources, timestamp
+from jobdock.models import (
+    TERMINAL_STATES,
+    JobSpec,
+    JobState,
+    StepState,
+    WorkflowState,
+    step_sources,
+    timestamp,
+)
 from jobdock.store import operations as ops
 from jobdock.store.access import record
 from jobdock.store.protocol import Advanced, NewJob, NewWorkflow
@@ -220,12 +228,18 @@ def cancel_workflow(conn: Connection, workflow_id: str, now: float, actor: str |
 
 
 def advance_all(conn: Connection, now: float) -> tuple[int, Advanced]:
-    """Advance every unfinished workflow (in id order, so that two sweeps
-    take the rows in the same order)."""
+    """Advance the workflows that a step's end has not moved on yet (its
+    worker died first): those with a step whose job, or revert job, has
+    ended. In id order, so that two sweeps take the rows in the same order."""
+    step_over = and_(workflow_steps.c.state == StepState.RUNNING.value, _over(_job))
+    revert_over = and_(workflow_steps.c.state == StepState.REVERTING.value, _over(_revert))
     ids = conn.execute(
-        select(workflows.c.id)
-        .where(workflows.c.state.in_([s.value for s in _ACTIVE]))
-        .order_by(workflows.c.id)
+        select(workflow_steps.c.workflow_id)
+        .distinct()
+        .outerjoin(_job, _job.c.id == workflow_steps.c.job_id)
+        .outerjoin(_revert, _revert.c.id == workflow_steps.c.revert_job_id)
+        .where(or_(step_over, revert_over))
+        .order_by(workflow_steps.c.workflow_id)
     ).scalars()
     total = Advanced()
     count = 0
@@ -234,33 +248,44 @@ def advance_all(conn: Connection, now: float) -> tuple[int, Advanced]:
         done = advance(conn, workflow_id, now)
         total.started += done.started
         total.stopping += done.stopping
+        total.held_elsewhere |= done.held_elsewhere
     return count, total
+
+
+def _over(job: Any) -> Any:
+    """The job has ended, or is gone (pruned)."""
+    return or_(job.c.state.is_(None), job.c.state.in_([s.value for s in TERMINAL_STATES]))
 
 
 def advance(conn: Connection, workflow_id: str, now: float) -> Advanced:
     """Move the workflow on as far as its steps' jobs allow (module docstring)."""
     result = Advanced()
     for _ in range(_MAX_ROUNDS):
-        held = _hold(conn, workflow_id, now)
+        held = _hold(conn, workflow_id)
         if held is None:
+            if result.rounds == 0:
+                result.held_elsewhere = _is_active(conn, workflow_id)
             break
+        result.rounds += 1
         steps = list(conn.execute(_steps_query([workflow_id])))
         if not _round(conn, held, steps, now, result):
             break
     return result
 
 
-def _hold(conn: Connection, workflow_id: str, now: float) -> Row[Any] | None:
+def _hold(conn: Connection, workflow_id: str) -> Row[Any] | None:
     """The unfinished workflow's row, held until the transaction ends; None if
     it has finished or another transaction holds it."""
-    found = conn.execute(
+    return conn.execute(
         select(workflows)
         .where(workflows.c.id == workflow_id, workflows.c.state.in_([s.value for s in _ACTIVE]))
         .with_for_update(skip_locked=True)
     ).first()
-    if found is not None:
-        conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(advanced_at=now))
-    return found
+
+
+def _is_active(conn: Connection, workflow_id: str) -> bool:
+    state = conn.execute(select(workflows.c.state).where(workflows.c.id == workflow_id)).scalar()
+    return state is not None and state in [s.value for s in _ACTIVE]
 
 
 def _round(
@@ -308,7 +333,7 @@ def _move(
     now: float,
     error: str | None = None,
 ) -> bool:
-    values: dict[str, Any] = {"state": target.value}
+    values: dict[str, Any] = {"state": target.value, "advanced_at": now}
     if target.terminal:
         values["finished_at"] = now
     if error is not None:
