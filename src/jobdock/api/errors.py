@@ -25,6 +25,9 @@ from jobdock.errors import (
     SecretNotFound,
     SecretsUnavailable,
     StoreError,
+    TemplateFailed,
+    TemplateNotFound,
+    TemplateSpecInvalid,
     TokenNotFound,
     Unauthenticated,
 )
@@ -48,6 +51,9 @@ STATUS: dict[type[JobdockError], int] = {
     SecretNotFound: 404,
     TokenNotFound: 404,
     SecretsUnavailable: 501,
+    TemplateNotFound: 404,
+    TemplateFailed: 400,
+    TemplateSpecInvalid: 400,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).
