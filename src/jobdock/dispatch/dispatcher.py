@@ -80,7 +80,7 @@ class Dispatcher:
             where, message = describe_error(exc.errors()[0])
             raise TemplateSpecInvalid(
                 f"template {name!r} made an invalid spec: {message}", field=where
-            )
+            ) from None
 
     def _variables(self, request: DispatchRequest) -> dict[str, Any]:
         return {
