@@ -17,6 +17,8 @@ from jobdock.api.conjob import router as conjob_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.metrics import CountRequests, HttpMetrics
+from jobdock.api.metrics import router as metrics_router
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
@@ -70,6 +72,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    http_metrics = HttpMetrics()
+    app.state.http_metrics = http_metrics
     app.include_router(jobs_router)
     app.include_router(workers_router)
     # After ConJob's router: its /job/run comes before POST /job/{template}.
@@ -77,9 +81,12 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.include_router(dispatch_router)
     app.include_router(access_router)
     app.include_router(schedules_router)
+    app.include_router(metrics_router)
     app.add_middleware(SubmitPath)
     # Added last, so outermost: the submit fast path, too, runs after it.
     app.add_middleware(Authenticate)
+    # Outermost of all: every request is counted and timed, refused ones too.
+    app.add_middleware(CountRequests, metrics=http_metrics)
 
     @app.get("/healthz", summary="Liveness and store check")
     async def healthz() -> dict[str, str]:

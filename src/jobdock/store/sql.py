@@ -33,7 +33,7 @@ from jobdock.models import (
     WorkerRecord,
     timestamp,
 )
-from jobdock.store import access, housekeeping, postgres, sqlite
+from jobdock.store import access, housekeeping, metrics, postgres, sqlite
 from jobdock.store import operations as ops
 from jobdock.store import schedules as schedule_ops
 from jobdock.store.group_commit import GroupCommitter
@@ -49,6 +49,7 @@ from jobdock.store.protocol import (
     NewJob,
     Outcome,
     Started,
+    StoreMetrics,
     WorkerInfo,
 )
 
@@ -340,6 +341,11 @@ class SqlStore:
 
     async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
         return await self._read(ops.list_workers, since, lost_before)
+
+    # -- metrics ---------------------------------------------------------------
+
+    async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
+        return await self._read(metrics.store_metrics, list(label_keys))
 
     # -- logs ------------------------------------------------------------------
 
