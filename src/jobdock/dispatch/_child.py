@@ -23,7 +23,7 @@ from typing import Any
 import jq
 
 #: The variables a filter sees; each is bound from the request's "vars".
-VARIABLES = ("path", "query", "headers", "env", "request_id", "body_sha256")
+VARIABLES = ("path", "subpath", "query", "headers", "env", "request_id", "body_sha256")
 #: Before the operator's filter: bind the variables, hide jq's own view of
 #: the environment behind the allow-listed one, and run the filter on the body.
 PRELUDE = (

@@ -73,7 +73,7 @@ class Dispatcher:
             value = json.loads(request.body) if request.body.strip() else None
         except ValueError as exc:
             raise InvalidJson(f"the body is not valid JSON: {exc}") from None
-        output = await self._pool.run(template.program, value, self._variables(request))
+        output = await self._pool.run(template.program, value, self._variables(name, request))
         try:
             return JobSpec.model_validate_json(output)
         except ValidationError as exc:
@@ -82,9 +82,10 @@ class Dispatcher:
                 f"template {name!r} made an invalid spec: {message}", field=where
             ) from None
 
-    def _variables(self, request: DispatchRequest) -> dict[str, Any]:
+    def _variables(self, name: str, request: DispatchRequest) -> dict[str, Any]:
         return {
             "path": request.path,
+            "subpath": subpath_of(request.path, name),
             "query": dict(request.query),
             "headers": {
                 key.lower(): value
@@ -129,6 +130,15 @@ class Dispatcher:
         except InvalidSpec as exc:
             raise _refused(name, exc) from None
         return checked
+
+
+def subpath_of(path: str, name: str) -> str:
+    """What follows the template's name in a dispatch path: ``org/app`` of
+    ``/job/build/org/app`` and of ``/v1/dispatch/build/org/app``."""
+    for prefix in (f"/job/{name}", f"/v1/dispatch/{name}"):
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :].strip("/")
+    return ""
 
 
 def _refused(name: str, exc: InvalidSpec) -> TemplateSpecInvalid:
