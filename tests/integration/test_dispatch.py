@@ -20,6 +20,7 @@ from jobdock.errors import ConfigError
 from jobdock.settings import Settings
 from support import ServerProcess
 
+JOBDOCK = [sys.executable, "-m", "jobdock"]
 DOCS = Path(__file__).parents[2] / "docs" / "dispatch.md"
 
 #: Templates besides the docs' example, by name.
@@ -179,9 +180,9 @@ def test_conjobs_route_is_still_conjobs(server: ServerProcess) -> None:
 def test_template_test_prints_the_spec_without_submitting(server: ServerProcess) -> None:
     with Client(server.url) as client:
         before = len(client.list(limit=1000).jobs)
+    args = ["--path", "/job/build/acme/lib", "--header", "X-Event=tag", "--url", server.url]
     done = subprocess.run(
-        [sys.executable, "-m", "jobdock", "template", "test", "build"]
-        + ["--path", "/job/build/acme/lib", "--header", "X-Event=tag", "--url", server.url],
+        [*JOBDOCK, "template", "test", "build", *args],
         input='{"ref": "v2"}',
         capture_output=True,
         text=True,
@@ -196,7 +197,7 @@ def test_template_test_prints_the_spec_without_submitting(server: ServerProcess)
         assert client.templates() == sorted(["build", *TEMPLATES])
 
     refused = subprocess.run(
-        [sys.executable, "-m", "jobdock", "template", "test", "greedy", "--url", server.url],
+        [*JOBDOCK, "template", "test", "greedy", "--url", server.url],
         input="",
         capture_output=True,
         text=True,
