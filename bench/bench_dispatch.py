@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from support import ServerProcess  # noqa: E402
+from support import ServerProcess
 
 SPEC = {"command": ["echo", "hi"], "labels": {"team": "a"}}
 TEMPLATE = '{command: ["echo", .msg], labels: {team: .team}}'

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_auth import make_token
 
 from jobdock import Client
 from jobdock.dispatch import load_templates
@@ -216,3 +217,22 @@ def test_a_template_that_does_not_compile_is_a_config_error(tmp_path: Path) -> N
         load_templates(Settings(dispatch_templates={"run": "."}))
     with pytest.raises(ConfigError, match="mod"):
         load_templates(Settings(dispatch_templates={"mod": 'import "x" as x; .'}))
+
+
+def test_a_dispatched_job_belongs_to_its_caller(tmp_path: Path) -> None:
+    alice = make_token(tmp_path, "alice")
+    server = ServerProcess(
+        tmp_path,
+        args=("--tokens",),
+        dispatch_templates=json.dumps({"echo": TEMPLATES["echo"]}),
+    ).start()
+    try:
+        anonymous = post(server, "/job/echo", {"msg": "hi"})
+        assert anonymous.status_code == 401
+        response = post(
+            server, "/job/echo", {"msg": "hi"}, headers={"authorization": f"Bearer {alice}"}
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["owner"] == "alice"
+    finally:
+        server.stop()
