@@ -1453,6 +1453,52 @@ def flow_cancel(
 # -- entry point ----------------------------------------------------------------------
 
 
+# -- dispatch templates ------------------------------------------------------------
+
+template_app = typer.Typer(
+    help="The server's dispatch templates (docs/dispatch.md).", no_args_is_help=True
+)
+app.add_typer(template_app, name="template")
+
+
+@template_app.command("ls")
+def template_ls(url: Annotated[str | None, _url_option] = None) -> None:
+    """List the server's dispatch templates."""
+    with _client(url) as client:
+        for name in client.templates():
+            typer.echo(name)
+
+
+@template_app.command("test")
+def template_test(
+    name: Annotated[str, typer.Argument(help="The template.")],
+    path: Annotated[str | None, typer.Option(help="$path; default /job/NAME.")] = None,
+    query: Annotated[
+        list[str] | None, typer.Option("--query", "-q", help="KEY=VALUE in $query; repeatable.")
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="NAME=VALUE; repeatable.")
+    ] = None,
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Print the spec the server would submit for a request whose JSON body
+    is on standard input (empty: null), without submitting it."""
+    text = sys.stdin.read()
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError as exc:
+        _fail(f"standard input is not JSON: {exc}", 2)
+    with _client(url) as client:
+        spec = client.test_template(
+            name,
+            body,
+            path=path,
+            query=_pairs(query, "--query"),
+            headers=_pairs(header, "--header"),
+        )
+    typer.echo(json.dumps(spec, indent=2))
+
+
 def _message(exc: JobdockError) -> str:
     """The error's message on one line (drivers' messages span several)."""
     return " ".join(exc.message.split())

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -282,6 +283,33 @@ class AsyncClient:
         response = await self._request("GET", "/v1/schedules")
         return ScheduleList.model_validate_json(response.content).schedules
 
+    async def dispatch(self, template: str, body: Any = None) -> Job:
+        """Submit the job the server's dispatch template makes of ``body``."""
+        response = await self._request("POST", f"/v1/dispatch/{template}", json=body)
+        return Job.model_validate_json(response.content)
+
+    async def templates(self) -> builtins.list[str]:
+        """The names of the server's dispatch templates."""
+        response = await self._request("GET", "/v1/templates")
+        return [item["name"] for item in response.json()["templates"]]
+
+    async def test_template(
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        path: str | None = None,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The spec the template would make of a request (after the
+        server's policy), without submitting it."""
+        request = {"body": body, "path": path, "query": dict(query or {})}
+        request["headers"] = dict(headers or {})
+        response = await self._request("POST", f"/v1/templates/{name}/test", json=request)
+        spec: dict[str, Any] = response.json()["spec"]
+        return spec
+
     async def remove_schedule(self, name: str) -> None:
         """Remove a schedule (its jobs stay)."""
         await self._request("DELETE", f"/v1/schedules/{name}")
@@ -448,6 +476,19 @@ class Client:
     def schedules(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
         return self._portal.call(self.aio.schedules)
+
+    def dispatch(self, template: str, body: Any = None) -> Job:
+        """Submit the job the server's dispatch template makes of ``body``."""
+        job: Job = self._portal.call(self.aio.dispatch, template, body)
+        return job
+
+    def templates(self) -> builtins.list[str]:
+        """The names of the server's dispatch templates."""
+        return self._portal.call(self.aio.templates)
+
+    def test_template(self, name: str, body: Any = None, **request: Any) -> dict[str, Any]:
+        """The spec the template would make of a request, without submitting it."""
+        return self._portal.call(partial(self.aio.test_template, name, body, **request))
 
     def remove_schedule(self, name: str) -> None:
         """Remove a schedule (its jobs stay)."""

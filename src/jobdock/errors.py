@@ -224,3 +224,39 @@ class WorkflowFinished(IllegalTransition):
         self.workflow_id = workflow_id
         JobdockError.__init__(self, f"workflow {workflow_id} is {state}; it cannot be cancelled")
         self.job_id, self.state, self.target = workflow_id, state, "cancelled"
+
+
+# -- dispatch templates (docs/dispatch.md) ---------------------------------------
+
+
+class TemplateNotFound(JobdockError):
+    """No such dispatch template."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no dispatch template named {name!r}")
+
+
+class TemplateFailed(JobdockError):
+    """The template's jq filter failed."""
+
+    code = "template_failed"
+    field: str | None = None
+
+
+class TemplateTimeout(TemplateFailed):
+    """The template's jq filter ran too long."""
+
+    code = "template_timeout"
+
+
+class TemplateOutputTooLarge(TemplateFailed):
+    """The template's jq filter produced too much output."""
+
+    code = "template_output_too_large"
+
+
+class TemplateSpecInvalid(InvalidSpec):
+    """The spec a template produced is invalid, or more than its caller may have."""

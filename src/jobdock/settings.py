@@ -14,6 +14,7 @@ from pydantic import (
     AliasChoices,
     BaseModel,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -194,12 +195,60 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="The key secrets are encrypted with (`jobdock secrets keygen`)."
     )
+    # -- dispatch templates (docs/dispatch.md) ------------------------------------
+    dispatch_templates_dir: Path | None = Field(
+        None, description="A directory of NAME.jq files: the dispatch templates."
+    )
+    dispatch_templates: dict[str, str] = Field(
+        default_factory=dict, description="More dispatch templates: name -> jq filter."
+    )
+    dispatch_env: list[str] = Field(
+        default_factory=list,
+        description="The server's environment variables a template sees in $env (no others).",
+    )
+    dispatch_headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers a template sees in $headers (never Authorization or Cookie).",
+    )
+    dispatch_timeout: float = Field(
+        1.0, gt=0, description="Seconds a template's filter may run (then 400)."
+    )
+    dispatch_max_bytes: int = Field(
+        1024 * 1024, gt=0, description="The largest request body and filter output, in bytes."
+    )
+    dispatch_processes: int = Field(
+        2, ge=1, le=64, description="Child processes that run templates' filters."
+    )
+    # -- metrics (docs/metrics.md) ---------------------------------------------------
+    metrics_job_labels: list[str] = Field(
+        default_factory=list,
+        description="Job labels whose values become labels (label_KEY) of the job metrics.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="With authentication on, a bearer token that may read /metrics "
+        "(besides admins), for Prometheus.",
+    )
     token: SecretStr | None = Field(None, description="The API token a client sends.")
     ca: Path | None = Field(
         None, description="The CA a client checks the server's certificate with."
     )
     cert: Path | None = Field(None, description="A client's certificate (PEM), for mutual TLS.")
     key: Path | None = Field(None, description="The key of a client's certificate (PEM).")
+
+    #: Values of the ``dispatch_env`` variables, read with the settings.
+    _dispatch_env_values: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._dispatch_env_values = {
+            name: os.environ[name] for name in self.dispatch_env if name in os.environ
+        }
+
+    @property
+    def dispatch_env_values(self) -> dict[str, str]:
+        """The allow-listed variables of the server's environment that
+        templates see as ``$env`` (those that are set)."""
+        return dict(self._dispatch_env_values)
 
     @property
     def auth_enabled(self) -> bool:

@@ -14,12 +14,16 @@ from jobdock import __version__
 from jobdock.api.access import router as access_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
+from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.metrics import CountRequests, HttpMetrics
+from jobdock.api.metrics import router as metrics_router
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
+from jobdock.dispatch import Dispatcher, FilterPool, load_templates
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.vault import Vault
@@ -30,8 +34,9 @@ _log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     """The jobdock API; its lifespan opens the store and runs a worker.
-    Raises ConfigError for a bad secret key."""
+    Raises ConfigError for a bad secret key or dispatch template."""
     vault = Vault.of(settings)
+    templates = load_templates(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,18 +45,25 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         app.state.store = store
         app.state.settings = settings
         app.state.vault = vault
+        pool = FilterPool(
+            settings.dispatch_processes, settings.dispatch_timeout, settings.dispatch_max_bytes
+        )
+        app.state.dispatcher = Dispatcher(templates, pool, settings)
         worker = Worker(store, settings) if embedded_worker else None
         if worker is not None:
             # Jobs this server's worker could not confine are refused at
             # submit where its configuration says so (unisolated: refuse).
             app.state.missing = worker.missing
         try:
+            if templates:
+                await pool.start()
             if worker is not None:
                 await worker.start()
             yield
         finally:
             if worker is not None:
                 await worker.stop()
+            await pool.close()
             await store.close()
 
     app = FastAPI(
@@ -61,15 +73,22 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    http_metrics = HttpMetrics()
+    app.state.http_metrics = http_metrics
     app.include_router(jobs_router)
     app.include_router(workers_router)
+    # After ConJob's router: its /job/run comes before POST /job/{template}.
     app.include_router(conjob_router)
+    app.include_router(dispatch_router)
     app.include_router(access_router)
     app.include_router(schedules_router)
     app.include_router(workflows_router)
+    app.include_router(metrics_router)
     app.add_middleware(SubmitPath)
     # Added last, so outermost: the submit fast path, too, runs after it.
     app.add_middleware(Authenticate)
+    # Outermost of all: every request is counted and timed, refused ones too.
+    app.add_middleware(CountRequests, metrics=http_metrics)
 
     @app.get("/healthz", summary="Liveness and store check")
     async def healthz() -> dict[str, str]:

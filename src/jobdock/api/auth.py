@@ -33,6 +33,9 @@ from jobdock.store.protocol import Store
 PRINCIPAL = "jobdock.principal"
 #: Paths anyone may read: liveness and the API's documentation.
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+#: Paths that check credentials themselves: /metrics also takes the
+#: metrics_token, which is no API token (api/metrics.py).
+SELF_CHECKED_PATHS = frozenset({"/metrics"})
 
 
 class Authenticate:
@@ -52,7 +55,7 @@ class Authenticate:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            if scope["path"] not in PUBLIC_PATHS:
+            if scope["path"] not in PUBLIC_PATHS | SELF_CHECKED_PATHS:
                 await _refuse(send, exc)
                 return
         await self.app(scope, receive, send)

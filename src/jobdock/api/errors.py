@@ -25,6 +25,9 @@ from jobdock.errors import (
     SecretNotFound,
     SecretsUnavailable,
     StoreError,
+    TemplateFailed,
+    TemplateNotFound,
+    TemplateSpecInvalid,
     TokenNotFound,
     Unauthenticated,
     WorkflowNotFound,
@@ -50,6 +53,9 @@ STATUS: dict[type[JobdockError], int] = {
     TokenNotFound: 404,
     SecretsUnavailable: 501,
     WorkflowNotFound: 404,
+    TemplateNotFound: 404,
+    TemplateFailed: 400,
+    TemplateSpecInvalid: 400,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).

@@ -211,6 +211,48 @@ class Advanced:
     rounds: int = 0
 
 
+#: Upper bounds (seconds) of the queue-wait and run-duration histograms.
+BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobCount:
+    """Jobs of one state, reason, runtime and label values: how many, and
+    how many of them have started at least once."""
+
+    state: str
+    reason: str | None
+    runtime: str
+    labels: tuple[str, ...]
+    jobs: int
+    started: int
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Observations: how many were at most each of BUCKETS (cumulative),
+    how many in all, and their sum."""
+
+    buckets: tuple[int, ...]
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMetrics:
+    """Everything the store tells a scrape."""
+
+    jobs: list[JobCount]
+    #: Finished attempts by reason.
+    attempts: dict[str, int]
+    #: Attempts after a job's first: retries and runs after a lost worker.
+    retries: int
+    #: From submission to the first start, of jobs that started.
+    queue_wait: Histogram
+    #: From start to end of each finished attempt.
+    run_duration: Histogram
+
+
 class Store(Protocol):
     """Persistence of jobs, attempts and logs."""
 
@@ -313,6 +355,11 @@ class Store(Protocol):
     async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
         """Workers alive, or stopped or silent since ``since``, oldest first;
         those silent since before ``lost_before`` are ``lost``."""
+
+    async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
+        """Counts of jobs (by state, reason, runtime and the values of the
+        labels ``label_keys``) and attempts, and the histograms of queue
+        wait and run duration, read in one snapshot (docs/metrics.md)."""
 
     async def read_logs(
         self,

@@ -34,7 +34,7 @@ from jobdock.models import (
     WorkflowState,
     timestamp,
 )
-from jobdock.store import access, housekeeping, postgres, sqlite
+from jobdock.store import access, housekeeping, metrics, postgres, sqlite
 from jobdock.store import operations as ops
 from jobdock.store import schedules as schedule_ops
 from jobdock.store import workflows as workflow_ops
@@ -53,6 +53,7 @@ from jobdock.store.protocol import (
     NewWorkflow,
     Outcome,
     Started,
+    StoreMetrics,
     WorkerInfo,
 )
 from jobdock.workflows import Workflow, WorkflowPage
@@ -390,6 +391,11 @@ class SqlStore:
 
     async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
         return await self._read(ops.list_workers, since, lost_before)
+
+    # -- metrics ---------------------------------------------------------------
+
+    async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
+        return await self._read(metrics.store_metrics, list(label_keys))
 
     # -- logs ------------------------------------------------------------------
 

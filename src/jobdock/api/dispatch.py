@@ -1,0 +1,179 @@
+"""Dispatch templates over HTTP (docs/dispatch.md): ``POST
+/v1/dispatch/{template}`` and docker-job-dispatcher's ``POST /job/{template}``
+turn a request into a job with the template's jq filter; ``POST
+/v1/templates/{name}/test`` shows the spec a request would make."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jobdock.api.auth import principal
+from jobdock.api.context import missing_of, store_of
+from jobdock.dispatch import Dispatcher, DispatchRequest
+from jobdock.errors import InvalidJson, InvalidRequest
+from jobdock.models import Job
+from jobdock.submit import describe_error
+
+router = APIRouter(tags=["dispatch"])
+
+
+class TemplateInfo(BaseModel):
+    """A dispatch template the server offers."""
+
+    name: str
+
+
+class TemplateList(BaseModel):
+    """The server's dispatch templates, by name."""
+
+    templates: list[TemplateInfo]
+
+
+class TemplateTest(BaseModel):
+    """A request to try a template on, as the filter would see it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: Any = Field(None, description="The request's body (any JSON value).")
+    path: str | None = Field(None, description="$path; default /job/NAME.")
+    query: dict[str, str] = Field(default_factory=dict, description="$query.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers; $headers gets the allow-listed ones."
+    )
+
+
+class TemplateResult(BaseModel):
+    """The spec a template made, after the server's policy; not submitted."""
+
+    template: str
+    spec: dict[str, Any]
+
+
+def _test_request(body: bytes) -> TemplateTest:
+    # Read here, as a submit's body is: any content type is taken as JSON.
+    try:
+        return TemplateTest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise InvalidJson(f"the body is not valid JSON: {first['msg']}") from None
+        field, message = describe_error(first)
+        raise InvalidRequest(message, field=field) from None
+
+
+def dispatcher_of(request: Request) -> Dispatcher:
+    """The app's dispatcher (api/app.py's lifespan made it)."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The job an earlier request with its idempotency_key created."},
+    400: {"description": "The filter failed, timed out, or made an invalid spec."},
+    404: {"description": "No such template."},
+}
+
+
+async def _dispatch(request: Request, template: str) -> Response:
+    submitted = await dispatcher_of(request).submit(
+        store_of(request),
+        template,
+        DispatchRequest(
+            body=await request.body(),
+            path=request.url.path,
+            query=dict(request.query_params),
+            headers=dict(request.headers),
+        ),
+        principal(request).name,
+        missing=missing_of(request.app.state),
+    )
+    status = 201 if submitted.created else 200
+    return Response(submitted.job.model_dump_json(), status, media_type="application/json")
+
+
+@router.post(
+    "/v1/dispatch/{template}",
+    status_code=201,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="Submit the job a template makes of this request",
+)
+async def dispatch(template: str, request: Request) -> Response:
+    """Run the template's jq filter on the body (any JSON) and submit the
+    spec it makes, as the caller: 201 and the job."""
+    return await _dispatch(request, template)
+
+
+@router.post(
+    "/v1/dispatch/{template}/{rest:path}",
+    status_code=201,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="The same, with more path ($path is the whole path)",
+)
+async def dispatch_path(template: str, rest: str, request: Request) -> Response:
+    return await _dispatch(request, template)
+
+
+@router.post(
+    "/job/{template}",
+    status_code=201,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="docker-job-dispatcher's style: the first segment names the template",
+)
+async def dispatch_job(template: str, request: Request) -> Response:
+    return await _dispatch(request, template)
+
+
+@router.post(
+    "/job/{template}/{rest:path}",
+    status_code=201,
+    response_model=Job,
+    responses=_RESPONSES,
+    summary="docker-job-dispatcher's style, with more path",
+)
+async def dispatch_job_path(template: str, rest: str, request: Request) -> Response:
+    return await _dispatch(request, template)
+
+
+@router.get("/v1/templates", response_model=TemplateList, summary="List dispatch templates")
+async def list_templates(request: Request) -> TemplateList:
+    names = sorted(dispatcher_of(request).templates)
+    return TemplateList(templates=[TemplateInfo(name=name) for name in names])
+
+
+@router.post(
+    "/v1/templates/{name}/test",
+    response_model=TemplateResult,
+    summary="The spec a request would make; nothing is submitted",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/TemplateTest"}}
+            }
+        }
+    },
+)
+async def test_template(name: str, request: Request) -> TemplateResult:
+    """Run the template on ``body`` (with ``path``, ``query`` and
+    ``headers``) and check the spec as a submit by the caller would: 200 and
+    the spec, or the error the request would get."""
+    given = _test_request(await request.body())
+    spec = await dispatcher_of(request).test(
+        store_of(request),
+        name,
+        DispatchRequest(
+            body=json.dumps(given.body).encode(),
+            path=given.path or f"/job/{name}",
+            query=given.query,
+            headers=given.headers,
+        ),
+        principal(request).name,
+        missing=missing_of(request.app.state),
+    )
+    return TemplateResult(template=name, spec=spec.model_dump(mode="json", exclude_defaults=True))
