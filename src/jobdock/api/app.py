@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from jobdock import __version__
 from jobdock.api.access import router as access_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
+from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
@@ -65,17 +66,16 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.include_router(conjob_router)
     app.include_router(access_router)
     app.include_router(schedules_router)
+    app.include_router(dashboard_router)
     app.add_middleware(SubmitPath)
-    # Added last, so outermost: the submit fast path, too, runs after it.
+    # Added after SubmitPath, so outside it: the submit fast path, too,
+    # runs after them.
     app.add_middleware(Authenticate)
+    app.add_middleware(SameOrigin)
 
     @app.get("/healthz", summary="Liveness and store check")
     async def healthz() -> dict[str, str]:
         await app.state.store.list_jobs(limit=1)
         return {"status": "ok", "version": __version__}
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     return app

@@ -33,6 +33,9 @@ from jobdock.store.protocol import Store
 PRINCIPAL = "jobdock.principal"
 #: Paths anyone may read: liveness and the API's documentation.
 PUBLIC_PATHS = frozenset({"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+#: Under this prefix, the dashboard's pages and files: they hold no data
+#: (their script asks the API, with the user's credentials).
+DASHBOARD_PREFIX = "/ui"
 
 
 class Authenticate:
@@ -52,10 +55,17 @@ class Authenticate:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            if scope["path"] not in PUBLIC_PATHS:
+            if not is_public(scope["path"]):
                 await _refuse(send, exc)
                 return
         await self.app(scope, receive, send)
+
+
+def is_public(path: str) -> bool:
+    """Whether anyone may read ``path`` without credentials."""
+    return (
+        path in PUBLIC_PATHS or path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+    )
 
 
 async def resolve(scope: Scope, settings: Settings, store: Store) -> Principal:
