@@ -45,6 +45,10 @@ SECURITY_HEADERS = {
 }
 
 
+def _not_found() -> Response:
+    return Response(b"not found\n", 404, SECURITY_HEADERS, media_type="text/plain")
+
+
 @lru_cache(maxsize=64)
 def _read(name: str) -> bytes | None:
     asset = files("jobdock").joinpath("web", name)
@@ -52,9 +56,9 @@ def _read(name: str) -> bytes | None:
 
 
 def _answer(name: str) -> Response:
-    body = _read(name) if name == SHELL or _ASSET_NAME.match(name) else None
+    body = _read(name)
     if body is None:
-        return Response(b"not found\n", 404, SECURITY_HEADERS, media_type="text/plain")
+        return _not_found()
     media_type = _TYPES[name.rpartition(".")[2]]
     return Response(body, 200, SECURITY_HEADERS, media_type=media_type)
 
@@ -68,7 +72,7 @@ async def root() -> RedirectResponse:
 @router.get("/ui/static/{name}")
 async def asset(name: str) -> Response:
     """A script, style sheet or image of the dashboard."""
-    return _answer(name)
+    return _answer(name) if _ASSET_NAME.match(name) else _not_found()
 
 
 @router.get("/ui")
