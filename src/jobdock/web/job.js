@@ -221,7 +221,8 @@ export default {
       pane.element,
       attempts,
     );
-    const stopPolling = every(REFRESH_MS, async () => {
+    let stopPolling = () => {};
+    stopPolling = every(REFRESH_MS, async () => {
       await refresh();
       if (isTerminal(job)) stopPolling();
     });
