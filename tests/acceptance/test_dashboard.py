@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import re
+import ssl
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -21,7 +22,7 @@ import browser
 from conftest import in_ci
 from jobdock import Client, JobState
 from jobdock.client import Credentials
-from support import ServerProcess, eventually, free_port, make_token
+from support import ServerProcess, eventually, free_port, jobdock, make_token
 
 expect: Any = None  # playwright's expect, once the browser fixture imported it
 #: Polling pages refresh every 1-2 s; the machine may be loaded.
@@ -282,3 +283,55 @@ def test_with_auth_a_user_signs_in_and_never_sees_another_users_job(
 
     page.click("text=Sign out")
     expect(page.locator("#signin")).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    """A server with mutual TLS, and the directory of its CA and of client
+    certificates for alice and bob."""
+    pki = tmp_path_factory.mktemp("ui-pki")
+    for args in (
+        ("certs", "init", str(pki), "--host", "127.0.0.1"),
+        ("certs", "issue", "alice", "--dir", str(pki)),
+        ("certs", "issue", "bob", "--dir", str(pki)),
+    ):
+        done = jobdock(*args)
+        assert done.returncode == 0, done.stderr
+    server = ServerProcess(
+        tmp_path_factory.mktemp("ui-mtls"),
+        verify=ssl.create_default_context(cafile=pki / "ca.pem"),
+        tls_cert=str(pki / "server.pem"),
+        tls_key=str(pki / "server-key.pem"),
+        tls_ca=str(pki / "ca.pem"),
+    ).start()
+    yield server, pki
+    server.stop()
+
+
+def test_with_mutual_tls_the_browsers_certificate_is_the_user(
+    chromium: Any, mtls_server: tuple[ServerProcess, Path]
+) -> None:
+    server, pki = mtls_server
+    bobs = Credentials(ca=pki / "ca.pem", cert=pki / "bob.pem", key=pki / "bob-key.pem")
+    with Client(server.url, credentials=bobs) as bob:
+        his = bob.submit({"command": ["true"], "name": "bob's job"})
+    certificate = {
+        "origin": server.url,
+        "certPath": str(pki / "alice.pem"),
+        "keyPath": str(pki / "alice-key.pem"),
+    }
+    context = chromium.new_context(ignore_https_errors=True, client_certificates=[certificate])
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/ui/submit")
+        expect(page.locator(".who")).to_have_text("alice")
+        expect(page.locator("text=Sign out")).to_have_count(0)  # no token to forget
+        page.fill("#command", "echo hello from alice")
+        page.click("#submit")
+        expect(page.locator("#log")).to_have_text("hello from alice\n")
+        expect(page.locator("#summary")).to_contain_text("alice")
+        page.goto(server.url + "/ui")
+        expect(page.locator("tr[data-job]")).to_have_count(1)
+        expect(row_of(page, his.id)).to_have_count(0)
+    finally:
+        context.close()
