@@ -220,3 +220,24 @@ class WorkerProcess:
     def kill(self) -> None:
         """Kill the worker at once (SIGKILL), as a crash would."""
         self.stop(signal.SIGKILL)
+
+
+def jobdock(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobdock", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def make_token(home: Path, user: str, *extra: str) -> str:
+    """A new API token of ``user`` on the server of ``home`` (``jobdock tokens create``)."""
+    done = jobdock("tokens", "create", user, "--home", str(home), *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

@@ -175,6 +175,12 @@ class Forbidden(JobdockError):
     code = "forbidden"
 
 
+class CrossOrigin(Forbidden):
+    """A page of another site may not act on jobdock with your credentials."""
+
+    code = "cross_origin"
+
+
 class UnknownSecret(InvalidSpec):
     """The job references a secret its owner does not have."""
 

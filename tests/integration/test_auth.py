@@ -4,9 +4,6 @@ log, and refusing to listen beyond loopback without authentication."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,29 +16,9 @@ import pytest
 from jobdock import ApiError, Client, Flow, JobState
 from jobdock.client import Credentials
 from jobdock.vault import generate_key
-from support import ServerProcess, eventually, free_port
+from support import ServerProcess, eventually, free_port, jobdock, make_token
 
 SECRET = "hunter2-correct-horse"
-
-
-def jobdock(
-    *args: str, env: dict[str, str] | None = None, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    """The CLI in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobdock", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-
-
-def make_token(home: Path, user: str, *extra: str) -> str:
-    done = jobdock("tokens", "create", user, "--home", str(home), *extra)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @dataclass

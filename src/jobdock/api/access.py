@@ -1,16 +1,16 @@
-"""``/v1/secrets``, ``/v1/tokens`` and ``/v1/audit``: a user's secrets, and
-what administrators manage."""
+"""``/v1/me``, ``/v1/secrets``, ``/v1/tokens`` and ``/v1/audit``: who you are,
+your secrets, and what administrators manage."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from jobdock.api.auth import principal, require_admin
-from jobdock.api.context import store_of
+from jobdock.api.context import settings_of, store_of
 from jobdock.auth import (
     AuditPage,
     CreatedToken,
@@ -30,6 +30,30 @@ def _secret_name(name: str) -> str:
         return check_secret_name(name)
     except ValueError as exc:
         raise InvalidRequest(f"name: {exc}", field="name") from None
+
+
+# -- who am I ------------------------------------------------------------------------
+
+
+class Identity(BaseModel):
+    """The user a request acts for, and how the server knew."""
+
+    name: str
+    admin: bool = Field(description="Sees and acts on every user's jobs.")
+    auth: Literal["none", "token", "certificate"] = Field(
+        description="'none': the server has no authentication (everyone is this user)."
+    )
+
+
+@router.get("/me", response_model=Identity, summary="Who you are")
+async def whoami(request: Request) -> Identity:
+    """Your user name, whether you are an administrator, and how you were
+    authenticated (the dashboard shows it, and offers admins every owner)."""
+    who = principal(request)
+    how: Literal["none", "token", "certificate"] = "none"
+    if settings_of(request).auth_enabled:
+        how = "token" if "authorization" in request.headers else "certificate"
+    return Identity(name=who.name, admin=who.admin, auth=how)
 
 
 # -- secrets -----------------------------------------------------------------------

@@ -8,17 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from jobdock import __version__
 from jobdock.api.access import router as access_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
+from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
+from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
@@ -84,9 +85,12 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.include_router(schedules_router)
     app.include_router(workflows_router)
     app.include_router(metrics_router)
+    app.include_router(dashboard_router)
     app.add_middleware(SubmitPath)
-    # Added last, so outermost: the submit fast path, too, runs after it.
+    # Added after SubmitPath, so outside it: the submit fast path, too,
+    # runs after them.
     app.add_middleware(Authenticate)
+    app.add_middleware(SameOrigin)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 
@@ -94,9 +98,5 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     async def healthz() -> dict[str, str]:
         await app.state.store.list_jobs(limit=1)
         return {"status": "ok", "version": __version__}
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     return app

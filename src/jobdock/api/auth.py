@@ -36,6 +36,9 @@ PUBLIC_PATHS = frozenset({"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/o
 #: Paths that check credentials themselves: /metrics also takes the
 #: metrics_token, which is no API token (api/metrics.py).
 SELF_CHECKED_PATHS = frozenset({"/metrics"})
+#: Under this prefix, the dashboard's pages and files: they hold no data
+#: (their script asks the API, with the user's credentials).
+DASHBOARD_PREFIX = "/ui"
 
 
 class Authenticate:
@@ -55,10 +58,17 @@ class Authenticate:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            if scope["path"] not in PUBLIC_PATHS | SELF_CHECKED_PATHS:
+            if not is_public(scope["path"]) and scope["path"] not in SELF_CHECKED_PATHS:
                 await _refuse(send, exc)
                 return
         await self.app(scope, receive, send)
+
+
+def is_public(path: str) -> bool:
+    """Whether anyone may read ``path`` without credentials."""
+    return (
+        path in PUBLIC_PATHS or path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/")
+    )
 
 
 async def resolve(scope: Scope, settings: Settings, store: Store) -> Principal:

@@ -1,0 +1,67 @@
+// The dashboard's router: which page a path shows, the navigation and who
+// is signed in. Every /ui path serves the same HTML; this script renders the
+// page for the path.
+
+import * as api from "./api.js";
+import { fill, h } from "./dom.js";
+import { main, showError, signOut } from "./shell.js";
+import jobList from "./jobs.js";
+import jobPage from "./job.js";
+import schedules from "./schedules.js";
+import submit from "./submit.js";
+import workers from "./workers.js";
+
+// The pages, in navigation order. A page is a module whose default export
+// has ``title`` and ``render(main, context, ...routeGroups)``; to add one,
+// import it above and add its routes here (``nav`` names the tab it lights
+// up, ``href`` makes it a tab of its own).
+const PAGES = [
+  { route: /^\/ui\/?$/, nav: "Jobs", href: "/ui", page: jobList },
+  { route: /^\/ui\/jobs\/([^/]+)\/?$/, nav: "Jobs", page: jobPage },
+  { route: /^\/ui\/submit\/?$/, nav: "Submit", href: "/ui/submit", page: submit },
+  { route: /^\/ui\/schedules\/?$/, nav: "Schedules", href: "/ui/schedules", page: schedules },
+  { route: /^\/ui\/workers\/?$/, nav: "Workers", href: "/ui/workers", page: workers },
+];
+
+function renderNav(current) {
+  const tabs = PAGES.filter((page) => page.href).map((page) =>
+    h("a", { href: page.href, "aria-current": current && current.nav === page.nav ? "page" : null }, page.nav),
+  );
+  fill(document.getElementById("nav"), tabs);
+}
+
+function renderUser(me) {
+  const who = h("span", { class: "who", "data-user": me.name }, me.name, me.admin ? " (admin)" : "");
+  const out = api.token()
+    ? h("button", { class: "link", type: "button", onclick: () => signOut() }, "Sign out")
+    : null;
+  fill(document.getElementById("user"), who, out);
+}
+
+async function boot() {
+  const path = location.pathname;
+  const found = PAGES.find((page) => page.route.test(path));
+  renderNav(found);
+  let me;
+  try {
+    me = await api.get("/v1/me");
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  renderUser(me);
+  if (!found) {
+    document.title = "Not found · jobdock";
+    fill(main, h("h1", {}, "Not found"), h("p", {}, "No dashboard page at this address. ", h("a", { href: "/ui" }, "All jobs")));
+    return;
+  }
+  const groups = path.match(found.route).slice(1).map(decodeURIComponent);
+  document.title = `${found.page.title} · jobdock`;
+  try {
+    await found.page.render(main, { me }, ...groups);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+boot();

@@ -1,0 +1,337 @@
+"""The web dashboard in headless Chromium against a real server: the job
+list, the submit form, live logs, stop and re-run, schedules, markup in job
+data shown as text, each user seeing only their own jobs, and a page of
+another site unable to act with the user's credentials.
+
+Screenshots of the main pages land in test-output/dashboard/ (git-ignored)."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import ssl
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import browser
+from conftest import in_ci
+from jobdock import Client, JobState
+from jobdock.client import Credentials
+from support import ServerProcess, eventually, free_port, jobdock, make_token
+
+expect: Any = None  # playwright's expect, once the browser fixture imported it
+#: Polling pages refresh every 1-2 s; the machine may be loaded.
+WAIT_MS = 30_000
+MARKUP = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    global expect
+    for found in browser.launch(in_ci()):
+        from playwright.sync_api import expect as playwright_expect
+
+        expect = playwright_expect
+        expect.set_options(timeout=WAIT_MS)
+        yield found
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("ui")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser tab; a script error on any page fails the test."""
+    context = chromium.new_context(viewport={"width": 1300, "height": 860})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.set_default_timeout(WAIT_MS)
+    yield tab
+    context.close()
+    assert not errors, errors
+
+
+def row_of(page: Any, job_id: str) -> Any:
+    return page.locator(f'tr[data-job="{job_id}"]')
+
+
+def test_the_list_shows_jobs_newest_first_and_filters_by_state(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        good = client.submit({"command": ["true"], "name": "list-good", "labels": {"t": "list"}})
+        bad = client.submit({"command": ["false"], "name": "list-bad", "labels": {"t": "list"}})
+        client.wait(good.id, timeout=60)
+        client.wait(bad.id, timeout=60)
+
+    page.goto(ui_server.url + "/")
+    expect(page).to_have_url(ui_server.url + "/ui")
+    expect(row_of(page, bad.id).locator(".state")).to_have_text("failed")
+    expect(row_of(page, good.id).locator(".state")).to_have_text("succeeded")
+    rows = page.locator("tr[data-job]")
+    assert rows.nth(0).get_attribute("data-job") == bad.id  # newest first
+    browser.screenshot(page, "jobs")
+
+    page.select_option("select[name=state]", "failed")
+    expect(page).to_have_url(ui_server.url + "/ui?state=failed")
+    expect(row_of(page, good.id)).to_have_count(0)
+    expect(row_of(page, bad.id)).to_have_count(1)
+    page.fill("input[name=label]", "t=nothing")
+    page.click("#filters button[type=submit]")
+    expect(page.locator(".empty")).to_have_text("No jobs match.")
+
+
+def test_the_list_pages_through_jobs_on_the_server(page: Any, ui_server: ServerProcess) -> None:
+    with Client(ui_server.url) as client:
+        ids = [client.submit({"command": ["true"], "labels": {"t": "pages"}}).id for _ in range(55)]
+    page.goto(ui_server.url + "/ui?label=t%3Dpages")
+    expect(page.locator("tr[data-job]")).to_have_count(50)
+    expect(row_of(page, ids[-1])).to_have_count(1)
+    page.click("#older")
+    expect(page.locator("tr[data-job]")).to_have_count(5)
+    expect(row_of(page, ids[0])).to_have_count(1)
+
+
+def test_a_job_submitted_from_the_form_streams_its_output_live(
+    page: Any, ui_server: ServerProcess, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    page.goto(ui_server.url + "/ui/submit")
+    page.fill(
+        "#command",
+        f"sh -c 'echo first; echo oops >&2; until [ -e {gate} ]; do sleep 0.05; done; echo second'",
+    )
+    page.fill("#name", "from the form")
+    page.fill("#labels", "via=ui")
+    browser.screenshot(page, "submit")
+    page.click("#submit")
+
+    expect(page).to_have_url(re.compile(r"/ui/jobs/\w+$"))
+    expect(page.locator("h1")).to_have_text("from the form")
+    log = page.locator("#log")
+    expect(log).to_contain_text("first")
+    expect(log.locator('[data-stream="stderr"]')).to_have_text("oops\n")
+    # The job is still waiting for the gate: this output arrived live.
+    expect(page.locator(".heading .state")).to_have_text("running")
+    browser.screenshot(page, "job-running")
+
+    gate.touch()
+    expect(log).to_contain_text("second")
+    expect(page.locator(".heading .state")).to_have_text("succeeded")
+    expect(log.locator('[data-stream="stdout"]').last).to_contain_text("second")
+    expect(page.locator("#attempts tr[data-attempt]")).to_have_count(1)
+    browser.screenshot(page, "job-finished")
+
+
+def test_the_stop_button_stops_a_running_job_and_re_run_runs_it_again(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        job = client.submit({"command": ["sleep", "60"], "name": "to stop", "kill_grace": 1})
+        eventually(lambda: client.get(job.id).state is JobState.RUNNING, 30, "the job to start")
+
+    page.goto(ui_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator(".heading .state")).to_have_text("running")
+    page.click("#stop")
+    expect(page.locator(".heading .state")).to_have_text("cancelled")
+    expect(page.locator("#stop")).to_be_hidden()
+    expect(page.locator("#summary")).to_contain_text("cancelled")
+
+    page.click("#rerun")
+    expect(page).not_to_have_url(ui_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator(".heading .state")).to_have_text("running")
+    again = page.url.rsplit("/", 1)[1]
+    with Client(ui_server.url) as client:
+        assert client.get(again).spec.command == ["sleep", "60"]
+        client.cancel(again)
+
+
+def test_markup_in_a_jobs_name_labels_and_output_is_shown_as_text(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        job = client.submit(
+            {
+                "command": ["sh", "-c", f"echo '{MARKUP}'; echo '{MARKUP}' >&2"],
+                "name": MARKUP,
+                "labels": {"x": MARKUP},
+            }
+        )
+        client.wait(job.id, timeout=60)
+
+    page.goto(ui_server.url + "/ui")
+    expect(row_of(page, job.id).locator("a")).to_have_text(MARKUP)
+    page.goto(ui_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator("h1")).to_have_text(MARKUP)
+    expect(page.locator("#log")).to_have_text(f"{MARKUP}\n{MARKUP}\n")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main script, main img").count() == 0
+
+
+def test_schedules_show_their_next_fire_and_pause_and_resume(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        client.add_schedule({"name": "nightly", "cron": "0 3 * * *", "job": {"command": ["true"]}})
+    page.goto(ui_server.url + "/ui/schedules")
+    schedule = page.locator('tr[data-schedule="nightly"]')
+    expect(schedule).to_contain_text("0 3 * * *")
+    expect(schedule.locator("time")).to_have_count(1)  # the next fire time
+    browser.screenshot(page, "schedules")
+    schedule.get_by_role("button", name="Pause").click()
+    expect(schedule).to_contain_text("paused")
+    schedule.get_by_role("button", name="Resume").click()
+    expect(schedule.get_by_role("button", name="Pause")).to_be_visible()
+
+
+def test_workers_show_labels_heartbeats_and_running_jobs(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        job = client.submit({"command": ["sleep", "60"], "kill_grace": 1})
+        eventually(lambda: client.get(job.id).state is JobState.RUNNING, 30, "the job to start")
+        page.goto(ui_server.url + "/ui/workers")
+        worker = page.locator("tr[data-worker]").first
+        expect(worker).to_contain_text("alive")
+        expect(worker).to_contain_text("arch=")
+        expect(worker.locator(f'a[href="/ui/jobs/{job.id}"]')).to_have_count(1)
+        browser.screenshot(page, "workers")
+        client.cancel(job.id)
+
+
+def test_a_page_of_another_site_cannot_submit_with_the_users_credentials(
+    page: Any, ui_server: ServerProcess, tmp_path: Path
+) -> None:
+    # A classic CSRF form: a text/plain body that is valid JSON, posted
+    # cross-origin (another port is another origin).
+    body = '{"command": ["true"], "name": "forged", "x": "'
+    (tmp_path / "evil.html").write_text(
+        f'<form method="post" enctype="text/plain" action="{ui_server.url}/v1/jobs">'
+        f"<input name='{body}' value='\"}}'><button id=\"go\">go</button></form>"
+    )
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/evil.html")
+        with page.expect_navigation():
+            page.click("#go")
+        assert "cross_origin" in page.content()
+    finally:
+        evil.shutdown()
+        evil.server_close()
+    with Client(ui_server.url) as client:
+        assert client.list(name="forged").jobs == []
+
+
+# -- with authentication -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("ui-auth")
+    server = ServerProcess(home, args=["--tokens"])
+    tokens = {user: make_token(home, user) for user in ("alice", "bob")}
+    server.start()
+    yield server, tokens
+    server.stop()
+
+
+def sign_in(page: Any, url: str, token: str) -> None:
+    page.goto(url)
+    page.fill("#token", token)
+    page.click("#signin button[type=submit]")
+
+
+def test_with_auth_a_user_signs_in_and_never_sees_another_users_job(
+    page: Any, auth_server: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    server, tokens = auth_server
+    with Client(server.url, credentials=Credentials(token=tokens["alice"])) as alice:
+        hers = alice.submit({"command": ["true"], "name": "alice's job"})
+    with Client(server.url, credentials=Credentials(token=tokens["bob"])) as bob:
+        his = bob.submit({"command": ["true"], "name": "bob's job"})
+
+    page.goto(server.url + "/ui")
+    expect(page.locator("#signin")).to_be_visible()
+    browser.screenshot(page, "sign-in")
+    sign_in(page, server.url + "/ui", "jdk_not_a_token")
+    expect(page.locator("#signin .error")).to_be_visible()
+
+    sign_in(page, server.url + "/ui", tokens["bob"])
+    expect(page.locator(".who")).to_have_text("bob")
+    expect(row_of(page, his.id)).to_have_count(1)
+    expect(row_of(page, hers.id)).to_have_count(0)
+    expect(page.locator("input[name=owner]")).to_have_count(0)  # not an admin
+    assert "alice" not in page.locator("main").inner_text()
+
+    page.goto(server.url + f"/ui/jobs/{hers.id}")
+    expect(page.locator("#banner")).to_contain_text(f"no job with id {hers.id!r}")
+    assert "alice" not in page.locator("main").inner_text()
+
+    page.click("text=Sign out")
+    expect(page.locator("#signin")).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    """A server with mutual TLS, and the directory of its CA and of client
+    certificates for alice and bob."""
+    pki = tmp_path_factory.mktemp("ui-pki")
+    for args in (
+        ("certs", "init", str(pki), "--host", "127.0.0.1"),
+        ("certs", "issue", "alice", "--dir", str(pki)),
+        ("certs", "issue", "bob", "--dir", str(pki)),
+    ):
+        done = jobdock(*args)
+        assert done.returncode == 0, done.stderr
+    server = ServerProcess(
+        tmp_path_factory.mktemp("ui-mtls"),
+        verify=ssl.create_default_context(cafile=pki / "ca.pem"),
+        tls_cert=str(pki / "server.pem"),
+        tls_key=str(pki / "server-key.pem"),
+        tls_ca=str(pki / "ca.pem"),
+    ).start()
+    yield server, pki
+    server.stop()
+
+
+def test_with_mutual_tls_the_browsers_certificate_is_the_user(
+    chromium: Any, mtls_server: tuple[ServerProcess, Path]
+) -> None:
+    server, pki = mtls_server
+    bobs = Credentials(ca=pki / "ca.pem", cert=pki / "bob.pem", key=pki / "bob-key.pem")
+    with Client(server.url, credentials=bobs) as bob:
+        his = bob.submit({"command": ["true"], "name": "bob's job"})
+    certificate = {
+        "origin": server.url,
+        "certPath": str(pki / "alice.pem"),
+        "keyPath": str(pki / "alice-key.pem"),
+    }
+    context = chromium.new_context(ignore_https_errors=True, client_certificates=[certificate])
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/ui/submit")
+        expect(page.locator(".who")).to_have_text("alice")
+        expect(page.locator("text=Sign out")).to_have_count(0)  # no token to forget
+        page.fill("#command", "echo hello from alice")
+        page.click("#submit")
+        expect(page.locator("#log")).to_have_text("hello from alice\n")
+        expect(page.locator("#summary")).to_contain_text("alice")
+        page.goto(server.url + "/ui")
+        expect(page.locator("tr[data-job]")).to_have_count(1)
+        expect(row_of(page, his.id)).to_have_count(0)
+    finally:
+        context.close()
