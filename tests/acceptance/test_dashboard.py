@@ -1,13 +1,15 @@
 """The web dashboard in headless Chromium against a real server: the job
-list, the submit form, live logs, stop and re-run, schedules, markup in job
-data shown as text, each user seeing only their own jobs, and a page of
-another site unable to act with the user's credentials.
+list, the submit form, live logs, stop and re-run, schedules, workflows'
+step graphs, markup in job data shown as text, each user seeing only their
+own jobs, and a page of another site unable to act with the user's
+credentials.
 
 Screenshots of the main pages land in test-output/dashboard/ (git-ignored)."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import re
 import ssl
 import threading
@@ -20,7 +22,7 @@ import pytest
 
 import browser
 from conftest import in_ci
-from jobdock import Client, JobState
+from jobdock import Client, Flow, JobState
 from jobdock.client import Credentials
 from support import ServerProcess, eventually, free_port, jobdock, make_token
 
@@ -207,6 +209,93 @@ def test_workers_show_labels_heartbeats_and_running_jobs(
         expect(worker.locator(f'a[href="/ui/jobs/{job.id}"]')).to_have_count(1)
         browser.screenshot(page, "workers")
         client.cancel(job.id)
+
+
+def step_state(page: Any, name: str) -> Any:
+    """The state badge of a step's node in a workflow's graph."""
+    return page.locator(f'[data-step="{name}"] .step-head .state')
+
+
+def test_a_workflows_graph_shows_each_steps_state_live_until_it_succeeds(
+    page: Any, ui_server: ServerProcess, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    flow = (
+        Flow("ui-release")
+        .step("build", ["true"], revert=["true"])
+        .step("approve", ["sh", "-c", f"until [ -e {gate} ]; do sleep 0.05; done"], needs=["build"])
+        .step("ship", ["sh", "-c", 'echo \'{"version": "1.2"}\''], needs=["build", "approve"])
+    )
+    with Client(ui_server.url) as client:
+        workflow = client.submit_workflow(flow)
+
+    page.goto(ui_server.url + "/ui/workflows")
+    row = page.locator(f'tr[data-workflow="{workflow.id}"]')
+    expect(row.locator(".state")).to_have_text("running")
+    expect(row.locator(".steps-done")).to_have_text("1 / 3")
+    browser.screenshot(page, "workflows")
+    row.get_by_role("link", name="ui-release").click()
+
+    expect(page).to_have_url(ui_server.url + f"/ui/workflows/{workflow.id}")
+    expect(step_state(page, "build")).to_have_text("succeeded")
+    expect(step_state(page, "approve")).to_have_text("running")
+    expect(step_state(page, "ship")).to_have_text("pending")
+    expect(page.locator('[data-step="ship"] .needs')).to_have_text("needs: build, approve")
+    expect(page.locator(".graph .edges .edge")).to_have_count(3)
+    browser.screenshot(page, "workflow-running")
+
+    gate.touch()
+    expect(page.locator(".heading .state")).to_have_text("succeeded")
+    expect(step_state(page, "ship")).to_have_text("succeeded")
+    expect(page.locator('[data-step="ship"] .output')).to_have_text('{"version":"1.2"}')
+    expect(page.locator("#cancel")).to_be_hidden()
+    browser.screenshot(page, "workflow-finished")
+    with Client(ui_server.url) as client:
+        approve = client.workflow(workflow.id).steps[1].job_id
+    page.locator('[data-step="approve"]').get_by_role("link").click()
+    expect(page).to_have_url(ui_server.url + f"/ui/jobs/{approve}")
+    page.locator("#summary").get_by_role("link", name=workflow.id).click()
+    expect(page.locator("h1")).to_have_text("ui-release")
+
+
+def test_the_cancel_button_stops_a_workflow_and_reverts_its_completed_steps(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    flow = (
+        Flow("ui-cancel")
+        .step("quick", ["true"], revert=["true"])
+        .step("slow", ["sleep", "60"], needs=["quick"], kill_grace=1)
+    )
+    with Client(ui_server.url) as client:
+        workflow = client.submit_workflow(flow)
+    page.goto(ui_server.url + f"/ui/workflows/{workflow.id}")
+    expect(step_state(page, "slow")).to_have_text("running")
+
+    page.click("#cancel")
+    expect(page.locator(".heading .state")).to_have_text("cancelled")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(step_state(page, "quick")).to_have_text("reverted")
+    expect(step_state(page, "slow")).to_have_text("cancelled")
+    expect(page.locator('[data-step="quick"] .revert .state')).to_have_text("succeeded")
+    browser.screenshot(page, "workflow-cancelled")
+
+
+def test_markup_in_a_workflows_params_and_step_output_is_shown_as_text(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    output = json.dumps(MARKUP)
+    flow = Flow("ui-markup", params={"note": MARKUP}).step(
+        "speak", ["sh", "-c", f"echo '{output}'"]
+    )
+    with Client(ui_server.url) as client:
+        workflow = client.submit_workflow(flow)
+        client.wait_workflow(workflow.id, timeout=60)
+
+    page.goto(ui_server.url + f"/ui/workflows/{workflow.id}")
+    expect(page.locator('[data-step="speak"] .output')).to_have_text(output)
+    expect(page.locator("#summary")).to_contain_text("<script>window.pwned = 1</script>")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("main script, main img").count() == 0
 
 
 def test_a_page_of_another_site_cannot_submit_with_the_users_credentials(

@@ -10,9 +10,11 @@ import jobPage from "./job.js";
 import schedules from "./schedules.js";
 import submit from "./submit.js";
 import workers from "./workers.js";
+import { workflowList, workflowPage } from "./workflows.js";
 
-// The pages, in navigation order. A page is a module whose default export
-// has ``title`` and ``render(main, context, ...routeGroups)``; to add one,
+// The pages, in navigation order. A page is a module's export (its default
+// one, or a named one where a module holds two) with ``title`` and
+// ``render(main, context, ...routeGroups)``; to add one,
 // import it above and add its routes here (``nav`` names the tab it lights
 // up, ``href`` makes it a tab of its own).
 const PAGES = [
@@ -21,6 +23,8 @@ const PAGES = [
   { route: /^\/ui\/submit\/?$/, nav: "Submit", href: "/ui/submit", page: submit },
   { route: /^\/ui\/schedules\/?$/, nav: "Schedules", href: "/ui/schedules", page: schedules },
   { route: /^\/ui\/workers\/?$/, nav: "Workers", href: "/ui/workers", page: workers },
+  { route: /^\/ui\/workflows\/?$/, nav: "Workflows", href: "/ui/workflows", page: workflowList },
+  { route: /^\/ui\/workflows\/([^/]+)\/?$/, nav: "Workflows", page: workflowPage },
 ];
 
 function renderNav(current) {

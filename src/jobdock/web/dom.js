@@ -39,6 +39,11 @@ export function jobHref(id) {
   return "/ui/jobs/" + encodeURIComponent(id);
 }
 
+/** The dashboard page of a workflow. */
+export function workflowHref(id) {
+  return "/ui/workflows/" + encodeURIComponent(id);
+}
+
 /** A job's state as a coloured badge. */
 export function stateBadge(state) {
   return h("span", { class: "state state-" + state, "data-state": state }, state);
@@ -131,6 +136,16 @@ export function table(headings, rows, empty) {
     h("thead", {}, h("tr", {}, headings.map((text) => h("th", {}, text)))),
     h("tbody", {}, rows),
   );
+}
+
+/** A list's paging buttons: back to the newest page (when on a later
+ * one, ``cursor``), and on to the next (when the server gave ``next``);
+ * ``go(cursor)`` shows the page at a cursor ("" for the newest). */
+export function pagerButtons(cursor, next, go) {
+  return [
+    cursor ? h("button", { type: "button", onclick: () => go("") }, "« Newest") : null,
+    next ? h("button", { type: "button", id: "older", onclick: () => go(next) }, "Older »") : null,
+  ];
 }
 
 /** A definition list from [term, value] pairs; empty values are left out. */

@@ -2,13 +2,16 @@
 // every attempt's output from its start; stop and re-run.
 
 import * as api from "./api.js";
-import { ago, duration, facts, fill, h, jobHref, labelChips, size, stateBadge, table, when, whatRuns } from "./dom.js";
+import { ago, duration, facts, fill, h, jobHref, labelChips, link, size, stateBadge, table, when, whatRuns, workflowHref } from "./dom.js";
 import { clearError, every, showError } from "./shell.js";
 
 const REFRESH_MS = 1000;
 // Characters of output kept on the page; older output is dropped from the
 // pane (the download has all of it).
 const PANE_LIMIT = 2_000_000;
+// The labels a workflow puts on its steps' jobs (workflows.py).
+const WORKFLOW_LABEL = "jobdock.io/workflow";
+const STEP_LABEL = "jobdock.io/step";
 
 function isTerminal(job) {
   return ["succeeded", "failed", "cancelled"].includes(job.state);
@@ -21,6 +24,12 @@ function rerunSpec(spec) {
   return copy;
 }
 
+/** A link to the workflow whose step this job runs, if it is one. */
+function workflowOf(job) {
+  const id = (job.labels || {})[WORKFLOW_LABEL];
+  return id ? [link(workflowHref(id), id), " step ", (job.labels || {})[STEP_LABEL] || ""] : "";
+}
+
 function summary(job) {
   const last = job.attempts.at(-1);
   return facts([
@@ -31,6 +40,7 @@ function summary(job) {
     ["Owner", job.owner],
     ["Runs", h("code", {}, whatRuns(job.spec))],
     ["Labels", labelChips(job.labels)],
+    ["Workflow", workflowOf(job)],
     ["Created", [when(job.created_at), " (", ago(job.created_at), ")"]],
     ["Started", when(job.started_at)],
     ["Finished", when(job.finished_at)],

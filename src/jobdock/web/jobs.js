@@ -2,7 +2,7 @@
 // (GET /v1/jobs), refreshed every two seconds.
 
 import * as api from "./api.js";
-import { ago, duration, fill, h, jobHref, labelChips, link, stateBadge, table, whatRuns } from "./dom.js";
+import { ago, duration, fill, h, jobHref, labelChips, link, pagerButtons, stateBadge, table, whatRuns } from "./dom.js";
 import { clearError, every } from "./shell.js";
 
 const STATES = ["scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled"];
@@ -105,13 +105,7 @@ export default {
         results,
         table(["State", "Job", "Owner", "Command / image", "Age", "Duration", "Exit"], page.jobs.map(row), "No jobs match."),
       );
-      fill(
-        pager,
-        filters.cursor ? h("button", { type: "button", onclick: () => go({ ...filters, cursor: "" }) }, "« Newest") : null,
-        page.next_cursor
-          ? h("button", { type: "button", id: "older", onclick: () => go({ ...filters, cursor: page.next_cursor }) }, "Older »")
-          : null,
-      );
+      fill(pager, pagerButtons(filters.cursor, page.next_cursor, (cursor) => go({ ...filters, cursor })));
       fill(updated, "updated " + new Date().toLocaleTimeString());
     };
     let stop = every(REFRESH_MS, load);
