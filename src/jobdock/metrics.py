@@ -4,7 +4,8 @@ scrape (docs/metrics.md).
 Counters of jobs are counts of the store's rows, not of events this process
 saw: they are the same on every API server of a store, include what other
 workers did, and survive restarts. Deleting finished jobs (retention,
-``jobdock prune``) lowers them, which Prometheus takes for a counter reset.
+``jobdock prune``) does not lower them: the store keeps a tally of what
+deleted jobs counted (``store/tally.py``) and adds it.
 """
 
 from __future__ import annotations
@@ -82,16 +83,21 @@ class Snapshot:
             labels=["state", "reason", "runtime", *labels],
         )
         by_state: dict[tuple[str, ...], int] = defaultdict(int)
-        by_runtime: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])
         for count in self.store.jobs:
+            by_state[(count.state, count.runtime, *count.labels)] += count.jobs
+        by_runtime: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0])
+        by_end: dict[tuple[str, ...], int] = defaultdict(int)
+        # Deleted jobs count in the counters, not in the gauge.
+        for count in (*self.store.jobs, *self.store.deleted):
             rest = (count.runtime, *count.labels)
-            by_state[(count.state, *rest)] += count.jobs
             by_runtime[rest][0] += count.jobs
             by_runtime[rest][1] += count.started
             if JobState(count.state).terminal:
-                finished.add_metric([count.state, count.reason or "", *rest], count.jobs)
+                by_end[(count.state, count.reason or "", *rest)] += count.jobs
         for key, value in sorted(by_state.items()):
             stored.add_metric(list(key), value)
+        for key, value in sorted(by_end.items()):
+            finished.add_metric(list(key), value)
         for key, (jobs, starts) in sorted(by_runtime.items()):
             submitted.add_metric(list(key), jobs)
             started.add_metric(list(key), starts)

@@ -1,5 +1,6 @@
 """The periodic sweeps of the store: jobs past their deadlines fail, and
-finished jobs past their retention are deleted with their attempts and logs.
+finished jobs past their retention are deleted with their attempts and logs
+(what they counted in the metrics goes to the tally, ``store/tally.py``).
 
 Each is one conditional statement per kind of change, safe to run from
 several workers at once: a row that another sweep changed first no longer
@@ -13,6 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, select, update
 
 from jobdock.models import JobState, Reason
+from jobdock.store import tally
+from jobdock.store.metrics import runtime
 from jobdock.store.operations import announce
 from jobdock.store.schema import attempts, jobs, log_chunks
 
@@ -90,5 +93,25 @@ def prune(
     if not ids:
         return 0
     conn.execute(delete(log_chunks).where(log_chunks.c.job_id.in_(ids)))
-    conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
-    return int(conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount)
+    gone_attempts = conn.execute(
+        delete(attempts)
+        .where(attempts.c.job_id.in_(ids))
+        .returning(
+            attempts.c.number, attempts.c.reason, attempts.c.started_at, attempts.c.finished_at
+        )
+    ).all()
+    gone_jobs = conn.execute(
+        delete(jobs)
+        .where(jobs.c.id.in_(ids))
+        .returning(
+            jobs.c.state,
+            jobs.c.reason,
+            runtime(conn).label("runtime"),
+            jobs.c.labels,
+            jobs.c.created_at,
+            jobs.c.started_at,
+        )
+    ).all()
+    # The counters must not go down: what the jobs counted goes to the tally.
+    tally.add_deleted(conn, gone_jobs, gone_attempts)
+    return len(gone_jobs)

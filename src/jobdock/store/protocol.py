@@ -242,8 +242,13 @@ class Histogram:
 class StoreMetrics:
     """Everything the store tells a scrape."""
 
+    #: Jobs in the store now.
     jobs: list[JobCount]
-    #: Finished attempts by reason.
+    #: Jobs deleted (retention, prune), from the tally: they count in the
+    #: job counters, not in the gauge of jobs in the store.
+    deleted: list[JobCount]
+    #: Finished attempts by reason, deleted ones included (so are the
+    #: retries and the histograms).
     attempts: dict[str, int]
     #: Attempts after a job's first: retries and runs after a lost worker.
     retries: int

@@ -270,3 +270,32 @@ workflow_steps = Table(
     Column("completed", Integer),
     Column("error", Text),
 )
+
+# -- what deleted jobs contributed to the metrics (migration 0007, docs/metrics.md) --
+
+#: Deleted jobs by the dimensions of the job counters. ``labels`` is the
+#: jobs' whole label object, so that the counters can be cut by whichever
+#: labels ``metrics_job_labels`` names at a later scrape; ``key`` is the
+#: sha256 of (state, reason, runtime, labels), one row each.
+metrics_tally_jobs = Table(
+    "metrics_tally_jobs",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(16)),
+    Column("runtime", String(16), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("jobs", BigInteger, nullable=False),
+    Column("started", BigInteger, nullable=False),
+)
+
+#: Deleted attempts and histogram observations: (``attempts``, reason),
+#: (``retries``, ''), and (``queue_wait`` or ``run_duration``, a bucket's
+#: bound, ``count`` or ``sum``).
+metrics_tally = Table(
+    "metrics_tally",
+    metadata,
+    Column("metric", String(32), primary_key=True),
+    Column("label", String(32), primary_key=True),
+    Column("value", Float, nullable=False),
+)
