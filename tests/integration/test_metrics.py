@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_auth import make_token
 
 from jobdock import Client
-from support import ServerProcess
+from support import ServerProcess, jobdock
 
 
 def scrape(server: ServerProcess, **headers: str) -> str:
@@ -44,16 +44,20 @@ def promtool_check(text: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def run_five_jobs_two_failing(server: ServerProcess) -> None:
+    with Client(server.url) as client:
+        jobs = [
+            client.submit({"command": [command], "labels": {"team": "a"}})
+            for command in ("true", "true", "false", "true", "false")
+        ]
+        for job in jobs:
+            client.wait(job.id, timeout=60)
+
+
 def test_metrics_count_what_was_done_across_a_restart(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, metrics_job_labels='["team"]').start()
     try:
-        with Client(server.url) as client:
-            jobs = [
-                client.submit({"command": [command], "labels": {"team": "a"}})
-                for command in ("true", "true", "false", "true", "false")
-            ]
-            for job in jobs:
-                client.wait(job.id, timeout=60)
+        run_five_jobs_two_failing(server)
         text = scrape(server)
         promtool_check(text)
         team = {"runtime": "process", "label_team": "a"}
@@ -94,6 +98,37 @@ def test_metrics_count_what_was_done_across_a_restart(tmp_path: Path) -> None:
         promtool_check(text)
         assert value(text, "jobdock_jobs_submitted_total", **team) == 5
         assert value(text, finished, state="failed", reason="exited", **team) == 2
+    finally:
+        server.stop()
+
+
+def test_pruning_jobs_lowers_the_jobs_gauge_and_no_counter(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, metrics_job_labels='["team"]').start()
+    try:
+        run_five_jobs_two_failing(server)
+        before = samples(scrape(server))
+
+        pruned = jobdock("prune", "--older-than", "0s", "--url", server.url)
+        assert pruned.returncode == 0, pruned.stderr
+        assert pruned.stdout.startswith("deleted 5 ")
+        text = scrape(server)
+        promtool_check(text)
+
+        after = samples(text)
+        team = {"runtime": "process", "label_team": "a"}
+        assert value(text, "jobdock_jobs", state="succeeded", **team) == 0
+        assert value(text, "jobdock_jobs", state="failed", **team) == 0
+        job_counters = {
+            key: count
+            for key, count in before.items()
+            if key[0].startswith(("jobdock_job", "jobdock_attempts"))
+            and key[0] != "jobdock_jobs"
+            and not key[0].endswith("_created")
+        }
+        assert (
+            value(text, "jobdock_jobs_finished_total", state="failed", reason="exited", **team) == 2
+        )
+        assert job_counters == {key: after.get(key) for key in job_counters}
     finally:
         server.stop()
 
