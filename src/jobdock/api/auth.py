@@ -15,7 +15,6 @@ answered exactly as jobs that do not exist (:func:`check_visible`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from functools import lru_cache
 
 from cryptography import x509
@@ -23,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobdock.api.errors import headers_of, render_error
+from jobdock.api.errors import send_error
 from jobdock.auth import LOCAL_USER, Principal, hash_matches, token_id_of
 from jobdock.errors import Forbidden, JobNotFound, Unauthenticated
 from jobdock.settings import Settings
@@ -59,7 +58,7 @@ class Authenticate:
                 await send({"type": "websocket.close", "code": 1008})
                 return
             if not is_public(scope["path"]) and scope["path"] not in SELF_CHECKED_PATHS:
-                await _refuse(send, exc)
+                await send_error(send, exc)
                 return
         await self.app(scope, receive, send)
 
@@ -125,18 +124,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
-
-
-async def _refuse(send: Send, exc: Unauthenticated) -> None:
-    status, body = render_error(exc)
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *((key.encode(), value.encode()) for key, value in headers_of(exc).items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def principal_of(scope: Scope) -> Principal:

@@ -3,13 +3,16 @@ error as ``{"error": {"code": ..., "message": ...}}``."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from jobdock.errors import (
     ConfigError,
@@ -98,6 +101,23 @@ def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:
     if status >= 500:
         _log.error("%s: %s", exc.code, exc.message)
     return status, error_body(exc.code, exc.message, field=getattr(exc, "field", None))
+
+
+async def send_json(
+    send: Send, status: int, payload: bytes, headers: Mapping[str, str] | None = None
+) -> None:
+    """Answer a JSON ``payload`` straight from ASGI middleware (which has no
+    Response classes to hand)."""
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    head += [(key.encode(), value.encode()) for key, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, exc: JobdockError) -> None:
+    """Answer ``exc`` from ASGI middleware, as the handlers below would."""
+    status, body = render_error(exc)
+    await send_json(send, status, json.dumps(body).encode(), headers_of(exc))
 
 
 async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -16,11 +16,9 @@ affected; neither is the dashboard, whose requests are same-origin.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobdock.api.errors import render_error
+from jobdock.api.errors import send_error
 from jobdock.errors import CrossOrigin
 
 #: Methods that change nothing (a GET that does, /job/run, is covered by
@@ -39,14 +37,7 @@ class SameOrigin:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_cross_origin(scope):
-            status, body = render_error(CrossOrigin())
-            payload = json.dumps(body).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
+            await send_error(send, CrossOrigin())
             return
         await self.app(scope, receive, send)
 

@@ -20,14 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobdock.api.auth import principal_of
 from jobdock.api.context import missing_of
-from jobdock.api.errors import headers_of, render_error
+from jobdock.api.errors import headers_of, render_error, send_json
 from jobdock.errors import JobdockError
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import parse_spec, submit_job
 
 PATH = "/v1/jobs"
-_JSON = [(b"content-type", b"application/json")]
 
 
 class SubmitPath:
@@ -54,10 +53,7 @@ class SubmitPath:
             status, body = render_error(exc)
             payload = json.dumps(body).encode()
             extra = headers_of(exc)
-        headers = [*_JSON, (b"content-length", str(len(payload)).encode())]
-        headers += [(key.encode(), value.encode()) for key, value in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, payload, extra)
 
 
 async def _body(receive: Receive) -> bytes:
