@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 #: Every token starts with this, so that leaked tokens are easy to scan for.
 TOKEN_PREFIX = "jdk_"
-_TOKEN = re.compile(r"^jdk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_TOKEN = re.compile(r"jdk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ LOCAL_USER = Principal(ANONYMOUS, admin=True)
 
 def check_user_name(name: str) -> str:
     """``name`` if it is a valid user name; raises ValueError naming the rule."""
-    if not _USER.match(name):
+    if not _USER.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a user name (1-128 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit)"
@@ -82,7 +82,7 @@ def token_hash(token: str) -> str:
 
 def token_id_of(token: str) -> str | None:
     """The id part of a well-formed token, or None for anything else."""
-    match = _TOKEN.match(token)
+    match = _TOKEN.fullmatch(token)
     return match.group(1) if match else None
 
 

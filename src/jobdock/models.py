@@ -94,6 +94,9 @@ class Reason(StrEnum):
     IMAGE_NOT_FOUND = "image_not_found"
     #: Not started (or not finished) by its deadline.
     DEADLINE = "deadline"
+    #: Its stored record no longer loads (it was written by an older
+    #: jobdock, or by hand); it was not run.
+    INVALID_RECORD = "invalid_record"
 
 
 class Stream(StrEnum):
@@ -110,13 +113,23 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+#: The longest duration jobdock takes (100 years): every time it is added
+#: to stays a date the store can keep and the API can show.
+MAX_DURATION = 100 * 365 * 86400.0
+#: The largest size jobdock takes (8 PiB): an exact integer in JSON and in
+#: the store's 64-bit columns.
+MAX_SIZE = 1 << 53
+
+
 def parse_duration(value: str | float | int) -> float:
     """Seconds from a number of seconds or a string like ``90``, ``1.5s``,
-    ``10m``, ``1h30m`` or ``500ms``. Raises ValueError naming the problem."""
-    if isinstance(value, bool):
+    ``10m``, ``1h30m`` or ``500ms``, at most :data:`MAX_DURATION`. Raises
+    ValueError naming the problem."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("a duration must be a number of seconds or a string like '10m'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        # An int too large for a float is longer than any duration taken.
+        seconds = float(value) if abs(value) <= MAX_DURATION else MAX_DURATION * 2
     else:
         text = value.strip().lower()
         try:
@@ -135,6 +148,8 @@ def parse_duration(value: str | float | int) -> float:
                 ) from None
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
         raise ValueError("a duration must be a finite number of seconds, zero or more")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be at most {MAX_DURATION:.0f} seconds (100 years)")
     return seconds
 
 
@@ -146,20 +161,28 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def parse_size(value: str | int) -> int:
+def parse_size(value: str | int | float) -> int:
     """Bytes from a number or a string like ``512``, ``64m``, ``1.5G`` or
-    ``256MiB`` (units are powers of 1024, as Docker's). Raises ValueError."""
-    if isinstance(value, bool):
+    ``256MiB`` (units are powers of 1024, as Docker's), at most
+    :data:`MAX_SIZE`. Raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise ValueError("a size must be a number of bytes or a string like '64m'")
-    if isinstance(value, int):
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("a size must be a whole number of bytes")
+        size = int(value) if abs(value) <= MAX_SIZE else MAX_SIZE + 1
+    elif isinstance(value, int):
         size = value
     else:
         match = _SIZE.fullmatch(value.strip().lower())
         if match is None:
             raise ValueError(f"{value!r} is not a size (use bytes or units k, m, g, t: '64m')")
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+        amount = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        size = int(amount) if amount <= MAX_SIZE else MAX_SIZE + 1
     if size < 0:
         raise ValueError("a size must not be negative")
+    if size > MAX_SIZE:
+        raise ValueError(f"a size must be at most {MAX_SIZE} bytes (8 PiB)")
     return size
 
 
@@ -223,14 +246,26 @@ class RetryPolicy(BaseModel):
     )
 
 
+#: The most cores a job may ask for (the kernel's CFS quota stays in range).
+MAX_CPUS = 4096.0
+#: The most processes a job may ask for (Linux's highest pid_max).
+MAX_PIDS = 1 << 22
+#: The largest count a spec may give (a signed 32-bit column).
+MAX_COUNT = 2**31 - 1
+
+
 class Resources(BaseModel):
     """Limits for one attempt of a job; each is unlimited when not given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpus: float | None = Field(None, gt=0, description="CPU time as a number of cores, e.g. 0.5.")
+    cpus: float | None = Field(
+        None, gt=0, le=MAX_CPUS, description="CPU time as a number of cores, e.g. 0.5."
+    )
     memory: Size | None = Field(None, gt=0, description="Memory in bytes, or '256m', '1g'.")
-    pids: int | None = Field(None, ge=1, description="The most processes/threads at once.")
+    pids: int | None = Field(
+        None, ge=1, le=MAX_PIDS, description="The most processes/threads at once."
+    )
     io_read_bps: Size | None = Field(None, gt=0, description="Disk read bytes per second.")
     io_write_bps: Size | None = Field(None, gt=0, description="Disk write bytes per second.")
 
@@ -240,19 +275,19 @@ CONTAINER_LABEL = "jobdock.io/container"
 
 # An image reference as Docker reads it: [registry[:port]/]path[:tag][@digest].
 _IMAGE = re.compile(
-    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
     r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}))?$"
+    r"(?:@(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,}))?"
 )
-_ENGINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_CACHE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENGINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_CACHE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def normalize_image(reference: str) -> str:
     """The image reference with ':latest' added when it names no tag or
     digest. Raises ValueError for what is not a valid reference."""
-    match = _IMAGE.match(reference)
+    match = _IMAGE.fullmatch(reference)
     if match is None or len(reference) > 512:
         raise ValueError(
             f"{reference!r} is not a valid image reference (like 'busybox', "
@@ -283,7 +318,7 @@ class Cache(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, value: str) -> str:
-        if not _CACHE_NAME.match(value):
+        if not _CACHE_NAME.fullmatch(value):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
         return value
 
@@ -298,13 +333,13 @@ class Cache(BaseModel):
 #: The owner of jobs submitted when the server has no authentication.
 ANONYMOUS = "anonymous"
 
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 
 def check_secret_name(name: str) -> str:
     """``name`` if it is a valid secret name; raises ValueError naming the rule."""
-    if not _SECRET_NAME.match(name):
+    if not _SECRET_NAME.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a secret name (1-63 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit)"
@@ -332,14 +367,14 @@ class SecretRef(BaseModel):
     @field_validator("env")
     @classmethod
     def _env_syntax(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and not _ENV_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid environment variable name")
         return value
 
     @field_validator("file")
     @classmethod
     def _file_syntax(cls, value: str | None) -> str | None:
-        if value is not None and (not _FILE_NAME.match(value) or value in (".", "..")):
+        if value is not None and (not _FILE_NAME.fullmatch(value) or value in (".", "..")):
             raise ValueError(
                 f"{value!r} must be a plain file name (letters, digits, '.', '_', '-')"
             )
@@ -376,8 +411,12 @@ class Isolation(BaseModel):
     network: Literal["none", "host"] = Field(
         "none", description="none: a network namespace with only loopback; host: the host's."
     )
-    user: str | None = Field(None, description="User (name or uid) to run as; default root.")
-    group: str | None = Field(None, description="Group (name or gid); default the user's.")
+    user: str | None = Field(
+        None, max_length=256, description="User (name or uid) to run as; default root."
+    )
+    group: str | None = Field(
+        None, max_length=256, description="Group (name or gid); default the user's."
+    )
     filesystem: Literal["host", "readonly"] | RootFilesystem = Field(
         "host",
         description="host: the host's file system; readonly: the host's, read-only, with a "
@@ -385,8 +424,33 @@ class Isolation(BaseModel):
     )
 
 
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: The longest kill_grace a spec may give (a server may allow less).
+MAX_KILL_GRACE = 86400.0
+_CONTAINER_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _nul_in(value: Any, where: str) -> str | None:
+    """The dotted place of the first string holding a NUL byte in ``value``
+    (``where`` names ``value`` itself), or None."""
+    if isinstance(value, str):
+        return where if "\0" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            part = str(key) if _FIELD_PART.fullmatch(str(key)) else None
+            found = _nul_in(key, where) or _nul_in(item, f"{where}.{part}" if part else where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{where}.{index}")
+            if found is not None:
+                return found
+    return None
+
+
+_FIELD_PART = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 class JobSpec(BaseModel):
@@ -411,7 +475,9 @@ class JobSpec(BaseModel):
         None, description="Wall-clock limit of one attempt, seconds or '10m'; none by default."
     )
     kill_grace: Duration = Field(
-        10.0, description="Seconds between SIGTERM and SIGKILL on stop or timeout."
+        10.0,
+        le=MAX_KILL_GRACE,
+        description="Seconds between SIGTERM and SIGKILL on stop or timeout (at most a day).",
     )
     name: str | None = Field(None, max_length=200, description="A name to find the job by.")
     labels: dict[str, str] = Field(default_factory=dict, description="key=value labels.")
@@ -480,6 +546,7 @@ class JobSpec(BaseModel):
     concurrency_limit: int | None = Field(
         None,
         ge=0,
+        le=MAX_COUNT,
         description="The limit of the job's concurrency_key, unless the server configures "
         "one for that key; default 1. 0 pauses starting.",
     )
@@ -508,6 +575,25 @@ class JobSpec(BaseModel):
         description="Past output_limit: stop the job (reason output_limit), or drop the rest.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # A NUL byte cannot reach an argv, an environment, a path or the
+        # store (PostgreSQL's text refuses it); only stdin may hold one.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                where = _nul_in(value, str(key))
+                if where is not None and key not in ("stdin", "stdin_base64"):
+                    raise ValueError(f"{where}: must not contain NUL bytes")
+        return data
+
+    @field_validator("user")
+    @classmethod
+    def _user_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _CONTAINER_USER.fullmatch(value):
+            raise ValueError(f"{value!r} is not user[:group] (names or numeric ids)")
+        return value
+
     @field_validator("command")
     @classmethod
     def _command_has_program(cls, value: list[str]) -> list[str]:
@@ -525,7 +611,7 @@ class JobSpec(BaseModel):
     @field_validator("network", "container_runtime")
     @classmethod
     def _engine_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENGINE_NAME.match(value):
+        if value is not None and not _ENGINE_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid name")
         return value
 
@@ -533,7 +619,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
-            if not _ENV_NAME.match(key):
+            if not _ENV_NAME.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if "\0" in val:
                 raise ValueError(f"the value of {key} contains a NUL byte")
@@ -550,7 +636,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _label_syntax(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
-            if not _LABEL_KEY.match(key):
+            if not _LABEL_KEY.fullmatch(key):
                 raise ValueError(
                     f"label key {key!r} must be 1-63 letters, digits, '.', '_', '/' or '-', "
                     "starting and ending with a letter or digit"
@@ -562,7 +648,7 @@ class JobSpec(BaseModel):
     @field_validator("concurrency_key")
     @classmethod
     def _key_syntax(cls, value: str | None) -> str | None:
-        if value is not None and not _LABEL_KEY.match(value):
+        if value is not None and not _LABEL_KEY.fullmatch(value):
             raise ValueError(
                 "must be 1-63 letters, digits, '.', '_', '/' or '-', "
                 "starting and ending with a letter or digit"
@@ -720,7 +806,7 @@ class WorkerList(BaseModel):
     workers: list[WorkerRecord]
 
 
-_SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ScheduleSpec(BaseModel):
@@ -730,9 +816,12 @@ class ScheduleSpec(BaseModel):
 
     name: str = Field(description="Unique name: letters, digits, '.', '_', '-'.")
     cron: str = Field(
-        description="Five fields (minute hour day month weekday), or six with seconds last."
+        max_length=256,
+        description="Five fields (minute hour day month weekday), or six with seconds last.",
     )
-    tz: str = Field("UTC", description="The IANA time zone the cron fields are read in.")
+    tz: str = Field(
+        "UTC", max_length=64, description="The IANA time zone the cron fields are read in."
+    )
     job: JobSpec = Field(description="The job submitted at each fire time.")
     overlap: Literal["allow", "forbid", "replace"] = Field(
         "allow",
@@ -748,7 +837,7 @@ class ScheduleSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, value: str) -> str:
-        if not _SCHEDULE_NAME.match(value):
+        if not _SCHEDULE_NAME.fullmatch(value):
             raise ValueError(
                 "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from jobdock.errors import InvalidSpec, JobdockError
 from jobdock.models import Schedule, ScheduleSpec
@@ -42,7 +42,7 @@ _MAX_STEPS = 1000
 def _zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidSpec(f"tz: {tz!r} is not a known time zone", field="tz") from None
 
 
@@ -56,6 +56,12 @@ def validate(spec: ScheduleSpec) -> None:
             "(minute hour day month weekday) or 6 (with seconds last)",
             field="cron",
         )
+    try:
+        croniter(spec.cron, datetime.now(_zone(spec.tz))).get_next(datetime)
+    except CroniterBadDateError:
+        raise InvalidSpec(
+            f"cron: {spec.cron!r} never fires (no date matches it)", field="cron"
+        ) from None
 
 
 def _fixed_hour(cron: str) -> bool:
@@ -74,7 +80,10 @@ def next_fire_time(cron: str, tz: str, after: float) -> float:
     except CroniterBadCronError as exc:
         raise InvalidSpec(f"cron: {exc}", field="cron") from None
     while True:
-        candidate: datetime = times.get_next(datetime)
+        try:
+            candidate: datetime = times.get_next(datetime)
+        except CroniterBadDateError:
+            raise InvalidSpec(f"cron: {cron!r} never fires", field="cron") from None
         if candidate.timestamp() <= after:
             continue
         # Clocks went back: a fixed-hour time already passed on the wall clock.
@@ -138,7 +147,8 @@ class Scheduler:
         for schedule in await self.store.due_schedules(now):
             try:
                 plan = plan_turn(schedule, now, self.settings.misfire_seconds)
-            except JobdockError as exc:
+            except (JobdockError, ValueError, OverflowError) as exc:
+                # One schedule that cannot fire must not stop the others.
                 _log.warning("schedule %s cannot fire: %s", schedule.name, exc)
                 continue
             job_id = await self.store.fire_schedule(plan, now)

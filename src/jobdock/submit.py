@@ -42,7 +42,7 @@ def parse_spec(body: bytes) -> JobSpec:
         raise invalid_spec(exc) from None
 
 
-_NAMED_FIELD = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*): ")
+_NAMED_FIELD = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)*): ")
 
 
 def describe_error(error: Mapping[str, Any], skip: int = 0) -> tuple[str | None, str]:
@@ -51,9 +51,12 @@ def describe_error(error: Mapping[str, Any], skip: int = 0) -> tuple[str | None,
     field = ".".join(str(part) for part in tuple(error.get("loc", ()))[skip:]) or None
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     named = _NAMED_FIELD.match(message)
-    if field is None and named:
-        # A check across fields names the one it is about: "command: ...".
-        field, message = named.group(1), message[named.end() :]
+    if named and (field is None or error.get("type") == "value_error"):
+        # A check across fields names the one it is about: "command: ..."
+        # (within the field it was raised for, if any: "job.command").
+        inner = named.group(1)
+        field = f"{field}.{inner}" if field else inner
+        message = message[named.end() :]
     if error.get("type") == "extra_forbidden":
         message = "unknown field"
     elif error.get("type") == "missing":

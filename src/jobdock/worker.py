@@ -414,10 +414,13 @@ class Worker:
             _log.warning(
                 "attempt %d of job %s lost its lease; stopped", claim.attempt, claim.job_id
             )
-        except Exception:
+        except Exception as exc:
             _log.exception("attempt %d of job %s failed in jobdock", claim.attempt, claim.job_id)
             if attempt.execution is not None:
                 attempt.execution.kill()
+            # The attempt ends here, whatever went wrong: left running, its
+            # lease would be renewed by every heartbeat, for ever.
+            await self._end_broken(claim, exc)
         finally:
             del self._running[claim.job_id]
             self._slot_free.set()
@@ -480,6 +483,21 @@ class Worker:
         await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
         await self._finished(claim, failed)
 
+    async def _end_broken(self, claim: Claim, exc: Exception) -> None:
+        """Fail an attempt that jobdock itself failed to carry through."""
+        failed = Outcome(
+            state=JobState.FAILED,
+            reason=Reason.SPAWN_ERROR,
+            message=f"jobdock failed to run the attempt: {type(exc).__name__}: {exc}",
+            finished_at=time.time(),
+        )
+        try:
+            await self.store.finish_attempt(claim.job_id, claim.attempt, failed)
+        except JobdockError as error:
+            # Fenced off (another attempt has the job) or the store is away:
+            # then the lease, no longer renewed, ends the attempt.
+            _log.warning("cannot record the end of job %s: %s", claim.job_id, error)
+
     async def _finished(self, claim: Claim, outcome: Outcome) -> None:
         """After a job's end: move on the workflow whose step it ran, if any.
         (A failure here is made good by the next heartbeat's sweep.)"""
@@ -520,6 +538,13 @@ class Worker:
             return
         except SpawnError as exc:
             await self._fail_to_start(claim, exc)
+            return
+        except Exception as exc:
+            # Whatever the runtime raised, the attempt did not start.
+            _log.warning(
+                "attempt %d of job %s cannot start", claim.attempt, claim.job_id, exc_info=exc
+            )
+            await self._fail_to_start(claim, SpawnError(f"cannot start the job: {exc}"))
             return
         attempt.execution = execution
         try:

@@ -34,10 +34,10 @@ CALL_PROGRAM = "jobdock.call"
 #: job may do (its limits, its isolation), so the submit's checks hold.
 OUTPUT_FIELDS = ("command", "entrypoint", "env", "stdin", "args")
 
-_STEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_CALL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class StepSpec(BaseModel):
@@ -60,7 +60,7 @@ class StepSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, value: str) -> str:
-        if not _STEP_NAME.match(value):
+        if not _STEP_NAME.fullmatch(value):
             raise ValueError(
                 "must be 1-63 letters, digits, '_' or '-', starting with one of the first two"
             )
@@ -83,7 +83,7 @@ class WorkflowSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, value: str) -> str:
-        if not _WORKFLOW_NAME.match(value):
+        if not _WORKFLOW_NAME.fullmatch(value):
             raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
         return value
 
@@ -91,7 +91,7 @@ class WorkflowSpec(BaseModel):
     @classmethod
     def _param_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not _PARAM_NAME.match(name):
+            if not _PARAM_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a parameter name (letters, digits, '_')")
         return value
 
@@ -262,7 +262,7 @@ def job_spec(
     )
     call, args = fields.pop("call", None), fields.pop("args", None)
     if call is not None:
-        if not isinstance(call, str) or not _CALL.match(call):
+        if not isinstance(call, str) or not _CALL.fullmatch(call):
             raise InvalidSpec("call: must be 'module:function'", field="call")
         if fields.get("command") or fields.get("image"):
             raise InvalidSpec("call: a call runs no command or image of its own", field="call")

@@ -188,7 +188,8 @@ def test_a_spec_rejects_unknown_fields() -> None:
 def test_a_spec_rejects_a_command_with_nothing_to_run(command: list[str]) -> None:
     field, _ = spec_error(command=command)
 
-    assert field == "command"
+    # A NUL byte is named where it is: command.1.
+    assert field is not None and field.split(".")[0] == "command"
 
 
 @pytest.mark.parametrize("name", ["", "1ABC", "A-B", "A B", "A=B", "ÄÖ"])

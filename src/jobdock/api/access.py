@@ -152,7 +152,7 @@ async def revoke_token(token_id: str, request: Request) -> Response:
 async def audit(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = Query(None, pattern=r"^\d+$"),
+    cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
 ) -> AuditPage:
     """Who submitted and who stopped which job, and who changed tokens and
     secrets; newest first (admins only)."""

@@ -22,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 #: The one page every dashboard path answers; its script routes by path.
 SHELL = "index.html"
 #: A static file's name: no directories, a known type.
-_ASSET_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css|svg)$")
+_ASSET_NAME = re.compile(r"[a-z0-9_-]+\.(js|css|svg)")
 _TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
@@ -72,7 +72,7 @@ async def root() -> RedirectResponse:
 @router.get("/ui/static/{name}")
 async def asset(name: str) -> Response:
     """A script, style sheet or image of the dashboard."""
-    return _answer(name) if _ASSET_NAME.match(name) else _not_found()
+    return _answer(name) if _ASSET_NAME.fullmatch(name) else _not_found()
 
 
 @router.get("/ui")

@@ -78,7 +78,7 @@ async def list_jobs(
     label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = Query(None, pattern=r"^\d+$"),
+    cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
     owner: Annotated[str | None, Query(description="Only this user's jobs.")] = None,
 ) -> JobPage:
     """Jobs matching every filter given, newest first; pass ``next_cursor``
@@ -145,8 +145,8 @@ async def job_logs(
     request: Request,
     stream: Literal["stdout", "stderr", "both"] = "both",
     follow: bool = False,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    attempt: Annotated[int | None, Query(ge=1)] = None,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    attempt: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     format: Literal["raw", "multiplexed"] = "raw",
 ) -> StreamingResponse:
     """The output of the job's latest attempt (or ``attempt``) from byte

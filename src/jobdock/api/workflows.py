@@ -83,7 +83,7 @@ async def list_workflows(
     request: Request,
     state: Annotated[list[WorkflowState], Query()] = [],  # noqa: B006 (FastAPI copies it)
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = Query(None, pattern=r"^\d+$"),
+    cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
 ) -> WorkflowPage:
     """Your workflows (an admin's: everyone's) with their steps, newest first."""
     who = principal(request)

@@ -14,7 +14,7 @@ from jobdock.dispatch._child import VARIABLES, wrap
 from jobdock.errors import ConfigError
 from jobdock.settings import Settings
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 #: ``/job/run`` is ConJob's route (api/conjob.py); a template of that name
 #: could never be reached by ``POST /job/NAME``.
 RESERVED = frozenset({"run"})
@@ -56,7 +56,7 @@ def load_templates(settings: Settings) -> dict[str, Template]:
 
 def _check(template: Template) -> None:
     where = f"dispatch template {template.name!r} ({template.source})"
-    if not _NAME.match(template.name):
+    if not _NAME.fullmatch(template.name):
         raise ConfigError(
             f"{where}: the name must be 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

@@ -106,6 +106,8 @@ class ContainerRuntime:
             raise
         except EngineError as exc:
             raise SpawnError(f"cannot create the container: {exc.message}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise SpawnError(f"cannot make the container's configuration: {exc}") from None
         try:
             stream = await self._attach(container, bool(stdin))
             await self.engine.start(container)

@@ -143,7 +143,7 @@ class ProcessRuntime:
             return (*_spawn(spec, plan.argv, stdin, env, None), None)
         try:
             group = hierarchy.create(name, plan.resources, spec.cwd or "/")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise SpawnError(f"cannot set the job's limits: {exc}") from None
         try:
             with group.joining() as join:
@@ -210,6 +210,9 @@ def _spawn(
         )
     except OSError as exc:
         raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # What Popen refuses before it forks (a NUL byte in a path or an argument).
+        raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from None
     return proc, ticks, started_at
 
 

@@ -60,6 +60,7 @@ from jobdock.store.protocol import (
     Started,
     WorkerInfo,
 )
+from jobdock.store.records import UNLOADABLE, invalid_record_message, load_spec, unloadable_job
 from jobdock.store.schema import IDEMPOTENT, attempts, jobs, log_chunks, workers
 
 HOST = socket.gethostname()
@@ -219,6 +220,14 @@ def _inserted(conn: Connection, job: NewJob) -> None:
 
 
 def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
+    try:
+        return _load_job(row, attempt_rows)
+    except UNLOADABLE as exc:
+        # One bad record must not fail every list and the health check.
+        return unloadable_job(row, exc)
+
+
+def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
     labels = row.labels
     return Job(
         id=row.id,
@@ -450,18 +459,44 @@ def claim_jobs(
             for row in rows
         ],
     )
-    return [
-        Claim(
-            job_id=row.id,
-            attempt=row.attempt,
-            spec=JobSpec.model_validate_json(row.spec),
-            stdin=row.stdin or b"",
-            owner=row.owner,
-            failures=row.failures,
-            finish_by=row.finish_by,
+    claims = []
+    for row in rows:
+        spec = load_spec(row.spec)
+        if isinstance(spec, str):
+            # A record that no longer loads fails now, not at every claim.
+            _fail_invalid(conn, row.id, row.attempt, spec, now)
+            continue
+        claims.append(
+            Claim(
+                job_id=row.id,
+                attempt=row.attempt,
+                spec=spec,
+                stdin=row.stdin or b"",
+                owner=row.owner,
+                failures=row.failures,
+                finish_by=row.finish_by,
+            )
         )
-        for row in rows
-    ]
+    return claims
+
+
+def _fail_invalid(conn: Connection, job_id: str, attempt: int, why: str, now: float) -> None:
+    """Fail the just-claimed attempt of a job whose record cannot be loaded."""
+    result = {
+        "finished_at": now,
+        "reason": Reason.INVALID_RECORD.value,
+        "message": invalid_record_message(why),
+    }
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == _RUNNING)
+        .values(state=JobState.FAILED.value, worker_id=None, lease_expires_at=None, **result)
+    )
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
+        .values(**result)
+    )
 
 
 #: Scheduled and retrying jobs whose time has come become queued (only
@@ -755,21 +790,26 @@ def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome
 _BEAT = Prepared(
     lambda _: update(workers).where(workers.c.id == _p("worker_id")).values(heartbeat_at=_p("now"))
 )
-_HEARTBEAT = Prepared(
-    lambda _: (
-        update(jobs)
-        .where(jobs.c.worker_id == _p("worker_id"), jobs.c.state == _RUNNING)
-        .values(lease_expires_at=_p("lease_until"))
-        .returning(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested)
-    )
-)
 
 
 def heartbeat(
     conn: Connection, worker_id: str, running: dict[str, int], lease_until: float, now: float
 ) -> HeartbeatReply:
+    """Renew the leases of the attempts the worker says it runs. Only those:
+    an attempt the store has under this worker that the worker does not know
+    (its task failed) keeps its lease no longer; when it expires the reaper
+    ends it (cancelled, if a cancel was asked for)."""
     _BEAT.run(conn, worker_id=worker_id, now=now)
-    rows = _HEARTBEAT.run(conn, worker_id=worker_id, lease_until=lease_until).all()
+    rows = conn.execute(
+        update(jobs)
+        .where(
+            jobs.c.worker_id == worker_id,
+            jobs.c.state == _RUNNING,
+            jobs.c.id.in_(list(running)),
+        )
+        .values(lease_expires_at=lease_until)
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested)
+    ).all()
     held = {(row.id, row.attempt) for row in rows}
     return HeartbeatReply(
         lost=frozenset(job for job, number in running.items() if (job, number) not in held),
@@ -807,7 +847,8 @@ def lose_attempt(
         return None
     lost_count = row.lost_count + (0 if max_lost is None else 1)
     values: dict[str, Any] = {"worker_id": None, "lease_expires_at": None}
-    retry = JobSpec.model_validate_json(row.spec).retry
+    spec = load_spec(row.spec)
+    retry = None if isinstance(spec, str) else spec.retry
     if row.cancel_requested:
         new_state, reason = JobState.CANCELLED, Reason.CANCELLED
     elif retry is not None and retry.count_worker_lost and max_lost is not None:

@@ -16,12 +16,20 @@ from jobdock.errors import JobdockError, ScheduleExists, ScheduleNotFound
 from jobdock.models import ACTIVE_STATES, ANONYMOUS, JobSpec, Schedule, ScheduleSpec, timestamp
 from jobdock.store import operations as ops
 from jobdock.store.protocol import FirePlan
+from jobdock.store.records import UNLOADABLE, unloadable_schedule
 from jobdock.store.schema import jobs, schedules
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 
 
 def _schedule(row: Row[Any]) -> Schedule:
+    try:
+        return _load_schedule(row)
+    except UNLOADABLE as exc:
+        return unloadable_schedule(row, exc)
+
+
+def _load_schedule(row: Row[Any]) -> Schedule:
     return Schedule(
         name=row.name,
         owner=row.owner,
@@ -97,8 +105,10 @@ def set_paused(conn: Connection, name: str, paused: bool, next_fire_at: float | 
     return get_schedule(conn, name)
 
 
-def due_schedules(conn: Connection, now: float) -> list[Schedule]:
-    """Schedules not paused whose next fire time has come."""
+def due_schedules(conn: Connection, now: float) -> tuple[list[Schedule], list[str]]:
+    """Schedules not paused whose next fire time has come; and the names of
+    those among them that cannot be loaded (to be paused: see
+    :func:`pause_unloadable`)."""
     rows = conn.execute(
         select(schedules).where(
             schedules.c.paused.is_(False),
@@ -106,7 +116,15 @@ def due_schedules(conn: Connection, now: float) -> list[Schedule]:
             schedules.c.next_fire_at <= now,
         )
     ).all()
-    return [_schedule(row) for row in rows]
+    loaded = [_schedule(row) for row in rows]
+    # One that cannot be loaded is shown paused (see unloadable_schedule).
+    return [s for s in loaded if not s.paused], [s.name for s in loaded if s.paused]
+
+
+def pause_unloadable(conn: Connection, names: list[str]) -> None:
+    """Pause schedules whose records cannot be loaded, so that they are not
+    due again and again; their owners see them paused and may remove them."""
+    conn.execute(update(schedules).where(schedules.c.name.in_(names)).values(paused=True))
 
 
 def next_fire(conn: Connection) -> float | None:

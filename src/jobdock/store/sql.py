@@ -321,7 +321,10 @@ class SqlStore:
         return await self._write(schedule_ops.set_paused, name, paused, next_fire_at)
 
     async def due_schedules(self, now: float) -> list[Schedule]:
-        return await self._read(schedule_ops.due_schedules, now)
+        due, unloadable = await self._read(schedule_ops.due_schedules, now)
+        if unloadable:
+            await self._write(schedule_ops.pause_unloadable, unloadable)
+        return due
 
     async def next_schedule_fire(self) -> float | None:
         return await self._read(schedule_ops.next_fire)
