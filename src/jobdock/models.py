@@ -816,7 +816,7 @@ class ScheduleSpec(BaseModel):
 
     name: str = Field(description="Unique name: letters, digits, '.', '_', '-'.")
     cron: str = Field(
-        max_length=256,
+        max_length=200,
         description="Five fields (minute hour day month weekday), or six with seconds last.",
     )
     tz: str = Field(
