@@ -28,7 +28,7 @@ from pydantic_settings import (
 )
 
 from jobdock.errors import ConfigError
-from jobdock.models import OptionalDuration, Resources, Size
+from jobdock.models import MAX_COUNT, MAX_DURATION, OptionalDuration, Resources, Size
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -65,30 +65,48 @@ class Settings(BaseSettings):
     url: str = Field(DEFAULT_URL, description="The server a client talks to.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    concurrency: int = Field(64, ge=0, description="Jobs a worker runs at once.")
+    concurrency: int = Field(64, ge=0, le=100_000, description="Jobs a worker runs at once.")
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels a worker offers to jobs that require them (besides arch and host).",
     )
-    lease_seconds: float = Field(10.0, gt=0, description="How long a claim lasts unrenewed.")
-    heartbeat_seconds: float = Field(3.0, gt=0, description="How often leases are renewed.")
-    poll_seconds: float = Field(1.0, gt=0, description="Fallback poll for new jobs and changes.")
+    lease_seconds: float = Field(
+        10.0, gt=0, le=86400, description="How long a claim lasts unrenewed."
+    )
+    heartbeat_seconds: float = Field(
+        3.0, gt=0, le=3600, description="How often leases are renewed."
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, le=3600, description="Fallback poll for new jobs and changes."
+    )
     drain_seconds: float = Field(
-        10.0, ge=0, description="On shutdown, how long running jobs may finish before release."
+        10.0,
+        ge=0,
+        le=86400,
+        description="On shutdown, how long running jobs may finish before release.",
     )
     max_lost: int = Field(
-        3, ge=0, description="How often a job is requeued after losing its worker before failing."
+        3,
+        ge=0,
+        le=MAX_COUNT,
+        description="How often a job is requeued after losing its worker before failing.",
     )
-    max_stdin_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    max_stdin_bytes: int = Field(64 * 1024 * 1024, ge=0, le=1 << 40)
     run_output_limit: int = Field(
-        16 * 1024 * 1024, ge=0, description="Bytes per stream returned by POST /v1/run."
+        16 * 1024 * 1024, ge=0, le=1 << 40, description="Bytes per stream returned by POST /v1/run."
     )
     # -- scheduling (docs/scheduling.md) --
     max_running: int | None = Field(
-        None, ge=0, description="The most jobs running at once in the whole store; 0 pauses."
+        None,
+        ge=0,
+        le=MAX_COUNT,
+        description="The most jobs running at once in the whole store; 0 pauses.",
     )
     max_running_per_owner: int | None = Field(
-        None, ge=0, description="The most jobs of one owner running at once; default unlimited."
+        None,
+        ge=0,
+        le=MAX_COUNT,
+        description="The most jobs of one owner running at once; default unlimited.",
     )
     concurrency_limits: dict[str, int] = Field(
         default_factory=dict,
@@ -97,9 +115,14 @@ class Settings(BaseSettings):
     keep_finished: OptionalDuration = Field(
         None, description="Delete finished jobs and their logs this long after; default never."
     )
-    prune_seconds: float = Field(60.0, gt=0, description="How often finished jobs are pruned.")
+    prune_seconds: float = Field(
+        60.0, gt=0, le=MAX_DURATION, description="How often finished jobs are pruned."
+    )
     misfire_seconds: float = Field(
-        60.0, gt=0, description="A schedule's fire time later than this counts as missed."
+        60.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="A schedule's fire time later than this counts as missed.",
     )
     job_path: str = Field(
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -274,8 +297,8 @@ class Settings(BaseSettings):
     @classmethod
     def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
         for key, limit in value.items():
-            if limit < 0:
-                raise ValueError(f"the limit of {key!r} must be 0 or more")
+            if not 0 <= limit <= MAX_COUNT:
+                raise ValueError(f"the limit of {key!r} must be from 0 to {MAX_COUNT}")
         return value
 
     @model_validator(mode="after")
