@@ -98,3 +98,25 @@ async def test_a_schedule_that_does_not_load_is_shown_paused_and_never_due(
     assert listed["broken"].paused and not listed["fine"].paused
     assert (await store.next_schedule_fire()) == T0 + 60
     assert [s.name for s in await store.due_schedules(T0 + 61)] == ["fine"]
+
+
+async def test_a_cancel_ends_at_once_a_running_job_whose_lease_no_one_renews(
+    store: Store,
+) -> None:
+    job_id = await submit(store, T0)
+    await store.claim_jobs("w1", 1, T0, LEASE)
+
+    job = await store.cancel_job(job_id, T0 + LEASE + 1)
+
+    assert (job.state, job.reason) == (JobState.CANCELLED, Reason.CANCELLED)
+
+
+async def test_a_cancel_asks_the_worker_of_a_running_job_whose_lease_is_renewed(
+    store: Store,
+) -> None:
+    job_id = await submit(store, T0)
+    await store.claim_jobs("w1", 1, T0, LEASE)
+
+    job = await store.cancel_job(job_id, T0 + 1)
+
+    assert job.state is JobState.RUNNING and job.cancel_requested

@@ -343,7 +343,12 @@ def cancel_job(conn: Connection, job_id: str, now: float, actor: str | None = No
         if actor is not None:
             record(conn, now, actor, "cancel", job_id)
         announce(conn, f"job:{job_id}", f"cancel:{job_id}")
-        return True
+        # No worker renews its lease (the worker died, or does not know the
+        # attempt): nothing would stop it, so the cancel ends it now.
+        attempt = conn.execute(select(jobs.c.attempt).where(jobs.c.id == job_id)).scalar()
+        message = "cancelled; no live worker held it"
+        ended = lose_attempt(conn, job_id, int(attempt or 0), message, now, None, True)
+        return ended is None
     state = _job_state(conn, job_id)
     raise IllegalTransition(job_id, state.value, JobState.CANCELLED.value)
 
