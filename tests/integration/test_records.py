@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pg import PostgresServer
 from support import ServerProcess, eventually
 
 # -- bad values: 4xx naming the field, on every endpoint --------------------------------
@@ -195,7 +196,8 @@ class Store:
 @pytest.fixture(scope="module")
 def records_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of this module's own: its store gets records that do not load."""
-    server = ServerProcess(tmp_path_factory.mktemp("records")).start()
+    server = ServerProcess(tmp_path_factory.mktemp("records"))
+    server.launch().wait_healthy(timeout=120)
     yield server
     server.stop()
 
@@ -347,3 +349,67 @@ def test_cancel_ends_a_running_job_that_its_worker_does_not_run(
         what="the cancelled job to end",
     )
     assert ended["state"] == "cancelled"
+
+
+# -- on PostgreSQL ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_url_of_module(postgres: PostgresServer) -> Iterator[str]:
+    """A new PostgreSQL database for this module's tests."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def pg_server(
+    tmp_path_factory: pytest.TempPathFactory, pg_url_of_module: str
+) -> Iterator[ServerProcess]:
+    """A server on that database, with no worker."""
+    home = tmp_path_factory.mktemp("records-pg")
+    server = ServerProcess(home, args=["--no-worker"], db=pg_url_of_module)
+    server.launch().wait_healthy(timeout=120)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/jobs/ab%00cd", "path"),
+        ("/v1/jobs/ab%00cd/cancel", "path"),
+        ("/v1/schedules/a%00b", "path"),
+        ("/v1/jobs?name=a%00b", "name"),
+        ("/v1/jobs?owner=%00", "owner"),
+        ("/v1/jobs?label=team%3Da%00", "label"),
+    ],
+)
+def test_a_nul_byte_in_a_path_or_query_is_refused_naming_it(
+    pg_server: ServerProcess, path: str, field: str
+) -> None:
+    method = "POST" if path.endswith("/cancel") else "GET"
+
+    response = httpx.request(method, f"{pg_server.url}{path}", timeout=30)
+
+    assert_refused(response, field)
+
+
+def test_a_job_record_that_does_not_load_breaks_no_reader_on_postgresql(
+    pg_server: ServerProcess, pg_url_of_module: str
+) -> None:
+    import psycopg
+
+    bad = submit(pg_server)
+    with psycopg.connect(
+        pg_url_of_module.replace("postgresql+psycopg://", "postgresql://")
+    ) as conn:
+        conn.execute(
+            "UPDATE jobs SET spec = %s WHERE id = %s", (POISON["image-newline"], bad["id"])
+        )
+
+    assert get_job(pg_server, bad["id"])["message"].startswith("the stored job cannot be loaded")
+    assert httpx.get(f"{pg_server.url}/v1/jobs", timeout=30).status_code == 200
+    assert httpx.get(f"{pg_server.url}/healthz", timeout=30).status_code == 200
+    cancel = httpx.post(f"{pg_server.url}/v1/jobs/{bad['id']}/cancel", timeout=30)
+    assert cancel.status_code == 200 and cancel.json()["state"] == "cancelled"

@@ -19,6 +19,7 @@ from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
+from jobdock.api.nul import RefuseNul
 from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.submit_path import SubmitPath
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     # runs after them.
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
+    app.add_middleware(RefuseNul)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 
