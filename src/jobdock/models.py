@@ -18,6 +18,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -746,6 +748,16 @@ class Attempt(BaseModel):
     cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
 
 
+def _or_empty_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A record's spec, or an empty one where it does not load: a job or
+    schedule stored before today's checks is shown (its message says why;
+    see store/records.py), and a client can still read a list holding it."""
+    try:
+        return handler(value)
+    except ValidationError:
+        return JobSpec.model_construct()
+
+
 class Job(BaseModel):
     """The record of a job: its spec, where it is, and how it ended."""
 
@@ -769,6 +781,11 @@ class Job(BaseModel):
         None, description="While retrying: when the next attempt may start."
     )
     attempts: list[Attempt] = Field(default_factory=list)
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_as_far_as_it_loads(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _or_empty_spec(value, handler)
 
     @property
     def terminal(self) -> bool:
@@ -859,6 +876,11 @@ class Schedule(ScheduleSpec):
     next_fire_at: datetime | None = Field(None, description="The next fire time.")
     last_fire_at: datetime | None = Field(None, description="The latest fire time handled.")
     last_job_id: str | None = Field(None, description="The job of the latest fire time.")
+
+    @field_validator("job", mode="wrap")
+    @classmethod
+    def _job_as_far_as_it_loads(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _or_empty_spec(value, handler)
 
 
 class ScheduleList(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jobdock import Client
 from pg import PostgresServer
 from support import ServerProcess, eventually
 
@@ -273,6 +274,11 @@ def test_a_job_whose_record_does_not_load_can_still_be_cancelled(
     bad = submit(server, run_at=later())
     store.execute("UPDATE jobs SET spec = ? WHERE id = ?", POISON["image-newline"], bad["id"])
 
+    # The Python client (and so the CLI) reads it too.
+    with Client(server.url) as client:
+        assert bad["id"] in [job.id for job in client.list().jobs]
+        assert "cannot be loaded" in (client.get(bad["id"]).message or "")
+
     response = httpx.post(f"{server.url}/v1/jobs/{bad['id']}/cancel", timeout=30)
 
     assert response.status_code == 200, response.text
@@ -306,6 +312,8 @@ def test_a_schedule_whose_record_does_not_load_is_paused_and_the_others_fire(
     assert listed.status_code == 200, listed.text
     broken = {s["name"]: s for s in listed.json()["schedules"]}["broken-every-second"]
     assert broken["paused"] is True
+    with Client(server.url) as client:
+        assert "broken-every-second" in [schedule.name for schedule in client.schedules()]
     response = httpx.delete(f"{server.url}/v1/schedules/broken-every-second", timeout=30)
     assert response.status_code == 204
     httpx.delete(f"{server.url}/v1/schedules/fine-every-second", timeout=30)
