@@ -205,7 +205,7 @@ def fuzz(operation: Any, sandbox: Sandbox, who: str) -> int:
     return sent
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("who", ["user", "admin"])
 def test_the_api_answers_every_request_as_its_document_says(
     api: Any, sandbox: Sandbox, who: str
