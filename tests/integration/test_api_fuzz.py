@@ -1,9 +1,9 @@
 """A property-based fuzz of the API: schemathesis generates requests from
 the document a real ``jobdock serve`` serves at ``/openapi.json`` (valid
 and invalid bodies, parameters and paths), sends them as an ordinary user,
-as an administrator and without credentials, and checks each answer: never a 5xx, a status the
-document declares for that operation, its content type, and a body that
-matches the declared schema.
+as an administrator and without credentials, and checks each answer: never
+a 5xx, a status the document declares for that operation, its content
+type, and a body that matches the declared schema.
 
 The fuzzed jobs really run, so the server is sandboxed:
 
