@@ -52,7 +52,8 @@ class ServerProcess:
     """``jobdock serve`` in a subprocess, on loopback, with its own home.
 
     ``args`` are added to the command line (e.g. ``("--no-worker",)``);
-    ``settings`` become ``JOBDOCK_*`` variables (e.g. ``db=URL``)."""
+    ``settings`` become ``JOBDOCK_*`` variables (e.g. ``db=URL``);
+    ``wrapper`` is a command line the server runs under (e.g. a sandbox)."""
 
     def __init__(
         self,
@@ -60,10 +61,12 @@ class ServerProcess:
         *,
         args: Sequence[str] = (),
         verify: ssl.SSLContext | None = None,
+        wrapper: Sequence[str] = (),
         **settings: str,
     ) -> None:
         self.home = home
         self.args = list(args)
+        self.wrapper = list(wrapper)
         self.port = free_port()
         #: With ``verify`` (how to check its certificate), the server speaks HTTPS.
         self.verify: ssl.SSLContext | bool = verify or True
@@ -87,7 +90,7 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobdock", "serve", *self.args],
+            [*self.wrapper, sys.executable, "-m", "jobdock", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

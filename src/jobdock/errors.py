@@ -45,6 +45,12 @@ class InvalidJson(InvalidRequest):
     code = "invalid_json"
 
 
+class RequestTooLarge(InvalidRequest):
+    """The request body is larger than the server accepts."""
+
+    code = "request_too_large"
+
+
 class JobNotFound(JobdockError):
     """No such job."""
 

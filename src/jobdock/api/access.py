@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from jobdock.api.auth import principal, require_admin
 from jobdock.api.context import settings_of, store_of
+from jobdock.api.errors import JSON_BODY, responses
 from jobdock.auth import (
     AuditPage,
     CreatedToken,
@@ -18,7 +19,14 @@ from jobdock.auth import (
     check_user_name,
     create_token,
 )
-from jobdock.errors import InvalidRequest
+from jobdock.errors import (
+    Forbidden,
+    InvalidRequest,
+    RequestTooLarge,
+    SecretNotFound,
+    SecretsUnavailable,
+    TokenNotFound,
+)
 from jobdock.models import Duration, check_secret_name, timestamp
 from jobdock.vault import MAX_SECRET_BYTES, SecretInfo, SecretList, Vault
 
@@ -63,6 +71,7 @@ async def whoami(request: Request) -> Identity:
     "/secrets/{name}",
     status_code=204,
     summary="Set one of your secrets",
+    responses=responses(RequestTooLarge, InvalidRequest, SecretsUnavailable),
     openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {}}}},
 )
 async def set_secret(name: str, request: Request) -> Response:
@@ -92,7 +101,12 @@ async def list_secrets(request: Request) -> SecretList:
     )
 
 
-@router.delete("/secrets/{name}", status_code=204, summary="Delete one of your secrets")
+@router.delete(
+    "/secrets/{name}",
+    status_code=204,
+    summary="Delete one of your secrets",
+    responses=responses(SecretNotFound),
+)
 async def delete_secret(name: str, request: Request) -> Response:
     """Delete your secret ``name``; jobs that reference it fail to start."""
     await store_of(request).delete_secret(principal(request).name, name, time.time())
@@ -116,7 +130,13 @@ class TokenList(BaseModel):
     tokens: list[TokenInfo]
 
 
-@router.post("/tokens", status_code=201, response_model=CreatedToken, summary="Create a token")
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=CreatedToken,
+    summary="Create a token",
+    responses=responses(*JSON_BODY, Forbidden, InvalidRequest),
+)
 async def new_token(body: TokenRequest, request: Request) -> CreatedToken:
     """Create an API token (admins only). The token is in this answer and
     nowhere else: the server keeps only its hash."""
@@ -130,14 +150,21 @@ async def new_token(body: TokenRequest, request: Request) -> CreatedToken:
     )
 
 
-@router.get("/tokens", response_model=TokenList, summary="List tokens")
+@router.get(
+    "/tokens", response_model=TokenList, summary="List tokens", responses=responses(Forbidden)
+)
 async def list_tokens(request: Request) -> TokenList:
     """Every API token (admins only): ids, users, expiry and revocation."""
     require_admin(request)
     return TokenList(tokens=await store_of(request).list_tokens())
 
 
-@router.post("/tokens/{token_id}/revoke", status_code=204, summary="Revoke a token")
+@router.post(
+    "/tokens/{token_id}/revoke",
+    status_code=204,
+    summary="Revoke a token",
+    responses=responses(Forbidden, TokenNotFound),
+)
 async def revoke_token(token_id: str, request: Request) -> Response:
     """Revoke a token for good (admins only)."""
     who = require_admin(request)
@@ -148,7 +175,12 @@ async def revoke_token(token_id: str, request: Request) -> Response:
 # -- audit (admins) -------------------------------------------------------------------
 
 
-@router.get("/audit", response_model=AuditPage, summary="Read the audit log")
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    summary="Read the audit log",
+    responses=responses(Forbidden, InvalidRequest),
+)
 async def audit(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,

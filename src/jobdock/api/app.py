@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,7 +16,7 @@ from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
 from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
-from jobdock.api.errors import install_error_handlers
+from jobdock.api.errors import GUARDED, drop_framework_validation, install_error_handlers, responses
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
@@ -26,6 +27,7 @@ from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, load_templates
+from jobdock.errors import CrossOrigin, StoreError
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.vault import Vault
@@ -77,15 +79,19 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     install_error_handlers(app)
     http_metrics = HttpMetrics()
     app.state.http_metrics = http_metrics
-    app.include_router(jobs_router)
-    app.include_router(workers_router)
-    # After ConJob's router: its /job/run comes before POST /job/{template}.
-    app.include_router(conjob_router)
-    app.include_router(dispatch_router)
-    app.include_router(access_router)
-    app.include_router(schedules_router)
-    app.include_router(workflows_router)
-    app.include_router(metrics_router)
+    guarded = responses(*GUARDED)
+    # ConJob's router before dispatch's: its /job/run comes before POST /job/{template}.
+    for router in (
+        jobs_router,
+        workers_router,
+        conjob_router,
+        dispatch_router,
+        access_router,
+        schedules_router,
+        workflows_router,
+        metrics_router,
+    ):
+        app.include_router(router, responses=guarded)
     app.include_router(dashboard_router)
     app.add_middleware(SubmitPath)
     # Added after SubmitPath, so outside it: the submit fast path, too,
@@ -96,9 +102,19 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 
-    @app.get("/healthz", summary="Liveness and store check")
+    @app.get(
+        "/healthz",
+        summary="Liveness and store check",
+        responses=responses(CrossOrigin, StoreError),
+    )
     async def healthz() -> dict[str, str]:
         await app.state.store.list_jobs(limit=1)
         return {"status": "ok", "version": __version__}
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = drop_framework_validation(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

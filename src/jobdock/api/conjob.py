@@ -12,14 +12,14 @@ out, 500 anything else.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jobdock.api.auth import principal
-from jobdock.errors import InvalidRequest
+from jobdock.api.errors import responses
+from jobdock.errors import InvalidRequest, InvalidSpec, RequestTooLarge
 from jobdock.logs import read_log
 from jobdock.models import Job, JobSpec, JobState, Reason
 from jobdock.settings import Settings
@@ -29,11 +29,14 @@ from jobdock.wait import wait_for_job
 
 router = APIRouter(tags=["ConJob"])
 
+#: How a job ended, in ConJob's words.
+Verdict = Literal["SUCCESS", "FAILURE", "NOT_FOUND", "TIMED_OUT", "UNKNOWN"]
+
 #: ConJob's pull values, as jobdock's pull policies.
 _PULL = {"always": "always", "never": "never", "absent": "if-not-present"}
 
 
-def conclusion_of(job: Job) -> tuple[str, int]:
+def conclusion_of(job: Job) -> tuple[Verdict, int]:
     """ConJob's conclusion of a finished job and the HTTP status it answers."""
     if job.state is JobState.SUCCEEDED:
         return "SUCCESS", 200
@@ -63,18 +66,54 @@ def _spec(image: str, pull: str, body: bytes, to_stdin: bool, timeout: float | N
         raise invalid_spec(exc) from None
 
 
-@router.api_route(
-    "/job/run",
-    methods=["GET", "POST"],
-    summary="Run an image and answer its output (ConJob-compatible)",
-    response_class=Response,
-    responses={
-        200: {"description": "The job succeeded; its output."},
-        400: {"description": "The job failed (non-zero exit)."},
-        404: {"description": "The image was not found."},
-        408: {"description": "The job timed out."},
+class Conclusion(BaseModel):
+    """ConJob's JSON answer (with ``Accept: application/json``)."""
+
+    conclusion: Verdict
+    output: str
+    exitCode: int  # ConJob's name
+    message: str
+
+
+def _outcome(description: str) -> dict[str, Any]:
+    """A response of a finished job: its output, or ConJob's JSON."""
+    return {
+        "description": description,
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/json": {"schema": Conclusion.model_json_schema()},
+        },
+    }
+
+
+_INVALID = responses(InvalidSpec, InvalidRequest)
+_RUN_IMAGE: dict[str, Any] = {
+    "summary": "Run an image and answer its output (ConJob-compatible)",
+    "response_class": Response,
+    "response_model": None,
+    "responses": {
+        200: _outcome("The job succeeded; its output."),
+        400: _outcome("The job failed (non-zero exit)."),
+        404: _outcome("The image was not found."),
+        408: _outcome("The job timed out."),
+        422: _INVALID[422],
+        500: _outcome("The job ended otherwise (cancelled, lost)."),
     },
+}
+
+
+@router.post(
+    "/job/run",
+    operation_id="conjob_run_post",
+    openapi_extra={
+        "requestBody": {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The command argument, or with input=stdin the job's stdin.",
+        }
+    },
+    **{**_RUN_IMAGE, "responses": {**_RUN_IMAGE["responses"], **responses(RequestTooLarge)}},
 )
+@router.get("/job/run", operation_id="conjob_run_get", **_RUN_IMAGE)
 async def run_image(
     request: Request,
     image: Annotated[str, Query(description="The image; ':latest' when no tag is given.")],
@@ -98,11 +137,11 @@ async def run_image(
     conclusion, status = conclusion_of(job)
     headers = {"X-Jobdock-Job-Id": job.id}
     if "application/json" in request.headers.get("accept", ""):
-        body = {
-            "conclusion": conclusion,
-            "output": output.decode(errors="replace"),
-            "exitCode": job.exit_code if job.exit_code is not None else -1,
-            "message": job.message or "",
-        }
-        return Response(json.dumps(body), status, headers, media_type="application/json")
+        body = Conclusion(
+            conclusion=conclusion,
+            output=output.decode(errors="replace"),
+            exitCode=job.exit_code if job.exit_code is not None else -1,
+            message=job.message or "",
+        )
+        return Response(body.model_dump_json(), status, headers, media_type="application/json")
     return Response(bytes(output), status, headers, media_type="text/plain; charset=utf-8")

@@ -13,8 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobdock.api.auth import principal
 from jobdock.api.context import missing_of, store_of
+from jobdock.api.errors import JSON_BODY, responses
 from jobdock.dispatch import Dispatcher, DispatchRequest
-from jobdock.errors import InvalidJson, InvalidRequest
+from jobdock.errors import (
+    InvalidJson,
+    InvalidRequest,
+    TemplateFailed,
+    TemplateNotFound,
+    TemplateOutputTooLarge,
+    TemplateSpecInvalid,
+    TemplateTimeout,
+)
 from jobdock.models import Job
 from jobdock.submit import describe_error
 
@@ -46,6 +55,11 @@ class TemplateTest(BaseModel):
     )
 
 
+#: The route reads its body itself (any content type is JSON), so the model
+#: is in no component of the OpenAPI document: its schema goes inline.
+_TEST_SCHEMA = TemplateTest.model_json_schema()
+
+
 class TemplateResult(BaseModel):
     """The spec a template made, after the server's policy; not submitted."""
 
@@ -71,10 +85,36 @@ def dispatcher_of(request: Request) -> Dispatcher:
     return dispatcher
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The job an earlier request with its idempotency_key created."},
-    400: {"description": "The filter failed, timed out, or made an invalid spec."},
-    404: {"description": "No such template."},
+#: What a template's run may answer: its filter failed, timed out, made too
+#: much output or an invalid spec (400), no such template (404), a body too
+#: large for the filter (422).
+_TEMPLATE_ERRORS = (
+    *JSON_BODY,
+    TemplateFailed,
+    TemplateTimeout,
+    TemplateOutputTooLarge,
+    TemplateSpecInvalid,
+    TemplateNotFound,
+    InvalidRequest,
+)
+_ANY_JSON_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {}}},
+        "description": "Any JSON value: the filter's input (none: null).",
+    }
+}
+_DISPATCH: dict[str, Any] = {
+    "status_code": 201,
+    "response_model": Job,
+    "responses": {
+        200: {
+            "model": Job,
+            "description": "The job an earlier request with its idempotency_key created.",
+        },
+        **responses(*_TEMPLATE_ERRORS),
+    },
+    "openapi_extra": _ANY_JSON_BODY,
 }
 
 
@@ -97,9 +137,7 @@ async def _dispatch(request: Request, template: str) -> Response:
 
 @router.post(
     "/v1/dispatch/{template}",
-    status_code=201,
-    response_model=Job,
-    responses=_RESPONSES,
+    **_DISPATCH,
     summary="Submit the job a template makes of this request",
 )
 async def dispatch(template: str, request: Request) -> Response:
@@ -110,9 +148,7 @@ async def dispatch(template: str, request: Request) -> Response:
 
 @router.post(
     "/v1/dispatch/{template}/{rest:path}",
-    status_code=201,
-    response_model=Job,
-    responses=_RESPONSES,
+    **_DISPATCH,
     summary="The same, with more path ($path is the whole path)",
 )
 async def dispatch_path(template: str, rest: str, request: Request) -> Response:
@@ -121,9 +157,7 @@ async def dispatch_path(template: str, rest: str, request: Request) -> Response:
 
 @router.post(
     "/job/{template}",
-    status_code=201,
-    response_model=Job,
-    responses=_RESPONSES,
+    **_DISPATCH,
     summary="docker-job-dispatcher's style: the first segment names the template",
 )
 async def dispatch_job(template: str, request: Request) -> Response:
@@ -132,9 +166,7 @@ async def dispatch_job(template: str, request: Request) -> Response:
 
 @router.post(
     "/job/{template}/{rest:path}",
-    status_code=201,
-    response_model=Job,
-    responses=_RESPONSES,
+    **_DISPATCH,
     summary="docker-job-dispatcher's style, with more path",
 )
 async def dispatch_job_path(template: str, rest: str, request: Request) -> Response:
@@ -151,12 +183,9 @@ async def list_templates(request: Request) -> TemplateList:
     "/v1/templates/{name}/test",
     response_model=TemplateResult,
     summary="The spec a request would make; nothing is submitted",
+    responses=responses(*_TEMPLATE_ERRORS),
     openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/TemplateTest"}}
-            }
-        }
+        "requestBody": {"content": {"application/json": {"schema": _TEST_SCHEMA}}},
     },
 )
 async def test_template(name: str, request: Request) -> TemplateResult:

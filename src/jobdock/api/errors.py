@@ -11,11 +11,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from jobdock.errors import (
     ConfigError,
+    CrossOrigin,
     Forbidden,
     IllegalTransition,
     InvalidJson,
@@ -23,6 +25,7 @@ from jobdock.errors import (
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    RequestTooLarge,
     ScheduleExists,
     ScheduleNotFound,
     SecretNotFound,
@@ -59,6 +62,7 @@ STATUS: dict[type[JobdockError], int] = {
     TemplateNotFound: 404,
     TemplateFailed: 400,
     TemplateSpecInvalid: 400,
+    RequestTooLarge: 413,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).
@@ -89,10 +93,76 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def status_of(exc: JobdockError) -> int:
-    for cls in type(exc).__mro__:
+    """The HTTP status that answers ``exc``."""
+    return status_of_class(type(exc))
+
+
+def status_of_class(error: type[JobdockError]) -> int:
+    """The HTTP status that answers errors of class ``error``."""
+    for cls in error.__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+# -- the error responses, as the OpenAPI document declares them ----------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="For programs, e.g. 'not_found' or 'invalid_spec'.")
+    message: str = Field(description="For people; names the field at fault.")
+    field: str | None = Field(None, description="The field or parameter at fault, if one is.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error the API answers."""
+
+    error: ErrorDetail
+
+
+#: The OpenAPI ``responses`` of a route: status -> description and model.
+Responses = dict[int | str, dict[str, Any]]
+
+#: What every route but ``/healthz`` may answer: it is behind authentication
+#: (api/auth.py), behind the same-origin check (api/origin.py), and reads the store.
+GUARDED: tuple[type[JobdockError], ...] = (Unauthenticated, CrossOrigin, StoreError)
+#: What a route that reads a JSON body may answer besides its own errors.
+JSON_BODY: tuple[type[JobdockError], ...] = (InvalidJson, RequestTooLarge)
+
+
+def responses(*raised: type[JobdockError]) -> Responses:
+    """The OpenAPI ``responses`` of a route that may raise ``raised``: one
+    entry per status, whose description lists the error codes answered with
+    it, each with the ``{"error": {...}}`` model. Routes declare the errors
+    they answer with this, so that the statuses come from STATUS alone."""
+    codes: dict[int, dict[str, str]] = {}
+    for cls in raised:
+        default = (cls.__doc__ or cls.code).strip().splitlines()[0]
+        codes.setdefault(status_of_class(cls), {}).setdefault(cls.code, default)
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": " ".join(f"`{code}`: {text}" for code, text in sorted(found.items())),
+        }
+        for status, found in sorted(codes.items())
+    }
+
+
+def drop_framework_validation(document: dict[str, Any]) -> dict[str, Any]:
+    """Remove the 422 that FastAPI adds to every route with parameters
+    (with its own ``HTTPValidationError`` body, which jobdock never sends):
+    a route that can answer 422 declares it with :func:`responses`."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if "HTTPValidationError" in json.dumps(answer):
+                del operation["responses"]["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return document
 
 
 def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:

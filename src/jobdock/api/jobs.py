@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from jobdock.api.auth import check_visible, principal
 from jobdock.api.context import missing_of, settings_of, store_of
-from jobdock.errors import InvalidRequest, JobNotFound
+from jobdock.api.errors import JSON_BODY, responses
+from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
 from jobdock.submit import parse_spec, submit, submit_job
@@ -52,10 +53,22 @@ _SPEC_BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}},
     }
 }
+#: What a submit answers besides the job: api/submit_path.py serves it, and
+#: answers exactly these (a spec the policy refuses, or naming a secret its
+#: owner lacks, is an ``invalid_spec`` 422 too).
+SUBMIT_ERRORS = responses(*JSON_BODY, InvalidSpec)
 
 
 @router.post(
-    "/jobs", status_code=201, response_model=Job, summary="Submit a job", openapi_extra=_SPEC_BODY
+    "/jobs",
+    status_code=201,
+    response_model=Job,
+    summary="Submit a job",
+    openapi_extra=_SPEC_BODY,
+    responses={
+        200: {"model": Job, "description": "The job its idempotency_key made before."},
+        **SUBMIT_ERRORS,
+    },
 )
 async def create_job(request: Request) -> Response:
     """Store a job and queue it for a worker. Answers 201 and the job, or 200
@@ -71,7 +84,12 @@ async def create_job(request: Request) -> Response:
     return _json(submitted.job, 201 if submitted.created else 200)
 
 
-@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobPage,
+    summary="List jobs, newest first",
+    responses=responses(InvalidRequest),
+)
 async def list_jobs(
     request: Request,
     state: Annotated[list[JobState], Query()] = [],  # noqa: B006 (FastAPI copies it)
@@ -94,7 +112,9 @@ async def list_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=Job, summary="Get a job")
+@router.get(
+    "/jobs/{job_id}", response_model=Job, summary="Get a job", responses=responses(JobNotFound)
+)
 async def get_job(job_id: str, request: Request) -> Job:
     """The whole record of a job, with its attempts."""
     job = await store_of(request).get_job(job_id)
@@ -107,7 +127,10 @@ async def get_job(job_id: str, request: Request) -> Job:
     "/jobs/{job_id}/cancel",
     response_model=Job,
     summary="Stop a job",
-    responses={202: {"description": "Stop requested; the job is still running"}},
+    responses={
+        202: {"model": Job, "description": "Stop requested; the job is still running"},
+        **responses(JobNotFound, IllegalTransition),
+    },
 )
 async def cancel_job(job_id: str, request: Request, response: Response) -> Job:
     """Cancel a job that has not started (200), or stop a running one: SIGTERM,
@@ -121,7 +144,12 @@ async def cancel_job(job_id: str, request: Request, response: Response) -> Job:
     return job
 
 
-@router.get("/jobs/{job_id}/wait", response_model=Job, summary="Wait for a job to finish")
+@router.get(
+    "/jobs/{job_id}/wait",
+    response_model=Job,
+    summary="Wait for a job to finish",
+    responses=responses(JobNotFound, InvalidRequest),
+)
 async def wait_job(
     job_id: str,
     request: Request,
@@ -138,7 +166,10 @@ async def wait_job(
     "/jobs/{job_id}/logs",
     summary="Read or follow a job's output",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}, MULTIPLEXED: {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}, MULTIPLEXED: {}}},
+        **responses(JobNotFound, InvalidRequest),
+    },
 )
 async def job_logs(
     job_id: str,
@@ -187,6 +218,7 @@ async def job_logs(
     response_model=RunResult,
     summary="Run a job and wait for its output",
     openapi_extra=_SPEC_BODY,
+    responses=SUBMIT_ERRORS,
 )
 async def run_job(request: Request) -> RunResult:
     """Submit a job, wait until it ends, and answer its state, exit code,

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobdock.api.auth import PRINCIPAL
 from jobdock.api.context import settings_of, store_of
+from jobdock.api.errors import responses
 from jobdock.api.submit_path import PATH as SUBMIT_PATH
 from jobdock.api.workers import LISTED_SECONDS
 from jobdock.auth import Principal
@@ -122,7 +123,22 @@ def _check_access(request: Request) -> None:
     raise Unauthenticated("an admin's API token or the metrics_token is required")
 
 
-@router.get(PATH, summary="Metrics for Prometheus", response_class=Response, tags=["metrics"])
+@router.get(
+    PATH,
+    summary="Metrics for Prometheus",
+    response_class=Response,
+    tags=["metrics"],
+    responses={
+        200: {
+            "description": "The metrics.",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+        },
+        **responses(Forbidden),
+    },
+)
 async def metrics(request: Request) -> Response:
     """Job, worker and HTTP metrics in Prometheus' text format, or
     OpenMetrics when the Accept header asks for it."""

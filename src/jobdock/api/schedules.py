@@ -15,14 +15,22 @@ from fastapi import APIRouter, Query, Request, Response
 
 from jobdock.api.auth import principal, require_admin
 from jobdock.api.context import missing_of, settings_of, store_of
+from jobdock.api.errors import JSON_BODY, responses
 from jobdock.auth import Principal
-from jobdock.errors import InvalidRequest, ScheduleNotFound
+from jobdock.errors import (
+    Forbidden,
+    InvalidRequest,
+    InvalidSpec,
+    ScheduleExists,
+    ScheduleNotFound,
+)
 from jobdock.models import PruneResult, Schedule, ScheduleList, ScheduleSpec, parse_duration
 from jobdock.schedules import next_fire_time, validate
 from jobdock.store.protocol import Store
 from jobdock.submit import check_spec
 
 router = APIRouter(prefix="/v1")
+_NOT_FOUND = responses(ScheduleNotFound)
 
 
 async def _visible(request: Request, name: str) -> tuple[Store, Principal, Schedule]:
@@ -34,7 +42,13 @@ async def _visible(request: Request, name: str) -> tuple[Store, Principal, Sched
     return store, who, schedule
 
 
-@router.post("/schedules", status_code=201, response_model=Schedule, summary="Add a schedule")
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=Schedule,
+    summary="Add a schedule",
+    responses=responses(*JSON_BODY, InvalidSpec, ScheduleExists),
+)
 async def create_schedule(spec: ScheduleSpec, request: Request) -> Schedule:
     """Add a cron schedule of yours; its job must pass the checks a submit
     does (secrets must be yours). 409 if a schedule of that name exists."""
@@ -58,13 +72,20 @@ async def list_schedules(request: Request) -> ScheduleList:
     return ScheduleList(schedules=await store_of(request).list_schedules(owner))
 
 
-@router.get("/schedules/{name}", response_model=Schedule, summary="Get a schedule")
+@router.get(
+    "/schedules/{name}",
+    response_model=Schedule,
+    summary="Get a schedule",
+    responses=_NOT_FOUND,
+)
 async def get_schedule(name: str, request: Request) -> Schedule:
     _, _, schedule = await _visible(request, name)
     return schedule
 
 
-@router.delete("/schedules/{name}", status_code=204, summary="Remove a schedule")
+@router.delete(
+    "/schedules/{name}", status_code=204, summary="Remove a schedule", responses=_NOT_FOUND
+)
 async def delete_schedule(name: str, request: Request) -> Response:
     """Remove a schedule; the jobs it made stay."""
     store, who, _ = await _visible(request, name)
@@ -72,14 +93,24 @@ async def delete_schedule(name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/schedules/{name}/pause", response_model=Schedule, summary="Pause a schedule")
+@router.post(
+    "/schedules/{name}/pause",
+    response_model=Schedule,
+    summary="Pause a schedule",
+    responses=_NOT_FOUND,
+)
 async def pause_schedule(name: str, request: Request) -> Schedule:
     """Stop firing until resumed."""
     store, _, _ = await _visible(request, name)
     return await store.set_schedule_paused(name, True, None)
 
 
-@router.post("/schedules/{name}/resume", response_model=Schedule, summary="Resume a schedule")
+@router.post(
+    "/schedules/{name}/resume",
+    response_model=Schedule,
+    summary="Resume a schedule",
+    responses=_NOT_FOUND,
+)
 async def resume_schedule(name: str, request: Request) -> Schedule:
     """Fire again from the next fire time after now (times missed while
     paused are not caught up)."""
@@ -88,7 +119,12 @@ async def resume_schedule(name: str, request: Request) -> Schedule:
     return await store.set_schedule_paused(name, False, upcoming)
 
 
-@router.post("/prune", response_model=PruneResult, summary="Delete finished jobs now")
+@router.post(
+    "/prune",
+    response_model=PruneResult,
+    summary="Delete finished jobs now",
+    responses=responses(Forbidden, InvalidRequest),
+)
 async def prune(
     request: Request,
     older_than: Annotated[

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from jobdock.api.auth import principal
 from jobdock.api.context import missing_of, settings_of, store_of
-from jobdock.errors import WorkflowNotFound
+from jobdock.api.errors import JSON_BODY, responses
+from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, WorkflowNotFound
 from jobdock.models import WorkflowState
 from jobdock.submit import submit_workflow
 from jobdock.workflows import Workflow, WorkflowPage, WorkflowSpec, load_document
@@ -61,6 +62,7 @@ async def _visible(request: Request, workflow_id: str) -> Workflow:
     response_model=Workflow,
     summary="Submit a workflow",
     openapi_extra=_DOCUMENT_BODY,
+    responses=responses(*JSON_BODY, InvalidSpec),
 )
 async def create_workflow(request: Request) -> Response:
     """Check a workflow document (JSON, or YAML with content type
@@ -78,7 +80,12 @@ async def create_workflow(request: Request) -> Response:
     return _json(workflow, 201)
 
 
-@router.get("/workflows", response_model=WorkflowPage, summary="List workflows, newest first")
+@router.get(
+    "/workflows",
+    response_model=WorkflowPage,
+    summary="List workflows, newest first",
+    responses=responses(InvalidRequest),
+)
 async def list_workflows(
     request: Request,
     state: Annotated[list[WorkflowState], Query()] = [],  # noqa: B006 (FastAPI copies it)
@@ -92,14 +99,22 @@ async def list_workflows(
     )
 
 
-@router.get("/workflows/{workflow_id}", response_model=Workflow, summary="Get a workflow")
+@router.get(
+    "/workflows/{workflow_id}",
+    response_model=Workflow,
+    summary="Get a workflow",
+    responses=responses(WorkflowNotFound),
+)
 async def get_workflow(workflow_id: str, request: Request) -> Workflow:
     """The workflow with each step's state, job, attempt, times and output."""
     return await _visible(request, workflow_id)
 
 
 @router.post(
-    "/workflows/{workflow_id}/cancel", response_model=Workflow, summary="Cancel a workflow"
+    "/workflows/{workflow_id}/cancel",
+    response_model=Workflow,
+    summary="Cancel a workflow",
+    responses=responses(WorkflowNotFound, IllegalTransition),
 )
 async def cancel_workflow(workflow_id: str, request: Request) -> Workflow:
     """Start no more steps, stop the running ones, revert the completed ones

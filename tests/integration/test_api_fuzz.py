@@ -1,0 +1,224 @@
+"""A property-based fuzz of the API: schemathesis generates requests from
+the document a real ``jobdock serve`` serves at ``/openapi.json`` (valid
+and invalid bodies, parameters and paths), sends them as an ordinary user,
+as an administrator and without credentials, and checks each answer: never
+a 5xx, a status the document declares for that operation, its content
+type, and a body that matches the declared schema.
+
+The fuzzed jobs really run, so the server is sandboxed:
+
+- it runs under bubblewrap with the whole file system read-only but its own
+  home, a private /tmp and /dev/shm, in its own PID namespace (its jobs die
+  with it), sharing only the loopback network the test reaches it on;
+- its jobs' PATH (``job_path``) is an empty directory, so no command named
+  without a path can be found; jobs are isolated by default
+  (``isolate_by_default``: their own namespaces, no network);
+- it has no container engine (``docker_host`` is a socket that does not
+  exist), so image jobs wait and never run.
+
+The seed is fixed (hypothesis' ``derandomize``) and the examples per
+operation bounded, so that a run is the same every time and takes a minute
+or two on two cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
+
+from conftest import in_ci
+from jobdock.vault import generate_key
+from support import ServerProcess, make_token
+
+#: Examples per operation for each of whom they are sent as; the run's
+#: length scales with them. Without credentials every answer is the same
+#: 401, so a few suffice.
+EXAMPLES = {"user": 20, "admin": 20, "nobody": 5}
+#: What each answer is checked for.
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
+#: A request that takes longer than this fails the fuzz.
+REQUEST_TIMEOUT = 20.0
+#: /v1/run waits for its job to end: the fuzz bounds how long its jobs may
+#: wait or run (a job that needs a label no worker has, or that runs later,
+#: would otherwise keep the request open for good).
+RUN_BOUNDS = {"queue_timeout": 1, "total_timeout": 2}
+
+
+#: KNOWN ISSUES, fixed by other changes of issue 15 (the merger removes
+#: each filter as its fix lands): the fuzz does not send these inputs, so
+#: that it fails on what is not known yet. Each is a 500, or a record that
+#: breaks later reads, today.
+#: Durations and sizes given as null, {} or [] (parse_duration/parse_size
+#: call .strip() on them).
+DURATION_OR_SIZE = {
+    "timeout", "kill_grace", "queue_timeout", "total_timeout", "keep_for", "output_limit",
+    "initial", "max", "memory", "io_read_bps", "io_write_bps", "expires",
+}  # fmt: skip
+#: Numbers beyond what the store and timestamps hold (a token's expires of
+#: 5e16 seconds answers 500; cpus 1e308, backoffs, concurrency_limit 10**30).
+HUGE = 10**10
+#: Fields where a NUL makes a job that never ends (its spawn raises).
+NO_NUL = {"cwd", "rootfs"}
+
+
+def known_issue(case: Any) -> str | None:
+    """Which known issue ``case`` would hit, if any (see KNOWN ISSUES)."""
+    for where in (case.query or {}, case.path_parameters or {}, case.body):
+        found = _known_issue(where)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_issue(value: Any, key: str = "") -> str | None:
+    if key in DURATION_OR_SIZE and (value is None or isinstance(value, dict | list)):
+        return f"{key} given as {value!r}"
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(name, str) and name.endswith("\n"):
+                return "a name with a trailing newline (the names' patterns)"
+            found = _known_issue(item, str(name))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _known_issue(item, key)
+            if found is not None:
+                return found
+    elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > HUGE:
+        return "an unbounded number"
+    elif isinstance(value, str):
+        if value.endswith("\n"):
+            return "a value with a trailing newline (the names' patterns)"
+        if key in NO_NUL and "\x00" in value:
+            return f"a NUL in {key}"
+        if key in ("cursor", "offset") and len(value) > 12:
+            return f"a huge {key}"
+    return None
+
+
+@dataclass
+class Sandbox:
+    server: ServerProcess
+    headers: dict[str, dict[str, str]]
+
+
+def sandbox_argv(home: Path) -> list[str]:
+    """bubblewrap's command line for a server whose jobs can harm nothing."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        if in_ci():
+            pytest.fail("bubblewrap is required in CI (scripts/test installs it)", pytrace=False)
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    return [
+        bwrap,
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--tmpfs", "/dev/shm",
+        "--bind", str(home), str(home),
+        "--unshare-pid",
+        "--die-with-parent",
+        "--",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    home = tmp_path_factory.mktemp("fuzz")
+    empty = home / "empty-path"
+    empty.mkdir()
+    server = ServerProcess(
+        home,
+        args=["--tokens"],
+        wrapper=sandbox_argv(home),
+        secret_key=generate_key(),
+        job_path=str(empty),
+        isolate_by_default="true",
+        docker_host=f"unix://{home}/no-engine.sock",
+    ).start()
+    tokens = {"user": make_token(home, "alice"), "admin": make_token(home, "root", "--admin")}
+    headers = {who: {"authorization": f"Bearer {t}"} for who, t in tokens.items()}
+    yield Sandbox(server, {**headers, "nobody": {}})
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(sandbox: Sandbox) -> Any:
+    schema = schemathesis.openapi.from_url(f"{sandbox.server.url}/openapi.json")
+    # ConJob's /job/run runs an image and waits for it to end: with no
+    # engine in the sandbox it would wait for good. Its answers are checked
+    # against a real dockerd in tests/integration/test_containers.py.
+    return schema.exclude(path="/job/run")
+
+
+#: A fixed seed and a bounded number of examples: the same run every time.
+#: No shrinking, to bound the time a failure takes (the seed replays it).
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def fuzz(operation: Any, sandbox: Sandbox, who: str) -> int:
+    """Send ``operation`` up to EXAMPLES[who] generated requests, valid and
+    invalid, as ``who``; raises on the first answer the document does not
+    allow. Returns how many were sent."""
+    sent = 0
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ).filter(lambda case: known_issue(case) is None)
+
+    @settings(FUZZ, max_examples=EXAMPLES[who])
+    @given(cases)
+    def send(case: Any) -> None:
+        nonlocal sent
+        sent += 1
+        if case.path == "/v1/run" and isinstance(case.body, dict):
+            case.body = {**case.body, **RUN_BOUNDS}
+        case.call_and_validate(
+            base_url=sandbox.server.url,
+            headers=sandbox.headers[who],
+            checks=CHECKS,
+            timeout=REQUEST_TIMEOUT,
+        )
+
+    send()
+    return sent
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("who", list(EXAMPLES))
+def test_the_api_answers_every_request_as_its_document_says(
+    api: Any, sandbox: Sandbox, who: str
+) -> None:
+    failures, sent = {}, {}
+    for result in api.get_all_operations():
+        operation = result.ok()
+        try:
+            sent[operation.label] = fuzz(operation, sandbox, who)
+        except (Exception, BaseExceptionGroup) as exc:
+            failures[operation.label] = str(exc)[:3000]
+    if failures:
+        report = "\n\n".join(f"== {op}:\n{text}" for op, text in failures.items())
+        pytest.fail(f"{len(failures)} operations answered against their document:\n{report}")
+    assert len(sent) >= 30 and min(sent.values()) >= 1, sent
