@@ -111,6 +111,8 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
         reason, message = Reason.EXITED, how
     if status.message and status.reason is None:
         message = f"{message}; {status.message}"
+    if status.limit:
+        message = f"{status.limit}; {message}"
     accounting = status.accounting
     return Outcome(
         state=state,

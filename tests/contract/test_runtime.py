@@ -20,11 +20,12 @@ import pytest
 
 from conftest import RuntimeCase  # tests/contract/conftest.py
 from jobdock.errors import SpawnError
-from jobdock.models import Stream
+from jobdock.models import Reason, Stream
 from jobdock.runtimes import Execution, ExitStatus
 from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import HIGH_WATER
 from jobdock.submit import new_job_id
+from jobdock.worker import outcome_of
 from support import eventually
 
 #: Every wait in these tests ends by then; a job still running is killed.
@@ -362,6 +363,30 @@ async def test_the_end_of_the_main_process_kills_children_that_left_its_group(
 
     escaped = int(finished.stderr)
     eventually(lambda: not Path(f"/proc/{escaped}").exists(), what="the escaped child")
+
+
+async def test_a_job_stopped_after_reaching_its_process_limit_says_it_reached_it(
+    runtime: RuntimeCase,
+) -> None:
+    if not _confines(runtime):
+        pytest.skip("this runtime does not confine its jobs (not root, or no cgroups)")
+    forks = (
+        "import os, time\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.fork() == 0: time.sleep(30)\n"
+        "except OSError: print('forked', flush=True); time.sleep(30)"
+    )
+    execution = await start(runtime, sys.executable, "-c", forks, resources={"pids": 8})
+    await read_until(execution.output(), b"forked")
+
+    execution.kill()  # as its timeout would
+    finished = await finish(execution)
+
+    assert finished.status.limit == "reached its limit of 8 processes (fork failed)"
+    outcome = outcome_of(finished.status, Reason.TIMEOUT, 5)
+    assert outcome.message.startswith("reached its limit of 8 processes"), outcome.message
+    assert "timed out after 5s" in outcome.message
 
 
 async def test_a_confined_job_reports_its_accounting(runtime: RuntimeCase) -> None:

@@ -321,8 +321,8 @@ class ProcessExecution:
                 message=f"killed for using more memory than its limit ({limit} bytes)",
             )
         if usage.pids_limited and status.exit_code != 0:
-            said = f"it reached its limit of {plan.limits.get('pids')} processes (fork failed)"
-            return replace(status, message=f"{plan.remark}; {said}" if plan.remark else said)
+            limit = f"reached its limit of {plan.limits.get('pids')} processes (fork failed)"
+            return replace(status, limit=limit)
         return status
 
     async def wait(self) -> ExitStatus:
