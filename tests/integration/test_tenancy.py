@@ -12,6 +12,7 @@ from test_auth import Users
 
 from jobdock import ApiError, JobState
 from jobdock.models import Reason
+from jobdock.vault import generate_key
 from support import ServerProcess, eventually, jobdock, make_token
 
 #: A job that ignores SIGTERM: only SIGKILL ends it.
@@ -28,6 +29,7 @@ def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
         args=["--tokens"],
         max_kill_grace="1m",
         shared_concurrency_keys='["db"]',
+        secret_key=generate_key(),
     )
     tokens = {user: make_token(home, user) for user in ("alice", "bob")}
     tokens["root"] = make_token(home, "root", "--admin")
@@ -145,3 +147,28 @@ def test_jobdock_kill_ends_a_job_at_once(users: Users) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == job.id
         assert alice.get(job.id).state is JobState.CANCELLED
+
+
+def test_a_secret_printed_in_base64_reversed_or_without_its_newline_is_masked(
+    users: Users,
+) -> None:
+    secret = "p>w?d~~~correct-horse"
+    script = (
+        'printf "%s" "$PW" | base64; printf "%s" "$PW" | base64 | tr "+/" "-_" | tr -d =; '
+        'printf "xy%s" "$PW" | base64; printf "%s" "$PW" | rev; echo; '
+        # Split across two pieces of output, and without the stored newline.
+        'printf "%s" "$PW" | base64 | head -c 9; sleep 0.3; '
+        'printf "%s" "$PW" | base64 | tail -c +10; printf "[%s]" "$(printf "%s" "$PW")"'
+    )
+    with users.client("alice") as alice:
+        alice.set_secret("pw", (secret + "\n").encode())
+
+        result = alice.run(
+            {"command": ["sh", "-c", script], "secrets": [{"name": "pw", "env": "PW"}]}
+        )
+
+    assert result.job.state is JobState.SUCCEEDED, result
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["***", "***"]
+    assert "***" in lines[2] and len(lines[2].replace("*", "")) <= 5, "only edge characters"
+    assert lines[3:] == ["***", "", "***", "[***]"]
