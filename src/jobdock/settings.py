@@ -163,10 +163,11 @@ class Settings(BaseSettings):
         description="Run each process job in its own cgroup: detect v1/v2, force one, or off.",
     )
     cgroup_every_job: bool = Field(
-        False,
-        description="Give every process job a cgroup, not only those with limits or "
-        "isolation: a stop then kills even children that left the process group "
-        "(about 1.5 ms and half the throughput of short jobs on cgroup v1).",
+        True,
+        description="Give every process job a cgroup where the host has them, not only "
+        "those with limits or isolation, so that its end kills even children that left "
+        "its session. Off: such jobs' leftovers are found by the worker as a child "
+        "subreaper instead (docs/security.md).",
     )
     cgroup_parent: str | None = Field(
         None, description="The parent group of the jobs; default jobdock-<hash of home>."

@@ -1,0 +1,231 @@
+"""What a job without a cgroup leaves behind: found and ended with the job.
+
+A job's processes all start in the job's session and process group, and
+its end kills that group. A process that leaves them (``setsid``, a double
+fork) is out of the group's reach; a cgroup holds it, but not every job has
+one (no cgroups on the host, a server that is not root). For those jobs the
+worker makes itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``):
+a job's process whose parent dies is reparented to the worker instead of to
+init, so every process a job leaves is, at the job's end, in the worker's
+own tree. The worker then tells which of its adopted children are the
+job's:
+
+1. its environment (``/proc/PID/environ``, readable for processes of the
+   worker's own user) holds the attempt's ``JOBDOCK_JOB_ID`` and
+   ``JOBDOCK_ATTEMPT``; or
+2. its session is the job's (the job's main process led a session of its
+   own, and a session id cannot be reused while one of its processes
+   lives); or
+3. it has neither (it cleared its environment and left the session), it
+   started after the job did, and every other job that could have started
+   it has ended: a process starts after its ancestors, so a job that
+   started after it cannot be its origin.
+
+Each such process is killed with its whole subtree, and the dead are
+reaped (they are the worker's children). Adopted processes are told from
+the worker's own children by their session: the worker's own (a pool
+process) share the worker's; job processes never can. The limits: a
+process that clears its environment and leaves the session, while another
+job that started before it still runs, lives until that job ends too; a
+process that forks faster than it is killed is chased for a few rounds
+only; and a process running as another user cannot be read or killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+_log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+#: How often an ending job's leftovers are looked for again (a process
+#: may fork while its tree is being killed).
+ROUNDS = 5
+#: Ticks a process's start may lie before the job's and still be the job's
+#: (the job's start is taken just before its fork).
+_SLACK = 2
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """What /proc/PID/stat says of a process (start: clock ticks since boot)."""
+
+    state: str
+    ppid: int
+    sid: int
+    start: int
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """The process's /proc/PID/stat, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: count from its ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return ProcStat(fields[0].decode(), int(fields[1]), int(fields[3]), int(fields[19]))
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid``."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return b"\0" + file.read()
+    except OSError:
+        return b""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    pid: int
+    start: int
+    #: ``\0NAME=value\0`` of the attempt's variables, as found in an environ.
+    markers: tuple[bytes, ...]
+
+    def marks(self, environ: bytes) -> bool:
+        return bool(self.markers) and all(marker in environ for marker in self.markers)
+
+
+def _markers(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    return tuple(
+        f"\0{name}={env[name]}\0".encode()
+        for name in ("JOBDOCK_JOB_ID", "JOBDOCK_ATTEMPT")
+        if name in env
+    )
+
+
+class Orphans:
+    """The jobs of a process runtime without cgroups, and the ending of
+    what each leaves behind (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.enabled = become_subreaper()
+        if not self.enabled:
+            _log.warning(
+                "cannot become a child subreaper: jobs' escaped processes may outlive them"
+            )
+        self._me = os.getpid()
+        self._sid = os.getsid(0)
+        self._jobs: dict[int, _Job] = {}
+        self._spawning: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def spawning(self, ticks: int) -> Iterator[None]:
+        """Around a spawn that began at ``ticks``: until it is registered,
+        its processes are not taken for anyone's leftovers."""
+        key = threading.get_ident()
+        with self._lock:
+            self._spawning[key] = ticks
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._spawning.pop(key, None)
+
+    def started(self, pid: int, ticks: int, env: Mapping[str, str]) -> None:
+        """Register a job's main process (call inside :meth:`spawning`)."""
+        with self._lock:
+            self._jobs[pid] = _Job(pid, ticks, _markers(env))
+
+    def ended(self, pid: int) -> None:
+        """End what the job of main process ``pid`` left behind. Call while
+        that process is a zombie (not yet reaped): its session id is then
+        still its own."""
+        with self._lock:
+            job = self._jobs.get(pid)
+        if job is None or not self.enabled:
+            return
+        for _ in range(ROUNDS):
+            if not self._sweep(job):
+                break
+        with self._lock:
+            self._jobs.pop(pid, None)
+
+    def collect(self) -> None:
+        """Reap the adopted processes that have died."""
+        self._sweep(None)
+
+    def _sweep(self, ending: _Job | None) -> bool:
+        """Kill ``ending``'s leftovers among the adopted children, reap the
+        dead ones; returns whether anything was killed."""
+        with self._lock:
+            others = [job for pid, job in self._jobs.items() if ending is None or pid != ending.pid]
+            mains = set(self._jobs)
+            newest = min(self._spawning.values(), default=None)
+        killed = False
+        for child in _children(self._me):
+            if child in mains:
+                continue
+            stat = read_stat(child)
+            if stat is None or stat.sid == self._sid or stat.ppid != self._me:
+                continue
+            if newest is not None and stat.start + _SLACK >= newest:
+                continue  # perhaps a job being spawned right now
+            if stat.state == "Z":
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(child, os.WNOHANG)
+            elif ending is not None and self._belongs(child, stat, ending, others):
+                _kill_tree(child)
+                killed = True
+        return killed
+
+    @staticmethod
+    def _belongs(pid: int, stat: ProcStat, ending: _Job, others: list[_Job]) -> bool:
+        environ = _environ(pid)
+        if ending.marks(environ) or stat.sid == ending.pid:
+            return True
+        if any(job.marks(environ) or stat.sid == job.pid for job in others):
+            return False
+        # Nothing tells whose it is: it may be the ending job's if it started
+        # in the job's life (not one of the worker's own children from
+        # before) and no other job that still runs started before it.
+        if stat.start + _SLACK < ending.start:
+            return False
+        return not any(job.start <= stat.start + _SLACK for job in others)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (found first: a child whose
+    parent dies is reparented to this process and found again later)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += _children(current)
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
