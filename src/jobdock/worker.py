@@ -150,6 +150,8 @@ class _Attempt:
         self.grace = min(claim.spec.kill_grace, grace)
         self.execution: Execution | None = None
         self.stop_reason: Reason | None = None
+        #: A kill was asked for (before the process started, it is killed once it has).
+        self.kill_asked = False
         self.fenced = False
         self.released = False
         self._stopper: asyncio.Task[None] | None = None
@@ -159,9 +161,10 @@ class _Attempt:
         (``kill``: SIGKILL at once, even while a stop waits out its grace)."""
         if self.stop_reason is None and not self.fenced:
             self.stop_reason = reason
+        self.kill_asked = self.kill_asked or kill
         if self.execution is None:
             return
-        if kill:
+        if self.kill_asked:
             self.execution.kill()
         elif self._stopper is None:
             self._stopper = asyncio.ensure_future(self._stop(self.execution))
@@ -568,7 +571,7 @@ class Worker:
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:
-                attempt.stop(attempt.stop_reason)
+                attempt.stop(attempt.stop_reason, kill=attempt.kill_asked)
             await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
             exit_status = await self._wait(attempt, execution)
             await pump

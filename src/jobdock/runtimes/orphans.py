@@ -100,6 +100,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _adopted(pid: int) -> list[int]:
+    """The children of ``pid``'s main thread: the kernel gives a subreaper's
+    orphans to the first live thread of its group, the main one while it
+    lives (the processes its other threads started are theirs: one file to
+    read at each job's end, not one per thread)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as file:
+            return [int(child) for child in file.read().split()]
+    except OSError:
+        return _children(pid)
+
+
 def _environ(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:
@@ -187,7 +199,7 @@ class Orphans:
             mains = set(self._jobs)
             newest = min(self._spawning.values(), default=None)
         killed = False
-        for child in _children(self._me):
+        for child in _adopted(self._me):
             if child in mains:
                 continue
             stat = read_stat(child)
