@@ -4,14 +4,19 @@ only your own jobs, and a job that ignores SIGTERM can be killed at once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_auth import Users
 
-from jobdock import ApiError, JobState
-from jobdock.models import Reason
+from jobdock import ApiError, Client, JobState
+from jobdock.models import JobSpec, Reason
+from jobdock.store import NewJob
+from jobdock.store.sql import SqlStore
+from jobdock.submit import new_job_id
 from jobdock.vault import generate_key
 from support import ServerProcess, eventually, jobdock, make_token
 
@@ -172,3 +177,30 @@ def test_a_secret_printed_in_base64_reversed_or_without_its_newline_is_masked(
     assert lines[:2] == ["***", "***"]
     assert "***" in lines[2] and len(lines[2].replace("*", "")) <= 5, "only edge characters"
     assert lines[3:] == ["***", "", "***", "[***]"]
+
+
+def test_a_stored_job_with_a_longer_grace_gets_only_the_servers_maximum(
+    tmp_path: Path,
+) -> None:
+    """A job stored before the maximum was lowered (here: written to the
+    store directly) is killed after max_kill_grace, not its own grace."""
+    server = ServerProcess(tmp_path, max_kill_grace="1s").start()
+    try:
+        spec = JobSpec(command=STUBBORN, kill_grace=1e6)
+
+        async def store_job() -> str:
+            async with SqlStore(f"sqlite:///{tmp_path}/jobdock.db") as store:
+                return (await store.create_job(NewJob(new_job_id(), spec, b"", time.time()))).id
+
+        job_id = asyncio.run(store_job())
+        with Client(server.url) as client:
+            eventually(lambda: client.get(job_id).state is JobState.RUNNING, 30)
+            asked = time.monotonic()
+
+            client.cancel(job_id)
+            done = client.wait(job_id, timeout=60)
+
+        assert done.state is JobState.CANCELLED
+        assert time.monotonic() - asked < 15, "it was given the server's maximum grace"
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ job's:
    own, and a session id cannot be reused while one of its processes
    lives); or
 3. it has neither (it cleared its environment and left the session), it
-   started after the job did, and every other job that could have started
+   started while the job ran, and every other job that could have started
    it has ended: a process starts after its ancestors, so a job that
    started after it cannot be its origin.
 
@@ -28,7 +28,12 @@ process) share the worker's; job processes never can. The limits: a
 process that clears its environment and leaves the session, while another
 job that started before it still runs, lives until that job ends too; a
 process that forks faster than it is killed is chased for a few rounds
-only; and a process running as another user cannot be read or killed.
+only; a process running as another user cannot be read or killed; and a
+process the worker itself started in a session of its own while a job ran
+would be taken for that job's (jobdock starts none; tests starting
+container engines do so between jobs). What an ended job left is looked
+for again after its end (a process that started while another job was
+being spawned is left for that later look), for the last 1000 jobs.
 """
 
 from __future__ import annotations
@@ -39,8 +44,9 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _log = logging.getLogger(__name__)
 
@@ -48,9 +54,19 @@ PR_SET_CHILD_SUBREAPER = 36
 #: How often an ending job's leftovers are looked for again (a process
 #: may fork while its tree is being killed).
 ROUNDS = 5
+#: How many ended jobs are remembered (their leftovers found later too).
+ENDED_KEPT = 1000
 #: Ticks a process's start may lie before the job's and still be the job's
 #: (the job's start is taken just before its fork).
 _SLACK = 2
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def now_ticks() -> int:
+    """The time since boot in clock ticks, the unit of a process's start time."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
 
 
 def become_subreaper() -> bool:
@@ -126,6 +142,12 @@ class _Job:
     start: int
     #: ``\0NAME=value\0`` of the attempt's variables, as found in an environ.
     markers: tuple[bytes, ...]
+    #: When its main process ended (ticks since boot), if it has.
+    end: int | None = None
+
+    def lived_at(self, ticks: int) -> bool:
+        """Whether the job was running at ``ticks`` (within the slack)."""
+        return self.start <= ticks + _SLACK and (self.end is None or ticks <= self.end + _SLACK)
 
     def marks(self, environ: bytes) -> bool:
         return bool(self.markers) and all(marker in environ for marker in self.markers)
@@ -152,6 +174,8 @@ class Orphans:
         self._me = os.getpid()
         self._sid = os.getsid(0)
         self._jobs: dict[int, _Job] = {}
+        #: Jobs that ended, oldest first: what they left is still theirs.
+        self._ended: dict[int, _Job] = {}
         self._spawning: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -178,25 +202,29 @@ class Orphans:
         that process is a zombie (not yet reaped): its session id is then
         still its own."""
         with self._lock:
-            job = self._jobs.get(pid)
-        if job is None or not self.enabled:
-            return
-        for _ in range(ROUNDS):
-            if not self._sweep(job):
-                break
-        with self._lock:
-            self._jobs.pop(pid, None)
+            job = self._jobs.pop(pid, None)
+            if job is None:
+                return
+            self._ended[pid] = replace(job, end=now_ticks())
+            while len(self._ended) > ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
+        if self.enabled:
+            for _ in range(ROUNDS):
+                if not self._sweep():
+                    break
 
     def collect(self) -> None:
-        """Reap the adopted processes that have died."""
-        self._sweep(None)
+        """Kill what ended jobs left that a sweep could not take yet (a
+        spawn was under way), and reap the adopted processes that died."""
+        if self.enabled:
+            self._sweep()
 
-    def _sweep(self, ending: _Job | None) -> bool:
-        """Kill ``ending``'s leftovers among the adopted children, reap the
-        dead ones; returns whether anything was killed."""
+    def _sweep(self) -> bool:
+        """Kill the ended jobs' leftovers among the adopted children, reap
+        the dead ones; returns whether anything was killed."""
         with self._lock:
-            others = [job for pid, job in self._jobs.items() if ending is None or pid != ending.pid]
-            mains = set(self._jobs)
+            running, ended = list(self._jobs.values()), list(self._ended.values())
+            mains = set(self._jobs) | set(self._ended)
             newest = min(self._spawning.values(), default=None)
         killed = False
         for child in _adopted(self._me):
@@ -206,28 +234,28 @@ class Orphans:
             if stat is None or stat.sid == self._sid or stat.ppid != self._me:
                 continue
             if newest is not None and stat.start + _SLACK >= newest:
-                continue  # perhaps a job being spawned right now
+                continue  # perhaps a job being spawned right now: see collect()
             if stat.state == "Z":
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(child, os.WNOHANG)
-            elif ending is not None and self._belongs(child, stat, ending, others):
+            elif _left_by(_environ(child), stat, ended, running):
                 _kill_tree(child)
                 killed = True
         return killed
 
-    @staticmethod
-    def _belongs(pid: int, stat: ProcStat, ending: _Job, others: list[_Job]) -> bool:
-        environ = _environ(pid)
-        if ending.marks(environ) or stat.sid == ending.pid:
-            return True
-        if any(job.marks(environ) or stat.sid == job.pid for job in others):
-            return False
-        # Nothing tells whose it is: it may be the ending job's if it started
-        # in the job's life (not one of the worker's own children from
-        # before) and no other job that still runs started before it.
-        if stat.start + _SLACK < ending.start:
-            return False
-        return not any(job.start <= stat.start + _SLACK for job in others)
+
+def _left_by(environ: bytes, stat: ProcStat, ended: list[_Job], running: list[_Job]) -> bool:
+    """Whether an adopted process is an ended job's (see the module's docstring)."""
+    if any(job.marks(environ) or stat.sid == job.pid for job in ended):
+        return True
+    if any(job.marks(environ) or stat.sid == job.pid for job in running):
+        return False
+    # Nothing tells whose it is: an ended job's if it started while that job
+    # ran (so it is not one of the worker's own children) and no running job
+    # had started by then (a job cannot start a process older than itself).
+    if any(job.start <= stat.start + _SLACK for job in running):
+        return False
+    return any(job.lived_at(stat.start) for job in ended)
 
 
 def _kill_tree(pid: int) -> None:

@@ -38,7 +38,7 @@ from jobdock.models import JobSpec, Reason, Stream
 from jobdock.runtimes import cgroups
 from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus
 from jobdock.runtimes.isolation import Confinement, Plan
-from jobdock.runtimes.orphans import Orphans, read_stat
+from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
 _log = logging.getLogger(__name__)
 
@@ -60,11 +60,6 @@ _COLLECT_AFTER = (0.05, 1.0)
 _TICKS = os.sysconf("SC_CLK_TCK")
 #: How far a process's recorded start may be from what /proc says (ticks).
 START_TOLERANCE = _TICKS // 2
-
-
-def now_ticks() -> int:
-    """The time since boot in clock ticks, the unit of a process's start time."""
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
 
 
 def process_start_ticks(pid: int) -> int | None:
