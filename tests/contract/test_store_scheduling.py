@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import create_engine, text
 from test_store import LEASE, T0, claim, exited, submit
 
 from jobdock.errors import JobNotFound, ScheduleExists, ScheduleNotFound
 from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, ScheduleSpec, Stream
 from jobdock.store import LogChunk, NewJob, Outcome, Store
+from jobdock.store.migrate import alembic_config
 from jobdock.store.protocol import FirePlan, Limits
 from jobdock.submit import new_job_id
 
@@ -430,3 +433,30 @@ async def test_paused_schedules_are_not_due(store: Store) -> None:
     assert [s.name for s in await store.list_schedules()] == ["s"]
     await store.delete_schedule("s")
     assert await store.list_schedules() == []
+
+
+async def test_schedules_made_before_names_were_per_owner_keep_theirs(
+    make_store: Any,
+) -> None:
+    """Migration 0008 re-keys schedules by (owner, name), keeping each."""
+    unopened = make_store()
+    engine = create_engine(unopened.url)
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+        conn.execute(
+            text(
+                "INSERT INTO schedules (name, owner, cron, tz, spec, overlap, catchup,"
+                " paused, created_at, next_fire_at) VALUES ('nightly', 'alice', '0 3 * * *',"
+                " 'UTC', '{\"command\": [\"true\"]}', 'allow', 'skip', false, 1.0, 2.0)"
+            )
+        )
+        conn.commit()
+    engine.dispose()
+    await unopened.open()
+    try:
+        kept = await unopened.get_schedule("nightly", owner="alice")
+        assert (kept.cron, kept.next_fire_at) == ("0 3 * * *", at(2.0))
+        spec = ScheduleSpec(name="nightly", cron="0 4 * * *", job=JobSpec(command=["true"]))
+        assert (await unopened.create_schedule(spec, T0, T0, "bob")).owner == "bob"
+    finally:
+        await unopened.close()
