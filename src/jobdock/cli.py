@@ -867,7 +867,7 @@ def workers(
             item.id,
             labels,
             _ago(item.heartbeat_at),
-            f"{len(item.running)}/{item.concurrency}",
+            f"{item.busy}/{item.concurrency}",
             status,
         )
     Console(soft_wrap=False).print(table)
@@ -911,17 +911,33 @@ def logs(
 @app.command()
 def stop(
     job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to stop.", metavar="ID...")],
+    now: Annotated[
+        bool, typer.Option("--now", help="SIGKILL at once, without the grace period.")
+    ] = False,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Stop jobs (SIGTERM, grace period, SIGKILL); waits until each has ended.
 
     Queued jobs are cancelled at once. Prints the id of each stopped job.
     """
+    _stop_jobs(job_ids, url, kill=now)
+
+
+@app.command()
+def kill(
+    job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to kill.", metavar="ID...")],
+    url: Annotated[str | None, _url_option] = None,
+) -> None:
+    """Kill jobs at once (SIGKILL, no grace period), as ``stop --now``."""
+    _stop_jobs(job_ids, url, kill=True)
+
+
+def _stop_jobs(job_ids: list[str], url: str | None, *, kill: bool) -> None:
     failed = False
     with _client(url) as client:
         for job_id in job_ids:
             try:
-                job = client.cancel(job_id)
+                job = client.cancel(job_id, kill=kill)
             except ApiError as exc:
                 if exc.code == "illegal_transition":
                     sys.stderr.write(
@@ -1233,37 +1249,46 @@ def schedule_ls(url: Annotated[str | None, _url_option] = None) -> None:
     Console(soft_wrap=False).print(table)
 
 
+#: Names are per owner: an admin names another user's schedule with --owner.
+_schedule_owner = typer.Option(
+    "--owner", help="The schedule's owner (admins; default: you).", show_default=False
+)
+
+
 @schedule_app.command("rm")
 def schedule_rm(
     names: Annotated[list[str], typer.Argument(help="Schedules to remove.", metavar="NAME...")],
+    owner: Annotated[str | None, _schedule_owner] = None,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Remove schedules (the jobs they made stay)."""
     with _client(url) as client:
         for name in names:
-            client.remove_schedule(name)
+            client.remove_schedule(name, owner)
             typer.echo(name)
 
 
 @schedule_app.command("pause")
 def schedule_pause(
     name: Annotated[str, typer.Argument(help="The schedule.")],
+    owner: Annotated[str | None, _schedule_owner] = None,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Stop a schedule firing until it is resumed."""
     with _client(url) as client:
-        client.pause_schedule(name)
+        client.pause_schedule(name, owner=owner)
     typer.echo(name)
 
 
 @schedule_app.command("resume")
 def schedule_resume(
     name: Annotated[str, typer.Argument(help="The schedule.")],
+    owner: Annotated[str | None, _schedule_owner] = None,
     url: Annotated[str | None, _url_option] = None,
 ) -> None:
     """Fire a paused schedule again, from its next fire time after now."""
     with _client(url) as client:
-        schedule = client.pause_schedule(name, paused=False)
+        schedule = client.pause_schedule(name, paused=False, owner=owner)
     typer.echo(f"{schedule.name}: next at {_when(schedule.next_fire_at)}")
 
 

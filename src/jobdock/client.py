@@ -170,10 +170,12 @@ class AsyncClient:
         response = await self._request("GET", "/v1/jobs", params=params)
         return JobPage.model_validate_json(response.content)
 
-    async def cancel(self, job_id: str) -> Job:
-        """Cancel the job, or ask its worker to stop it; raises ApiError (409)
-        if it has already finished."""
-        response = await self._request("POST", f"/v1/jobs/{job_id}/cancel")
+    async def cancel(self, job_id: str, kill: bool = False) -> Job:
+        """Cancel the job, or ask its worker to stop it (``kill``: with
+        SIGKILL at once, without its grace); raises ApiError (409) if it has
+        already finished."""
+        params = {"kill": "true"} if kill else None
+        response = await self._request("POST", f"/v1/jobs/{job_id}/cancel", params=params)
         return Job.model_validate_json(response.content)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -310,14 +312,19 @@ class AsyncClient:
         spec: dict[str, Any] = response.json()["spec"]
         return spec
 
-    async def remove_schedule(self, name: str) -> None:
-        """Remove a schedule (its jobs stay)."""
-        await self._request("DELETE", f"/v1/schedules/{name}")
+    async def remove_schedule(self, name: str, owner: str | None = None) -> None:
+        """Remove your schedule ``name`` (an admin: ``owner``'s); its jobs stay."""
+        await self._request("DELETE", f"/v1/schedules/{name}", params=_owner(owner))
 
-    async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
-        """Pause a schedule, or resume it with ``paused=False``."""
+    async def pause_schedule(
+        self, name: str, paused: bool = True, owner: str | None = None
+    ) -> Schedule:
+        """Pause your schedule ``name`` (an admin: ``owner``'s), or resume it
+        with ``paused=False``."""
         action = "pause" if paused else "resume"
-        response = await self._request("POST", f"/v1/schedules/{name}/{action}")
+        response = await self._request(
+            "POST", f"/v1/schedules/{name}/{action}", params=_owner(owner)
+        )
         return Schedule.model_validate_json(response.content)
 
     async def prune(self, older_than: str | None = None) -> int:
@@ -370,6 +377,11 @@ class AsyncClient:
             if workflow.terminal or time.monotonic() >= deadline:
                 return workflow
             await anyio.sleep(min(_WORKFLOW_POLL, max(0.0, deadline - time.monotonic())))
+
+
+def _owner(owner: str | None) -> dict[str, str] | None:
+    """The query naming a schedule's owner, where one is given (admins)."""
+    return None if owner is None else {"owner": owner}
 
 
 def _as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
@@ -436,9 +448,9 @@ class Client:
         """One page of jobs, newest first (filters as in AsyncClient.list)."""
         return self._portal.call(lambda: self.aio.list(**filters))
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel the job, or ask its worker to stop it."""
-        return self._portal.call(self.aio.cancel, job_id)
+    def cancel(self, job_id: str, kill: bool = False) -> Job:
+        """Cancel the job, or ask its worker to stop it (``kill``: at once)."""
+        return self._portal.call(self.aio.cancel, job_id, kill)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job finishes (or ``timeout`` seconds pass)."""
@@ -490,13 +502,13 @@ class Client:
         """The spec the template would make of a request, without submitting it."""
         return self._portal.call(partial(self.aio.test_template, name, body, **request))
 
-    def remove_schedule(self, name: str) -> None:
-        """Remove a schedule (its jobs stay)."""
-        self._portal.call(self.aio.remove_schedule, name)
+    def remove_schedule(self, name: str, owner: str | None = None) -> None:
+        """Remove your schedule (an admin: ``owner``'s); its jobs stay."""
+        self._portal.call(self.aio.remove_schedule, name, owner)
 
-    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+    def pause_schedule(self, name: str, paused: bool = True, owner: str | None = None) -> Schedule:
         """Pause a schedule, or resume it with ``paused=False``."""
-        return self._portal.call(self.aio.pause_schedule, name, paused)
+        return self._portal.call(self.aio.pause_schedule, name, paused, owner)
 
     def prune(self, older_than: str | None = None) -> int:
         """Delete finished jobs past their retention; returns how many."""

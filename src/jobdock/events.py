@@ -44,6 +44,7 @@ class Events:
         self._watches: dict[str, list[JobWatch]] = {}
         self._work = asyncio.Event()
         self._cancel_listeners: list[Callable[[str], None]] = []
+        self._kill_listeners: list[Callable[[str], None]] = []
 
     def watch_job(self, job_id: str) -> JobWatch:
         """Start watching ``job_id`` for its next change."""
@@ -80,10 +81,16 @@ class Events:
                     await self._work.wait()
         self._work.clear()
 
-    def cancel_requested(self, job_id: str) -> None:
-        """Someone asked to stop a running job."""
-        for listener in list(self._cancel_listeners):
+    def cancel_requested(self, job_id: str, kill: bool = False) -> None:
+        """Someone asked to stop a running job (``kill``: at once)."""
+        for listener in list(self._kill_listeners if kill else self._cancel_listeners):
             listener(job_id)
+
+    def on_kill(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(job_id)`` on every request to kill a job at once
+        (not also :meth:`on_cancel`'s); returns an unsubscribe."""
+        self._kill_listeners.append(listener)
+        return lambda: self._kill_listeners.remove(listener)
 
     def on_cancel(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(job_id)`` on every stop request; returns an unsubscribe."""

@@ -814,7 +814,11 @@ class WorkerRecord(BaseModel):
     state: Literal["alive", "lost", "stopped"] = Field(
         description="lost: no heartbeat for longer than a lease; its jobs go to other workers."
     )
-    running: list[str] = Field(default_factory=list, description="Ids of the jobs it runs.")
+    running: list[str] = Field(
+        default_factory=list,
+        description="Ids of the jobs it runs; of your own jobs only, unless you are an admin.",
+    )
+    busy: int = Field(0, description="How many jobs it runs, everyone's.")
 
 
 class WorkerList(BaseModel):

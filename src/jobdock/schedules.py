@@ -127,7 +127,7 @@ def plan_turn(schedule: Schedule, now: float, misfire_seconds: float) -> FirePla
             }
         )
         job = NewJob(new_job_id(), spec, spec.stdin_bytes(), now, schedule.owner)
-    return FirePlan(schedule.name, expected, following, fire_at, job)
+    return FirePlan(schedule.name, expected, following, fire_at, job, schedule.owner)
 
 
 class Scheduler:

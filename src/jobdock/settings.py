@@ -28,7 +28,7 @@ from pydantic_settings import (
 )
 
 from jobdock.errors import ConfigError
-from jobdock.models import MAX_COUNT, MAX_DURATION, OptionalDuration, Resources, Size
+from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, Resources, Size
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -110,7 +110,14 @@ class Settings(BaseSettings):
     )
     concurrency_limits: dict[str, int] = Field(
         default_factory=dict,
-        description="The most running jobs per concurrency_key (overrides the jobs' own).",
+        description="The most running jobs per concurrency_key (overrides the jobs' own); "
+        "counted per owner unless the key is in shared_concurrency_keys.",
+    )
+    shared_concurrency_keys: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Concurrency keys that all owners share (one count for everyone); "
+        "every other key counts each owner's jobs apart.",
     )
     keep_finished: OptionalDuration = Field(
         None, description="Delete finished jobs and their logs this long after; default never."
@@ -166,16 +173,24 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Credentials per registry host (e.g. 'registry.example.com:5000').",
     )
+    max_kill_grace: Duration = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="The longest kill_grace a job may ask for (422 above); jobs stored with "
+        "a longer one are given this much between SIGTERM and SIGKILL.",
+    )
     # -- confinement of process jobs (docs/isolation.md) --
     cgroups: Literal["auto", "v1", "v2", "off"] = Field(
         "auto",
         description="Run each process job in its own cgroup: detect v1/v2, force one, or off.",
     )
     cgroup_every_job: bool = Field(
-        False,
-        description="Give every process job a cgroup, not only those with limits or "
-        "isolation: a stop then kills even children that left the process group "
-        "(about 1.5 ms and half the throughput of short jobs on cgroup v1).",
+        True,
+        description="Give every process job a cgroup where the host has them, not only "
+        "those with limits or isolation, so that its end kills even children that left "
+        "its session. Off: such jobs' leftovers are found by the worker as a child "
+        "subreaper instead (docs/security.md).",
     )
     cgroup_parent: str | None = Field(
         None, description="The parent group of the jobs; default jobdock-<hash of home>."

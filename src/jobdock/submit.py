@@ -104,6 +104,12 @@ def apply_policy(spec: JobSpec, settings: Settings, missing: Missing | None = No
             f"output_limit: {output_limit} is more than this server allows ({maximum})",
             field="output_limit",
         )
+    if spec.kill_grace > settings.max_kill_grace:
+        raise InvalidSpec(
+            f"kill_grace: {_number(spec.kill_grace)} seconds is more than this server allows "
+            f"({_number(settings.max_kill_grace)} seconds)",
+            field="kill_grace",
+        )
     isolation = spec.isolation
     host_network = not isinstance(isolation, bool | None) and isolation.network == "host"
     if host_network and not settings.allow_host_network:

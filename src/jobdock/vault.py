@@ -10,6 +10,7 @@ and/or a file in a private directory for that attempt, and replaces it by
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -132,8 +133,46 @@ def secret_files(refs: Sequence[SecretRef], values: Mapping[str, bytes]) -> Iter
         shutil.rmtree(directory, ignore_errors=True)
 
 
+#: A form derived from a value (reversed, base64) shorter than this is not
+#: masked: it would mask ordinary output as often as it hid anything.
+MIN_FORM = 4
+
+
+def _base64_forms(value: bytes) -> set[bytes]:
+    """What base64 of any output holding ``value`` must contain: the whole
+    encoding of the value (with and without padding), and, for each of the
+    three alignments the value may have in the encoded bytes, the run of
+    characters made of its bits alone (the characters at its edges also
+    hold bits of its neighbours); standard and URL-safe alphabets."""
+    found: set[bytes] = set()
+    n = len(value)
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(value)
+        found |= {whole, whole.rstrip(b"=")}
+        for align in range(3):
+            text = encode(b"\0" * align + value)
+            # Character i holds bits 6i..6i+5; the value's are 8*align..8*(align+n)-1.
+            first, last = -(-4 * align // 3), 4 * (align + n) // 3
+            found.add(text[first:last])
+    return found
+
+
+def masked_forms(value: bytes) -> set[bytes]:
+    """The byte strings masked for one secret value: the value; without a
+    trailing newline if it has one (a value set from a file or ``echo``);
+    reversed (without the newline: ``rev`` keeps a line's end where it is);
+    and each in base64 (see :func:`_base64_forms`)."""
+    stripped = value.rstrip(b"\r\n")
+    bases = {value, stripped} - {b""}
+    forms = bases | {stripped[::-1]}
+    for base in bases:
+        forms |= _base64_forms(base)
+    return {form for form in forms if form in bases or len(form) >= MIN_FORM}
+
+
 class Redactor:
-    """Replaces secret values by ``***`` in a stream of output pieces.
+    """Replaces secret values by ``***`` in a stream of output pieces, and
+    the forms a job most often turns them into (:func:`masked_forms`).
 
     A value may be split between two pieces: the end of a piece that could
     be the start of a value is held back until the next piece (or the end)
@@ -142,8 +181,9 @@ class Redactor:
     """
 
     def __init__(self, values: Iterable[bytes]) -> None:
+        forms = {form for value in values if value for form in masked_forms(value)}
         # The longest first, so that a value inside another is not masked alone.
-        self._values = sorted({v for v in values if v}, key=len, reverse=True)
+        self._values = sorted(forms, key=len, reverse=True)
         self._held: dict[Stream, bytes] = {}
 
     def __bool__(self) -> bool:

@@ -111,6 +111,8 @@ def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | 
         reason, message = Reason.EXITED, how
     if status.message and status.reason is None:
         message = f"{message}; {status.message}"
+    if status.limit:
+        message = f"{status.limit}; {message}"
     accounting = status.accounting
     return Outcome(
         state=state,
@@ -141,25 +143,36 @@ def confinement_of(settings: Settings) -> Confinement:
 class _Attempt:
     """What the worker knows about one attempt it runs."""
 
-    def __init__(self, claim: Claim) -> None:
+    def __init__(self, claim: Claim, grace: float) -> None:
         self.claim = claim
+        #: Between SIGTERM and SIGKILL: the job's kill_grace, within the
+        #: server's max_kill_grace (a job stored before a lower maximum).
+        self.grace = min(claim.spec.kill_grace, grace)
         self.execution: Execution | None = None
         self.stop_reason: Reason | None = None
+        #: A kill was asked for (before the process started, it is killed once it has).
+        self.kill_asked = False
         self.fenced = False
         self.released = False
         self._stopper: asyncio.Task[None] | None = None
 
-    def stop(self, reason: Reason | None) -> None:
-        """Stop the process: SIGTERM, the job's grace period, then SIGKILL."""
+    def stop(self, reason: Reason | None, *, kill: bool = False) -> None:
+        """Stop the process: SIGTERM, the job's grace period, then SIGKILL
+        (``kill``: SIGKILL at once, even while a stop waits out its grace)."""
         if self.stop_reason is None and not self.fenced:
             self.stop_reason = reason
-        if self._stopper is None and self.execution is not None:
+        self.kill_asked = self.kill_asked or kill
+        if self.execution is None:
+            return
+        if self.kill_asked:
+            self.execution.kill()
+        elif self._stopper is None:
             self._stopper = asyncio.ensure_future(self._stop(self.execution))
 
     async def _stop(self, execution: Execution) -> None:
         execution.terminate()
         try:
-            await asyncio.wait_for(execution.wait(), self.claim.spec.kill_grace)
+            await asyncio.wait_for(execution.wait(), self.grace)
         except TimeoutError:
             execution.kill()
 
@@ -200,11 +213,15 @@ class Worker:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
+        self._unsubscribe_kill = store.events.on_kill(self._on_kill)
         self._vault = Vault.of(settings)
         # The reaper waits until this (monotonic) time; see _heartbeat_loop.
         self._reap_after = 0.0
         self._limits = Limits(
-            settings.max_running, dict(settings.concurrency_limits), settings.max_running_per_owner
+            settings.max_running,
+            dict(settings.concurrency_limits),
+            settings.max_running_per_owner,
+            frozenset(settings.shared_concurrency_keys),
         )
         self._pruned_at = 0.0
 
@@ -268,6 +285,7 @@ class Worker:
         stop the rest and give them back to be run again."""
         self._stopping = True
         self._unsubscribe()
+        self._unsubscribe_kill()
         # Wake the claim loop so it sees _stopping; a claim in flight completes
         # and its jobs are drained like the others.
         self.store.events.work_available()
@@ -321,7 +339,7 @@ class Worker:
                 await asyncio.sleep(settings.poll_seconds)
                 continue
             for claim in claims:
-                attempt = _Attempt(claim)
+                attempt = _Attempt(claim, settings.max_kill_grace)
                 self._running[claim.job_id] = attempt
                 task = asyncio.create_task(self._run(attempt))
                 self._tasks.add(task)
@@ -578,7 +596,7 @@ class Worker:
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:
-                attempt.stop(attempt.stop_reason)
+                attempt.stop(attempt.stop_reason, kill=attempt.kill_asked)
             await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
             exit_status = await self._wait(attempt, execution)
             await pump
@@ -655,10 +673,13 @@ class Worker:
 
     # -- leases -----------------------------------------------------------------
 
-    def _on_cancel(self, job_id: str) -> None:
+    def _on_cancel(self, job_id: str, kill: bool = False) -> None:
         attempt = self._running.get(job_id)
         if attempt is not None:
-            attempt.stop(Reason.CANCELLED)
+            attempt.stop(Reason.CANCELLED, kill=kill)
+
+    def _on_kill(self, job_id: str) -> None:
+        self._on_cancel(job_id, kill=True)
 
     async def _heartbeat_loop(self) -> None:
         settings = self.settings
@@ -686,7 +707,7 @@ class Worker:
                 if attempt is not None:
                     attempt.fence()
             for job_id in reply.cancel:
-                self._on_cancel(job_id)
+                self._on_cancel(job_id, job_id in reply.kill)
             await self._reap()
             await self._sweep()
 

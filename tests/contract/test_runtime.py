@@ -20,11 +20,12 @@ import pytest
 
 from conftest import RuntimeCase  # tests/contract/conftest.py
 from jobdock.errors import SpawnError
-from jobdock.models import Stream
+from jobdock.models import Reason, Stream
 from jobdock.runtimes import Execution, ExitStatus
 from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import HIGH_WATER
 from jobdock.submit import new_job_id
+from jobdock.worker import outcome_of
 from support import eventually
 
 #: Every wait in these tests ends by then; a job still running is killed.
@@ -351,17 +352,59 @@ def _confines(runtime: RuntimeCase) -> bool:
     return confinement is not None and confinement.hierarchy is not None
 
 
-async def test_the_end_of_the_main_process_kills_children_that_left_its_group(
-    runtime: RuntimeCase,
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "(setsid sleep 300 & echo $! >&2); echo started",
+        # Out of the session, and with none of the attempt's environment.
+        "(setsid env -i sleep 300 & echo $! >&2); echo started",
+        # Its parent is still alive when the job ends.
+        "setsid sh -c 'sleep 300 & echo $! >&2; wait' & sleep 0.2; echo started",
+    ],
+    ids=["setsid", "setsid-no-env", "grandchild"],
+)
+async def test_the_end_of_the_main_process_kills_children_that_left_its_session(
+    runtime: RuntimeCase, script: str
 ) -> None:
-    if not _confines(runtime):
-        pytest.skip("this runtime does not confine its jobs (not root, or no cgroups)")
-    script = "(setsid sleep 300 & echo $! >&2); echo started"
+    host_only(runtime, "a container's processes end with it")
 
     finished = await finish(await start(runtime, "sh", "-c", script))
 
     escaped = int(finished.stderr)
-    eventually(lambda: not Path(f"/proc/{escaped}").exists(), what="the escaped child")
+    eventually(lambda: not _alive(escaped), what="the escaped child")
+
+
+async def test_a_job_stopped_after_reaching_its_process_limit_says_it_reached_it(
+    runtime: RuntimeCase,
+) -> None:
+    if not _confines(runtime):
+        pytest.skip("this runtime does not confine its jobs (not root, or no cgroups)")
+    forks = (
+        "import os, time\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.fork() == 0: time.sleep(30)\n"
+        "except OSError: print('forked', flush=True); time.sleep(30)"
+    )
+    execution = await start(runtime, sys.executable, "-c", forks, resources={"pids": 8})
+    await read_until(execution.output(), b"forked")
+
+    execution.kill()  # as its timeout would
+    finished = await finish(execution)
+
+    assert finished.status.limit == "reached its limit of 8 processes (fork failed)"
+    outcome = outcome_of(finished.status, Reason.TIMEOUT, 5)
+    assert outcome.message.startswith("reached its limit of 8 processes"), outcome.message
+    assert "timed out after 5s" in outcome.message
 
 
 async def test_a_confined_job_reports_its_accounting(runtime: RuntimeCase) -> None:

@@ -456,6 +456,22 @@ async def test_cancelling_a_queued_job_cancels_it_at_once(store: Store) -> None:
     assert await store.claim_jobs("w1", 10, T0 + 6, LEASE) == []
 
 
+async def test_a_kill_reaches_the_worker_as_a_kill_by_event_and_heartbeat(store: Store) -> None:
+    stops: list[str] = []
+    kills: list[str] = []
+    store.events.on_cancel(stops.append)
+    store.events.on_kill(kills.append)
+    job = await submit(store)
+    got = await claim(store, worker="w1")
+
+    returned = await store.cancel_job(job.id, T0 + 5, kill=True)
+
+    assert returned.state is JobState.RUNNING and returned.cancel_requested
+    assert (kills, stops) == ([job.id], [])
+    reply = await store.heartbeat("w1", {job.id: got.attempt}, T0 + 60)
+    assert (reply.cancel, reply.kill) == ({job.id}, {job.id})
+
+
 async def test_cancelling_a_running_job_asks_its_worker_to_stop_it(store: Store) -> None:
     heard: list[str] = []
     store.events.on_cancel(heard.append)

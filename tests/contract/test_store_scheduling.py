@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import create_engine, text
 from test_store import LEASE, T0, claim, exited, submit
 
-from jobdock.errors import JobNotFound
-from jobdock.models import Job, JobSpec, JobState, Reason, ScheduleSpec, Stream
+from jobdock.errors import JobNotFound, ScheduleExists, ScheduleNotFound
+from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, ScheduleSpec, Stream
 from jobdock.store import LogChunk, NewJob, Outcome, Store
+from jobdock.store.migrate import alembic_config
 from jobdock.store.protocol import FirePlan, Limits
 from jobdock.submit import new_job_id
 
@@ -188,6 +191,31 @@ async def test_the_servers_limit_for_a_key_wins_and_zero_pauses_it(store: Store)
     assert await claim_all(store, limits=Limits(per_key={"db": 2})) == []
 
 
+async def test_another_owners_jobs_under_a_key_do_not_hold_back_the_keys_owner(
+    store: Store,
+) -> None:
+    squatter = await submit(store, owner="bob", concurrency_key="alice-deploy")
+    alices = await submit(store, owner="alice", concurrency_key="alice-deploy")
+    bobs_second = await submit(store, owner="bob", concurrency_key="alice-deploy")
+
+    started = await claim_all(store)
+
+    assert set(started) == {squatter.id, alices.id}, "each owner's key counts apart"
+    assert bobs_second.id not in started, "bob's own key is still limited"
+    assert await claim_all(store, limits=Limits(per_key={"alice-deploy": 1})) == []
+
+
+async def test_a_shared_key_counts_every_owners_jobs_together(store: Store) -> None:
+    shared = Limits(per_key={"db-migrate": 1}, shared=frozenset({"db-migrate"}))
+    alices = await submit(store, owner="alice", concurrency_key="db-migrate")
+    bobs = await submit(store, owner="bob", concurrency_key="db-migrate")
+
+    assert await claim_all(store, limits=shared) == [alices.id]
+    assert await claim_all(store, limits=shared) == []
+    await store.finish_attempt(alices.id, 1, exited(0))
+    assert await claim_all(store, limits=shared) == [bobs.id]
+
+
 async def test_the_store_wide_limit_caps_running_jobs(store: Store) -> None:
     for _ in range(5):
         await submit(store)
@@ -303,9 +331,10 @@ async def test_prune_deletes_finished_jobs_past_retention_with_their_logs(store:
 # -- cron schedules -----------------------------------------------------------------------------------
 
 
-def plan(name: str, expected: float, fire_at: float) -> FirePlan:
+def plan(name: str, expected: float, fire_at: float, owner: str = ANONYMOUS) -> FirePlan:
     spec = JobSpec(command=["true"], idempotency_key=f"schedule:{name}:{fire_at:.0f}")
-    return FirePlan(name, expected, fire_at + 60, fire_at, NewJob(new_job_id(), spec, b"", T0))
+    job = NewJob(new_job_id(), spec, b"", T0, owner)
+    return FirePlan(name, expected, fire_at + 60, fire_at, job, owner)
 
 
 async def test_a_fire_time_makes_one_job_however_many_servers_fire_it(
@@ -333,9 +362,36 @@ async def test_a_schedule_keeps_its_owner_and_lists_filter_by_owner(store: Store
     await store.create_schedule(ScheduleSpec(name="a", cron="* * * * *", job=job), T0, T0, "alice")
     await store.create_schedule(ScheduleSpec(name="b", cron="* * * * *", job=job), T0, T0, "bob")
 
-    assert (await store.get_schedule("a")).owner == "alice"
+    assert (await store.get_schedule("a", owner="alice")).owner == "alice"
     assert [s.name for s in await store.list_schedules("bob")] == ["b"]
     assert [s.name for s in await store.list_schedules()] == ["a", "b"]
+
+
+async def test_schedule_names_are_per_owner(store: Store) -> None:
+    def nightly(cron: str) -> ScheduleSpec:
+        return ScheduleSpec(name="nightly", cron=cron, job=JobSpec(command=["true"]))
+
+    await store.create_schedule(nightly("0 1 * * *"), T0, T0, "alice")
+    bobs = await store.create_schedule(nightly("0 2 * * *"), T0, T0, "bob")
+
+    assert bobs.owner == "bob", "bob may use a name alice uses; he learns nothing of hers"
+    with pytest.raises(ScheduleExists):
+        await store.create_schedule(nightly("0 3 * * *"), T0, T0, "alice")
+    assert (await store.get_schedule("nightly", owner="alice")).cron == "0 1 * * *"
+    await store.set_schedule_paused("nightly", True, None, owner="bob")
+    assert not (await store.get_schedule("nightly", owner="alice")).paused
+    [due] = await store.due_schedules(T0)
+    assert due.owner == "alice"
+
+    fired = await store.fire_schedule(plan("nightly", T0, T0, "alice"), T0)
+
+    assert fired is not None and (await store.get_job(fired)).owner == "alice"
+    assert (await store.get_schedule("nightly", owner="alice")).last_job_id == fired
+    assert (await store.get_schedule("nightly", owner="bob")).last_job_id is None
+    await store.delete_schedule("nightly", owner="bob")
+    with pytest.raises(ScheduleNotFound):
+        await store.get_schedule("nightly", owner="bob")
+    assert [s.owner for s in await store.list_schedules()] == ["alice"]
 
 
 async def test_overlap_forbid_skips_while_the_last_job_is_active(store: Store) -> None:
@@ -377,3 +433,30 @@ async def test_paused_schedules_are_not_due(store: Store) -> None:
     assert [s.name for s in await store.list_schedules()] == ["s"]
     await store.delete_schedule("s")
     assert await store.list_schedules() == []
+
+
+async def test_schedules_made_before_names_were_per_owner_keep_theirs(
+    make_store: Any,
+) -> None:
+    """Migration 0008 re-keys schedules by (owner, name), keeping each."""
+    unopened = make_store()
+    engine = create_engine(unopened.url)
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+        conn.execute(
+            text(
+                "INSERT INTO schedules (name, owner, cron, tz, spec, overlap, catchup,"
+                " paused, created_at, next_fire_at) VALUES ('nightly', 'alice', '0 3 * * *',"
+                " 'UTC', '{\"command\": [\"true\"]}', 'allow', 'skip', false, 1.0, 2.0)"
+            )
+        )
+        conn.commit()
+    engine.dispose()
+    await unopened.open()
+    try:
+        kept = await unopened.get_schedule("nightly", owner="alice")
+        assert (kept.cron, kept.next_fire_at) == ("0 3 * * *", at(2.0))
+        spec = ScheduleSpec(name="nightly", cron="0 4 * * *", job=JobSpec(command=["true"]))
+        assert (await unopened.create_schedule(spec, T0, T0, "bob")).owner == "bob"
+    finally:
+        await unopened.close()

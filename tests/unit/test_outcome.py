@@ -155,3 +155,15 @@ def finished_job(state: JobState, reason: Reason, **fields: Any) -> Job:
 )
 def test_the_exit_status_of_run_and_wait_says_how_the_job_ended(job: Job, code: int) -> None:
     assert exit_code_of(job) == code
+
+
+def test_a_limit_the_job_reached_leads_the_message_whatever_stopped_it() -> None:
+    status = ExitStatus(signal=9, limit="reached its limit of 8 processes (fork failed)")
+
+    outcome = outcome_of(status, Reason.TIMEOUT, 5)
+
+    assert (outcome.state, outcome.reason) == (JobState.FAILED, Reason.TIMEOUT)
+    assert outcome.message == (
+        "reached its limit of 8 processes (fork failed); "
+        "timed out after 5s; killed by signal 9 (SIGKILL)"
+    )

@@ -3,6 +3,7 @@ value is split between pieces), and the private directory of secret files."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import stat
 
@@ -12,7 +13,7 @@ from jobdock.cli import _check_exposure
 from jobdock.errors import ConfigError, SecretsUnavailable
 from jobdock.models import SecretRef, Stream
 from jobdock.settings import Settings
-from jobdock.vault import Redactor, Vault, generate_key, secret_files
+from jobdock.vault import MIN_FORM, Redactor, Vault, generate_key, secret_files
 
 OUT, ERR = Stream.STDOUT, Stream.STDERR
 
@@ -83,3 +84,53 @@ def test_insecure_serving_beyond_loopback_is_allowed_but_warned(
     _check_exposure(Settings(host="0.0.0.0", tokens=True))
     _check_exposure(Settings(host="::1"))
     assert caplog.text == ""
+
+
+# -- forms of a value a job may print ----------------------------------------------
+
+#: Its base64 holds '+' and '/' (standard) or '-' and '_' (URL-safe).
+VALUE = b"p>w?d~~~correct-horse"
+ENCODINGS = {"standard": base64.b64encode, "url-safe": base64.urlsafe_b64encode}
+
+
+@pytest.mark.parametrize("padding", [True, False])
+@pytest.mark.parametrize("alignment", [0, 1, 2])
+@pytest.mark.parametrize("alphabet", list(ENCODINGS))
+def test_the_base64_of_output_holding_a_value_is_masked(
+    alphabet: str, alignment: int, padding: bool
+) -> None:
+    encode = ENCODINGS[alphabet]
+    printed = encode(b"x" * alignment + VALUE + b"!")
+    printed = printed if padding else printed.rstrip(b"=")
+    whole = encode(VALUE)
+
+    out = masked(Redactor([VALUE]), [(OUT, printed[:9]), (OUT, printed[9:] + b"\n")])[OUT]
+
+    assert b"***" in out
+    assert len(out) < len(printed) - len(whole) // 2, "at most a few edge characters remain"
+    assert out.endswith(b"\n")
+
+
+def test_the_base64_of_the_value_alone_is_masked_whole() -> None:
+    out = masked(Redactor([VALUE]), [(OUT, base64.b64encode(VALUE) + b"\n")])[OUT]
+    assert out == b"***\n"
+
+
+def test_a_reversed_value_is_masked_also_split_between_pieces() -> None:
+    reversed_ = VALUE[::-1]
+    out = masked(Redactor([VALUE]), [(OUT, b"rev=" + reversed_[:5]), (OUT, reversed_[5:])])
+    assert out[OUT] == b"rev=***"
+
+
+def test_a_value_stored_with_a_trailing_newline_is_masked_with_and_without_it() -> None:
+    redactor = Redactor([b"hunter2-horse\n"])
+
+    out = masked(redactor, [(OUT, b"pw=hunter2-horse, again: hunter2-horse\nend\n")])[OUT]
+
+    assert out == b"pw=***, again: ***end\n"
+    assert masked(redactor, [(OUT, base64.b64encode(b"hunter2-horse") + b"\n")])[OUT] == b"***\n"
+
+
+def test_forms_shorter_than_the_minimum_are_left_alone() -> None:
+    assert masked(Redactor([b"ab"]), [(OUT, b"ab ba YWI")])[OUT] == b"*** ba YWI"
+    assert MIN_FORM == 4

@@ -132,13 +132,21 @@ async def get_job(job_id: str, request: Request) -> Job:
         **responses(JobNotFound, IllegalTransition),
     },
 )
-async def cancel_job(job_id: str, request: Request, response: Response) -> Job:
+async def cancel_job(
+    job_id: str,
+    request: Request,
+    response: Response,
+    kill: Annotated[
+        bool, Query(description="Stop a running job with SIGKILL at once, without its grace.")
+    ] = False,
+) -> Job:
     """Cancel a job that has not started (200), or stop a running one: SIGTERM,
-    its grace period, then SIGKILL (202, the job is still ``running``). A
-    finished job answers 409."""
+    its grace period, then SIGKILL (202, the job is still ``running``);
+    ``kill=true``: SIGKILL at once, also while an earlier stop waits out the
+    grace. A finished job answers 409."""
     store, who = store_of(request), principal(request)
     await check_visible(store, who, job_id)
-    job = await store.cancel_job(job_id, time.time(), actor=who.name)
+    job = await store.cancel_job(job_id, time.time(), actor=who.name, kill=kill)
     if not job.terminal:
         response.status_code = 202
     return job

@@ -1,9 +1,10 @@
 """``/v1/schedules``: cron schedules; and ``/v1/prune``: retention on demand.
 
 A schedule belongs to the user who added it, and so do the jobs it submits.
-A user sees and changes only their own schedules (another's is answered as
-one that does not exist); an admin, everyone's. Pruning deletes every
-user's jobs, so it is for admins.
+Names are per owner: ``/v1/schedules/{name}`` is the caller's own schedule
+of that name; an admin reaches another user's with ``?owner=``, which for
+anyone else finds nothing (answered as a schedule that does not exist).
+Pruning deletes every user's jobs, so it is for admins.
 """
 
 from __future__ import annotations
@@ -33,13 +34,26 @@ router = APIRouter(prefix="/v1")
 _NOT_FOUND = responses(ScheduleNotFound)
 
 
-async def _visible(request: Request, name: str) -> tuple[Store, Principal, Schedule]:
-    """The schedule, if the request's user may see it; else ScheduleNotFound."""
+#: Whose schedule a name is: the caller's, unless an admin names another owner.
+OwnerQuery = Annotated[
+    str | None,
+    Query(
+        max_length=128,
+        description="The owner of the schedule (admins; default: you). Names are per owner.",
+    ),
+]
+
+
+async def _visible(
+    request: Request, name: str, owner: str | None
+) -> tuple[Store, Principal, Schedule]:
+    """The schedule ``name`` of ``owner`` (default: the caller), if the
+    request's user may see it; else ScheduleNotFound."""
     store, who = store_of(request), principal(request)
-    schedule = await store.get_schedule(name)
-    if not who.may_see(schedule.owner):
+    owner = who.name if owner is None else owner
+    if not who.may_see(owner):
         raise ScheduleNotFound(name)
-    return store, who, schedule
+    return store, who, await store.get_schedule(name, owner=owner)
 
 
 @router.post(
@@ -51,7 +65,8 @@ async def _visible(request: Request, name: str) -> tuple[Store, Principal, Sched
 )
 async def create_schedule(spec: ScheduleSpec, request: Request) -> Schedule:
     """Add a cron schedule of yours; its job must pass the checks a submit
-    does (secrets must be yours). 409 if a schedule of that name exists."""
+    does (secrets must be yours). 409 if you have a schedule of that name
+    (another user's names are theirs: they neither collide nor show)."""
     validate(spec)
     store, owner = store_of(request), principal(request).name
     # The schedule keeps its job as the policy leaves it (default limits filled in).
@@ -78,18 +93,18 @@ async def list_schedules(request: Request) -> ScheduleList:
     summary="Get a schedule",
     responses=_NOT_FOUND,
 )
-async def get_schedule(name: str, request: Request) -> Schedule:
-    _, _, schedule = await _visible(request, name)
+async def get_schedule(name: str, request: Request, owner: OwnerQuery = None) -> Schedule:
+    _, _, schedule = await _visible(request, name, owner)
     return schedule
 
 
 @router.delete(
     "/schedules/{name}", status_code=204, summary="Remove a schedule", responses=_NOT_FOUND
 )
-async def delete_schedule(name: str, request: Request) -> Response:
+async def delete_schedule(name: str, request: Request, owner: OwnerQuery = None) -> Response:
     """Remove a schedule; the jobs it made stay."""
-    store, who, _ = await _visible(request, name)
-    await store.delete_schedule(name, who.name)
+    store, who, schedule = await _visible(request, name, owner)
+    await store.delete_schedule(name, who.name, owner=schedule.owner)
     return Response(status_code=204)
 
 
@@ -99,10 +114,10 @@ async def delete_schedule(name: str, request: Request) -> Response:
     summary="Pause a schedule",
     responses=_NOT_FOUND,
 )
-async def pause_schedule(name: str, request: Request) -> Schedule:
+async def pause_schedule(name: str, request: Request, owner: OwnerQuery = None) -> Schedule:
     """Stop firing until resumed."""
-    store, _, _ = await _visible(request, name)
-    return await store.set_schedule_paused(name, True, None)
+    store, _, schedule = await _visible(request, name, owner)
+    return await store.set_schedule_paused(name, True, None, owner=schedule.owner)
 
 
 @router.post(
@@ -111,12 +126,12 @@ async def pause_schedule(name: str, request: Request) -> Schedule:
     summary="Resume a schedule",
     responses=_NOT_FOUND,
 )
-async def resume_schedule(name: str, request: Request) -> Schedule:
+async def resume_schedule(name: str, request: Request, owner: OwnerQuery = None) -> Schedule:
     """Fire again from the next fire time after now (times missed while
     paused are not caught up)."""
-    store, _, schedule = await _visible(request, name)
+    store, _, schedule = await _visible(request, name, owner)
     upcoming = next_fire_time(schedule.cron, schedule.tz, time.time())
-    return await store.set_schedule_paused(name, False, upcoming)
+    return await store.set_schedule_paused(name, False, upcoming, owner=schedule.owner)
 
 
 @router.post(

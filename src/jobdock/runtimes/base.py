@@ -33,13 +33,17 @@ class ExitStatus:
     ``reason`` is set when the runtime knows why better than the exit does
     (e.g. ``oom``: a SIGKILL from the kernel's OOM killer); ``message`` then
     says it in words. A ``message`` without a ``reason`` is a remark added to
-    the outcome (e.g. that the job reached its process limit).
+    the outcome (e.g. that it ran with less isolation than it asked for).
+    ``limit`` says which limit the job ran into (e.g. that it reached its
+    process limit): the outcome's message leads with it, whatever else
+    ended the job (a fork bomb that is then killed by its timeout).
     """
 
     exit_code: int | None = None
     signal: int | None = None
     reason: Reason | None = None
     message: str | None = None
+    limit: str | None = None
     #: Set by runtimes that confine and measure their jobs; not part of
     #: how the process ended, so statuses compare without it.
     accounting: Accounting | None = field(default=None, compare=False)

@@ -10,7 +10,9 @@ PID 1.
 With a :class:`~jobdock.runtimes.isolation.Confinement` that has cgroups,
 each job runs in its own control group: its limits apply there, stop and
 exit kill every process in the group (also those that left the process
-group), and its accounting is read from the group when it ends.
+group), and its accounting is read from the group when it ends. A job run
+without a group has what it leaves behind found and ended by
+:class:`~jobdock.runtimes.orphans.Orphans` instead.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from jobdock.models import JobSpec, Reason, Stream
 from jobdock.runtimes import cgroups
 from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus
 from jobdock.runtimes.isolation import Confinement, Plan
+from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ DRAIN_SECONDS = 1.0
 _F_SETPIPE_SZ = 1031
 #: Threads that start processes, so that several can wait for exec at once.
 SPAWN_THREADS = 4
+#: When the processes killed at a job's end are reaped (seconds after it).
+_COLLECT_AFTER = (0.05, 1.0)
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,20 +62,10 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 START_TOLERANCE = _TICKS // 2
 
 
-def now_ticks() -> int:
-    """The time since boot in clock ticks, the unit of a process's start time."""
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
-
-
 def process_start_ticks(pid: int) -> int | None:
     """The start time of a process, in clock ticks since boot (from /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2) may hold spaces, so count from its ')'.
-    return int(data[data.rindex(b")") + 2 :].split()[19])
+    stat = read_stat(pid)
+    return None if stat is None else stat.start
 
 
 def kill_process_group(pid: int, pid_start: int | None, sig: int = signal.SIGKILL) -> bool:
@@ -96,6 +91,10 @@ class ProcessRuntime:
         self._devnull: int | None = None
         self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
         self._cleaner = _Cleaner(self._spawners)
+        confinement = self.confinement
+        # Jobs without a group need the worker to adopt what they leave.
+        everyone_grouped = confinement.hierarchy is not None and confinement.every_job
+        self._orphans = None if everyone_grouped else Orphans()
 
     def close(self) -> None:
         self._spawners.shutdown(wait=True)
@@ -133,21 +132,22 @@ class ProcessRuntime:
             stdin_source,
             dict(env),
         )
-        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner)
+        orphans = self._orphans
+        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner, orphans)
 
     def _spawn(
         self, spec: JobSpec, plan: Plan, name: str, stdin: int, env: dict[str, str]
     ) -> tuple[subprocess.Popen[bytes], int, float, cgroups.Group | None]:
-        hierarchy = self.confinement.hierarchy
+        hierarchy, orphans = self.confinement.hierarchy, self._orphans
         if plan.resources is None or hierarchy is None:
-            return (*_spawn(spec, plan.argv, stdin, env, None), None)
+            return (*_spawn(spec, plan.argv, stdin, env, None, orphans), None)
         try:
             group = hierarchy.create(name, plan.resources, spec.cwd or "/")
         except (OSError, ValueError, OverflowError) as exc:
             raise SpawnError(f"cannot set the job's limits: {exc}") from None
         try:
             with group.joining() as join:
-                return (*_spawn(spec, plan.argv, stdin, env, join), group)
+                return (*_spawn(spec, plan.argv, stdin, env, join, orphans), group)
         except BaseException:
             cgroups.remove(group)
             raise
@@ -192,27 +192,31 @@ def _spawn(
     stdin: int,
     env: dict[str, str],
     preexec: Callable[[], None] | None,
+    orphans: Orphans | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, float]:
     # Both taken just before the fork: the boot-relative time is at most a
     # tick or two before the start time the kernel records (reading /proc
     # after would cost more), and the wall-clock time is when the job started.
     ticks, started_at = now_ticks(), time.time()
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=spec.cwd or "/",
-            env=env,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
-    except OSError as exc:
-        raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        # What Popen refuses before it forks (a NUL byte in a path or an argument).
-        raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from None
+    with contextlib.nullcontext() if orphans is None else orphans.spawning(ticks):
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=spec.cwd or "/",
+                env=env,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
+        except OSError as exc:
+            raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            # What Popen refuses before it forks (a NUL byte in a path or an argument).
+            raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from None
+        if orphans is not None:
+            orphans.started(proc.pid, ticks, env)
     return proc, ticks, started_at
 
 
@@ -235,10 +239,12 @@ class ProcessExecution:
         group: cgroups.Group | None = None,
         plan: Plan | None = None,
         cleaner: _Cleaner | None = None,
+        orphans: Orphans | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
         self._group = group
+        self._orphans = orphans
         self._plan = plan
         self._cleaner = cleaner
         self.pid: int | None = proc.pid
@@ -276,6 +282,12 @@ class ProcessExecution:
             os.killpg(self._proc.pid, signal.SIGKILL)
         if self._group is not None and self._group.pids():
             self._group.kill()
+        orphans = self._orphans
+        if orphans is not None:
+            # Before the main process is reaped: its session id stays its own.
+            orphans.ended(self._proc.pid)
+            for delay in _COLLECT_AFTER:
+                self._loop.call_later(delay, orphans.collect)
         try:
             pid, status = os.waitpid(self._proc.pid, os.WNOHANG)
         except ChildProcessError:
@@ -324,8 +336,8 @@ class ProcessExecution:
                 message=f"killed for using more memory than its limit ({limit} bytes)",
             )
         if usage.pids_limited and status.exit_code != 0:
-            said = f"it reached its limit of {plan.limits.get('pids')} processes (fork failed)"
-            return replace(status, message=f"{plan.remark}; {said}" if plan.remark else said)
+            limit = f"reached its limit of {plan.limits.get('pids')} processes (fork failed)"
+            return replace(status, limit=limit)
         return status
 
     async def wait(self) -> ExitStatus:

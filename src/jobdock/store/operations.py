@@ -127,7 +127,13 @@ _INSERT_NAMES = (
     "owner",
     *_SCHEDULING,
 )
-_INSERT_FIXED = {"attempt": 0, "cancel_requested": False, "lost_count": 0, "failures": 0}
+_INSERT_FIXED = {
+    "attempt": 0,
+    "cancel_requested": False,
+    "kill_requested": False,
+    "lost_count": 0,
+    "failures": 0,
+}
 _INSERT_JOB = Prepared(
     lambda _: insert(jobs).values({name: _p(name) for name in _INSERT_NAMES} | _INSERT_FIXED)
 )
@@ -315,9 +321,12 @@ def _job_state(conn: Connection, job_id: str) -> JobState:
     return JobState(state)
 
 
-def cancel_job(conn: Connection, job_id: str, now: float, actor: str | None = None) -> bool:
+def cancel_job(
+    conn: Connection, job_id: str, now: float, actor: str | None = None, kill: bool = False
+) -> bool:
     """Cancel at once if not started; returns True if a running job must be
-    stopped. ``actor``, if given, is recorded in the audit log."""
+    stopped (``kill``: at once, without its grace). ``actor``, if given, is
+    recorded in the audit log."""
     done = conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.state.in_(_CANCELLABLE))
@@ -337,12 +346,12 @@ def cancel_job(conn: Connection, job_id: str, now: float, actor: str | None = No
     asked = conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.state == _RUNNING)
-        .values(cancel_requested=True)
+        .values(cancel_requested=True, **({"kill_requested": True} if kill else {}))
     ).rowcount
     if asked:
         if actor is not None:
-            record(conn, now, actor, "cancel", job_id)
-        announce(conn, f"job:{job_id}", f"cancel:{job_id}")
+            record(conn, now, actor, "kill" if kill else "cancel", job_id)
+        announce(conn, f"job:{job_id}", f"{'kill' if kill else 'cancel'}:{job_id}")
         # No worker renews its lease (the worker died, or does not know the
         # attempt): nothing would stop it, so the cancel ends it now.
         attempt = conn.execute(select(jobs.c.attempt).where(jobs.c.id == job_id)).scalar()
@@ -404,6 +413,7 @@ def _claiming(claim: Any) -> Any:
             worker_id=_p("worker_id"),
             lease_expires_at=_p("lease_until"),
             cancel_requested=False,
+            kill_requested=False,
         )
         .returning(
             jobs.c.seq,
@@ -532,16 +542,34 @@ def next_due(conn: Connection) -> float | None:
 #: Held while a claim counts running jobs against the limits (PostgreSQL),
 #: so that two workers cannot both see room for the same last slot.
 LIMITS_LOCK = 0x6A6F62646F636C
-#: Whether a queued job's key has room: fewer of its key run than its limit
-#: (the server's for that key, else the job's own, else 1).
-_KEY_HAS_ROOM = {
-    "sqlite": "COALESCE(json_extract(:running, '$.\"' || jobs.concurrency_key || '\"'), 0)"
-    " < COALESCE(json_extract(:limits, '$.\"' || jobs.concurrency_key || '\"'),"
+#: Whether a queued job's key has room: fewer of its key run, among its
+#: owner's jobs (everyone's for a shared key), than its limit (the server's
+#: for that key, else the job's own, else 1). The owner is compared as a
+#: column, never put into a JSON path: an owner's name may hold any character.
+_KEY_SHARED = {
+    "sqlite": "json_extract(:shared, '$.\"' || jobs.concurrency_key || '\"') IS NOT NULL",
+    "postgresql": "(CAST(:shared AS jsonb) ->> jobs.concurrency_key) IS NOT NULL",
+}
+_KEY_LIMIT = {
+    "sqlite": "COALESCE(json_extract(:limits, '$.\"' || jobs.concurrency_key || '\"'),"
     " jobs.concurrency_limit, 1)",
-    "postgresql": "COALESCE(CAST(CAST(:running AS jsonb) ->> jobs.concurrency_key AS integer), 0)"
-    " < COALESCE(CAST(CAST(:limits AS jsonb) ->> jobs.concurrency_key AS integer),"
+    "postgresql": "COALESCE(CAST(CAST(:limits AS jsonb) ->> jobs.concurrency_key AS integer),"
     " jobs.concurrency_limit, 1)",
 }
+
+
+def _key_has_room(dialect: str) -> str:
+    return (
+        "(SELECT count(*) FROM jobs AS keyed WHERE keyed.state = 'running'"
+        " AND keyed.concurrency_key = jobs.concurrency_key"
+        f" AND (keyed.owner = jobs.owner OR {_KEY_SHARED[dialect]})) < {_KEY_LIMIT[dialect]}"
+    )
+
+
+def _key_scope(key: str, owner: str, shared: frozenset[str]) -> tuple[str, str | None]:
+    """What a job's key counts against: its owner's jobs under the key, or
+    everyone's for a shared key."""
+    return (key, None) if key in shared else (key, owner)
 
 
 def _claim_limited(
@@ -559,16 +587,17 @@ def _claim_limited(
         limit = min(limit, limits.max_running - int(running or 0))
         if limit <= 0:
             return []
-    by_key: dict[str, int] = dict(
-        conn.execute(
-            select(jobs.c.concurrency_key, func.count())
-            .where(jobs.c.state == _RUNNING, jobs.c.concurrency_key.is_not(None))
-            .group_by(jobs.c.concurrency_key)
-        ).all()
-    )
+    by_key: dict[tuple[str, str | None], int] = {}
+    for key, owner, count in conn.execute(
+        select(jobs.c.concurrency_key, jobs.c.owner, func.count())
+        .where(jobs.c.state == _RUNNING, jobs.c.concurrency_key.is_not(None))
+        .group_by(jobs.c.concurrency_key, jobs.c.owner)
+    ):
+        counted = _key_scope(key, owner, limits.shared)
+        by_key[counted] = by_key.get(counted, 0) + int(count)
     by_owner = _running_by_owner(conn) if limits.per_owner is not None else {}
     eligible = or_(jobs.c.requires.is_(None), text(_HAS_LABELS[dialect]))
-    room = or_(jobs.c.concurrency_key.is_(None), text(_KEY_HAS_ROOM[dialect]))
+    room = or_(jobs.c.concurrency_key.is_(None), text(_key_has_room(dialect)))
     candidates = (
         select(jobs.c.seq, jobs.c.concurrency_key, jobs.c.concurrency_limit, jobs.c.owner)
         .where(jobs.c.state == _QUEUED, eligible, room, _startable())
@@ -584,21 +613,22 @@ def _claim_limited(
         {
             "labels": params["labels"],
             "now": params["now"],
-            "running": json.dumps(by_key),
+            "shared": json.dumps(dict.fromkeys(limits.shared, 1)),
             "limits": json.dumps(dict(limits.per_key)),
         },
     ).all()
     chosen = []
     for row in found:
         key, owner = row.concurrency_key, row.owner
-        if key is not None:
+        scope = None if key is None else _key_scope(key, owner, limits.shared)
+        if scope is not None:
             own = 1 if row.concurrency_limit is None else row.concurrency_limit
-            if by_key.get(key, 0) >= limits.per_key.get(key, own):
+            if by_key.get(scope, 0) >= limits.per_key.get(key, own):
                 continue
         if limits.per_owner is not None and by_owner.get(owner, 0) >= limits.per_owner:
             continue
-        if key is not None:
-            by_key[key] = by_key.get(key, 0) + 1
+        if scope is not None:
+            by_key[scope] = by_key.get(scope, 0) + 1
         by_owner[owner] = by_owner.get(owner, 0) + 1
         chosen.append(row.seq)
     if not chosen:
@@ -813,12 +843,13 @@ def heartbeat(
             jobs.c.id.in_(list(running)),
         )
         .values(lease_expires_at=lease_until)
-        .returning(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested)
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.cancel_requested, jobs.c.kill_requested)
     ).all()
     held = {(row.id, row.attempt) for row in rows}
     return HeartbeatReply(
         lost=frozenset(job for job, number in running.items() if (job, number) not in held),
         cancel=frozenset(row.id for row in rows if row.cancel_requested),
+        kill=frozenset(row.id for row in rows if row.kill_requested),
     )
 
 
@@ -939,9 +970,12 @@ def unregister_worker(conn: Connection, worker_id: str, now: float) -> None:
     conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=now))
 
 
-def list_workers(conn: Connection, since: float, lost_before: float) -> list[WorkerRecord]:
+def list_workers(
+    conn: Connection, since: float, lost_before: float, owner: str | None = None
+) -> list[WorkerRecord]:
     """Workers running now, or stopped (or silent) since ``since``; one whose
-    last heartbeat is older than ``lost_before`` is lost."""
+    last heartbeat is older than ``lost_before`` is lost. With ``owner``,
+    each lists only that owner's running jobs (and counts everyone's)."""
     rows = conn.execute(
         select(workers)
         .where(or_(workers.c.stopped_at.is_(None), workers.c.stopped_at >= since))
@@ -949,10 +983,13 @@ def list_workers(conn: Connection, since: float, lost_before: float) -> list[Wor
         .order_by(workers.c.started_at)
     ).all()
     running: dict[str, list[str]] = {}
-    for job_id, worker_id in conn.execute(
-        select(jobs.c.id, jobs.c.worker_id).where(jobs.c.state == _RUNNING)
+    busy: dict[str, int] = {}
+    for job_id, worker_id, job_owner in conn.execute(
+        select(jobs.c.id, jobs.c.worker_id, jobs.c.owner).where(jobs.c.state == _RUNNING)
     ):
-        running.setdefault(worker_id, []).append(job_id)
+        busy[worker_id] = busy.get(worker_id, 0) + 1
+        if owner is None or job_owner == owner:
+            running.setdefault(worker_id, []).append(job_id)
     return [
         WorkerRecord(
             id=row.id,
@@ -966,6 +1003,7 @@ def list_workers(conn: Connection, since: float, lost_before: float) -> list[Wor
             if row.stopped_at is not None
             else ("lost" if row.heartbeat_at < lost_before else "alive"),
             running=running.get(row.id, []),
+            busy=busy.get(row.id, 0),
         )
         for row in rows
     ]

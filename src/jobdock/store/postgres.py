@@ -73,8 +73,8 @@ def dispatch(events: Events, payload: str) -> None:
         events.work_available()
     elif kind == "job":
         events.job_changed(job_id)
-    elif kind == "cancel":
-        events.cancel_requested(job_id)
+    elif kind in ("cancel", "kill"):
+        events.cancel_requested(job_id, kill=kind == "kill")
 
 
 class Listener:

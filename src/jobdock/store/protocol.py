@@ -114,24 +114,32 @@ class Limits:
     """Concurrency limits a claim respects (docs/scheduling.md): the most
     running jobs in the whole store, per concurrency key (a job's own
     ``concurrency_limit`` applies to a key not listed here; default 1), and
-    per owner (None: unlimited)."""
+    per owner (None: unlimited).
+
+    A key counts each owner's jobs apart (bob's jobs under ``deploy`` never
+    hold back alice's), except the ``shared`` keys, which count everyone's
+    together; ``per_key`` limits apply to each owner's count, or to the
+    shared one."""
 
     max_running: int | None = None
     per_key: Mapping[str, int] = field(default_factory=dict)
     per_owner: int | None = None
+    shared: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class FirePlan:
     """What one turn of a schedule does: move its next fire time from
     ``expected`` to ``next_fire_at`` (only if no other process did), and
-    submit ``job`` for ``fire_at`` unless it is None (a missed, skipped fire)."""
+    submit ``job`` for ``fire_at`` unless it is None (a missed, skipped fire).
+    The schedule is ``owner``'s ``name``."""
 
     name: str
     expected: float
     next_fire_at: float | None
     fire_at: float | None
     job: NewJob | None
+    owner: str = ANONYMOUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,8 @@ class HeartbeatReply:
 
     lost: frozenset[str] = field(default_factory=frozenset)
     cancel: frozenset[str] = field(default_factory=frozenset)
+    #: Of ``cancel``: those to kill at once, without their grace.
+    kill: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +305,11 @@ class Store(Protocol):
         """Jobs matching every filter (``owner``: only that user's), newest
         first, one page at a time."""
 
-    async def cancel_job(self, job_id: str, now: float, actor: str | None = None) -> Job:
-        """Cancel a job not yet running, or ask the worker of a running one to stop it.
+    async def cancel_job(
+        self, job_id: str, now: float, actor: str | None = None, kill: bool = False
+    ) -> Job:
+        """Cancel a job not yet running, or ask the worker of a running one to
+        stop it (``kill``: with SIGKILL at once, not SIGTERM and its grace).
 
         Raises JobNotFound, or IllegalTransition for a finished job. The
         ``actor``, if given, is recorded in the audit log.
@@ -357,9 +370,13 @@ class Store(Protocol):
     async def unregister_worker(self, worker_id: str, now: float) -> None:
         """Record that a worker has stopped."""
 
-    async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
+    async def list_workers(
+        self, since: float, lost_before: float, owner: str | None = None
+    ) -> list[WorkerRecord]:
         """Workers alive, or stopped or silent since ``since``, oldest first;
-        those silent since before ``lost_before`` are ``lost``."""
+        those silent since before ``lost_before`` are ``lost``. Each lists
+        the ids of its running jobs (only ``owner``'s, if given) and counts
+        them all (``busy``)."""
 
     async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
         """Counts of jobs (by state, reason, runtime and the values of the
@@ -430,22 +447,25 @@ class Store(Protocol):
         self, spec: ScheduleSpec, now: float, next_fire_at: float | None, owner: str = ANONYMOUS
     ) -> Schedule:
         """Store a new schedule of ``owner`` (its jobs are theirs); raises
-        ScheduleExists."""
+        ScheduleExists if ``owner`` has one of that name (names are per owner)."""
 
-    async def get_schedule(self, name: str) -> Schedule:
-        """The schedule; raises ScheduleNotFound."""
+    async def get_schedule(self, name: str, *, owner: str = ANONYMOUS) -> Schedule:
+        """``owner``'s schedule ``name``; raises ScheduleNotFound."""
 
     async def list_schedules(self, owner: str | None = None) -> list[Schedule]:
-        """Every schedule (or only ``owner``'s), by name."""
+        """Every schedule (or only ``owner``'s), by name (then owner)."""
 
-    async def delete_schedule(self, name: str, actor: str | None = None) -> None:
-        """Delete a schedule (not its jobs); raises ScheduleNotFound.
-        ``actor``, if given, is recorded in the audit log."""
+    async def delete_schedule(
+        self, name: str, actor: str | None = None, *, owner: str = ANONYMOUS
+    ) -> None:
+        """Delete ``owner``'s schedule ``name`` (not its jobs); raises
+        ScheduleNotFound. ``actor``, if given, is recorded in the audit log."""
 
     async def set_schedule_paused(
-        self, name: str, paused: bool, next_fire_at: float | None
+        self, name: str, paused: bool, next_fire_at: float | None, *, owner: str = ANONYMOUS
     ) -> Schedule:
-        """Pause, or resume with a new next fire time; raises ScheduleNotFound."""
+        """Pause ``owner``'s schedule ``name``, or resume it with a new next
+        fire time; raises ScheduleNotFound."""
 
     async def due_schedules(self, now: float) -> list[Schedule]:
         """Schedules not paused whose next fire time is at or before ``now``."""

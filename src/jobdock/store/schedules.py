@@ -4,13 +4,16 @@ A fire is one transaction: a conditional UPDATE moves the schedule's next
 fire time on (only the process that sees the expected time does it), then
 the job is inserted with the fire time in its idempotency key, so that a
 fire time makes at most one job however many servers and workers run.
+
+A schedule is named within its owner's: (owner, name) is the key, so one
+user's names neither collide with nor reveal another's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 
 from jobdock.errors import JobdockError, ScheduleExists, ScheduleNotFound
 from jobdock.models import ACTIVE_STATES, ANONYMOUS, JobSpec, Schedule, ScheduleSpec, timestamp
@@ -53,7 +56,7 @@ def insert_schedule(
     next_fire_at: float | None,
     owner: str = ANONYMOUS,
 ) -> Schedule:
-    if conn.execute(select(schedules.c.name).where(schedules.c.name == spec.name)).first():
+    if conn.execute(select(schedules.c.name).where(_named(spec.name, owner))).first():
         raise ScheduleExists(spec.name)
     conn.execute(
         insert(schedules).values(
@@ -69,11 +72,15 @@ def insert_schedule(
             next_fire_at=next_fire_at,
         )
     )
-    return get_schedule(conn, spec.name)
+    return get_schedule(conn, spec.name, owner)
 
 
-def get_schedule(conn: Connection, name: str) -> Schedule:
-    row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+def _named(name: str, owner: str) -> Any:
+    return and_(schedules.c.owner == owner, schedules.c.name == name)
+
+
+def get_schedule(conn: Connection, name: str, owner: str) -> Schedule:
+    row = conn.execute(select(schedules).where(_named(name, owner))).first()
     if row is None:
         raise ScheduleNotFound(name)
     return _schedule(row)
@@ -83,26 +90,26 @@ def list_schedules(conn: Connection, owner: str | None = None) -> list[Schedule]
     query = select(schedules)
     if owner is not None:
         query = query.where(schedules.c.owner == owner)
-    rows = conn.execute(query.order_by(schedules.c.name)).all()
+    rows = conn.execute(query.order_by(schedules.c.name, schedules.c.owner)).all()
     return [_schedule(row) for row in rows]
 
 
-def delete_schedule(conn: Connection, name: str) -> None:
-    if not conn.execute(delete(schedules).where(schedules.c.name == name)).rowcount:
+def delete_schedule(conn: Connection, name: str, owner: str) -> None:
+    if not conn.execute(delete(schedules).where(_named(name, owner))).rowcount:
         raise ScheduleNotFound(name)
 
 
-def set_paused(conn: Connection, name: str, paused: bool, next_fire_at: float | None) -> Schedule:
+def set_paused(
+    conn: Connection, name: str, owner: str, paused: bool, next_fire_at: float | None
+) -> Schedule:
     """Pause a schedule, or resume it from ``next_fire_at`` (fire times
     missed while paused are not caught up)."""
     values: dict[str, Any] = {"paused": paused}
     if not paused:
         values["next_fire_at"] = next_fire_at
-    if not conn.execute(
-        update(schedules).where(schedules.c.name == name).values(**values)
-    ).rowcount:
+    if not conn.execute(update(schedules).where(_named(name, owner)).values(**values)).rowcount:
         raise ScheduleNotFound(name)
-    return get_schedule(conn, name)
+    return get_schedule(conn, name, owner)
 
 
 def due_schedules(conn: Connection, now: float) -> tuple[list[Schedule], list[str]]:
@@ -142,7 +149,7 @@ def fire(conn: Connection, plan: FirePlan, now: float) -> tuple[str | None, str 
     moved = conn.execute(
         update(schedules)
         .where(
-            schedules.c.name == plan.name,
+            _named(plan.name, plan.owner),
             schedules.c.next_fire_at == plan.expected,
             schedules.c.paused.is_(False),
         )
@@ -154,7 +161,7 @@ def fire(conn: Connection, plan: FirePlan, now: float) -> tuple[str | None, str 
         select(schedules.c.overlap, jobs.c.id, jobs.c.state)
         .select_from(schedules)
         .outerjoin(jobs, jobs.c.id == schedules.c.last_job_id)
-        .where(schedules.c.name == plan.name)
+        .where(_named(plan.name, plan.owner))
     ).one()
     stopped = None
     if row.id is not None and row.state in _ACTIVE:
@@ -170,7 +177,7 @@ def fire(conn: Connection, plan: FirePlan, now: float) -> tuple[str | None, str 
     job_id = plan.job.id if existing is None else existing.id
     conn.execute(
         update(schedules)
-        .where(schedules.c.name == plan.name)
+        .where(_named(plan.name, plan.owner))
         .values(last_job_id=job_id, last_fire_at=plan.fire_at)
     )
     return job_id, stopped

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -52,6 +53,8 @@ jobs = Table(
     Column("worker_id", String(64)),
     Column("lease_expires_at", Float),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    # A stop that kills at once, without the grace (migration 0008).
+    Column("kill_requested", Boolean, nullable=False, default=False, server_default=false()),
     Column("lost_count", Integer, nullable=False, default=0),
     # Labels a worker must have to claim the job (JSON object), or NULL.
     Column("requires", JSON),
@@ -210,9 +213,11 @@ audit_log = Table(
 schedules = Table(
     "schedules",
     metadata,
+    # Names are per owner (migration 0008): one user's names tell nothing of,
+    # and take nothing from, another's.
     Column("name", String(100), primary_key=True),
     # Who added the schedule: its jobs are theirs.
-    Column("owner", String(128), nullable=False, server_default="anonymous"),
+    Column("owner", String(128), primary_key=True, server_default="anonymous"),
     Column("cron", String(200), nullable=False),
     Column("tz", String(64), nullable=False),
     # The JobSpec of every fire, as JSON.

@@ -195,11 +195,13 @@ class SqlStore:
             ops.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor, owner
         )
 
-    async def cancel_job(self, job_id: str, now: float, actor: str | None = None) -> Job:
-        running = await self._write(ops.cancel_job, job_id, now, actor)
+    async def cancel_job(
+        self, job_id: str, now: float, actor: str | None = None, kill: bool = False
+    ) -> Job:
+        running = await self._write(ops.cancel_job, job_id, now, actor, kill)
         self.events.job_changed(job_id)
         if running:
-            self.events.cancel_requested(job_id)
+            self.events.cancel_requested(job_id, kill)
         return await self.get_job(job_id)
 
     # -- attempts --------------------------------------------------------------
@@ -301,24 +303,26 @@ class SqlStore:
 
         return await self._write(create)
 
-    async def get_schedule(self, name: str) -> Schedule:
-        return await self._read(schedule_ops.get_schedule, name)
+    async def get_schedule(self, name: str, *, owner: str = ANONYMOUS) -> Schedule:
+        return await self._read(schedule_ops.get_schedule, name, owner)
 
     async def list_schedules(self, owner: str | None = None) -> list[Schedule]:
         return await self._read(schedule_ops.list_schedules, owner)
 
-    async def delete_schedule(self, name: str, actor: str | None = None) -> None:
+    async def delete_schedule(
+        self, name: str, actor: str | None = None, *, owner: str = ANONYMOUS
+    ) -> None:
         def delete(conn: Connection) -> None:
-            schedule_ops.delete_schedule(conn, name)
+            schedule_ops.delete_schedule(conn, name, owner)
             if actor is not None:
                 access.record(conn, time.time(), actor, "schedule.rm", name)
 
         await self._write(delete)
 
     async def set_schedule_paused(
-        self, name: str, paused: bool, next_fire_at: float | None
+        self, name: str, paused: bool, next_fire_at: float | None, *, owner: str = ANONYMOUS
     ) -> Schedule:
-        return await self._write(schedule_ops.set_paused, name, paused, next_fire_at)
+        return await self._write(schedule_ops.set_paused, name, owner, paused, next_fire_at)
 
     async def due_schedules(self, now: float) -> list[Schedule]:
         due, unloadable = await self._read(schedule_ops.due_schedules, now)
@@ -392,8 +396,10 @@ class SqlStore:
     async def unregister_worker(self, worker_id: str, now: float) -> None:
         await self._write(ops.unregister_worker, worker_id, now)
 
-    async def list_workers(self, since: float, lost_before: float) -> list[WorkerRecord]:
-        return await self._read(ops.list_workers, since, lost_before)
+    async def list_workers(
+        self, since: float, lost_before: float, owner: str | None = None
+    ) -> list[WorkerRecord]:
+        return await self._read(ops.list_workers, since, lost_before, owner)
 
     # -- metrics ---------------------------------------------------------------
 

@@ -7,13 +7,15 @@ import { clearError, every, showError } from "./shell.js";
 const REFRESH_MS = 5000;
 
 function row(schedule, act) {
+  // Names are per owner: an admin acts on another user's schedule by owner.
   const path = "/v1/schedules/" + encodeURIComponent(schedule.name);
+  const owner = "?owner=" + encodeURIComponent(schedule.owner);
   const toggle = schedule.paused
-    ? h("button", { type: "button", onclick: () => act(path + "/resume") }, "Resume")
-    : h("button", { type: "button", onclick: () => act(path + "/pause") }, "Pause");
+    ? h("button", { type: "button", onclick: () => act(path + "/resume" + owner) }, "Resume")
+    : h("button", { type: "button", onclick: () => act(path + "/pause" + owner) }, "Pause");
   return h(
     "tr",
-    { "data-schedule": schedule.name },
+    { "data-schedule": schedule.name, "data-owner": schedule.owner },
     h("td", {}, schedule.name),
     h("td", {}, schedule.owner),
     h("td", {}, h("code", {}, schedule.cron), " ", schedule.tz),

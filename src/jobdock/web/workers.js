@@ -14,7 +14,7 @@ function row(worker) {
     h("td", {}, worker.host),
     h("td", {}, h("span", { class: "state worker-" + worker.state }, worker.state)),
     h("td", {}, labelChips(worker.labels)),
-    h("td", {}, `${worker.running.length} / ${worker.concurrency}`),
+    h("td", {}, `${worker.busy} / ${worker.concurrency}`),
     h("td", { title: worker.heartbeat_at }, ago(worker.heartbeat_at)),
     h("td", {}, when(worker.started_at)),
     h("td", {}, worker.running.map((id) => [link(jobHref(id), id), " "])),
@@ -28,7 +28,7 @@ export default {
     fill(
       main,
       h("div", { class: "heading" }, h("h1", {}, "Workers")),
-      h("p", { class: "muted" }, "Workers alive now, and those stopped or lost in the last ten minutes."),
+      h("p", { class: "muted" }, "Workers alive now, and those stopped or lost in the last ten minutes. Jobs lists your own jobs (an admin's: everyone's); Running counts everyone's."),
       list,
     );
     every(REFRESH_MS, async () => {
