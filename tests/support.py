@@ -60,10 +60,13 @@ class ServerProcess:
         *,
         args: Sequence[str] = (),
         verify: ssl.SSLContext | None = None,
+        user: int | None = None,
         **settings: str,
     ) -> None:
         self.home = home
         self.args = list(args)
+        #: Run the server as this uid (and its group) instead of the tests'.
+        self.user = user
         self.port = free_port()
         #: With ``verify`` (how to check its certificate), the server speaks HTTPS.
         self.verify: ssl.SSLContext | bool = verify or True
@@ -86,11 +89,13 @@ class ServerProcess:
         """Start the process without waiting for it (see ``wait_healthy``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
+        as_user = {} if self.user is None else {"user": self.user, "group": self.user}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobdock", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            **as_user,
         )
         log.close()
         return self

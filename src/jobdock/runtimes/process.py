@@ -33,9 +33,9 @@ from dataclasses import replace
 
 from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Reason, Stream
-from jobdock.runtimes import cgroups
-from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus
-from jobdock.runtimes.isolation import Confinement, Plan
+from jobdock.runtimes import cgroups, identity
+from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus, RunAs
+from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 
 _log = logging.getLogger(__name__)
 
@@ -121,7 +121,10 @@ class ProcessRuntime:
         # Popen waits (without the GIL) until the child has called exec, most
         # of a millisecond: on a spawner thread the event loop goes on meanwhile.
         stdin_source = subprocess.PIPE if stdin else self._stdin_null()
-        plan = self.confinement.plan(spec)
+        run_as = info.run_as if info is not None else None
+        if run_as is not None and spec.cwd is None:
+            spec = spec.model_copy(update={"cwd": run_as.home})
+        plan = self.confinement.plan(spec, run_as)
         name = f"{info.job_id}.{info.attempt}" if info is not None else "job.0"
         loop = asyncio.get_running_loop()
         proc, ticks, started_at, group = await loop.run_in_executor(
@@ -132,22 +135,35 @@ class ProcessRuntime:
             f"{name}.{secrets.token_hex(3)}",
             stdin_source,
             dict(env),
+            run_as,
         )
         return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner)
 
     def _spawn(
-        self, spec: JobSpec, plan: Plan, name: str, stdin: int, env: dict[str, str]
+        self,
+        spec: JobSpec,
+        plan: Plan,
+        name: str,
+        stdin: int,
+        env: dict[str, str],
+        run_as: RunAs | None,
     ) -> tuple[subprocess.Popen[bytes], int, float, cgroups.Group | None]:
+        if run_as is not None and not plan.namespaced:
+            # The child changes directory before it drops to the uid: see
+            # here, as the uid would, whether it may be there at all.
+            problem = identity.cwd_problem(spec.cwd or "/", run_as)
+            if problem is not None:
+                raise SpawnError(f"cannot use working directory {spec.cwd!r}: {problem}")
         hierarchy = self.confinement.hierarchy
         if plan.resources is None or hierarchy is None:
-            return (*_spawn(spec, plan.argv, stdin, env, None), None)
+            return (*_spawn(spec, plan, stdin, env, None, run_as), None)
         try:
             group = hierarchy.create(name, plan.resources, spec.cwd or "/")
         except (OSError, ValueError) as exc:
             raise SpawnError(f"cannot set the job's limits: {exc}") from None
         try:
             with group.joining() as join:
-                return (*_spawn(spec, plan.argv, stdin, env, join), group)
+                return (*_spawn(spec, plan, stdin, env, join, run_as), group)
         except BaseException:
             cgroups.remove(group)
             raise
@@ -188,11 +204,21 @@ class _Cleaner:
 
 def _spawn(
     spec: JobSpec,
-    argv: list[str],
+    plan: Plan,
     stdin: int,
     env: dict[str, str],
     preexec: Callable[[], None] | None,
+    run_as: RunAs | None,
 ) -> tuple[subprocess.Popen[bytes], int, float]:
+    argv, drop = plan.argv, identity.popen_identity(run_as)
+    if run_as is not None and (plan.namespaced or preexec is not None):
+        # bwrap must start as root (it drops inside, see bwrap_argv); and
+        # CPython runs preexec_fn (joining a cgroup v2) after setuid, where
+        # it may no longer join: both start as root and exec setpriv.
+        drop = {"umask": identity.UMASK}
+        if not plan.namespaced:
+            identity.check_command(spec.command[0], env.get("PATH"))
+            argv = setpriv_argv(run_as.uid, run_as.gid) + argv
     # Both taken just before the fork: the boot-relative time is at most a
     # tick or two before the start time the kernel records (reading /proc
     # after would cost more), and the wall-clock time is when the job started.
@@ -207,6 +233,7 @@ def _spawn(
             env=env,
             start_new_session=True,
             preexec_fn=preexec,
+            **drop,
         )
     except OSError as exc:
         raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None

@@ -299,3 +299,15 @@ metrics_tally = Table(
     Column("label", String(32), primary_key=True),
     Column("value", Float, nullable=False),
 )
+
+# -- job identities (migration 0008, docs/security.md "Job identities") --
+
+#: The uid each owner's process jobs run as (with a group of the same
+#: number), allocated once from ``job_uids`` and kept, so that every worker
+#: sharing the store runs an owner's jobs as the same uid.
+job_identities = Table(
+    "job_identities",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("uid", BigInteger, nullable=False, unique=True),
+)

@@ -1,0 +1,208 @@
+"""Tenants walled off for real (issue 15): on a server with tokens, bob's
+job tries every way the issue lists to reach alice's running job, her
+secret, the server and its store, as a real process; each must fail, while
+bob's own job and alice's still do their work. On SQLite and PostgreSQL.
+
+Also: a server that cannot give jobs identities of their own (it does not
+run as root) refuses to start with tokens on, unless told jobs_as_server,
+and then says so to admins in /v1/me."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobdock import Client, JobState
+from jobdock.client import Credentials
+from jobdock.vault import generate_key
+from support import ServerProcess, eventually, make_token
+
+PW = "alice-pw-7c1e5b9d"
+KEY = generate_key()
+NOBODY = 65534
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="job identities need root")
+
+#: Bob's job: each attempt prints "NAME: denied" or "NAME: LEAK ...".
+PROBES = r"""
+import ctypes, glob, json, os, signal, sqlite3, sys
+t = json.loads(sys.argv[1])
+server, alice = t["server_pid"], t["alice_pid"]
+def report(name, attempt):
+    try:
+        got = attempt()
+    except OSError as exc:
+        print(f"{name}: denied ({exc.strerror})")
+        return
+    except sqlite3.Error as exc:
+        print(f"{name}: denied ({exc})")
+        return
+    print(f"{name}: denied (found nothing)" if not got else f"{name}: LEAK {got!r}"[:300])
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+def environ_scan():
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            data = read(path)
+        except OSError:
+            continue
+        if b"PW=" in data or t["pw"].encode() in data or b"JOBDOCK_SECRET_KEY" in data:
+            found.append(path)
+    return found
+def secrets_dirs():
+    found = []
+    for d in glob.glob("/dev/shm/jobdock-secrets-*") + glob.glob("/tmp/jobdock-secrets-*"):
+        for name in os.listdir(d):
+            found.append(read(os.path.join(d, name)))
+    return found
+def ptrace(pid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+        libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+        return "attached"
+    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+def fds(pid):
+    found = os.listdir(f"/proc/{pid}/fd")
+    return found + [read(f"/proc/{pid}/fd/{n}")[:20] for n in found]
+def sqlite_store():
+    db = sqlite3.connect(f"file:{t['home']}/jobdock.db?mode=ro", uri=True)
+    return db.execute("select hex(value) from user_secrets").fetchall()
+def write(path):
+    with open(path, "w") as f:
+        f.write("bob was here")
+    return path
+report("environ_scan", environ_scan)
+report("secrets_dir", secrets_dirs)
+report("server_environ", lambda: read(f"/proc/{server}/environ"))
+report("alice_environ", lambda: read(f"/proc/{alice}/environ"))
+report("server_home", lambda: os.listdir(t["home"]))
+report("sqlite_store", sqlite_store)
+report("store_via_proc_root", lambda: read(f"/proc/{server}/root{t['home']}/jobdock.db"))
+report("alice_home_via_proc_root", lambda: os.listdir(f"/proc/{alice}/root{t['alice_home']}"))
+report("alice_cwd", lambda: os.listdir(f"/proc/{alice}/cwd"))
+report("server_fds", lambda: fds(server))
+report("alice_fds", lambda: fds(alice))
+report("alice_mem", lambda: read(f"/proc/{alice}/mem"))
+report("ptrace_server", lambda: ptrace(server))
+report("ptrace_alice", lambda: ptrace(alice))
+report("kill_server", lambda: os.kill(server, signal.SIGKILL))
+report("kill_alice", lambda: os.killpg(alice, signal.SIGKILL))
+report("write_alice_home", lambda: write(os.path.join(t["alice_home"], "bob.txt")))
+write(os.path.join(os.environ["HOME"], "mine.txt"))
+print("own_home:", read(os.path.join(os.environ["HOME"], "mine.txt")).decode())
+"""
+
+#: Alice's job: waits (her secret in env and file) until the test says
+#: "done" in her HOME, then checks that both are still hers and whole.
+ALICE = (
+    'echo started; while [ ! -e "$HOME/done" ]; do sleep 0.05; done; '
+    '[ "$PW" = "$(cat "$JOBDOCK_SECRETS_DIR/pw")" ] && [ "$PW" = "' + PW + '" ] && echo intact'
+)
+
+
+@pytest.fixture
+def job_homes() -> Iterator[Path]:
+    """Where owners' HOMEs go: a directory every uid may pass through (not
+    under pytest's 0700 temporary root)."""
+    path = Path(tempfile.mkdtemp(prefix="jobdock-homes-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def walled(
+    request: pytest.FixtureRequest, tmp_path: Path, job_homes: Path
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    """A server with tokens and a secret key (on either store), and tokens
+    for alice and bob."""
+    home = tmp_path / "server"
+    home.mkdir()
+    store = {"db": request.getfixturevalue("pg_url")} if request.param == "postgresql" else {}
+    server = ServerProcess(
+        home, args=["--tokens"], secret_key=KEY, job_homes=str(job_homes), **store
+    )
+    on_store = ["--db", store["db"]] if store else []
+    tokens = {user: make_token(home, user, *on_store) for user in ("alice", "bob")}
+    server.start()
+    yield server, tokens
+    server.stop()
+
+
+def _client(server: ServerProcess, token: str) -> Client:
+    return Client(server.url, credentials=Credentials(token=token))
+
+
+def test_bobs_job_reaches_nothing_of_alices_job_the_server_or_its_store(
+    walled: tuple[ServerProcess, dict[str, str]], job_homes: Path
+) -> None:
+    server, tokens = walled
+    assert server.proc is not None
+    with _client(server, tokens["alice"]) as alice, _client(server, tokens["bob"]) as bob:
+        alice.set_secret("pw", PW.encode())
+        hers = alice.submit(
+            {
+                "command": ["sh", "-c", ALICE],
+                "secrets": [{"name": "pw", "env": "PW"}, {"name": "pw", "file": "pw"}],
+            }
+        )
+        running = eventually(
+            lambda: (
+                (job := alice.get(hers.id)).state is JobState.RUNNING
+                and job.attempts[-1].pid is not None
+                and b"started" in b"".join(d for _, d in alice.logs(hers.id))
+                and job
+            ),
+            30,
+            "alice's job to run",
+        )
+        alice_pid = running.attempts[-1].pid
+        alice_home = Path(_environ(alice_pid)["HOME"])
+        assert alice_home.parent == job_homes and alice_home.stat().st_mode & 0o777 == 0o700
+        secrets_dir = Path(_environ(alice_pid)["JOBDOCK_SECRETS_DIR"])
+        assert secrets_dir.stat().st_uid == alice_home.stat().st_uid != 0
+        assert secrets_dir.stat().st_mode & 0o777 == 0o700
+        targets = {
+            "server_pid": server.proc.pid,
+            "alice_pid": alice_pid,
+            "home": str(server.home),
+            "alice_home": str(alice_home),
+            "pw": PW,
+        }
+        his = bob.run({"command": ["python3", "-c", PROBES, json.dumps(targets)]})
+        report = his.stdout
+        print(report)
+        lines = dict(line.split(": ", 1) for line in report.splitlines() if ": " in line)
+        probes = [name for name in lines if name != "own_home"]
+        assert len(probes) == 17, report
+        leaks = {
+            name: said
+            for name, said in lines.items()
+            if name != "own_home" and not said.startswith("denied")
+        }
+        assert leaks == {}, report
+        assert PW not in report and KEY not in report
+        # Bob's own job did its work, in a HOME of its own.
+        assert his.job.state is JobState.SUCCEEDED, his.stderr
+        assert lines["own_home"] == "bob was here"
+        assert not (alice_home / "bob.txt").exists()
+
+        (alice_home / "done").touch()
+        finished = alice.wait(hers.id, timeout=30)
+        assert finished.state is JobState.SUCCEEDED, finished.message
+        assert b"intact" in b"".join(d for _, d in alice.logs(hers.id))
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def _environ(pid: int) -> dict[str, str]:
+    data = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in data.decode().split("\0") if "=" in item)
