@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,20 @@ FAST_SETTINGS = {
     "JOBDOCK_POLL_SECONDS": "0.2",
     "JOBDOCK_DRAIN_SECONDS": "1",
 }
+
+
+_job_homes: list[Path] = []
+
+
+def job_homes() -> Path:
+    """Where the servers of this test session make their jobs' HOMEs (with
+    authentication on): one directory, made on first use, that every uid may
+    pass through (pytest's temporary root is 0700)."""
+    if not _job_homes:
+        path = Path(tempfile.mkdtemp(prefix="jobdock-test-homes-"))
+        path.chmod(0o711)
+        _job_homes.append(path)
+    return _job_homes[0]
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
@@ -48,6 +63,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def as_user(uid: int | None) -> list[str]:
+    """The argv prefix that runs a command as ``uid`` (and the same gid, no
+    other groups), not root: it may read any file (CAP_DAC_READ_SEARCH, so
+    that it can load this checkout's Python wherever it lives) but holds no
+    other privilege, e.g. cannot switch uids."""
+    if uid is None:
+        return []
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *caps, "--"]
+
+
 class ServerProcess:
     """``jobdock serve`` in a subprocess, on loopback, with its own home.
 
@@ -65,7 +91,7 @@ class ServerProcess:
     ) -> None:
         self.home = home
         self.args = list(args)
-        #: Run the server as this uid (and its group) instead of the tests'.
+        #: Run the server as this uid (and gid) instead of the tests' root.
         self.user = user
         self.port = free_port()
         #: With ``verify`` (how to check its certificate), the server speaks HTTPS.
@@ -77,6 +103,7 @@ class ServerProcess:
             "JOBDOCK_HOME": str(home),
             "JOBDOCK_PORT": str(self.port),
             "JOBDOCK_LOG_LEVEL": "warning",
+            "JOBDOCK_JOB_HOMES": str(job_homes()),
             **{f"JOBDOCK_{key.upper()}": value for key, value in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -89,13 +116,11 @@ class ServerProcess:
         """Start the process without waiting for it (see ``wait_healthy``)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
-        as_user = {} if self.user is None else {"user": self.user, "group": self.user}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobdock", "serve", *self.args],
+            [*as_user(self.user), sys.executable, "-m", "jobdock", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            **as_user,
         )
         log.close()
         return self
@@ -156,6 +181,7 @@ class WorkerProcess:
             **FAST_SETTINGS,
             "JOBDOCK_HOME": str(home),
             "JOBDOCK_LOG_LEVEL": "info",
+            "JOBDOCK_JOB_HOMES": str(job_homes()),
             **{f"JOBDOCK_{key.upper()}": value for key, value in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None

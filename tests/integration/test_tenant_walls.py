@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 from jobdock import Client, JobState
 from jobdock.client import Credentials
 from jobdock.vault import generate_key
-from support import ServerProcess, eventually, make_token
+from support import ServerProcess, as_user, eventually, make_token
 
 PW = "alice-pw-7c1e5b9d"
 KEY = generate_key()
@@ -206,3 +208,96 @@ def test_bobs_job_reaches_nothing_of_alices_job_the_server_or_its_store(
 def _environ(pid: int) -> dict[str, str]:
     data = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.split("=", 1) for item in data.decode().split("\0") if "=" in item)
+
+
+def test_a_non_root_server_with_tokens_refuses_to_start_unless_told_jobs_as_server(
+    job_homes: Path,
+) -> None:
+    # (job_homes: a directory the server's user can reach, to keep its home in.)
+    home = job_homes / "nobody"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    refused = subprocess.run(
+        [
+            *as_user(NOBODY),
+            sys.executable,
+            "-m",
+            "jobdock",
+            "serve",
+            "--tokens",
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    said = refused.stderr.strip()
+    assert len(said.splitlines()) == 1, said
+    assert "needs root" in said and "jobs_as_server = true" in said
+
+    made = subprocess.run(
+        [*as_user(NOBODY), sys.executable, "-m", "jobdock", "tokens", "create", "admin", "--admin"],
+        env={**os.environ, "JOBDOCK_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    server = ServerProcess(home, args=["--tokens"], user=NOBODY, jobs_as_server="true")
+    server.env["JOBDOCK_LOG_LEVEL"] = "info"
+    server.start()
+    try:
+        me = httpx.get(
+            f"{server.url}/v1/me", headers={"authorization": f"Bearer {token}"}, timeout=10
+        ).json()
+        assert "jobs_as_server" in me["warning"] and "every process job" in me["warning"]
+        assert "INSECURE: jobs_as_server" in server.log()
+        schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+        assert "warning" in schema["components"]["schemas"]["Identity"]["properties"]
+    finally:
+        server.stop()
+
+
+def test_jobs_may_name_only_the_users_the_operator_allows_and_a_home_is_theirs(
+    tmp_path: Path, job_homes: Path
+) -> None:
+    home = tmp_path / "server"
+    server = ServerProcess(
+        home,
+        args=["--tokens"],
+        job_homes=str(job_homes),
+        job_run_as=json.dumps({"deploy-bot": ["nobody"]}),
+    )
+    home.mkdir()
+    tokens = {user: make_token(home, user) for user in ("bob", "deploy-bot")}
+    server.start()
+    try:
+        with _client(server, tokens["bob"]) as bob, _client(server, tokens["deploy-bot"]) as bot:
+            for field, value in (("user", "root"), ("user", "0"), ("group", "root")):
+                answer = httpx.post(
+                    f"{server.url}/v1/jobs",
+                    headers={"authorization": f"Bearer {tokens['bob']}"},
+                    json={"command": ["id"], "isolation": {field: value}},
+                    timeout=10,
+                )
+                assert answer.status_code == 422, answer.text
+                error = answer.json()["error"]
+                assert error["field"] == f"isolation.{field}" and repr(value) in error["message"]
+            allowed = bot.run({"command": ["id", "-u"], "isolation": {"user": "nobody"}})
+            assert allowed.stdout.strip() == str(NOBODY), allowed.job.message
+
+            # A HOME of bob's own is his cwd and is writable; a directory his
+            # uid may not enter is a spawn_error naming it.
+            own = bob.run({"command": ["sh", "-c", "id -u; pwd; echo x > f; umask; id -G"]})
+            uid, cwd, umask, groups = own.stdout.split()
+            assert cwd == str(job_homes / uid)
+            assert (job_homes / uid / "f").stat().st_uid == int(uid) and umask == "0077"
+            assert groups == uid
+            closed = bob.run({"command": ["true"], "cwd": str(home)})
+            assert closed.job.reason == "spawn_error"
+            assert str(home) in (closed.job.message or "")
+    finally:
+        server.stop()

@@ -52,5 +52,5 @@ def _free_uid(conn: Connection, low: int, high: int) -> int | None:
         return low
     if top < high:
         return int(top) + 1
-    taken = {int(uid) for uid in conn.execute(select(job_identities.c.uid).where(in_range))}
+    taken = set(conn.execute(select(job_identities.c.uid).where(in_range)).scalars())
     return next((uid for uid in range(low, high + 1) if uid not in taken), None)
