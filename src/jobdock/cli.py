@@ -217,6 +217,7 @@ def worker(
     _protect_server_files(settings)
     import uvloop
 
+    from jobdock.identities import shared_store_problem
     from jobdock.store.sql import SqlStore
     from jobdock.worker import Worker
 
@@ -228,6 +229,9 @@ def worker(
         async with SqlStore(
             settings.db_url, sqlite_synchronous=settings.sqlite_synchronous
         ) as store:
+            problem = shared_store_problem(settings, bool(await store.list_tokens()))
+            if problem is not None:
+                _fail(problem, 2)
             worker = Worker(store, settings)
             await worker.start()
             await stop.wait()

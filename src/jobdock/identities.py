@@ -50,6 +50,18 @@ def startup_problem(settings: Settings) -> str | None:
     return None
 
 
+def shared_store_problem(settings: Settings, has_tokens: bool) -> str | None:
+    """Why a worker must not run the jobs of a store that has API tokens
+    (several users' jobs) as itself, or None."""
+    if not has_tokens or settings.auth_enabled or settings.jobs_as_server:
+        return None
+    return (
+        "refusing to start: the store has API tokens, so its jobs are several users'; "
+        "set tokens = true (JOBDOCK_TOKENS) on this worker too, so that they run as "
+        "identities of their own, or jobs_as_server = true to run them all as this user"
+    )
+
+
 def warning(settings: Settings) -> str | None:
     """What an admin should know about how jobs are walled off, or None."""
     return AS_SERVER_WARNING if settings.auth_enabled and settings.jobs_as_server else None

@@ -24,7 +24,7 @@ import pytest
 from jobdock import Client, JobState
 from jobdock.client import Credentials
 from jobdock.vault import generate_key
-from support import ServerProcess, as_user, eventually, make_token
+from support import ServerProcess, WorkerProcess, as_user, eventually, make_token
 
 PW = "alice-pw-7c1e5b9d"
 KEY = generate_key()
@@ -168,6 +168,10 @@ def test_bobs_job_reaches_nothing_of_alices_job_the_server_or_its_store(
             "alice's job to run",
         )
         alice_pid = running.attempts[-1].pid
+        # The server's files are its own.
+        assert server.home.stat().st_mode & 0o777 == 0o700
+        for path in server.home.glob("jobdock.db*"):
+            assert path.stat().st_mode & 0o077 == 0, path
         alice_home = Path(_environ(alice_pid)["HOME"])
         assert alice_home.parent == job_homes and alice_home.stat().st_mode & 0o777 == 0o700
         secrets_dir = Path(_environ(alice_pid)["JOBDOCK_SECRETS_DIR"])
@@ -296,8 +300,24 @@ def test_jobs_may_name_only_the_users_the_operator_allows_and_a_home_is_theirs(
             assert cwd == str(job_homes / uid)
             assert (job_homes / uid / "f").stat().st_uid == int(uid) and umask == "0077"
             assert groups == uid
+            # The same in a cgroup (limits) and in namespaces (bwrap).
+            for confined in ({"resources": {"memory": "64M"}}, {"isolation": True}):
+                again = bob.run({"command": ["sh", "-c", "id -u; pwd; id -G"], **confined})
+                assert again.stdout.split() == [uid, cwd, uid], (confined, again.job.message)
             closed = bob.run({"command": ["true"], "cwd": str(home)})
             assert closed.job.reason == "spawn_error"
             assert str(home) in (closed.job.message or "")
     finally:
         server.stop()
+
+
+def test_a_worker_on_a_store_with_tokens_refuses_to_run_its_jobs_as_itself(
+    tmp_path: Path, pg_url: str
+) -> None:
+    make_token(tmp_path, "alice", "--db", pg_url)
+    plain = WorkerProcess(tmp_path / "plain", pg_url).launch()
+    assert plain.proc is not None and plain.proc.wait(60) == 2
+    assert "set tokens = true" in plain.log() and "jobs_as_server" in plain.log()
+    walled = WorkerProcess(tmp_path / "walled", pg_url, tokens="true").start()
+    assert "run as their owners' own uids" in walled.log()
+    assert walled.stop() == 0
