@@ -304,6 +304,8 @@ def test_jobs_may_name_only_the_users_the_operator_allows_and_a_home_is_theirs(
             for confined in ({"resources": {"memory": "64M"}}, {"isolation": True}):
                 again = bob.run({"command": ["sh", "-c", "id -u; pwd; id -G"], **confined})
                 assert again.stdout.split() == [uid, cwd, uid], (confined, again.job.message)
+            missing = bob.run({"command": ["no-such-command"]})
+            assert missing.job.reason == "spawn_error", missing.job.message
             closed = bob.run({"command": ["true"], "cwd": str(home)})
             assert closed.job.reason == "spawn_error"
             assert str(home) in (closed.job.message or "")

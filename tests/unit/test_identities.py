@@ -3,16 +3,17 @@ which user, and the working-directory check as the job's uid would see it."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from jobdock.errors import ConfigError
+from jobdock.errors import ConfigError, SpawnError
 from jobdock.identities import run_as_refusal, startup_problem
 from jobdock.models import JobSpec
 from jobdock.runtimes.base import RunAs
-from jobdock.runtimes.identity import cwd_problem
+from jobdock.runtimes.identity import check_command, cwd_problem
 from jobdock.settings import Settings, load_settings
 
 JOB = RunAs(2_000_000, 2_000_000, "/nonexistent")
@@ -56,3 +57,18 @@ def test_a_directory_the_uid_may_not_enter_is_named(tmp_path: Path) -> None:
     assert said is not None and str(tmp_path / "closed") in said and "2000000" in said
     assert cwd_problem("/", JOB) is None
     assert cwd_problem(str(tmp_path / "missing"), JOB) is None  # spawning says so
+
+
+def test_a_command_the_uid_may_not_run_is_refused_before_it_starts(tmp_path: Path) -> None:
+    tmp_path.chmod(0o711)
+    private = tmp_path / "private.sh"
+    private.write_text("#!/bin/sh\n")
+    private.chmod(0o700)
+    with pytest.raises(SpawnError, match=r"Permission denied.*2000000") as refused:
+        check_command(str(private), "/usr/bin:/bin", "/", JOB)
+    assert refused.value.errno == errno.EACCES
+    with pytest.raises(SpawnError, match="No such file") as missing:
+        check_command("no-such-command", "/usr/bin:/bin", "/", JOB)
+    assert missing.value.errno == errno.ENOENT
+    check_command("true", "/usr/bin:/bin", "/", JOB)
+    check_command("./true", None, "/bin", JOB)

@@ -6,9 +6,12 @@ gid (see :mod:`jobdock.identities`), with no supplementary groups and umask
 another uid's ``/proc/PID/environ``, ``fd``, ``root`` and ``mem`` are closed
 to it, as are ``ptrace`` and signals to processes that are not its own.
 
-CPython changes directory before it drops to the uid, so a working
-directory the uid could not enter would be entered anyway: it is checked
-here first, as the kernel would check it for that uid.
+The child starts as root (in its cgroup) and execs ``setpriv``, which
+drops to the uid and execs the command. The working directory is entered
+before the drop, and the command is exec'd after the spawn returned,
+so both are checked here first, as the kernel would check them for that
+uid: a directory it may not enter, or a command it may not run, is then a
+``spawn_error`` as it is for any job.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import errno
 import os
 import shutil
 import stat
-from typing import Any
 
 from jobdock.errors import SpawnError
 from jobdock.runtimes.base import RunAs
@@ -25,13 +27,6 @@ from jobdock.runtimes.base import RunAs
 #: The umask of a job that runs as its owner's identity: files it makes are
 #: its own (0600, directories 0700) unless it says otherwise.
 UMASK = 0o077
-
-
-def popen_identity(run_as: RunAs | None) -> dict[str, Any]:
-    """The arguments of ``subprocess.Popen`` that drop the child to ``run_as``."""
-    if run_as is None:
-        return {}
-    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": [], "umask": UMASK}
 
 
 def _searchable(info: os.stat_result, run_as: RunAs) -> bool:
@@ -63,9 +58,24 @@ def cwd_problem(cwd: str, run_as: RunAs) -> str | None:
         return None
 
 
-def check_command(command: str, path: str | None) -> None:
-    """Raise SpawnError, as spawning would, when ``command`` is not found
-    (for a job started through setpriv, whose exec comes later)."""
-    found = os.path.exists(command) if "/" in command else shutil.which(command, path=path or "")
-    if not found:
+def check_command(command: str, search_path: str | None, cwd: str, run_as: RunAs) -> None:
+    """Raise SpawnError, as spawning would, when ``command`` is not found or
+    ``run_as`` may not run it (for a job started through setpriv, whose own
+    exec comes after the spawn)."""
+    found = (
+        os.path.join(cwd, command)
+        if "/" in command
+        else shutil.which(command, path=search_path or "")
+    )
+    if found is None or not os.path.exists(found):
         raise SpawnError(f"cannot run {command!r}: {os.strerror(errno.ENOENT)}", errno=errno.ENOENT)
+    info = os.stat(found)
+    bits = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+    which = 0 if info.st_uid == run_as.uid else 1 if info.st_gid == run_as.gid else 2
+    problem = cwd_problem(os.path.dirname(found), run_as)
+    if problem is not None or not info.st_mode & bits[which]:
+        raise SpawnError(
+            f"cannot run {command!r}: {os.strerror(errno.EACCES)} "
+            f"(the job runs as uid {run_as.uid})",
+            errno=errno.EACCES,
+        )

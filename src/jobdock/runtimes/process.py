@@ -210,14 +210,17 @@ def _spawn(
     preexec: Callable[[], None] | None,
     run_as: RunAs | None,
 ) -> tuple[subprocess.Popen[bytes], int, float]:
-    argv, drop = plan.argv, identity.popen_identity(run_as)
-    if run_as is not None and (plan.namespaced or preexec is not None):
-        # bwrap must start as root (it drops inside, see bwrap_argv); and
-        # CPython runs preexec_fn (joining a cgroup v2) after setuid, where
-        # it may no longer join: both start as root and exec setpriv.
-        drop = {"umask": identity.UMASK}
+    argv, umask = plan.argv, -1  # -1: the server's own umask
+    if run_as is not None:
+        # The child starts as root, in its group (v1: the spawning thread's;
+        # v2: joined in preexec_fn, which CPython runs after any setuid, so
+        # it must be root then), and execs setpriv, which drops to the uid
+        # and execs the command. Popen(user=) would lose vfork: forking the
+        # whole server per job cut throughput to a third (bench_core).
+        # Under bwrap, bwrap starts as root and drops inside (bwrap_argv).
+        umask = identity.UMASK
         if not plan.namespaced:
-            identity.check_command(spec.command[0], env.get("PATH"))
+            identity.check_command(spec.command[0], env.get("PATH"), spec.cwd or "/", run_as)
             argv = setpriv_argv(run_as.uid, run_as.gid) + argv
     # Both taken just before the fork: the boot-relative time is at most a
     # tick or two before the start time the kernel records (reading /proc
@@ -233,7 +236,7 @@ def _spawn(
             env=env,
             start_new_session=True,
             preexec_fn=preexec,
-            **drop,
+            umask=umask,
         )
     except OSError as exc:
         raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
