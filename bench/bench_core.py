@@ -562,7 +562,13 @@ def print_table(title: str, report: Report) -> None:
 def server_complaints(output: str) -> list[str]:
     """Lines of the server's output worth reporting (it runs at log level
     warning, so it should print nothing but uvicorn's shutdown notes)."""
-    quiet = ("Shutting down", "Waiting for application shutdown", "Application shutdown")
+    quiet = (
+        "Shutting down",
+        "Waiting for application shutdown",
+        "Application shutdown",
+        # Said when asked for (JOBDOCK_JOBS_AS_SERVER=true with --tokens).
+        "INSECURE: jobs_as_server",
+    )
     lines = [line for line in output.splitlines() if line.strip()]
     return [line for line in lines if not any(note in line for note in quiet)]
 
