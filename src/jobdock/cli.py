@@ -333,7 +333,8 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
 
     _configure_logging(settings)
     _check_exposure(settings)
-    _check_identities(settings)
+    if embedded_worker:  # an API-only server runs no jobs
+        _check_identities(settings)
     _check_store(settings)
     _protect_server_files(settings)
     tls = settings.tls_cert is not None

@@ -240,6 +240,8 @@ def test_a_non_root_server_with_tokens_refuses_to_start_unless_told_jobs_as_serv
     said = refused.stderr.strip()
     assert len(said.splitlines()) == 1, said
     assert "needs root" in said and "jobs_as_server = true" in said
+    # An API-only server runs no jobs: nothing to refuse.
+    ServerProcess(home, args=["--tokens", "--no-worker"], user=NOBODY).start().stop()
 
     made = subprocess.run(
         [*as_user(NOBODY), sys.executable, "-m", "jobdock", "tokens", "create", "admin", "--admin"],

@@ -51,7 +51,12 @@ class Identity(BaseModel):
     )
 
 
-@router.get("/me", response_model=Identity, summary="Who you are")
+@router.get(
+    "/me",
+    response_model=Identity,
+    response_model_exclude_none=True,  # 'warning' only where there is one
+    summary="Who you are",
+)
 async def whoami(request: Request) -> Identity:
     """Your user name, whether you are an administrator, and how you were
     authenticated (the dashboard shows it, and offers admins every owner)."""
