@@ -3,8 +3,10 @@ for conditions with a deadline (never sleeping as synchronisation)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -39,6 +41,7 @@ def job_homes() -> Path:
     if not _job_homes:
         path = Path(tempfile.mkdtemp(prefix="jobdock-test-homes-"))
         path.chmod(0o711)
+        atexit.register(shutil.rmtree, path, True)
         _job_homes.append(path)
     return _job_homes[0]
 
