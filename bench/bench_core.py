@@ -4,6 +4,7 @@ Run it from the repository root::
 
     .venv/bin/python bench/bench_core.py [--latency-jobs 500] [--jobs 2000]
                                          [--log-mb 200] [--concurrency-clients 16]
+                                         [--tokens]
 
 It starts its own server (``python -m jobdock serve``) on a free port of
 127.0.0.1 with a fresh ``JOBDOCK_HOME`` (so a fresh SQLite store in WAL mode,
@@ -78,9 +79,14 @@ STOP_SECONDS = 20.0
 # less than what it measures. It speaks plain HTTP to the real API.
 
 
+#: Headers every request sends: {"authorization": "Bearer ..."} with --tokens.
+AUTH: dict[str, str] = {}
+
+
 def _request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
+    auth = "".join(f"{name}: {value}\r\n" for name, value in AUTH.items())
     head = (
-        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -507,7 +513,7 @@ def bench_logs(server: Server, size_mb: int, report: Report) -> None:
     timeout = httpx.Timeout(60.0)
     with (
         RssSampler(server).running() as sampler,
-        httpx.Client(base_url=server.url, timeout=timeout) as client,
+        httpx.Client(base_url=server.url, timeout=timeout, headers=AUTH) as client,
     ):
         t0 = time.time()
         response = client.post("/v1/jobs", json=spec)
@@ -556,7 +562,13 @@ def print_table(title: str, report: Report) -> None:
 def server_complaints(output: str) -> list[str]:
     """Lines of the server's output worth reporting (it runs at log level
     warning, so it should print nothing but uvicorn's shutdown notes)."""
-    quiet = ("Shutting down", "Waiting for application shutdown", "Application shutdown")
+    quiet = (
+        "Shutting down",
+        "Waiting for application shutdown",
+        "Application shutdown",
+        # Said when asked for (JOBDOCK_JOBS_AS_SERVER=true with --tokens).
+        "INSECURE: jobs_as_server",
+    )
     lines = [line for line in output.splitlines() if line.strip()]
     return [line for line in lines if not any(note in line for note in quiet)]
 
@@ -568,6 +580,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-mb", type=int, default=200, help="MiB of output for (d) [200]")
     parser.add_argument(
         "--concurrency-clients", type=int, default=16, help="requests in flight in (b) [16]"
+    )
+    parser.add_argument(
+        "--tokens",
+        action="store_true",
+        help="serve with API tokens (as root: jobs run as their owner's own uid; "
+        "JOBDOCK_JOBS_AS_SERVER=true: as the server)",
     )
     args = parser.parse_args(argv)
     for name in ("latency_jobs", "jobs", "log_mb", "concurrency_clients"):
@@ -581,9 +599,17 @@ def main(argv: list[str] | None = None) -> int:
     synchronous = os.environ.get("JOBDOCK_SQLITE_SYNCHRONOUS", "NORMAL").upper()
     cores = len(os.sched_getaffinity(0))
     report = Report()
-    with tempfile.TemporaryDirectory(prefix="jobdock-bench-") as home:
+    with (
+        tempfile.TemporaryDirectory(prefix="jobdock-bench-") as home,
+        tempfile.TemporaryDirectory(prefix="jobdock-bench-homes-") as job_homes,
+    ):
         # Process jobs only: no container engine to look for (and warn about).
-        server = Server(Path(home), {"JOBDOCK_CONTAINERS": "false"})
+        env = {"JOBDOCK_CONTAINERS": "false"}
+        if args.tokens:
+            env |= {"JOBDOCK_TOKENS": "true", "JOBDOCK_JOB_HOMES": job_homes}
+            Path(job_homes).chmod(0o711)
+            AUTH["authorization"] = f"Bearer {make_token(Path(home))}"
+        server = Server(Path(home), env)
         try:
             with server:
                 with contextlib.closing(server.read_db()) as db:
@@ -609,11 +635,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"the server printed {len(complaints)} lines:\n    "
                 + "\n    ".join(complaints[:40])
             )
+    auth = "tokens" if args.tokens else "none"
     title = (
         f"jobdock core benchmark  (store: SQLite {journal}, synchronous={synchronous}; "
-        f"{cores} cores)"
+        f"auth: {auth}; {cores} cores)"
     )
     return conclude(title, report)
+
+
+def make_token(home: Path) -> str:
+    """A token for the benchmark's requests, made on the store of ``home``."""
+    made = subprocess.run(
+        [sys.executable, "-m", "jobdock", "tokens", "create", "bench", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return made.stdout.strip()
 
 
 def conclude(title: str, report: Report) -> int:

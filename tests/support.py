@@ -3,13 +3,16 @@ for conditions with a deadline (never sleeping as synchronisation)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +29,21 @@ FAST_SETTINGS = {
     "JOBDOCK_POLL_SECONDS": "0.2",
     "JOBDOCK_DRAIN_SECONDS": "1",
 }
+
+
+_job_homes: list[Path] = []
+
+
+def job_homes() -> Path:
+    """Where the servers of this test session make their jobs' HOMEs (with
+    authentication on): one directory, made on first use, that every uid may
+    pass through (pytest's temporary root is 0700)."""
+    if not _job_homes:
+        path = Path(tempfile.mkdtemp(prefix="jobdock-test-homes-"))
+        path.chmod(0o711)
+        atexit.register(shutil.rmtree, path, True)
+        _job_homes.append(path)
+    return _job_homes[0]
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
@@ -48,6 +66,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def as_user(uid: int | None) -> list[str]:
+    """The argv prefix that runs a command as ``uid`` (and the same gid, no
+    other groups), not root: it may read any file (CAP_DAC_READ_SEARCH, so
+    that it can load this checkout's Python wherever it lives) but holds no
+    other privilege, e.g. cannot switch uids."""
+    if uid is None:
+        return []
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *caps, "--"]
+
+
 class ServerProcess:
     """``jobdock serve`` in a subprocess, on loopback, with its own home.
 
@@ -62,11 +91,14 @@ class ServerProcess:
         args: Sequence[str] = (),
         verify: ssl.SSLContext | None = None,
         wrapper: Sequence[str] = (),
+        user: int | None = None,
         **settings: str,
     ) -> None:
         self.home = home
         self.args = list(args)
         self.wrapper = list(wrapper)
+        #: Run the server as this uid (and gid) instead of the tests' root.
+        self.user = user
         self.port = free_port()
         #: With ``verify`` (how to check its certificate), the server speaks HTTPS.
         self.verify: ssl.SSLContext | bool = verify or True
@@ -77,6 +109,7 @@ class ServerProcess:
             "JOBDOCK_HOME": str(home),
             "JOBDOCK_PORT": str(self.port),
             "JOBDOCK_LOG_LEVEL": "warning",
+            "JOBDOCK_JOB_HOMES": str(job_homes()),
             **{f"JOBDOCK_{key.upper()}": value for key, value in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -90,7 +123,15 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "jobdock", "serve", *self.args],
+            [
+                *as_user(self.user),
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                "jobdock",
+                "serve",
+                *self.args,
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -154,6 +195,7 @@ class WorkerProcess:
             **FAST_SETTINGS,
             "JOBDOCK_HOME": str(home),
             "JOBDOCK_LOG_LEVEL": "info",
+            "JOBDOCK_JOB_HOMES": str(job_homes()),
             **{f"JOBDOCK_{key.upper()}": value for key, value in settings.items()},
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -213,8 +213,11 @@ def worker(
         log_level=log_level,
     )
     _configure_logging(settings)
+    _check_identities(settings)
+    _protect_server_files(settings)
     import uvloop
 
+    from jobdock.identities import shared_store_problem
     from jobdock.store.sql import SqlStore
     from jobdock.worker import Worker
 
@@ -226,6 +229,9 @@ def worker(
         async with SqlStore(
             settings.db_url, sqlite_synchronous=settings.sqlite_synchronous
         ) as store:
+            problem = shared_store_problem(settings, bool(await store.list_tokens()))
+            if problem is not None:
+                _fail(problem, 2)
             worker = Worker(store, settings)
             await worker.start()
             await stop.wait()
@@ -293,6 +299,32 @@ def _check_exposure(settings: Settings) -> None:
     )
 
 
+def _check_identities(settings: Settings) -> None:
+    """Refuse to start where jobs would run as this server with
+    authentication on (unless jobs_as_server says so; then loudly)."""
+    from jobdock.identities import startup_problem
+    from jobdock.identities import warning as identities_warning
+
+    problem = startup_problem(settings)
+    if problem is not None:
+        _fail(problem, 2)
+    said = identities_warning(settings)
+    if said is not None:
+        logging.getLogger("jobdock").warning("INSECURE: %s", said)
+    elif settings.job_identities:
+        logging.getLogger("jobdock").info(
+            "process jobs run as their owners' own uids (%s), HOME under %s",
+            settings.job_uids,
+            settings.job_homes,
+        )
+
+
+def _protect_server_files(settings: Settings) -> None:
+    from jobdock.identities import protect_server_files
+
+    protect_server_files(settings)
+
+
 def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     import uvicorn
 
@@ -301,7 +333,10 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
 
     _configure_logging(settings)
     _check_exposure(settings)
+    if embedded_worker:  # an API-only server runs no jobs
+        _check_identities(settings)
     _check_store(settings)
+    _protect_server_files(settings)
     tls = settings.tls_cert is not None
     config = uvicorn.Config(
         create_app(settings, embedded_worker=embedded_worker),

@@ -31,6 +31,10 @@ from jobdock.errors import ConfigError
 from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, Resources, Size
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: The bounds of ``job_uids``: above the uids of system and login users,
+#: below what 32-bit ids and user namespaces leave (and never -1).
+MIN_JOB_UID = 100_000
+MAX_JOB_UID = 2**31 - 2
 
 
 def _default_home() -> Path:
@@ -233,6 +237,36 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="The key secrets are encrypted with (`jobdock secrets keygen`)."
     )
+    # -- job identities (docs/security.md, "Job identities") -------------------------
+    job_uids: str = Field(
+        "2000000-2099999",
+        pattern=r"^[0-9]{1,10}-[0-9]{1,10}$",
+        description="With authentication on, the uids (LOW-HIGH) process jobs run as: one "
+        "per owner, with a group of the same number.",
+    )
+    job_homes: Path = Field(
+        Path("/var/lib/jobdock/homes"),
+        description="Where each owner's HOME is made (one directory per uid, mode 0700), "
+        "outside the server's home.",
+    )
+    jobs_as_server: bool = Field(
+        False,
+        description="With authentication on, let jobs run as the server's own user when it "
+        "cannot give them identities of their own (it is not root). Every user's job can then "
+        "read every other's and the server's secrets: said loudly in the log and /v1/me.",
+    )
+    job_run_as: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="With authentication on, the users and groups (names or ids) an owner's "
+        'jobs may name in isolation.user/group, e.g. {"deploy-bot" = ["root"]}; no one '
+        "else may name any.",
+    )
+    container_userns: str | None = Field(
+        None,
+        pattern=r"^(host|auto|keep-id|private)?(:[A-Za-z0-9=,]{1,64})?$",
+        description="HostConfig.UsernsMode of image jobs' containers (podman: 'auto'); "
+        "dockerd remaps user namespaces daemon-wide (userns-remap).",
+    )
     # -- dispatch templates (docs/dispatch.md) ------------------------------------
     dispatch_templates_dir: Path | None = Field(
         None, description="A directory of NAME.jq files: the dispatch templates."
@@ -294,6 +328,12 @@ class Settings(BaseSettings):
         return self.tokens or self.tls_ca is not None
 
     @property
+    def job_identities(self) -> bool:
+        """Whether process jobs run as identities of their owners' (with
+        authentication on, unless ``jobs_as_server``), not as the server."""
+        return self.auth_enabled and not self.jobs_as_server
+
+    @property
     def admin_names(self) -> frozenset[str]:
         """The users named in ``admins``."""
         return frozenset(name.strip() for name in self.admins.split(",") if name.strip())
@@ -314,6 +354,20 @@ class Settings(BaseSettings):
         for key, limit in value.items():
             if not 0 <= limit <= MAX_COUNT:
                 raise ValueError(f"the limit of {key!r} must be from 0 to {MAX_COUNT}")
+        return value
+
+    @property
+    def job_uid_range(self) -> tuple[int, int]:
+        """The first and last uid of ``job_uids``."""
+        low, _, high = self.job_uids.partition("-")
+        return int(low), int(high)
+
+    @field_validator("job_uids")
+    @classmethod
+    def _uids_bounded(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not MIN_JOB_UID <= int(low) <= int(high) <= MAX_JOB_UID:
+            raise ValueError(f"must be LOW-HIGH with {MIN_JOB_UID} <= LOW <= HIGH <= {MAX_JOB_UID}")
         return value
 
     @model_validator(mode="after")

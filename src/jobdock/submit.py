@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobdock.errors import InvalidJson, InvalidSpec, UnknownSecret
+from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec
 from jobdock.settings import Settings
 from jobdock.store.protocol import NewJob, NewStep, NewWorkflow, Store
@@ -196,6 +197,9 @@ async def check_spec(
             field="stdin",
         )
     _check_container_policy(spec, settings)
+    refused = run_as_refusal(spec, settings, owner)
+    if refused is not None:
+        raise InvalidSpec(refused[1], field=refused[0])
     if spec.secrets:
         await _check_secrets(store, spec, owner)
     return spec, stdin

@@ -114,9 +114,15 @@ def _secrets_root() -> str | None:
 
 
 @contextlib.contextmanager
-def secret_files(refs: Sequence[SecretRef], values: Mapping[str, bytes]) -> Iterator[Path | None]:
+def secret_files(
+    refs: Sequence[SecretRef],
+    values: Mapping[str, bytes],
+    owner: tuple[int, int] | None = None,
+) -> Iterator[Path | None]:
     """A private directory (0700) holding the referenced secret files (0600)
-    for the length of the block, then removed; None when no file is wanted."""
+    for the length of the block, then removed; None when no file is wanted.
+    With ``owner`` (uid, gid: the attempt's identity) they are that
+    identity's, and no other uid but root can read them."""
     wanted = [ref for ref in refs if ref.file is not None]
     if not wanted:
         yield None
@@ -127,7 +133,11 @@ def secret_files(refs: Sequence[SecretRef], values: Mapping[str, bytes]) -> Iter
             assert ref.file is not None
             fd = os.open(directory / ref.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
+                if owner is not None:
+                    os.fchown(out.fileno(), *owner)
                 out.write(values[ref.name])
+        if owner is not None:
+            os.chown(directory, *owner)
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)

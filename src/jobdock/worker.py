@@ -29,10 +29,11 @@ from jobdock.errors import (
     SpawnError,
     StoreError,
 )
+from jobdock.identities import Identities, run_as_refusal
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
 from jobdock.retry import next_attempt_at
-from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, Runtime
+from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, RunAs, Runtime
 from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.process import ProcessRuntime, kill_process_group
@@ -215,6 +216,7 @@ class Worker:
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
         self._unsubscribe_kill = store.events.on_kill(self._on_kill)
         self._vault = Vault.of(settings)
+        self._identities = Identities(settings, store)
         # The reaper waits until this (monotonic) time; see _heartbeat_loop.
         self._reap_after = 0.0
         self._limits = Limits(
@@ -394,7 +396,9 @@ class Worker:
             self._engine_ok = False
             return False
         if not self._engine_ok:
-            _log.info("container engine at %s answers", self.settings.docker_host)
+            apart, said = await self.containers.user_namespaces()
+            level = logging.WARNING if self.settings.auth_enabled and not apart else logging.INFO
+            _log.log(level, "container engine at %s answers; %s", self.settings.docker_host, said)
         self._engine_ok = True
         await self._sweep_containers()
         self.store.events.work_available()
@@ -443,13 +447,25 @@ class Worker:
             del self._running[claim.job_id]
             self._slot_free.set()
 
-    def _env(self, claim: Claim) -> dict[str, str]:
+    def _env(self, claim: Claim, run_as: RunAs | None) -> dict[str, str]:
+        # Never the server's own environment (its secret_key may be there).
         env = {"JOBDOCK_JOB_ID": claim.job_id, "JOBDOCK_ATTEMPT": str(claim.attempt)}
         if claim.spec.image is None:
             # A container's PATH is its image's.
             env["PATH"] = self.settings.job_path
+        if run_as is not None:
+            env["HOME"] = run_as.home
         env.update(claim.spec.env)
         return env
+
+    async def _identity(self, claim: Claim) -> RunAs | None:
+        """The identity a process job runs as (None: the server's own)."""
+        if claim.spec.image is not None:
+            return None
+        refused = run_as_refusal(claim.spec, self.settings, claim.owner)
+        if refused is not None:
+            raise SpawnError(refused[1])
+        return await self._identities.run_as(claim.owner)
 
     def _runtime_for(self, spec: JobSpec) -> Runtime:
         if spec.image is None:
@@ -461,20 +477,23 @@ class Worker:
     async def _execute(self, attempt: _Attempt) -> None:
         claim = attempt.claim
         refs = claim.spec.secrets
-        if not refs:
-            await self._execute_with(attempt, self._env(claim), None)
-            return
         try:
-            values = await self._secret_values(claim)
+            run_as = await self._identity(claim)
+            values = await self._secret_values(claim) if refs else {}
         except SpawnError as exc:
             await self._fail_to_start(claim, exc)
             return
-        # The files exist for this attempt only; the values are masked in its output.
-        with secret_files(refs, values) as directory:
-            env = {**self._env(claim), **secret_env(refs, values)}
+        if not refs:
+            await self._execute_with(attempt, self._env(claim, run_as), None, run_as)
+            return
+        # The files exist for this attempt only, its identity's alone; the
+        # values are masked in its output.
+        owner = (run_as.uid, run_as.gid) if run_as is not None else None
+        with secret_files(refs, values, owner) as directory:
+            env = {**self._env(claim, run_as), **secret_env(refs, values)}
             if directory is not None:
                 env[SECRETS_DIR_ENV] = str(directory)
-            await self._execute_with(attempt, env, Redactor(values.values()))
+            await self._execute_with(attempt, env, Redactor(values.values()), run_as)
 
     async def _secret_values(self, claim: Claim) -> dict[str, bytes]:
         """The values of the secrets the job references, of its owner's."""
@@ -533,7 +552,11 @@ class Worker:
             await asyncio.sleep(delay)
 
     async def _execute_with(
-        self, attempt: _Attempt, env: dict[str, str], redactor: Redactor | None
+        self,
+        attempt: _Attempt,
+        env: dict[str, str],
+        redactor: Redactor | None,
+        run_as: RunAs | None = None,
     ) -> None:
         claim, store = attempt.claim, self.store
         spec = claim.spec
@@ -541,7 +564,7 @@ class Worker:
             # A workflow's call step runs in this worker's own Python.
             command = [sys.executable, "-m", CALL_PROGRAM, *spec.command[1:]]
             spec = spec.model_copy(update={"command": command})
-        info = AttemptInfo(claim.job_id, claim.attempt, claim.owner)
+        info = AttemptInfo(claim.job_id, claim.attempt, claim.owner, run_as)
         try:
             runtime = self._runtime_for(spec)
             execution = await runtime.start(spec, claim.stdin, env, info)

@@ -438,7 +438,7 @@ async def test_paused_schedules_are_not_due(store: Store) -> None:
 async def test_schedules_made_before_names_were_per_owner_keep_theirs(
     make_store: Any,
 ) -> None:
-    """Migration 0008 re-keys schedules by (owner, name), keeping each."""
+    """Migration 0009 re-keys schedules by (owner, name), keeping each."""
     unopened = make_store()
     engine = create_engine(unopened.url)
     with engine.connect() as conn:

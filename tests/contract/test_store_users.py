@@ -3,10 +3,13 @@ the audit log; once per implementation (see conftest.STORES)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from conftest import StoreOpener
 from jobdock.auth import create_token, hash_matches, token_id_of
-from jobdock.errors import SecretNotFound, TokenNotFound
+from jobdock.errors import SecretNotFound, StoreError, TokenNotFound
 from jobdock.models import JobSpec
 from jobdock.store import NewJob, Store
 from jobdock.submit import new_job_id
@@ -76,3 +79,21 @@ async def test_the_audit_log_records_submits_cancels_and_changes(store: Store) -
     rest = await store.list_audit(limit=2, cursor=first.next_cursor)
     assert [(e.actor, e.action, e.target) for e in rest.entries] == [("alice", "submit", job_id)]
     assert rest.next_cursor is None
+
+
+async def test_each_owner_gets_one_uid_of_the_range_for_good(open_store: StoreOpener) -> None:
+    # Two stores on one database: two workers allocating at once.
+    first, second = await open_store(), await open_store()
+    owners = [f"user{n}" for n in range(12)]
+    uids = await asyncio.gather(
+        *(store.job_uid(owner, 200_000, 200_011) for owner in owners for store in (first, second))
+    )
+    mine = dict(zip([o for o in owners for _ in (1, 2)], uids, strict=True))
+    assert sorted(mine.values()) == list(range(200_000, 200_012))
+    assert uids[0::2] == uids[1::2]  # each owner got the same uid from both
+    assert await second.job_uid("user3", 200_000, 200_011) == mine["user3"]
+    with pytest.raises(StoreError, match="no uid is left"):
+        await first.job_uid("one-too-many", 200_000, 200_011)
+    # A wider range later: old owners keep theirs, new ones get new uids.
+    assert await first.job_uid("user0", 200_000, 200_099) == mine["user0"]
+    assert await first.job_uid("one-too-many", 200_000, 200_099) == 200_012

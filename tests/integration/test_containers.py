@@ -305,3 +305,30 @@ def test_a_secret_reaches_an_image_job_as_env_and_file_and_is_masked(
     finally:
         server.stop()
     assert value not in server.log()
+
+
+def test_a_container_is_never_privileged_and_cannot_gain_privileges(client: Client) -> None:
+    job = run(client, command=["sh", "-c", "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status"])
+    assert job.state is JobState.SUCCEEDED, job.message
+    status = dict(line.split(":\t") for line in output(client, job.id).decode().splitlines())
+    assert status["NoNewPrivs"] == "1"
+    # Not every capability (as --privileged would give): the engine's default set.
+    last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    assert int(status["CapEff"], 16) != (1 << (last_cap + 1)) - 1
+
+
+async def test_the_worker_says_whether_a_containers_root_is_the_hosts(
+    dockerd: engines.Engine,
+) -> None:
+    runtime = ContainerRuntime(Settings(docker_host=dockerd.url, namespace=engines.NAMESPACE))
+    try:
+        apart, said = await runtime.user_namespaces()
+    finally:
+        await runtime.aclose()
+    # The tests' dockerd runs without userns-remap.
+    assert not apart and "root in a container is root on the host" in said
+    remapped = ContainerRuntime(Settings(docker_host=dockerd.url, container_userns="auto"))
+    try:
+        assert (await remapped.user_namespaces())[0]
+    finally:
+        await remapped.aclose()

@@ -27,6 +27,7 @@ from jobdock.errors import (
     SecretsUnavailable,
     TokenNotFound,
 )
+from jobdock.identities import warning as identities_warning
 from jobdock.models import Duration, check_secret_name, timestamp
 from jobdock.vault import MAX_SECRET_BYTES, SecretInfo, SecretList, Vault
 
@@ -51,9 +52,19 @@ class Identity(BaseModel):
     auth: Literal["none", "token", "certificate"] = Field(
         description="'none': the server has no authentication (everyone is this user)."
     )
+    warning: str | None = Field(
+        None,
+        description="To admins only: how this server's configuration weakens the walls "
+        "between users' jobs (e.g. jobs_as_server), if it does.",
+    )
 
 
-@router.get("/me", response_model=Identity, summary="Who you are")
+@router.get(
+    "/me",
+    response_model=Identity,
+    response_model_exclude_none=True,  # 'warning' only where there is one
+    summary="Who you are",
+)
 async def whoami(request: Request) -> Identity:
     """Your user name, whether you are an administrator, and how you were
     authenticated (the dashboard shows it, and offers admins every owner)."""
@@ -61,7 +72,8 @@ async def whoami(request: Request) -> Identity:
     how: Literal["none", "token", "certificate"] = "none"
     if settings_of(request).auth_enabled:
         how = "token" if "authorization" in request.headers else "certificate"
-    return Identity(name=who.name, admin=who.admin, auth=how)
+    said = identities_warning(settings_of(request)) if who.admin else None
+    return Identity(name=who.name, admin=who.admin, auth=how, warning=said)
 
 
 # -- secrets -----------------------------------------------------------------------

@@ -50,12 +50,24 @@ class ExitStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The identity a process job runs as: an unprivileged uid and gid of its
+    owner's, no supplementary groups, umask 077, and a HOME of its own."""
+
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptInfo:
     """Which attempt of which job a runtime starts, and for whom."""
 
     job_id: str
     attempt: int
     owner: str = "anonymous"
+    #: The identity its processes get; None: the server's own (auth off).
+    run_as: RunAs | None = None
 
 
 class Execution(Protocol):

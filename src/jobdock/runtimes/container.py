@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, SpawnError
+from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
 from jobdock.models import Cache, JobSpec, Reason, Stream
 from jobdock.runtimes.base import AttemptInfo, ExitStatus
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
@@ -128,6 +128,24 @@ class ContainerRuntime:
             spec.kill_grace,
         )
 
+    async def user_namespaces(self) -> tuple[bool, str]:
+        """Whether a container's root is apart from the host's root, and
+        one line saying so for the start-up log."""
+        userns = self.settings.container_userns
+        try:
+            remapped = await self.engine.remaps_users()
+        except JobdockError as exc:
+            return False, f"cannot tell whether the engine remaps users: {exc.message}"
+        if remapped:
+            return True, "the engine remaps user namespaces: root in a container is not root here"
+        if userns not in (None, "", "host"):
+            return True, f"containers run with UsernsMode {userns!r}"
+        return False, (
+            "containers share the host's user namespace: root in a container is root on "
+            "the host (jobs get no host paths, no privileges, no-new-privileges); turn on "
+            "dockerd's userns-remap, or set container_userns (podman: 'auto')"
+        )
+
     async def _attach(self, container: str, stdin: bool) -> AttachStream:
         try:
             return await self.engine.attach(container, stdin)
@@ -175,11 +193,20 @@ class ContainerRuntime:
         binds: list[str],
     ) -> dict[str, Any]:
         resources = spec.resources
+        # Binds are the owner's cache volumes and the attempt's secrets
+        # directory (read-only): no spec can name a host path, so never the
+        # engine's socket. Never privileged, and no process gains privileges
+        # (setuid binaries) inside; PID, IPC and UTS namespaces are the
+        # container's own (nothing here sets them to the host's).
         host: dict[str, Any] = {
             "Binds": binds,
             "AutoRemove": False,
             "Init": self.settings.container_init,
+            "Privileged": False,
+            "SecurityOpt": ["no-new-privileges"],
         }
+        if self.settings.container_userns is not None:
+            host["UsernsMode"] = self.settings.container_userns
         if resources.memory:
             # No swap beyond the limit: the limit is what the job can use.
             host.update(Memory=resources.memory, MemorySwap=resources.memory)

@@ -125,6 +125,13 @@ class Engine:
         """Raise EngineUnavailable unless the engine answers."""
         await self._request("GET", "/_ping", timeout=5.0)
 
+    async def remaps_users(self) -> bool:
+        """Whether the engine runs containers in a user namespace of its own
+        (dockerd's userns-remap, rootless engines): its SecurityOptions."""
+        info = (await self._request("GET", "/info", timeout=10.0)).json()
+        options = info.get("SecurityOptions") or []
+        return any("name=userns" in option or "name=rootless" in option for option in options)
+
     # -- images -----------------------------------------------------------------
 
     async def image_exists(self, image: str) -> bool:

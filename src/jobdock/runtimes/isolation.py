@@ -22,6 +22,7 @@ from typing import Any, Literal
 from jobdock.errors import SpawnError
 from jobdock.models import Isolation, JobSpec, Resources, RootFilesystem
 from jobdock.runtimes import cgroups
+from jobdock.runtimes.base import RunAs
 
 _log = logging.getLogger(__name__)
 
@@ -138,8 +139,9 @@ class Confinement:
             return "isolation needs bubblewrap (bwrap), which is not installed or not usable"
         return None
 
-    def plan(self, spec: JobSpec) -> Plan:
-        """The plan for one job; raises SpawnError where policy refuses it."""
+    def plan(self, spec: JobSpec, run_as: RunAs | None = None) -> Plan:
+        """The plan for one job (its processes as ``run_as``, where given);
+        raises SpawnError where policy refuses it."""
         isolation = self.isolation_of(spec)
         if isolation is not None and isolation.network == "host" and not self.allow_host_network:
             raise SpawnError("this server does not allow jobs on the host's network")
@@ -154,7 +156,7 @@ class Confinement:
         if self.bwrap is None or isolation is None:
             label = f"cgroup v{self.hierarchy.version}" if self.hierarchy else "none"
             return Plan(spec.command, spec.resources, False, label, limits, _remark(missing))
-        argv = bwrap_argv(self.bwrap, isolation, spec.cwd or "/", spec.command)
+        argv = bwrap_argv(self.bwrap, isolation, spec.cwd or "/", spec.command, run_as)
         if self.hierarchy is None:
             return Plan(argv, None, True, "namespaces", {}, _remark(missing))
         label = f"cgroup v{self.hierarchy.version}+namespaces"
@@ -165,9 +167,13 @@ def _remark(missing: str | None) -> str | None:
     return None if missing is None else f"ran without isolation ({missing})"
 
 
-def bwrap_argv(bwrap: str, isolation: Isolation, cwd: str, command: list[str]) -> list[str]:
+def bwrap_argv(
+    bwrap: str, isolation: Isolation, cwd: str, command: list[str], run_as: RunAs | None = None
+) -> list[str]:
     """The bubblewrap command line that runs ``command`` isolated: as PID 1
-    of new PID, mount, UTS and IPC namespaces (and network, unless 'host')."""
+    of new PID, mount, UTS and IPC namespaces (and network, unless 'host').
+    bwrap itself runs as root (it makes the namespaces); the command runs
+    as the spec's user, else as ``run_as``."""
     argv = [bwrap, "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--as-pid-1"]
     # If jobdock dies, bwrap's child goes with it.
     argv += ["--die-with-parent", "--hostname", "jobdock"]
@@ -183,14 +189,22 @@ def bwrap_argv(bwrap: str, isolation: Isolation, cwd: str, command: list[str]) -
         argv += ["--bind", "/", "/", "--proc", "/proc"]
     argv += ["--chdir", cwd, "--"]
     if isolation.user is not None or isolation.group is not None:
-        argv += _setpriv(isolation.user, isolation.group)
+        argv += _setpriv(isolation.user, isolation.group, run_as)
+    elif run_as is not None:
+        argv += setpriv_argv(run_as.uid, run_as.gid)
     return argv + command
 
 
-def _setpriv(user: str | None, group: str | None) -> list[str]:
-    """setpriv (util-linux) drops to the user and group and execs the
-    command, which stays PID 1."""
-    uid, gid = 0, 0
+def setpriv_argv(uid: int, gid: int) -> list[str]:
+    """setpriv (util-linux) drops to the uid and gid, with no supplementary
+    groups, and execs the command (which stays PID 1 under bwrap)."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+def _setpriv(user: str | None, group: str | None, run_as: RunAs | None) -> list[str]:
+    # The owner's gid when only a user is named, and the owner's uid when
+    # only a group is (never root by omission).
+    uid, gid = (run_as.uid, run_as.gid) if run_as is not None else (0, 0)
     try:
         if user is not None and user.isdigit():
             uid = gid = int(user)
@@ -201,4 +215,4 @@ def _setpriv(user: str | None, group: str | None) -> list[str]:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except (KeyError, ValueError):
         raise SpawnError(f"no such user or group: {user or group!r}") from None
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    return setpriv_argv(uid, gid)

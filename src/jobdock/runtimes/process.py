@@ -35,9 +35,9 @@ from dataclasses import replace
 
 from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Reason, Stream
-from jobdock.runtimes import cgroups
-from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus
-from jobdock.runtimes.isolation import Confinement, Plan
+from jobdock.runtimes import cgroups, identity
+from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus, RunAs
+from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
 _log = logging.getLogger(__name__)
@@ -120,7 +120,10 @@ class ProcessRuntime:
         # Popen waits (without the GIL) until the child has called exec, most
         # of a millisecond: on a spawner thread the event loop goes on meanwhile.
         stdin_source = subprocess.PIPE if stdin else self._stdin_null()
-        plan = self.confinement.plan(spec)
+        run_as = info.run_as if info is not None else None
+        if run_as is not None and spec.cwd is None:
+            spec = spec.model_copy(update={"cwd": run_as.home})
+        plan = self.confinement.plan(spec, run_as)
         name = f"{info.job_id}.{info.attempt}" if info is not None else "job.0"
         loop = asyncio.get_running_loop()
         proc, ticks, started_at, group = await loop.run_in_executor(
@@ -131,23 +134,36 @@ class ProcessRuntime:
             f"{name}.{secrets.token_hex(3)}",
             stdin_source,
             dict(env),
+            run_as,
         )
         orphans = self._orphans
         return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner, orphans)
 
     def _spawn(
-        self, spec: JobSpec, plan: Plan, name: str, stdin: int, env: dict[str, str]
+        self,
+        spec: JobSpec,
+        plan: Plan,
+        name: str,
+        stdin: int,
+        env: dict[str, str],
+        run_as: RunAs | None,
     ) -> tuple[subprocess.Popen[bytes], int, float, cgroups.Group | None]:
+        if run_as is not None and not plan.namespaced:
+            # The child changes directory before it drops to the uid: see
+            # here, as the uid would, whether it may be there at all.
+            problem = identity.cwd_problem(spec.cwd or "/", run_as)
+            if problem is not None:
+                raise SpawnError(f"cannot use working directory {spec.cwd!r}: {problem}")
         hierarchy, orphans = self.confinement.hierarchy, self._orphans
         if plan.resources is None or hierarchy is None:
-            return (*_spawn(spec, plan.argv, stdin, env, None, orphans), None)
+            return (*_spawn(spec, plan, stdin, env, None, run_as, orphans), None)
         try:
             group = hierarchy.create(name, plan.resources, spec.cwd or "/")
         except (OSError, ValueError, OverflowError) as exc:
             raise SpawnError(f"cannot set the job's limits: {exc}") from None
         try:
             with group.joining() as join:
-                return (*_spawn(spec, plan.argv, stdin, env, join, orphans), group)
+                return (*_spawn(spec, plan, stdin, env, join, run_as, orphans), group)
         except BaseException:
             cgroups.remove(group)
             raise
@@ -188,12 +204,25 @@ class _Cleaner:
 
 def _spawn(
     spec: JobSpec,
-    argv: list[str],
+    plan: Plan,
     stdin: int,
     env: dict[str, str],
     preexec: Callable[[], None] | None,
+    run_as: RunAs | None,
     orphans: Orphans | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, float]:
+    argv, umask = plan.argv, -1  # -1: the server's own umask
+    if run_as is not None:
+        # The child starts as root, in its group (v1: the spawning thread's;
+        # v2: joined in preexec_fn, which CPython runs after any setuid, so
+        # it must be root then), and execs setpriv, which drops to the uid
+        # and execs the command. Popen(user=) would lose vfork: forking the
+        # whole server per job cut throughput to a third (bench_core).
+        # Under bwrap, bwrap starts as root and drops inside (bwrap_argv).
+        umask = identity.UMASK
+        if not plan.namespaced:
+            identity.check_command(spec.command[0], env.get("PATH"), spec.cwd or "/", run_as)
+            argv = setpriv_argv(run_as.uid, run_as.gid) + argv
     # Both taken just before the fork: the boot-relative time is at most a
     # tick or two before the start time the kernel records (reading /proc
     # after would cost more), and the wall-clock time is when the job started.
@@ -209,6 +238,7 @@ def _spawn(
                 env=env,
                 start_new_session=True,
                 preexec_fn=preexec,
+                umask=umask,
             )
         except OSError as exc:
             raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None

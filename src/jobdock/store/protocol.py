@@ -424,6 +424,12 @@ class Store(Protocol):
     async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
         """The encrypted values of the named secrets of the job's owner."""
 
+    async def job_uid(self, owner: str, low: int, high: int) -> int:
+        """The uid ``owner``'s process jobs run as: allocated from
+        ``low``..``high`` the first time (race-free among processes sharing
+        the store), the same ever after; raises StoreError when the range
+        is used up (store/identities.py)."""
+
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         """The audit log, newest first, one page at a time."""
 

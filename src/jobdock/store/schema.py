@@ -53,7 +53,7 @@ jobs = Table(
     Column("worker_id", String(64)),
     Column("lease_expires_at", Float),
     Column("cancel_requested", Boolean, nullable=False, default=False),
-    # A stop that kills at once, without the grace (migration 0008).
+    # A stop that kills at once, without the grace (migration 0009).
     Column("kill_requested", Boolean, nullable=False, default=False, server_default=false()),
     Column("lost_count", Integer, nullable=False, default=0),
     # Labels a worker must have to claim the job (JSON object), or NULL.
@@ -213,7 +213,7 @@ audit_log = Table(
 schedules = Table(
     "schedules",
     metadata,
-    # Names are per owner (migration 0008): one user's names tell nothing of,
+    # Names are per owner (migration 0009): one user's names tell nothing of,
     # and take nothing from, another's.
     Column("name", String(100), primary_key=True),
     # Who added the schedule: its jobs are theirs.
@@ -303,4 +303,16 @@ metrics_tally = Table(
     Column("metric", String(32), primary_key=True),
     Column("label", String(32), primary_key=True),
     Column("value", Float, nullable=False),
+)
+
+# -- job identities (migration 0008, docs/security.md "Job identities") --
+
+#: The uid each owner's process jobs run as (with a group of the same
+#: number), allocated once from ``job_uids`` and kept, so that every worker
+#: sharing the store runs an owner's jobs as the same uid.
+job_identities = Table(
+    "job_identities",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("uid", BigInteger, nullable=False, unique=True),
 )

@@ -34,7 +34,7 @@ from jobdock.models import (
     WorkflowState,
     timestamp,
 )
-from jobdock.store import access, housekeeping, metrics, postgres, sqlite
+from jobdock.store import access, housekeeping, identities, metrics, postgres, sqlite
 from jobdock.store import operations as ops
 from jobdock.store import schedules as schedule_ops
 from jobdock.store import workflows as workflow_ops
@@ -455,6 +455,9 @@ class SqlStore:
 
     async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
         return await self._read(access.job_secrets, job_id, list(names))
+
+    async def job_uid(self, owner: str, low: int, high: int) -> int:
+        return await self._write(identities.job_uid, owner, low, high)
 
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         return await self._read(access.list_audit, limit, cursor)

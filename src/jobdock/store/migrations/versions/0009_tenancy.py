@@ -5,8 +5,8 @@ Schedules were keyed by name alone, so one user's name was everyone's (a
 keyed by (owner, name). A running job may be asked to be killed at once
 (``kill_requested``), not only stopped with its grace.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,81 @@
+"""How a process job's processes take on their owner's identity.
+
+With authentication on, every process of a job runs as its owner's uid and
+gid (see :mod:`jobdock.identities`), with no supplementary groups and umask
+077, so that what it makes is its own. The kernel then keeps owners apart:
+another uid's ``/proc/PID/environ``, ``fd``, ``root`` and ``mem`` are closed
+to it, as are ``ptrace`` and signals to processes that are not its own.
+
+The child starts as root (in its cgroup) and execs ``setpriv``, which
+drops to the uid and execs the command. The working directory is entered
+before the drop, and the command is exec'd after the spawn returned,
+so both are checked here first, as the kernel would check them for that
+uid: a directory it may not enter, or a command it may not run, is then a
+``spawn_error`` as it is for any job.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+
+from jobdock.errors import SpawnError
+from jobdock.runtimes.base import RunAs
+
+#: The umask of a job that runs as its owner's identity: files it makes are
+#: its own (0600, directories 0700) unless it says otherwise.
+UMASK = 0o077
+
+
+def _searchable(info: os.stat_result, run_as: RunAs) -> bool:
+    if info.st_uid == run_as.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == run_as.gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def cwd_problem(cwd: str, run_as: RunAs) -> str | None:
+    """Why ``run_as`` could not enter ``cwd``, or None (also when ``cwd``
+    does not exist: spawning then says so, as for any job). Checks the mode
+    bits of the directory and each one above it; ACLs are not read."""
+    path = os.path.realpath(cwd)
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            return None
+        while True:
+            if not _searchable(os.stat(path), run_as):
+                return (
+                    f"Permission denied (the job runs as uid {run_as.uid}, "
+                    f"which may not enter {path})"
+                )
+            if path == "/":
+                return None
+            path = os.path.dirname(path)
+    except OSError:
+        return None
+
+
+def check_command(command: str, search_path: str | None, cwd: str, run_as: RunAs) -> None:
+    """Raise SpawnError, as spawning would, when ``command`` is not found or
+    ``run_as`` may not run it (for a job started through setpriv, whose own
+    exec comes after the spawn)."""
+    found = (
+        os.path.join(cwd, command)
+        if "/" in command
+        else shutil.which(command, path=search_path or "")
+    )
+    if found is None or not os.path.exists(found):
+        raise SpawnError(f"cannot run {command!r}: {os.strerror(errno.ENOENT)}", errno=errno.ENOENT)
+    info = os.stat(found)
+    bits = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+    which = 0 if info.st_uid == run_as.uid else 1 if info.st_gid == run_as.gid else 2
+    problem = cwd_problem(os.path.dirname(found), run_as)
+    if problem is not None or not info.st_mode & bits[which]:
+        raise SpawnError(
+            f"cannot run {command!r}: {os.strerror(errno.EACCES)} "
+            f"(the job runs as uid {run_as.uid})",
+            errno=errno.EACCES,
+        )
