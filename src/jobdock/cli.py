@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from jobdock.client import Client, Credentials
-from jobdock.errors import ApiError, ConfigError, JobdockError
+from jobdock.errors import ApiError, ConfigError, InvalidJson, JobdockError
 from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream, parse_duration
 from jobdock.settings import Settings, load_settings
 
@@ -1483,11 +1483,13 @@ def template_test(
 ) -> None:
     """Print the spec the server would submit for a request whose JSON body
     is on standard input (empty: null), without submitting it."""
+    from jobdock.documents import load_json
+
     text = sys.stdin.read()
     try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError as exc:
-        _fail(f"standard input is not JSON: {exc}", 2)
+        body = load_json(text, "standard input") if text.strip() else None
+    except InvalidJson as exc:
+        _fail(exc.message, 2)
     with _client(url) as client:
         spec = client.test_template(
             name,

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from jobdock.api.auth import principal
 from jobdock.api.context import missing_of, store_of
 from jobdock.dispatch import Dispatcher, DispatchRequest
-from jobdock.errors import InvalidJson, InvalidRequest
+from jobdock.documents import not_json
+from jobdock.errors import InvalidRequest
 from jobdock.models import Job
 from jobdock.submit import describe_error
 
@@ -60,7 +61,7 @@ def _test_request(body: bytes) -> TemplateTest:
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise InvalidJson(f"the body is not valid JSON: {first['msg']}") from None
+            raise not_json(first["msg"]) from None
         field, message = describe_error(first)
         raise InvalidRequest(message, field=field) from None
 
