@@ -297,6 +297,7 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     import uvicorn
 
     from jobdock.api.app import create_app
+    from jobdock.api.limits import HeaderDeadline
     from jobdock.api.tls import TlsHttpProtocol, server_context
 
     _configure_logging(settings)
@@ -310,7 +311,8 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http=TlsHttpProtocol if tls else "httptools",
+        http=(TlsHttpProtocol if tls else HeaderDeadline).with_timeout(settings.header_timeout),
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=2,
         proxy_headers=False,
         server_header=False,

@@ -17,6 +17,7 @@ from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import install_error_handlers
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.limits import BodyLimit
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
 from jobdock.api.origin import SameOrigin
@@ -91,6 +92,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     # runs after them.
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
+    # Outside every route and the fast path: no one reads more than the limit.
+    app.add_middleware(BodyLimit, limit=settings.max_request_body)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 

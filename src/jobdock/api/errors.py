@@ -14,15 +14,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
+from jobdock.documents import too_deep
 from jobdock.errors import (
     ConfigError,
     Forbidden,
+    HeaderTimeout,
     IllegalTransition,
     InvalidJson,
     InvalidRequest,
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    RequestTooLarge,
     ScheduleExists,
     ScheduleNotFound,
     SecretNotFound,
@@ -44,6 +47,8 @@ STATUS: dict[type[JobdockError], int] = {
     InvalidSpec: 422,
     InvalidRequest: 422,
     InvalidJson: 400,
+    RequestTooLarge: 413,
+    HeaderTimeout: 408,
     JobNotFound: 404,
     ScheduleNotFound: 404,
     ScheduleExists: 409,
@@ -137,8 +142,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message, field=field), 422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        # FastAPI parsing a model's body with json.loads, which recursed.
+        return await _jobdock_error(request, too_deep())
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
