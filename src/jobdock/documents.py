@@ -100,6 +100,8 @@ def load_yaml(text: bytes | str, what: str = "the body") -> Any:
     except RecursionError:
         raise too_deep(what) from None
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):  # libyaml's own bound, 1000
+            raise too_deep(what) from None
         raise InvalidJson(f"{what} is not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
         loader.dispose()
