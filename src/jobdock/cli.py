@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from jobdock.client import Client, Credentials
-from jobdock.errors import ApiError, ConfigError, JobdockError
+from jobdock.errors import ApiError, ConfigError, InvalidJson, JobdockError
 from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream, parse_duration
 from jobdock.settings import Settings, load_settings
 
@@ -329,6 +329,7 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     import uvicorn
 
     from jobdock.api.app import create_app
+    from jobdock.api.limits import HeaderDeadline
     from jobdock.api.tls import TlsHttpProtocol, server_context
 
     _configure_logging(settings)
@@ -345,7 +346,8 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http=TlsHttpProtocol if tls else "httptools",
+        http=(TlsHttpProtocol if tls else HeaderDeadline).with_timeout(settings.header_timeout),
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=2,
         proxy_headers=False,
         server_header=False,
@@ -1543,11 +1545,13 @@ def template_test(
 ) -> None:
     """Print the spec the server would submit for a request whose JSON body
     is on standard input (empty: null), without submitting it."""
+    from jobdock.documents import load_json
+
     text = sys.stdin.read()
     try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError as exc:
-        _fail(f"standard input is not JSON: {exc}", 2)
+        body = load_json(text, "standard input") if text.strip() else None
+    except InvalidJson as exc:
+        _fail(exc.message, 2)
     with _client(url) as client:
         spec = client.test_template(
             name,

@@ -45,10 +45,37 @@ class InvalidJson(InvalidRequest):
     code = "invalid_json"
 
 
-class RequestTooLarge(InvalidRequest):
-    """The request body is larger than the server accepts."""
+class RequestTooLarge(JobdockError):
+    """The request body is larger than this server accepts."""
 
     code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the request body is larger than this server accepts: the limit is "
+            f"{_size_text(limit)} (max_request_body)"
+        )
+
+
+class HeaderTimeout(JobdockError):
+    """The request's head did not arrive in time."""
+
+    code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"the request's head (method, path and headers) did not arrive within "
+            f"{seconds:g} s (header_timeout)"
+        )
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % (scale // 16) == 0:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
 
 
 class JobNotFound(JobdockError):

@@ -96,6 +96,28 @@ class Settings(BaseSettings):
         description="How often a job is requeued after losing its worker before failing.",
     )
     max_stdin_bytes: int = Field(64 * 1024 * 1024, ge=0, le=1 << 40)
+    # -- limits on requests (docs/security.md) --
+    max_request_body: Size = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="The largest request body the API reads (413 above), e.g. '10MiB'; "
+        "it bounds stdin sent in a request too.",
+    )
+    header_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection has to send a request's complete head "
+        "(method, path, headers); then it is closed.",
+    )
+    max_connections: int = Field(
+        512,
+        ge=1,
+        le=100_000,
+        description="The most connections (and requests in flight) the server serves at "
+        "once; more are answered 503. Keep it under the open-files limit.",
+    )
     run_output_limit: int = Field(
         16 * 1024 * 1024, ge=0, le=1 << 40, description="Bytes per stream returned by POST /v1/run."
     )

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobdock.errors import InvalidJson, InvalidSpec, UnknownSecret
+from jobdock.documents import not_json
+from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec
 from jobdock.settings import Settings
@@ -39,7 +40,7 @@ def parse_spec(body: bytes) -> JobSpec:
         return JobSpec.model_validate_json(body)
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "json_invalid":
-            raise InvalidJson(f"the body is not valid JSON: {exc.errors()[0]['msg']}") from None
+            raise not_json(exc.errors()[0]["msg"]) from None
         raise invalid_spec(exc) from None
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from jobdock.errors import InvalidJson, InvalidSpec
+from jobdock.documents import load_json, load_yaml
+from jobdock.errors import InvalidSpec
 from jobdock.models import ANONYMOUS, JobSpec, JobState, StepState, WorkflowState
 from jobdock.templates import BadReference, Reference, output_value, references, render
 
@@ -112,21 +113,10 @@ def document(data: Any) -> WorkflowSpec:
 
 
 def load_document(body: bytes | str, *, yaml: bool = False) -> WorkflowSpec:
-    """A workflow document from JSON (or YAML); raises InvalidJson, or
-    InvalidSpec naming the first bad field."""
-    if yaml:
-        import yaml as pyyaml  # only for YAML documents
-
-        try:
-            data = pyyaml.safe_load(body)
-        except pyyaml.YAMLError as exc:
-            raise InvalidJson(f"the body is not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise InvalidJson(f"the body is not valid JSON: {exc}") from None
-    return document(data)
+    """A workflow document from JSON (or YAML); raises InvalidJson (also for
+    a document past the bounds of jobdock.documents), or InvalidSpec naming
+    the first bad field."""
+    return document(load_yaml(body) if yaml else load_json(body))
 
 
 # -- checks at submit -----------------------------------------------------------------

@@ -108,6 +108,32 @@ def test_two_followers_each_get_every_byte_in_order(client: Client) -> None:
     assert received == {0: expected, 1: expected}
 
 
+def test_many_followers_of_a_slow_writer_each_get_all_of_it(client: Client) -> None:
+    # Followers at the same place share their reads of the store: each
+    # must still get every line, and one stream alone only its own.
+    script = "for i in $(seq 1 100); do echo out-$i; echo err-$i >&2; sleep 0.01; done"
+    job = client.submit({"command": ["sh", "-c", script]})
+    received: dict[int, bytes] = {}
+
+    def follow(n: int) -> None:
+        with Client(client.url) as own:
+            stream = Stream.STDERR if n == 0 else None
+            pieces = own.logs(job.id, follow=True, stream=stream)
+            received[n] = b"".join(d for _, d in pieces)
+
+    threads = [threading.Thread(target=follow, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert received[0] == "".join(f"err-{i}\n" for i in range(1, 101)).encode()
+    stored = output(client, job.id)
+    assert sorted(stored.splitlines()) == sorted(
+        [f"out-{i}".encode() for i in range(1, 101)] + [f"err-{i}".encode() for i in range(1, 101)]
+    )
+    assert all(received[n] == stored for n in range(1, 20)), "a follower missed output"
+
+
 def test_a_follower_that_joins_late_starts_from_the_beginning(client: Client) -> None:
     job = client.submit({"command": ["sh", "-c", "echo first; sleep 0.5; echo second"]})
     eventually(lambda: client.get(job.id).state is JobState.RUNNING, what="job running")

@@ -18,6 +18,7 @@ from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import GUARDED, drop_framework_validation, install_error_handlers, responses
 from jobdock.api.jobs import router as jobs_router
+from jobdock.api.limits import BodyLimit
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
@@ -99,6 +100,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)
+    # Outside every route and the fast path: no one reads more than the limit.
+    app.add_middleware(BodyLimit, limit=settings.max_request_body)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 

@@ -15,8 +15,8 @@ from jobdock.api.auth import principal
 from jobdock.api.context import missing_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.dispatch import Dispatcher, DispatchRequest
+from jobdock.documents import not_json
 from jobdock.errors import (
-    InvalidJson,
     InvalidRequest,
     TemplateFailed,
     TemplateNotFound,
@@ -74,7 +74,7 @@ def _test_request(body: bytes) -> TemplateTest:
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise InvalidJson(f"the body is not valid JSON: {first['msg']}") from None
+            raise not_json(first["msg"]) from None
         field, message = describe_error(first)
         raise InvalidRequest(message, field=field) from None
 

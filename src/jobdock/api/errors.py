@@ -15,10 +15,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
+from jobdock.documents import too_deep
 from jobdock.errors import (
     ConfigError,
     CrossOrigin,
     Forbidden,
+    HeaderTimeout,
     IllegalTransition,
     InvalidJson,
     InvalidRequest,
@@ -47,6 +49,8 @@ STATUS: dict[type[JobdockError], int] = {
     InvalidSpec: 422,
     InvalidRequest: 422,
     InvalidJson: 400,
+    RequestTooLarge: 413,
+    HeaderTimeout: 408,
     JobNotFound: 404,
     ScheduleNotFound: 404,
     ScheduleExists: 409,
@@ -62,7 +66,6 @@ STATUS: dict[type[JobdockError], int] = {
     TemplateNotFound: 404,
     TemplateFailed: 400,
     TemplateSpecInvalid: 400,
-    RequestTooLarge: 413,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).
@@ -207,8 +210,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message, field=field), 422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, RecursionError):
+        # FastAPI parsing a model's body with json.loads, which recursed.
+        return await _jobdock_error(request, too_deep())
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 

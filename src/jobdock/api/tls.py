@@ -17,8 +17,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from jobdock.api.limits import HeaderDeadline
 from jobdock.settings import Settings
 
 #: TLS versions below this are refused.
@@ -42,8 +41,9 @@ def server_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-class TlsHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, adding the ASGI ``tls`` extension."""
+class TlsHttpProtocol(HeaderDeadline):
+    """uvicorn's httptools protocol (with the deadline on request heads of
+    api/limits.py), adding the ASGI ``tls`` extension."""
 
     _tls: dict[str, Any] | None = None
 

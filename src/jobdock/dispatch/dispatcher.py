@@ -6,7 +6,6 @@ never grants more than the caller may have."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +15,8 @@ from pydantic import ValidationError
 
 from jobdock.dispatch.pool import FilterPool
 from jobdock.dispatch.templates import Template
+from jobdock.documents import load_json
 from jobdock.errors import (
-    InvalidJson,
     InvalidRequest,
     InvalidSpec,
     TemplateNotFound,
@@ -69,10 +68,7 @@ class Dispatcher:
                 f"body: {len(request.body)} bytes is more than this server accepts ({limit})",
                 field="body",
             )
-        try:
-            value = json.loads(request.body) if request.body.strip() else None
-        except ValueError as exc:
-            raise InvalidJson(f"the body is not valid JSON: {exc}") from None
+        value = load_json(request.body) if request.body.strip() else None
         output = await self._pool.run(template.program, value, self._variables(name, request))
         try:
             return JobSpec.model_validate_json(output)
