@@ -58,59 +58,6 @@ REQUEST_TIMEOUT = 20.0
 RUN_BOUNDS = {"queue_timeout": 1, "total_timeout": 2}
 
 
-#: KNOWN ISSUES, fixed by other changes of issue 15 (the merger removes
-#: each filter as its fix lands): the fuzz does not send these inputs, so
-#: that it fails on what is not known yet. Each is a 500, or a record that
-#: breaks later reads, today.
-#: Durations and sizes given as null, {} or [] (parse_duration/parse_size
-#: call .strip() on them).
-DURATION_OR_SIZE = {
-    "timeout", "kill_grace", "queue_timeout", "total_timeout", "keep_for", "output_limit",
-    "initial", "max", "memory", "io_read_bps", "io_write_bps", "expires",
-}  # fmt: skip
-#: Numbers beyond what the store and timestamps hold (a token's expires of
-#: 5e16 seconds answers 500; cpus 1e308, backoffs, concurrency_limit 10**30).
-HUGE = 10**10
-#: Fields where a NUL makes a job that never ends (its spawn raises).
-NO_NUL = {"cwd", "rootfs"}
-
-
-def known_issue(case: Any) -> str | None:
-    """Which known issue ``case`` would hit, if any (see KNOWN ISSUES)."""
-    for where in (case.query or {}, case.path_parameters or {}, case.body):
-        found = _known_issue(where)
-        if found is not None:
-            return found
-    return None
-
-
-def _known_issue(value: Any, key: str = "") -> str | None:
-    if key in DURATION_OR_SIZE and (value is None or isinstance(value, dict | list)):
-        return f"{key} given as {value!r}"
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if isinstance(name, str) and name.endswith("\n"):
-                return "a name with a trailing newline (the names' patterns)"
-            found = _known_issue(item, str(name))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for item in value:
-            found = _known_issue(item, key)
-            if found is not None:
-                return found
-    elif isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > HUGE:
-        return "an unbounded number"
-    elif isinstance(value, str):
-        if value.endswith("\n"):
-            return "a value with a trailing newline (the names' patterns)"
-        if key in NO_NUL and "\x00" in value:
-            return f"a NUL in {key}"
-        if key in ("cursor", "offset") and len(value) > 12:
-            return f"a huge {key}"
-    return None
-
-
 @dataclass
 class Sandbox:
     server: ServerProcess
@@ -186,7 +133,7 @@ def fuzz(operation: Any, sandbox: Sandbox, who: str) -> int:
     cases = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE),
         operation.as_strategy(GenerationMode.NEGATIVE),
-    ).filter(lambda case: known_issue(case) is None)
+    )
 
     @settings(FUZZ, max_examples=EXAMPLES[who])
     @given(cases)

@@ -129,7 +129,7 @@ async def get_job(job_id: str, request: Request) -> Job:
     summary="Stop a job",
     responses={
         202: {"model": Job, "description": "Stop requested; the job is still running"},
-        **responses(JobNotFound, IllegalTransition),
+        **responses(JobNotFound, IllegalTransition, InvalidRequest),
     },
 )
 async def cancel_job(

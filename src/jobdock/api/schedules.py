@@ -31,7 +31,8 @@ from jobdock.store.protocol import Store
 from jobdock.submit import check_spec
 
 router = APIRouter(prefix="/v1")
-_NOT_FOUND = responses(ScheduleNotFound)
+# {name} routes also take ?owner= (a NUL or a bad value there is a 422).
+_NOT_FOUND = responses(ScheduleNotFound, InvalidRequest)
 
 
 #: Whose schedule a name is: the caller's, unless an admin names another owner.
