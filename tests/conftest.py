@@ -11,7 +11,7 @@ import pytest
 import engines
 from jobdock import Client
 from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
-from support import ServerProcess
+from support import ServerProcess, in_ci
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +26,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[Client]:
     with Client(server.url) as c:
         yield c
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session")

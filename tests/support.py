@@ -31,6 +31,12 @@ FAST_SETTINGS = {
 }
 
 
+def in_ci() -> bool:
+    """Whether this is CI (``CI=true``), where a missing tool fails a test
+    instead of skipping it."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 _job_homes: list[Path] = []
 
 

@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 
 import browser
-from conftest import in_ci
 from jobdock import Client, Flow, JobState
 from jobdock.client import Credentials
-from support import ServerProcess, eventually, free_port, jobdock, make_token
+from support import ServerProcess, eventually, free_port, in_ci, jobdock, make_token
 
 expect: Any = None  # playwright's expect, once the browser fixture imported it
 #: Polling pages refresh every 1-2 s; the machine may be loaded.

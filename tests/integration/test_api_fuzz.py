@@ -35,9 +35,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
-from conftest import in_ci
 from jobdock.vault import generate_key
-from support import ServerProcess, make_token
+from support import ServerProcess, in_ci, make_token
 
 #: Examples per operation for each of whom they are sent as; the run's
 #: length scales with them. Without credentials every answer is the same
