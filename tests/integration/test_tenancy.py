@@ -118,7 +118,7 @@ def test_schedule_names_are_each_users_own(users: Users) -> None:
 
 
 def test_a_kill_grace_above_the_servers_maximum_is_refused(users: Users) -> None:
-    answer = users.http("alice", "POST", "/v1/jobs", json={"command": ["true"], "kill_grace": 1e9})
+    answer = users.http("alice", "POST", "/v1/jobs", json={"command": ["true"], "kill_grace": 3600})
 
     assert answer.status_code == 422
     error = answer.json()["error"]
@@ -186,7 +186,7 @@ def test_a_stored_job_with_a_longer_grace_gets_only_the_servers_maximum(
     store directly) is killed after max_kill_grace, not its own grace."""
     server = ServerProcess(tmp_path, max_kill_grace="1s").start()
     try:
-        spec = JobSpec(command=STUBBORN, kill_grace=1e6)
+        spec = JobSpec(command=STUBBORN, kill_grace=3600)
 
         async def store_job() -> str:
             async with SqlStore(f"sqlite:///{tmp_path}/jobdock.db") as store:
