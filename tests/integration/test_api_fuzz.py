@@ -24,6 +24,7 @@ or two on two cores.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
+import jobdock
 from jobdock.vault import generate_key
 from support import ServerProcess, in_ci, make_token
 
@@ -63,6 +65,17 @@ class Sandbox:
     headers: dict[str, dict[str, str]]
 
 
+def _visible_again() -> list[str]:
+    """Read-only binds of what the server runs from (its Python, the checkout
+    of jobdock) where the sandbox's private /tmp or /dev/shm would hide it, as
+    when CI's clone is under /tmp."""
+    binds: list[str] = []
+    for path in {Path(sys.prefix), Path(jobdock.__file__).resolve().parents[2]}:
+        if any(path.is_relative_to(hidden) for hidden in ("/tmp", "/dev/shm")):
+            binds += ["--ro-bind", str(path), str(path)]
+    return binds
+
+
 def sandbox_argv(home: Path) -> list[str]:
     """bubblewrap's command line for a server whose jobs can harm nothing."""
     bwrap = shutil.which("bwrap")
@@ -78,6 +91,7 @@ def sandbox_argv(home: Path) -> list[str]:
         "--tmpfs", "/tmp",
         "--tmpfs", "/dev/shm",
         "--bind", str(home), str(home),
+        *_visible_again(),
         "--unshare-pid",
         "--die-with-parent",
         "--",
