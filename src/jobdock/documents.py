@@ -141,15 +141,12 @@ class _Measure:
         #: Each node already measured: the values it stands for, and its height.
         self.known: dict[int, tuple[int, int]] = {}
         self.open: set[int] = set()
-        self.aliases = 0
 
     def visit(self, node: yaml.Node, level: int) -> tuple[int, int]:
         key = id(node)
         if key in self.known:
-            # A node met again is an alias of it.
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise InvalidJson(f"{self.what} uses more than {MAX_ALIASES} YAML aliases")
+            # A node met again is an alias of it (their number is bounded
+            # by _count_events already).
             size, height = self.known[key]
             if level + height - 1 > MAX_DEPTH:
                 raise too_deep(self.what)

@@ -21,6 +21,7 @@ from jobdock import Client, JobState, Reason, Stream
 from jobdock.models import JobSpec, Resources
 from jobdock.runtimes import ProcessRuntime, cgroups
 from jobdock.runtimes.isolation import Confinement, default_parent
+from jobdock.runtimes.orphans import read_stat
 from support import ServerProcess, eventually
 
 
@@ -245,11 +246,8 @@ def _cgroup2_mounted() -> bool:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a process that still runs (not gone, not a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    stat = read_stat(pid)
+    return stat is not None and stat.state != "Z"
 
 
 @pytest.mark.skipif(not _cgroup2_mounted(), reason="no cgroup2 file system is mounted")

@@ -29,7 +29,9 @@ from jobdock.runtimes.base import RunAs
 UMASK = 0o077
 
 
-def _searchable(info: os.stat_result, run_as: RunAs) -> bool:
+def _executable(info: os.stat_result, run_as: RunAs) -> bool:
+    """Whether the x bit that applies to ``run_as`` (owner, group or other)
+    is set: a directory it may enter, a file it may run."""
     if info.st_uid == run_as.uid:
         return bool(info.st_mode & stat.S_IXUSR)
     if info.st_gid == run_as.gid:
@@ -46,7 +48,7 @@ def cwd_problem(cwd: str, run_as: RunAs) -> str | None:
         if not stat.S_ISDIR(os.stat(path).st_mode):
             return None
         while True:
-            if not _searchable(os.stat(path), run_as):
+            if not _executable(os.stat(path), run_as):
                 return (
                     f"Permission denied (the job runs as uid {run_as.uid}, "
                     f"which may not enter {path})"
@@ -69,11 +71,8 @@ def check_command(command: str, search_path: str | None, cwd: str, run_as: RunAs
     )
     if found is None or not os.path.exists(found):
         raise SpawnError(f"cannot run {command!r}: {os.strerror(errno.ENOENT)}", errno=errno.ENOENT)
-    info = os.stat(found)
-    bits = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
-    which = 0 if info.st_uid == run_as.uid else 1 if info.st_gid == run_as.gid else 2
     problem = cwd_problem(os.path.dirname(found), run_as)
-    if problem is not None or not info.st_mode & bits[which]:
+    if problem is not None or not _executable(os.stat(found), run_as):
         raise SpawnError(
             f"cannot run {command!r}: {os.strerror(errno.EACCES)} "
             f"(the job runs as uid {run_as.uid})",
