@@ -11,9 +11,20 @@ from jobdock.errors import (
     JobNotFound,
     ServerUnreachable,
 )
-from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, RunResult, Stream
+from jobdock.models import (
+    Attempt,
+    Flow,
+    Job,
+    JobPage,
+    JobSpec,
+    JobState,
+    Reason,
+    RunResult,
+    Stream,
+    Workflow,
+    WorkflowSpec,
+)
 from jobdock.sandbox import Sandbox, SandboxResult
-from jobdock.workflows import Flow, Workflow, WorkflowSpec
 
 __all__ = [
     "ApiError",

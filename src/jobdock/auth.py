@@ -1,4 +1,5 @@
-"""Who is asking: principals, API tokens, and the records of the audit log.
+"""Who is asking: principals and API tokens (their records, and the audit
+log's, live in jobdock.models).
 
 A :class:`Principal` is resolved once per request at the HTTP edge (see
 ``api/auth.py``), from a bearer token or a client certificate; everything
@@ -15,12 +16,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
-
 from jobdock.models import ANONYMOUS, timestamp
+
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.access import AuditEntry as AuditEntry
+from jobdock.models.access import AuditPage as AuditPage
+from jobdock.models.access import CreatedToken as CreatedToken
+from jobdock.models.access import StoredToken as StoredToken
+from jobdock.models.access import TokenInfo as TokenInfo
 
 if TYPE_CHECKING:
     from jobdock.store.protocol import Store
@@ -91,35 +97,6 @@ def hash_matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(token_hash(token), stored_hash)
 
 
-class TokenInfo(BaseModel):
-    """An API token as listed: never the token itself."""
-
-    id: str
-    user: str
-    admin: bool
-    created_at: datetime
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-    def valid_at(self, now: datetime) -> bool:
-        """Whether the token may be used at ``now``."""
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
-
-
-class StoredToken(BaseModel):
-    """A token's record with the hash it is checked against."""
-
-    info: TokenInfo
-    hash: str
-
-
-class CreatedToken(BaseModel):
-    """A token just created: the only time ``token`` is shown."""
-
-    token: str
-    info: TokenInfo
-
-
 async def create_token(
     store: Store,
     user: str,
@@ -142,20 +119,3 @@ async def create_token(
     )
     await store.create_token(info, made.hash, actor)
     return CreatedToken(token=made.secret, info=info)
-
-
-class AuditEntry(BaseModel):
-    """Who did what, and when."""
-
-    seq: int
-    at: datetime
-    actor: str
-    action: str = Field(description="submit, cancel, secret.set, secret.rm, ...")
-    target: str = Field(description="The job id, or the secret's or token's name.")
-
-
-class AuditPage(BaseModel):
-    """One page of the audit log, newest first."""
-
-    entries: list[AuditEntry]
-    next_cursor: str | None = None

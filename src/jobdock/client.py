@@ -23,9 +23,10 @@ import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from pydantic import ValidationError
 
-from jobdock.auth import AuditPage
 from jobdock.errors import ApiError, ServerUnreachable
 from jobdock.models import (
+    AuditPage,
+    Flow,
     Job,
     JobPage,
     JobSpec,
@@ -35,14 +36,17 @@ from jobdock.models import (
     Schedule,
     ScheduleList,
     ScheduleSpec,
+    SecretInfo,
+    SecretList,
     Stream,
     WorkerList,
     WorkerRecord,
+    Workflow,
+    WorkflowPage,
+    WorkflowSpec,
+    invalid_spec,
 )
 from jobdock.settings import DEFAULT_URL
-from jobdock.submit import invalid_spec
-from jobdock.vault import SecretInfo, SecretList
-from jobdock.workflows import Flow, Workflow, WorkflowPage, WorkflowSpec
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]

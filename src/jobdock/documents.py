@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from jobdock.errors import InvalidJson
 
+# isort: split
+# re-exported for the issue-16 merge (used here too: MAX_DEPTH, too_deep)
+from jobdock.models.parsing import MAX_DEPTH as MAX_DEPTH
+from jobdock.models.parsing import not_json as not_json
+from jobdock.models.parsing import too_deep as too_deep
+
 if TYPE_CHECKING:
     import yaml
 
-#: The deepest a document may nest (objects and arrays within each other).
-MAX_DEPTH = 64
 #: The most aliases (``*name``) a YAML document may use.
 MAX_ALIASES = 100
 #: The most values a YAML document may write out. Composing and constructing
@@ -38,19 +42,6 @@ MAX_ALIASES = 100
 MAX_YAML_VALUES = 20_000
 #: The most values a YAML document may stand for, its aliases expanded.
 MAX_NODES = 100_000
-
-
-def too_deep(what: str = "the body") -> InvalidJson:
-    """The error for a document nested deeper than MAX_DEPTH."""
-    return InvalidJson(f"{what} is nested more than {MAX_DEPTH} levels deep")
-
-
-def not_json(message: str, what: str = "the body") -> InvalidJson:
-    """The error for a document pydantic's JSON parser refused with
-    ``message`` (its own bound on nesting, 200 levels, says "recursion")."""
-    if "recursion limit" in message:
-        return too_deep(what)
-    return InvalidJson(f"{what} is not valid JSON: {message}")
 
 
 def load_json(text: bytes | str, what: str = "the body") -> Any:

@@ -2,15 +2,16 @@
 
 Pure functions of a :class:`RetryPolicy`, the attempt's outcome, the
 current time and a source of randomness (both passed in), so that tests
-decide the clock and the jitter.
+decide the clock and the jitter. Imports only jobdock.models.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
-from jobdock.models import Backoff, Reason, RetryPolicy
+from jobdock.models import Backoff, Claim, JobState, Outcome, Reason, RetryPolicy
 
 #: A random number in [0, 1).
 Random = Callable[[], float]
@@ -74,3 +75,20 @@ def retry_at(
     if finish_by is not None and at >= finish_by:
         return None
     return at
+
+
+def retried(outcome: Outcome, claim: Claim) -> Outcome:
+    """The outcome as ``retrying`` if the job's retry policy runs it again."""
+    if outcome.state is not JobState.FAILED:
+        return outcome
+    at = next_attempt_at(
+        claim.spec.retry,
+        outcome.reason,
+        outcome.exit_code,
+        claim.failures,
+        outcome.finished_at,
+        claim.finish_by,
+    )
+    if at is None:
+        return outcome
+    return replace(outcome, state=JobState.RETRYING, next_attempt_at=at)

@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jobdock.models import JobSpec, JobState, Reason, Stream
-from jobdock.runtimes.base import Accounting, ExitStatus
+from jobdock.models import Accounting, ExitStatus, JobSpec, JobState, Reason, Stream, outcome_of
 from jobdock.runtimes.isolation import Confinement
 from jobdock.runtimes.process import ProcessRuntime
-from jobdock.worker import outcome_of
 
 #: PATH of a sandboxed command when ``env`` does not give one.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from jobdock.documents import not_json
 from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec
@@ -27,49 +23,16 @@ from jobdock.workflows import (
     with_params,
 )
 
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.parsing import describe_error as describe_error
+from jobdock.models.parsing import invalid_spec as invalid_spec
+from jobdock.models.parsing import parse_spec as parse_spec
+
 
 def new_job_id() -> str:
     """A new job id: 16 hex digits (64 random bits)."""
     return secrets.token_hex(8)
-
-
-def parse_spec(body: bytes) -> JobSpec:
-    """A JobSpec from a JSON document; raises InvalidJson, or InvalidSpec
-    naming the first bad field."""
-    try:
-        return JobSpec.model_validate_json(body)
-    except ValidationError as exc:
-        if exc.errors()[0]["type"] == "json_invalid":
-            raise not_json(exc.errors()[0]["msg"]) from None
-        raise invalid_spec(exc) from None
-
-
-_NAMED_FIELD = re.compile(r"([a-z_]+(?:\.[a-z0-9_]+)*): ")
-
-
-def describe_error(error: Mapping[str, Any], skip: int = 0) -> tuple[str | None, str]:
-    """The dotted field name and a one-line message of one pydantic error
-    (``skip`` leading parts of its location are dropped)."""
-    field = ".".join(str(part) for part in tuple(error.get("loc", ()))[skip:]) or None
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    named = _NAMED_FIELD.match(message)
-    if named and (field is None or error.get("type") == "value_error"):
-        # A check across fields names the one it is about: "command: ..."
-        # (within the field it was raised for, if any: "job.command").
-        inner = named.group(1)
-        field = f"{field}.{inner}" if field else inner
-        message = message[named.end() :]
-    if error.get("type") == "extra_forbidden":
-        message = "unknown field"
-    elif error.get("type") == "missing":
-        message = "field required"
-    return field, f"{field}: {message}" if field else message
-
-
-def invalid_spec(exc: ValidationError) -> InvalidSpec:
-    """The InvalidSpec for pydantic's first complaint about a spec."""
-    field, message = describe_error(exc.errors()[0])
-    return InvalidSpec(message, field=field)
 
 
 #: Says what of a process job's spec the server's worker cannot enforce

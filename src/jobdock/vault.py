@@ -16,36 +16,24 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from pydantic import BaseModel
 
 from jobdock.errors import ConfigError, SecretsUnavailable
 from jobdock.models import SecretRef, Stream
 from jobdock.settings import Settings
 
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.access import SecretInfo as SecretInfo
+from jobdock.models.access import SecretList as SecretList
+from jobdock.models.parts import SECRETS_DIR_ENV as SECRETS_DIR_ENV
+
 #: What a secret's value is replaced by in a job's output.
 MASK = b"***"
-#: The environment variable that names an attempt's directory of secret files.
-SECRETS_DIR_ENV = "JOBDOCK_SECRETS_DIR"
 #: The largest secret accepted.
 MAX_SECRET_BYTES = 64 * 1024
-
-
-class SecretInfo(BaseModel):
-    """A secret as listed: its name and times, never its value."""
-
-    name: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class SecretList(BaseModel):
-    """A user's secrets, by name."""
-
-    secrets: list[SecretInfo]
 
 
 def generate_key() -> str:

@@ -14,7 +14,6 @@ import logging
 import math
 import platform
 import secrets
-import signal
 import socket
 import sys
 import time
@@ -32,7 +31,6 @@ from jobdock.errors import (
 from jobdock.identities import Identities, run_as_refusal
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
-from jobdock.retry import next_attempt_at
 from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, RunAs, Runtime
 from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.isolation import Confinement, default_parent
@@ -42,6 +40,12 @@ from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
 from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
 from jobdock.workflows import CALL_PROGRAM, WORKFLOW_LABEL
+
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.outcome import describe_exit as describe_exit
+from jobdock.models.outcome import outcome_of as outcome_of
+from jobdock.retry import retried as retried
 
 _log = logging.getLogger(__name__)
 
@@ -58,75 +62,6 @@ ORPHAN_SECONDS = 7 * 86400.0
 ADVANCE_RETRIES = (0.05, 0.2, 1.0)
 #: While the container engine does not answer, ask it again this often.
 ENGINE_PROBE_SECONDS = 2.0
-
-
-def describe_exit(status: ExitStatus) -> str:
-    """'exited with code 3' or 'killed by signal 9 (SIGKILL)'."""
-    if status.signal is not None:
-        try:
-            name = signal.Signals(status.signal).name
-        except ValueError:
-            name = "unknown"
-        return f"killed by signal {status.signal} ({name})"
-    return f"exited with code {status.exit_code}"
-
-
-def retried(outcome: Outcome, claim: Claim) -> Outcome:
-    """The outcome as ``retrying`` if the job's retry policy runs it again."""
-    if outcome.state is not JobState.FAILED:
-        return outcome
-    at = next_attempt_at(
-        claim.spec.retry,
-        outcome.reason,
-        outcome.exit_code,
-        claim.failures,
-        outcome.finished_at,
-        claim.finish_by,
-    )
-    if at is None:
-        return outcome
-    return replace(outcome, state=JobState.RETRYING, next_attempt_at=at)
-
-
-def outcome_of(status: ExitStatus, stop_reason: Reason | None, timeout: float | None) -> Outcome:
-    """The outcome of an attempt from how its process ended and why it was stopped."""
-    how = describe_exit(status)
-    if stop_reason is Reason.CANCELLED:
-        state, reason, message = JobState.CANCELLED, Reason.CANCELLED, f"stopped on request; {how}"
-    elif stop_reason is Reason.TIMEOUT:
-        state, reason = JobState.FAILED, Reason.TIMEOUT
-        message = f"timed out after {timeout:g}s; {how}"
-    elif stop_reason is Reason.DEADLINE:
-        state, reason = JobState.FAILED, Reason.DEADLINE
-        message = f"stopped at its total_timeout; {how}"
-    elif stop_reason is Reason.OUTPUT_LIMIT:
-        state, reason = JobState.FAILED, Reason.OUTPUT_LIMIT
-        message = f"stopped for writing more output than its limit; {how}"
-    elif status.reason is not None:
-        state, reason = JobState.FAILED, status.reason
-        message = f"{status.message}; {how}" if status.message else how
-    elif status.signal is not None:
-        state, reason, message = JobState.FAILED, Reason.SIGNALED, how
-    else:
-        state = JobState.SUCCEEDED if status.exit_code == 0 else JobState.FAILED
-        reason, message = Reason.EXITED, how
-    if status.message and status.reason is None:
-        message = f"{message}; {status.message}"
-    if status.limit:
-        message = f"{status.limit}; {message}"
-    accounting = status.accounting
-    return Outcome(
-        state=state,
-        reason=reason,
-        message=message,
-        finished_at=time.time(),
-        exit_code=status.exit_code,
-        signal=status.signal,
-        isolation=accounting.isolation if accounting else None,
-        limits=dict(accounting.limits or {}) if accounting else None,
-        peak_memory=accounting.peak_memory if accounting else None,
-        cpu_seconds=accounting.cpu_seconds if accounting else None,
-    )
 
 
 def confinement_of(settings: Settings) -> Confinement:

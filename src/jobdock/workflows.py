@@ -1,11 +1,12 @@
 """Workflows: named steps, each run as an ordinary job, with dependencies
 (``needs``), parameters, outputs passed on, and reverts (docs/workflows.md).
 
-This module holds the document a user submits (:class:`WorkflowSpec`, also
-built in Python with :class:`Flow`), its checks, how a step's job spec is
-made when the step starts, and the records the API answers with. The store
-moves workflows on (store/workflows.py); this module imports only the
-foundation (errors, models, templates).
+This module holds the checks of the document a user submits (the document
+itself, :class:`~jobdock.models.WorkflowSpec`, and the records the API
+answers with live in jobdock.models), and how a step's job spec is made
+when the step starts. The store moves workflows on (store/workflows.py);
+this module imports only the foundation (errors, models) and the support
+leaves documents and templates.
 """
 
 from __future__ import annotations
@@ -13,15 +14,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from jobdock.documents import load_json, load_yaml
 from jobdock.errors import InvalidSpec
-from jobdock.models import ANONYMOUS, JobSpec, JobState, StepState, WorkflowState
+from jobdock.models import JobSpec, invalid_spec
 from jobdock.templates import BadReference, Reference, output_value, references, render
+
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.workflow import Flow as Flow
+from jobdock.models.workflow import StepSpec as StepSpec
+from jobdock.models.workflow import Workflow as Workflow
+from jobdock.models.workflow import WorkflowPage as WorkflowPage
+from jobdock.models.workflow import WorkflowSpec as WorkflowSpec
+from jobdock.models.workflow import WorkflowStep as WorkflowStep
+from jobdock.models.workflow import document as document
 
 #: Labels of every job a workflow makes: its workflow's id, its step's name,
 #: and whether it is the step's revert.
@@ -35,81 +45,7 @@ CALL_PROGRAM = "jobdock.call"
 #: job may do (its limits, its isolation), so the submit's checks hold.
 OUTPUT_FIELDS = ("command", "entrypoint", "env", "stdin", "args")
 
-_STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-_WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _CALL = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*")
-_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class StepSpec(BaseModel):
-    """One step: the job it runs, the steps it needs first, and the job that
-    undoes it. ``job`` and ``revert`` are job specs; either may instead name a
-    Python function, ``{"call": "module:function", "args": {...}}``, with
-    other job fields (env, timeout, retry, ...) beside it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="Unique in the workflow: letters, digits, '_' or '-'.")
-    job: dict[str, Any] = Field(description="The step's job spec, or a call.")
-    revert: dict[str, Any] | None = Field(
-        None, description="Run if the workflow fails or is cancelled after this step succeeded."
-    )
-    needs: list[str] = Field(
-        default_factory=list, description="Steps that must succeed before this one starts."
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name_syntax(cls, value: str) -> str:
-        if not _STEP_NAME.fullmatch(value):
-            raise ValueError(
-                "must be 1-63 letters, digits, '_' or '-', starting with one of the first two"
-            )
-        return value
-
-
-class WorkflowSpec(BaseModel):
-    """A workflow document: what ``POST /v1/workflows`` takes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(description="A name to find the workflow by.")
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Parameters and their values ({{ params.NAME }}); null: must be given.",
-    )
-    concurrency: int = Field(4, ge=1, le=1000, description="The most steps running at once.")
-    steps: list[StepSpec] = Field(min_length=1, max_length=500)
-
-    @field_validator("name")
-    @classmethod
-    def _name_syntax(cls, value: str) -> str:
-        if not _WORKFLOW_NAME.fullmatch(value):
-            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
-        return value
-
-    @field_validator("params")
-    @classmethod
-    def _param_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not _PARAM_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a parameter name (letters, digits, '_')")
-        return value
-
-    def with_params(self, values: Mapping[str, Any]) -> WorkflowSpec:
-        """This document with some parameters given values."""
-        return self.model_copy(update={"params": {**self.params, **values}})
-
-
-def document(data: Any) -> WorkflowSpec:
-    """A workflow document from parsed JSON; raises InvalidSpec naming the
-    first bad field."""
-    from jobdock.submit import invalid_spec  # the one wording of a spec's error
-
-    try:
-        return WorkflowSpec.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
 
 
 def load_document(body: bytes | str, *, yaml: bool = False) -> WorkflowSpec:
@@ -267,8 +203,6 @@ def job_spec(
     try:
         return JobSpec.model_validate(fields)
     except ValidationError as exc:
-        from jobdock.submit import invalid_spec
-
         raise invalid_spec(exc) from None
 
 
@@ -285,132 +219,3 @@ class _Anything(dict[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return _Anything()
-
-
-# -- records --------------------------------------------------------------------------
-
-
-class WorkflowStep(BaseModel):
-    """A step as it stands, with the jobs that ran it and its revert."""
-
-    name: str
-    needs: list[str] = Field(default_factory=list)
-    state: StepState
-    has_revert: bool = False
-    job_id: str | None = Field(None, description="The job that runs the step, once started.")
-    job_state: JobState | None = None
-    attempt: int = Field(0, description="The step job's latest attempt.")
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    revert_job_id: str | None = None
-    revert_state: JobState | None = None
-    revert_attempt: int = 0
-    output: Any = Field(None, description="The last line of its stdout, as JSON.")
-    error: str | None = Field(None, description="Why the step failed, or its revert did.")
-    completed: int | None = Field(
-        None, description="Order in which the step succeeded (1 first); reverts run backwards."
-    )
-
-
-class Workflow(BaseModel):
-    """The record of a workflow and its steps."""
-
-    id: str
-    name: str
-    owner: str = ANONYMOUS
-    state: WorkflowState
-    params: dict[str, Any] = Field(default_factory=dict)
-    concurrency: int
-    created_at: datetime
-    finished_at: datetime | None = None
-    error: str | None = Field(None, description="Why it failed, or which revert failed.")
-    steps: list[WorkflowStep] = Field(default_factory=list)
-
-    @property
-    def terminal(self) -> bool:
-        return self.state.terminal
-
-
-class WorkflowPage(BaseModel):
-    """One page of a workflow listing, newest first."""
-
-    workflows: list[Workflow]
-    next_cursor: str | None = None
-
-
-# -- building one in Python -----------------------------------------------------------
-
-
-class Flow:
-    """Builds a :class:`WorkflowSpec` step by step::
-
-    flow = (
-        Flow("deploy", params={"version": None})
-        .step("build", ["make", "VERSION={{ params.version }}"], revert=["make", "clean"])
-        .call("notify", "myteam.hooks:notify", {"what": "built"}, needs=["build"])
-    )
-    client.submit_workflow(flow, params={"version": "1.2"})
-    """
-
-    def __init__(
-        self, name: str, *, params: Mapping[str, Any] | None = None, concurrency: int = 4
-    ) -> None:
-        self.name = name
-        self.params = dict(params or {})
-        self.concurrency = concurrency
-        self._steps: list[dict[str, Any]] = []
-
-    def step(
-        self,
-        name: str,
-        command: Sequence[str] | None = None,
-        *,
-        needs: Sequence[str] = (),
-        revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
-    ) -> Flow:
-        """Add a step that runs ``command`` (other job spec fields as keywords,
-        e.g. ``image=``, ``timeout=``, ``retry=``); ``revert`` is a command or
-        a whole job spec."""
-        action = {**job, **({"command": list(command)} if command is not None else {})}
-        return self._add(name, action, needs, revert)
-
-    def call(
-        self,
-        name: str,
-        function: str,
-        args: Mapping[str, Any] | None = None,
-        *,
-        needs: Sequence[str] = (),
-        revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
-    ) -> Flow:
-        """Add a step that calls ``function`` ('module:function') with
-        ``args`` as keyword arguments, in a Python subprocess on the worker."""
-        return self._add(name, {**job, "call": function, "args": dict(args or {})}, needs, revert)
-
-    def _add(
-        self,
-        name: str,
-        action: dict[str, Any],
-        needs: Sequence[str],
-        revert: Sequence[str] | Mapping[str, Any] | None,
-    ) -> Flow:
-        step: dict[str, Any] = {"name": name, "job": action, "needs": list(needs)}
-        if revert is not None:
-            step["revert"] = (
-                dict(revert) if isinstance(revert, Mapping) else {"command": list(revert)}
-            )
-        self._steps.append(step)
-        return self
-
-    def spec(self) -> WorkflowSpec:
-        """The document; raises InvalidSpec naming the first bad field."""
-        return document(
-            {
-                "name": self.name,
-                "params": self.params,
-                "concurrency": self.concurrency,
-                "steps": self._steps,
-            }
-        )

@@ -15,11 +15,11 @@ from jobdock.models import (
     JobSpec,
     JobState,
     can_transition,
+    describe_error,
     parse_duration,
     parse_size,
     sources_of,
 )
-from jobdock.submit import describe_error
 
 S = JobState
 

@@ -1,4 +1,4 @@
-"""How an attempt's end becomes the job's outcome (worker.outcome_of), and the
+"""How an attempt's end becomes the job's outcome (models.outcome_of), and the
 exit status ``jobdock run`` and ``jobdock wait`` give for it (cli.exit_code_of)."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 from jobdock.cli import exit_code_of
-from jobdock.models import Job, JobSpec, JobState, Reason
-from jobdock.runtimes import ExitStatus
-from jobdock.worker import describe_exit, outcome_of
+from jobdock.models import ExitStatus, Job, JobSpec, JobState, Reason, describe_exit, outcome_of
 
 # -- outcome_of -------------------------------------------------------------------
 

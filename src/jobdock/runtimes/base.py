@@ -8,45 +8,15 @@ the worker's, so every runtime gets them the same way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from jobdock.models import JobSpec, Reason, Stream
+from jobdock.models import JobSpec, Stream
 
-
-@dataclass(frozen=True, slots=True)
-class Accounting:
-    """How an attempt was confined and what it used."""
-
-    #: e.g. 'cgroup v1', 'cgroup v2+namespaces', or 'none'.
-    isolation: str = "none"
-    #: The limits that applied (field -> value), as in the spec's resources.
-    limits: Mapping[str, Any] | None = None
-    peak_memory: int | None = None
-    cpu_seconds: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
-    """How the main process ended: an exit code, or the signal that killed it.
-
-    ``reason`` is set when the runtime knows why better than the exit does
-    (e.g. ``oom``: a SIGKILL from the kernel's OOM killer); ``message`` then
-    says it in words. A ``message`` without a ``reason`` is a remark added to
-    the outcome (e.g. that it ran with less isolation than it asked for).
-    ``limit`` says which limit the job ran into (e.g. that it reached its
-    process limit): the outcome's message leads with it, whatever else
-    ended the job (a fork bomb that is then killed by its timeout).
-    """
-
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: Reason | None = None
-    message: str | None = None
-    limit: str | None = None
-    #: Set by runtimes that confine and measure their jobs; not part of
-    #: how the process ended, so statuses compare without it.
-    accounting: Accounting | None = field(default=None, compare=False)
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.outcome import Accounting as Accounting
+from jobdock.models.outcome import ExitStatus as ExitStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
-from jobdock.models import Cache, JobSpec, Reason, Stream
+from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
 from jobdock.runtimes.base import AttemptInfo, ExitStatus
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
 from jobdock.settings import Settings
-from jobdock.vault import SECRETS_DIR_ENV
 
 _log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
 
-from jobdock.auth import AuditEntry, AuditPage, StoredToken, TokenInfo
 from jobdock.errors import SecretNotFound, TokenNotFound
-from jobdock.models import timestamp
+from jobdock.models import AuditEntry, AuditPage, StoredToken, TokenInfo, timestamp
 from jobdock.store.prepared import Prepared
 from jobdock.store.schema import api_tokens, audit_log, jobs, user_secrets
 

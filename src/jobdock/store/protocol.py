@@ -9,263 +9,46 @@ implementation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.events import Events
 from jobdock.models import (
     ANONYMOUS,
+    AuditPage,
     Job,
     JobPage,
-    JobSpec,
     JobState,
-    Reason,
     Schedule,
     ScheduleSpec,
+    StoredToken,
     Stream,
+    TokenInfo,
     WorkerRecord,
+    Workflow,
+    WorkflowPage,
     WorkflowState,
 )
 
-if TYPE_CHECKING:
-    from jobdock.workflows import Workflow, WorkflowPage
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated job, ready to be stored."""
-
-    id: str
-    spec: JobSpec
-    stdin: bytes
-    created_at: float
-    owner: str = ANONYMOUS
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A job a worker has claimed: it runs attempt ``attempt`` under a lease."""
-
-    job_id: str
-    attempt: int
-    spec: JobSpec
-    stdin: bytes
-    owner: str = ANONYMOUS
-    #: Failed attempts before this one that spent the retry budget.
-    failures: int = 0
-    #: The job's total deadline (epoch seconds), if it has one.
-    finish_by: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LogChunk:
-    """Bytes of one stream, with their place in the stream and in both merged."""
-
-    seq: int
-    stream: Stream
-    offset: int
-    merged_offset: int
-    data: bytes
-
-    @property
-    def end(self) -> int:
-        return self.offset + len(self.data)
-
-
-@dataclass(frozen=True, slots=True)
-class LogRead:
-    """Chunks read from a job's log, and whether the attempt has ended.
-
-    ``done`` is true when the attempt can write no more, so a follower that
-    got no chunks past its offset may stop; ``terminal`` when the job, too,
-    has ended (no later attempt will come).
-    """
-
-    attempt: int
-    chunks: list[LogChunk]
-    done: bool
-    terminal: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an attempt ended."""
-
-    state: JobState
-    reason: Reason
-    message: str
-    finished_at: float
-    exit_code: int | None = None
-    signal: int | None = None
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
-    #: With state ``retrying``: when the next attempt may start.
-    next_attempt_at: float | None = None
-    #: How the attempt was confined and what it used (see runtimes.base.Accounting).
-    isolation: str | None = None
-    limits: dict[str, Any] | None = None
-    peak_memory: int | None = None
-    cpu_seconds: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Concurrency limits a claim respects (docs/scheduling.md): the most
-    running jobs in the whole store, per concurrency key (a job's own
-    ``concurrency_limit`` applies to a key not listed here; default 1), and
-    per owner (None: unlimited).
-
-    A key counts each owner's jobs apart (bob's jobs under ``deploy`` never
-    hold back alice's), except the ``shared`` keys, which count everyone's
-    together; ``per_key`` limits apply to each owner's count, or to the
-    shared one."""
-
-    max_running: int | None = None
-    per_key: Mapping[str, int] = field(default_factory=dict)
-    per_owner: int | None = None
-    shared: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class FirePlan:
-    """What one turn of a schedule does: move its next fire time from
-    ``expected`` to ``next_fire_at`` (only if no other process did), and
-    submit ``job`` for ``fire_at`` unless it is None (a missed, skipped fire).
-    The schedule is ``owner``'s ``name``."""
-
-    name: str
-    expected: float
-    next_fire_at: float | None
-    fire_at: float | None
-    job: NewJob | None
-    owner: str = ANONYMOUS
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """Where an attempt's process runs, recorded once it has started."""
-
-    pid: int | None
-    pid_start: int | None
-    host: str
-    started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatReply:
-    """What a worker learns when it renews its leases."""
-
-    lost: frozenset[str] = field(default_factory=frozenset)
-    cancel: frozenset[str] = field(default_factory=frozenset)
-    #: Of ``cancel``: those to kill at once, without their grace.
-    kill: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True, slots=True)
-class LostAttempt:
-    """An attempt whose lease expired, resolved by the reaper."""
-
-    job_id: str
-    attempt: int
-    host: str | None
-    pid: int | None
-    pid_start: int | None
-    new_state: JobState
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A worker, as it registers itself."""
-
-    id: str
-    host: str
-    labels: dict[str, str]
-    concurrency: int
-    started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class NewStep:
-    """A step of a new workflow: its job and revert as checked at submit
-    (job spec fields with the parameters in; outputs filled in at start)."""
-
-    name: str
-    needs: list[str]
-    action: dict[str, Any]
-    revert: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewWorkflow:
-    """A validated workflow, ready to be stored."""
-
-    id: str
-    name: str
-    params: dict[str, Any]
-    concurrency: int
-    steps: list[NewStep]
-    created_at: float
-    owner: str = ANONYMOUS
-
-
-@dataclass(slots=True)
-class Advanced:
-    """What moving a workflow on did to jobs: the ids of those it made and
-    of the running ones it asked to stop."""
-
-    started: list[str] = field(default_factory=list)
-    stopping: list[str] = field(default_factory=list)
-    #: Another transaction held the workflow (it was not moved on here).
-    held_elsewhere: bool = False
-    rounds: int = 0
-
-
-#: Upper bounds (seconds) of the queue-wait and run-duration histograms.
-BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0)
-
-
-@dataclass(frozen=True, slots=True)
-class JobCount:
-    """Jobs of one state, reason, runtime and label values: how many, and
-    how many of them have started at least once."""
-
-    state: str
-    reason: str | None
-    runtime: str
-    labels: tuple[str, ...]
-    jobs: int
-    started: int
-
-
-@dataclass(frozen=True, slots=True)
-class Histogram:
-    """Observations: how many were at most each of BUCKETS (cumulative),
-    how many in all, and their sum."""
-
-    buckets: tuple[int, ...]
-    count: int
-    sum: float
-
-
-@dataclass(frozen=True, slots=True)
-class StoreMetrics:
-    """Everything the store tells a scrape."""
-
-    #: Jobs in the store now.
-    jobs: list[JobCount]
-    #: Jobs deleted (retention, prune), from the tally: they count in the
-    #: job counters, not in the gauge of jobs in the store.
-    deleted: list[JobCount]
-    #: Finished attempts by reason, deleted ones included (so are the
-    #: retries and the histograms).
-    attempts: dict[str, int]
-    #: Attempts after a job's first: retries and runs after a lost worker.
-    retries: int
-    #: From submission to the first start, of jobs that started.
-    queue_wait: Histogram
-    #: From start to end of each finished attempt.
-    run_duration: Histogram
+# isort: split
+# re-exported for the issue-16 merge
+from jobdock.models.outcome import Outcome as Outcome
+from jobdock.models.records import BUCKETS as BUCKETS
+from jobdock.models.records import Advanced as Advanced
+from jobdock.models.records import Claim as Claim
+from jobdock.models.records import FirePlan as FirePlan
+from jobdock.models.records import HeartbeatReply as HeartbeatReply
+from jobdock.models.records import Histogram as Histogram
+from jobdock.models.records import JobCount as JobCount
+from jobdock.models.records import Limits as Limits
+from jobdock.models.records import LogChunk as LogChunk
+from jobdock.models.records import LogRead as LogRead
+from jobdock.models.records import LostAttempt as LostAttempt
+from jobdock.models.records import NewJob as NewJob
+from jobdock.models.records import NewStep as NewStep
+from jobdock.models.records import NewWorkflow as NewWorkflow
+from jobdock.models.records import Started as Started
+from jobdock.models.records import StoreMetrics as StoreMetrics
+from jobdock.models.records import WorkerInfo as WorkerInfo
 
 
 class Store(Protocol):

@@ -19,18 +19,36 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from jobdock.auth import AuditPage, StoredToken, TokenInfo
 from jobdock.errors import StoreError
 from jobdock.events import Events
 from jobdock.models import (
     ANONYMOUS,
+    Advanced,
+    AuditPage,
+    Claim,
+    FirePlan,
+    HeartbeatReply,
     Job,
     JobPage,
     JobState,
+    Limits,
+    LogChunk,
+    LogRead,
+    LostAttempt,
+    NewJob,
+    NewWorkflow,
+    Outcome,
     Schedule,
     ScheduleSpec,
+    Started,
+    StoredToken,
+    StoreMetrics,
     Stream,
+    TokenInfo,
+    WorkerInfo,
     WorkerRecord,
+    Workflow,
+    WorkflowPage,
     WorkflowState,
     timestamp,
 )
@@ -40,23 +58,6 @@ from jobdock.store import schedules as schedule_ops
 from jobdock.store import workflows as workflow_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
-from jobdock.store.protocol import (
-    Advanced,
-    Claim,
-    FirePlan,
-    HeartbeatReply,
-    Limits,
-    LogChunk,
-    LogRead,
-    LostAttempt,
-    NewJob,
-    NewWorkflow,
-    Outcome,
-    Started,
-    StoreMetrics,
-    WorkerInfo,
-)
-from jobdock.workflows import Workflow, WorkflowPage
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)

@@ -1,0 +1,71 @@
+"""The records of who may do what: API tokens as listed and stored, the
+audit log's entries, and a user's secrets as listed (never their values).
+
+Imports nothing of jobdock's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class TokenInfo(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    id: str
+    user: str
+    admin: bool
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether the token may be used at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+class StoredToken(BaseModel):
+    """A token's record with the hash it is checked against."""
+
+    info: TokenInfo
+    hash: str
+
+
+class CreatedToken(BaseModel):
+    """A token just created: the only time ``token`` is shown."""
+
+    token: str
+    info: TokenInfo
+
+
+class AuditEntry(BaseModel):
+    """Who did what, and when."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str = Field(description="submit, cancel, secret.set, secret.rm, ...")
+    target: str = Field(description="The job id, or the secret's or token's name.")
+
+
+class AuditPage(BaseModel):
+    """One page of the audit log, newest first."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None = None
+
+
+class SecretInfo(BaseModel):
+    """A secret as listed: its name and times, never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretList(BaseModel):
+    """A user's secrets, by name."""
+
+    secrets: list[SecretInfo]

@@ -1,0 +1,162 @@
+"""What jobdock records and shows of jobs, workers and schedules: Job and
+its Attempts, the pages the API lists them in, and the answers of a run
+and a prune.
+
+Imports only its siblings (states, spec).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+from jobdock.models.spec import JobSpec, ScheduleSpec
+from jobdock.models.states import JobState, Reason
+
+#: The owner of jobs submitted when the server has no authentication.
+ANONYMOUS = "anonymous"
+
+
+class Attempt(BaseModel):
+    """One try at running a job, claimed by one worker under one fencing token."""
+
+    number: int = Field(description="1 for the first attempt; also the attempt's fencing token.")
+    worker: str | None = None
+    pid: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    isolation: str | None = Field(
+        None, description="How the attempt was confined, e.g. 'cgroup v1+namespaces', or 'none'."
+    )
+    limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
+    peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
+    cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
+
+
+def _or_empty_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A record's spec, or an empty one where it does not load: a job or
+    schedule stored before today's checks is shown (its message says why;
+    see store/records.py), and a client can still read a list holding it."""
+    try:
+        return handler(value)
+    except ValidationError:
+        return JobSpec.model_construct()
+
+
+class Job(BaseModel):
+    """The record of a job: its spec, where it is, and how it ended."""
+
+    id: str
+    name: str | None = None
+    owner: str = Field(ANONYMOUS, description="The user who submitted the job.")
+    state: JobState
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: JobSpec
+    stdin_bytes: int = Field(0, description="Size of the input given on stdin.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
+    attempt: int = Field(0, description="The number of the latest attempt (0: never started).")
+    cancel_requested: bool = False
+    next_attempt_at: datetime | None = Field(
+        None, description="While retrying: when the next attempt may start."
+    )
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_as_far_as_it_loads(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _or_empty_spec(value, handler)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+
+class JobPage(BaseModel):
+    """One page of a job listing, newest first."""
+
+    jobs: list[Job]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class WorkerRecord(BaseModel):
+    """A worker: where it runs, what it offers, and whether it is alive."""
+
+    id: str
+    host: str
+    labels: dict[str, str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+    state: Literal["alive", "lost", "stopped"] = Field(
+        description="lost: no heartbeat for longer than a lease; its jobs go to other workers."
+    )
+    running: list[str] = Field(
+        default_factory=list,
+        description="Ids of the jobs it runs; of your own jobs only, unless you are an admin.",
+    )
+    busy: int = Field(0, description="How many jobs it runs, everyone's.")
+
+
+class WorkerList(BaseModel):
+    """The workers known to the store."""
+
+    workers: list[WorkerRecord]
+
+
+class Schedule(ScheduleSpec):
+    """A schedule with what jobdock knows of its fire times."""
+
+    owner: str = Field(ANONYMOUS, description="The user who added it; its jobs are theirs.")
+    created_at: datetime
+    next_fire_at: datetime | None = Field(None, description="The next fire time.")
+    last_fire_at: datetime | None = Field(None, description="The latest fire time handled.")
+    last_job_id: str | None = Field(None, description="The job of the latest fire time.")
+
+    @field_validator("job", mode="wrap")
+    @classmethod
+    def _job_as_far_as_it_loads(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _or_empty_spec(value, handler)
+
+
+class ScheduleList(BaseModel):
+    """The schedules, by name."""
+
+    schedules: list[Schedule]
+
+
+class PruneResult(BaseModel):
+    """What a prune deleted."""
+
+    deleted: int = Field(description="Finished jobs deleted with their attempts and logs.")
+
+
+class RunResult(BaseModel):
+    """The answer of a synchronous run: the finished job and its output."""
+
+    job: Job
+    stdout: str
+    stderr: str
+    truncated: bool = Field(False, description="True if output was cut at the size limit.")
