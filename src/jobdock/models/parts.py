@@ -139,6 +139,10 @@ class Cache(BaseModel):
         return value
 
 
+#: What an environment variable's name may be (of a job's env, or a secret's).
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The environment variable that names an attempt's directory of secret files.
+SECRETS_DIR_ENV = "JOBDOCK_SECRETS_DIR"
 _SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
@@ -228,9 +232,3 @@ class Isolation(BaseModel):
         description="host: the host's file system; readonly: the host's, read-only, with a "
         "private writable /tmp; {rootfs: DIR}: DIR as the root.",
     )
-
-
-#: What an environment variable's name may be (of a job's env, or a secret's).
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: The environment variable that names an attempt's directory of secret files.
-SECRETS_DIR_ENV = "JOBDOCK_SECRETS_DIR"

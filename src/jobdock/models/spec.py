@@ -286,7 +286,7 @@ class JobSpec(BaseModel):
     @model_validator(mode="after")
     def _command_or_image(self) -> JobSpec:
         # "FIELD: message": the field is named in the error (see
-        # submit.describe_error), though the check spans several fields.
+        # parsing.describe_error), though the check spans several fields.
         if self.image is None:
             if not self.command:
                 raise ValueError("command: give a command, or an image to run")
