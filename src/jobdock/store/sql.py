@@ -75,6 +75,7 @@ from jobdock.store.protocol import (
     StoreMetrics,
     WorkerInfo,
 )
+from jobdock.store.shared_reads import SharedReads
 from jobdock.workflows import Workflow, WorkflowPage
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class SqlStore:
         self._checkpointer: sqlite.Checkpointer | None = None
         self._listener: postgres.Listener | None = None
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobdock-reader")
+        self._log_reads: SharedReads[tuple[object, ...], LogRead] = SharedReads()
 
     @property
     def shared(self) -> bool:
@@ -321,7 +323,11 @@ class SqlStore:
         offset: int,
         limit: int = 8,
     ) -> LogRead:
-        return await self._read(logs.read_logs, job_id, attempt, stream, offset, limit)
+        # Shared: the followers of a live job all ask for the same page at once.
+        return await self._log_reads.read(
+            (job_id, attempt, stream, offset, limit),
+            lambda: self._read(logs.read_logs, job_id, attempt, stream, offset, limit),
+        )
 
     # -- workers ---------------------------------------------------------------
 
