@@ -3,7 +3,8 @@ heartbeats, given back, and lost when their lease expires (the reaper).
 
 Every write names the attempt (the fencing token) and the state it
 expects, and raises FencedOff (or changes nothing) when the attempt no
-longer holds its job.
+longer holds its job. Imports the foundation, the retry policy
+(jobdock.retry), the schema and statements.py.
 """
 
 from __future__ import annotations

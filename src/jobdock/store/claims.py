@@ -5,7 +5,8 @@ are due are queued first.
 
 Statements on the path of every job are :class:`Prepared`. On PostgreSQL
 the claim locks its rows ``FOR UPDATE SKIP LOCKED``, and a claim under
-limits counts running jobs under an advisory lock.
+limits counts running jobs under an advisory lock. Imports the
+foundation, the schema and statements.py.
 """
 
 from __future__ import annotations

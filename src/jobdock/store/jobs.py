@@ -3,7 +3,10 @@ them, and cancelling one.
 
 Like every operation module of the store, one function per operation on a
 SQLAlchemy ``Connection`` inside a transaction, so one copy of the SQL
-serves every database.
+serves every database. Every state change is one conditional ``UPDATE``.
+Imports the foundation, the schema and the store's shared pieces
+(statements.py, access.py for the audit record); cancelling a running job
+no live worker holds ends its attempt through attempts.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Log chunks: a running attempt appends them (fenced), readers read them back
-by attempt, stream and offset.
+by attempt, stream and offset. Imports the foundation, the schema and
+statements.py.
 """
 
 from __future__ import annotations

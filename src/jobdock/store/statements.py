@@ -2,7 +2,7 @@
 the fence on the attempt that holds a job, and the announcements a
 transaction sends to other processes when it commits.
 
-Imports SQLAlchemy and the schema only.
+Imports SQLAlchemy, the models and the schema only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Workers: registered when they start, noted alive by their heartbeats (see
 ``store/attempts.py``), unregistered when they stop, and listed with the
-jobs they run.
+jobs they run. Imports the foundation and the schema.
 """
 
 from __future__ import annotations
