@@ -4,19 +4,19 @@ out to any number of readers, each from its own offset, following live.
 Chunks carry their offset in their stream and in both streams merged, so a
 reader can resume anywhere. The writer awaits each commit before taking more
 output, so a job that writes faster than the store can keep up is slowed down
-instead of growing the server's memory.
+instead of growing the server's memory. The followers of one live job share
+their reads (the store's, see store/shared_reads.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
+from jobdock.events import JobWatch
 from jobdock.models import Stream
-from jobdock.store.protocol import LogChunk, LogRead, Store
+from jobdock.store.protocol import LogChunk, LogRead, LogStore
 
 if TYPE_CHECKING:
     from jobdock.vault import Redactor
@@ -33,7 +33,7 @@ class LogWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: LogStore,
         job_id: str,
         attempt: int,
         *,
@@ -115,61 +115,8 @@ class LogWriter:
         return chunks
 
 
-class _SharedReads:
-    """One store read for every follower that wants the same page at once.
-
-    The followers of a live job are all at its end, and each commit wakes
-    them together: 200 followers of a job that writes a line every 10 ms
-    made 40,000 reads a second, and every other request queued behind them
-    for the store's few reader threads (/healthz p50 250 ms). A read waits
-    one turn of the event loop for the followers woken with it, and a
-    follower joins it only until it begins, so the read sees every change
-    that any of them was not told about (each started watching before).
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[tuple[object, ...], asyncio.Task[LogRead]] = {}
-
-    async def read(
-        self, store: Store, job_id: str, attempt: int | None, stream: Stream | None, offset: int
-    ) -> LogRead:
-        key = (job_id, attempt, stream, offset)
-        task = self._waiting.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._read(key, store, job_id, attempt, stream, offset)
-            )
-            self._waiting[key] = task
-            # Seen, so that a failed read all of whose followers left is not
-            # reported as never retrieved.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
-        # Shielded: one follower going away does not cancel the others' read.
-        return await asyncio.shield(task)
-
-    async def _read(
-        self,
-        key: tuple[object, ...],
-        store: Store,
-        job_id: str,
-        attempt: int | None,
-        stream: Stream | None,
-        offset: int,
-    ) -> LogRead:
-        try:
-            await asyncio.sleep(0)
-        finally:
-            del self._waiting[key]
-        return await store.read_logs(
-            job_id, attempt=attempt, stream=stream, offset=offset, limit=_PAGE
-        )
-
-
-#: Each store's shared reads.
-_SHARED: weakref.WeakKeyDictionary[Store, _SharedReads] = weakref.WeakKeyDictionary()
-
-
 async def read_log(
-    store: Store,
+    store: LogStore,
     job_id: str,
     *,
     stream: Stream | None = None,
@@ -188,41 +135,23 @@ async def read_log(
     """
     number = attempt
     followed = 0  # the last attempt followed to its end
-    shared = _SHARED.setdefault(store, _SharedReads())
     while True:
-        watch = store.events.watch_job(job_id) if follow else None
-        try:
-            read = await shared.read(store, job_id, number, stream, offset)
-        except BaseException:
-            if watch is not None:
-                watch.cancel()
-            raise
+        read, watch = await _read_page(store, job_id, number, stream, offset, follow)
         if number is None and 0 < read.attempt <= followed:
             # Requeued, and its next attempt has not started yet.
             if watch is None or read.terminal:
-                if watch is not None:
-                    watch.cancel()
+                _stop(watch)
                 return
             await watch.wait(poll_seconds)
             continue
         if read.attempt:
             number = read.attempt
-        for chunk in read.chunks:
-            start = chunk.offset if stream is not None else chunk.merged_offset
-            data = chunk.data[offset - start :] if start < offset else chunk.data
-            offset = start + len(chunk.data)
-            if data:
-                yield LogChunk(
-                    chunk.seq,
-                    chunk.stream,
-                    chunk.offset + len(chunk.data) - len(data),
-                    chunk.merged_offset + len(chunk.data) - len(data),
-                    data,
-                )
+        chunks, offset = _past(read.chunks, stream, offset)
+        for chunk in chunks:
+            yield chunk
         if len(read.chunks) == _PAGE:
             # There may be more already: read on.
-            if watch is not None:
-                watch.cancel()
+            _stop(watch)
             continue
         if watch is None:
             return
@@ -236,3 +165,52 @@ async def read_log(
                 continue
             return
         await watch.wait(poll_seconds)
+
+
+async def _read_page(
+    store: LogStore,
+    job_id: str,
+    attempt: int | None,
+    stream: Stream | None,
+    offset: int,
+    follow: bool,
+) -> tuple[LogRead, JobWatch | None]:
+    """A page of the log past ``offset``; when following, with a watch on
+    the job started before the read (so no change after it is missed)."""
+    watch = store.events.watch_job(job_id) if follow else None
+    try:
+        read = await store.read_logs(
+            job_id, attempt=attempt, stream=stream, offset=offset, limit=_PAGE
+        )
+    except BaseException:
+        _stop(watch)
+        raise
+    return read, watch
+
+
+def _past(
+    chunks: Sequence[LogChunk], stream: Stream | None, offset: int
+) -> tuple[list[LogChunk], int]:
+    """The parts of ``chunks`` past ``offset`` (in ``stream``, or merged),
+    and the offset after them."""
+    kept = []
+    for chunk in chunks:
+        start = chunk.offset if stream is not None else chunk.merged_offset
+        data = chunk.data[offset - start :] if start < offset else chunk.data
+        offset = start + len(chunk.data)
+        if data:
+            kept.append(
+                LogChunk(
+                    chunk.seq,
+                    chunk.stream,
+                    chunk.offset + len(chunk.data) - len(data),
+                    chunk.merged_offset + len(chunk.data) - len(data),
+                    data,
+                )
+            )
+    return kept, offset
+
+
+def _stop(watch: JobWatch | None) -> None:
+    if watch is not None:
+        watch.cancel()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from jobdock.models import Job
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import JobStore
 
 
-async def wait_for_job(store: Store, job_id: str, timeout: float, poll_seconds: float) -> Job:
+async def wait_for_job(store: JobStore, job_id: str, timeout: float, poll_seconds: float) -> Job:
     """The job once it is in a terminal state, or as it is after ``timeout``
     seconds. Raises JobNotFound."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from test_store import LEASE, T0, claim, exited, submit
+from store_actions import LEASE, T0, claim, exited, submit
 
 from jobdock.models import JobState
 from jobdock.store import Store

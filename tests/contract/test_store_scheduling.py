@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from test_store import LEASE, T0, claim, exited, submit
+from store_actions import LEASE, T0, claim, exited, submit
 
 from jobdock.errors import JobNotFound, ScheduleExists, ScheduleNotFound
 from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, ScheduleSpec, Stream

@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from test_store import LEASE, T0, exited
+from store_actions import LEASE, T0, exited
 
 from conftest import StoreOpener
 from jobdock.errors import IllegalTransition, WorkflowNotFound

@@ -1,6 +1,6 @@
 """The SQL of users' things: API tokens, secrets and the audit log.
 
-Like ``store/operations.py``, one function per operation on a SQLAlchemy
+Like ``store/jobs.py`` and its siblings, one function per operation on a SQLAlchemy
 ``Connection`` inside a transaction. Secret values arrive here already
 encrypted; the store never sees a plaintext secret or a token.
 """

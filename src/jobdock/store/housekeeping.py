@@ -16,8 +16,8 @@ from sqlalchemy import Connection, and_, delete, func, select, update
 from jobdock.models import JobState, Reason
 from jobdock.store import tally
 from jobdock.store.metrics import runtime
-from jobdock.store.operations import announce
 from jobdock.store.schema import attempts, jobs, log_chunks
+from jobdock.store.statements import announce
 
 #: At most this many jobs are deleted in one transaction.
 PRUNE_BATCH = 500

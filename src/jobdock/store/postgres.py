@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from jobdock.events import Events
-from jobdock.store.operations import ANNOUNCEMENTS, CHANNEL
+from jobdock.store.statements import ANNOUNCEMENTS, CHANNEL
 
 _log = logging.getLogger(__name__)
 #: Longest wait between reconnection attempts of the listener.

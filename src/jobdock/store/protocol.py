@@ -1,9 +1,11 @@
 """The Store protocol: everything the API and the workers ask of persistence.
 
-Every write an attempt makes names its job and attempt number (the fencing
-token) and raises :class:`jobdock.errors.FencedOff` when a newer attempt owns
-the job. One contract suite (tests/contract/test_store.py) runs against every
-implementation.
+``Store`` is the union of one small protocol per role (jobs, attempts,
+logs, workers, access, schedules, workflows, metrics); a caller that needs
+one role names it. Every write an attempt makes names its job and attempt
+number (the fencing token) and raises :class:`jobdock.errors.FencedOff` when
+a newer attempt owns the job. Each role's contract suite
+(tests/contract/test_store_ROLE.py) runs against every implementation.
 """
 
 from __future__ import annotations
@@ -51,21 +53,17 @@ from jobdock.models.records import StoreMetrics as StoreMetrics
 from jobdock.models.records import WorkerInfo as WorkerInfo
 
 
-class Store(Protocol):
-    """Persistence of jobs, attempts and logs."""
+class Notifying(Protocol):
+    """A store that tells its readers of changes: in-process events, raised
+    also for changes other processes made (store/postgres.py)."""
 
     events: Events
 
-    @property
-    def shared(self) -> bool:
-        """Whether other processes may share the store (and claim its jobs)."""
-        ...
 
-    async def open(self) -> None:
-        """Connect and bring the schema up to date."""
-
-    async def close(self) -> None:
-        """Finish pending writes and disconnect."""
+class JobStore(Notifying, Protocol):
+    """Jobs: created, read, listed and cancelled; the sweeps that fail those
+    past their deadlines and delete those past their retention
+    (store/jobs.py, store/housekeeping.py)."""
 
     async def create_job(self, job: NewJob) -> Job:
         """Store a new job in state ``queued`` (``scheduled`` if its run_at is
@@ -98,6 +96,24 @@ class Store(Protocol):
         ``actor``, if given, is recorded in the audit log.
         """
 
+    async def expire_deadlines(self, now: float) -> list[str]:
+        """Fail (reason ``deadline``) the jobs not started by their queue
+        deadline and the waiting ones past their total deadline; their ids."""
+
+    async def prune(
+        self, now: float, keep_default: float | None, older_than: float | None = None
+    ) -> int:
+        """Delete finished jobs with their attempts and logs: those finished
+        more than ``older_than`` seconds ago if given, else those past their
+        ``keep_for`` (or ``keep_default``). Returns how many."""
+
+
+class AttemptStore(Protocol):
+    """Attempts: a worker claims jobs, records each attempt's start and end,
+    renews its leases, and gives attempts back; the reaper resolves those
+    whose lease expired (store/claims.py, store/attempts.py). Every write
+    is fenced by the attempt number."""
+
     async def claim_jobs(
         self,
         worker_id: str,
@@ -112,11 +128,11 @@ class Store(Protocol):
         in ``labels``, and only as many as the concurrency ``limits`` allow.
         Scheduled and retrying jobs due by ``now`` are queued first."""
 
+    async def next_due(self) -> float | None:
+        """The earliest time a scheduled or retrying job becomes due."""
+
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
         """Record that the attempt's process started (fenced)."""
-
-    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
-        """Store output chunks of a running attempt (fenced)."""
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
         """Record how the attempt ended and give the job its final state (fenced)."""
@@ -147,6 +163,31 @@ class Store(Protocol):
         """The processes (pid, start ticks) of attempts on ``host`` recorded
         ``worker_lost`` since ``since``, which may still be running."""
 
+
+class LogStore(Notifying, Protocol):
+    """Output of attempts: appended while they run (fenced), read back by
+    attempt, stream and offset (store/logs.py)."""
+
+    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+        """Store output chunks of a running attempt (fenced)."""
+
+    async def read_logs(
+        self,
+        job_id: str,
+        *,
+        attempt: int | None,
+        stream: Stream | None,
+        offset: int,
+        limit: int = 8,
+    ) -> LogRead:
+        """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
+        merged when ``stream`` is None) of an attempt, the latest by default."""
+
+
+class WorkerStore(Protocol):
+    """Workers, as they start, beat and stop, with what each runs
+    (store/workers.py)."""
+
     async def register_worker(self, info: WorkerInfo) -> None:
         """Record a worker that has started (replacing one of the same id)."""
 
@@ -161,24 +202,10 @@ class Store(Protocol):
         the ids of its running jobs (only ``owner``'s, if given) and counts
         them all (``busy``)."""
 
-    async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
-        """Counts of jobs (by state, reason, runtime and the values of the
-        labels ``label_keys``) and attempts, and the histograms of queue
-        wait and run duration, read in one snapshot (docs/metrics.md)."""
 
-    async def read_logs(
-        self,
-        job_id: str,
-        *,
-        attempt: int | None,
-        stream: Stream | None,
-        offset: int,
-        limit: int = 8,
-    ) -> LogRead:
-        """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
-        merged when ``stream`` is None) of an attempt, the latest by default."""
-
-    # -- users: tokens, secrets, audit (store/access.py) --------------------------
+class AccessStore(Protocol):
+    """Users' things: API tokens, secrets, job uids and the audit log
+    (store/access.py, store/identities.py)."""
 
     async def create_token(self, info: TokenInfo, token_hash: str, actor: str) -> None:
         """Store a new API token: its record and the hash of its secret."""
@@ -216,21 +243,9 @@ class Store(Protocol):
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         """The audit log, newest first, one page at a time."""
 
-    # -- scheduling (docs/scheduling.md) ------------------------------------------
 
-    async def next_due(self) -> float | None:
-        """The earliest time a scheduled or retrying job becomes due."""
-
-    async def expire_deadlines(self, now: float) -> list[str]:
-        """Fail (reason ``deadline``) the jobs not started by their queue
-        deadline and the waiting ones past their total deadline; their ids."""
-
-    async def prune(
-        self, now: float, keep_default: float | None, older_than: float | None = None
-    ) -> int:
-        """Delete finished jobs with their attempts and logs: those finished
-        more than ``older_than`` seconds ago if given, else those past their
-        ``keep_for`` (or ``keep_default``). Returns how many."""
+class ScheduleStore(Protocol):
+    """Cron schedules and their turns (docs/scheduling.md, store/schedules.py)."""
 
     async def create_schedule(
         self, spec: ScheduleSpec, now: float, next_fire_at: float | None, owner: str = ANONYMOUS
@@ -266,7 +281,9 @@ class Store(Protocol):
         """Carry out a schedule's turn (see FirePlan) unless another process
         did; returns the id of the job submitted, if any."""
 
-    # -- workflows (docs/workflows.md) ----------------------------------------------
+
+class WorkflowStore(Protocol):
+    """Workflows and their steps (docs/workflows.md, store/workflows.py)."""
 
     async def create_workflow(self, workflow: NewWorkflow) -> Workflow:
         """Store a new workflow (``running``) and start its first steps' jobs."""
@@ -300,3 +317,38 @@ class Store(Protocol):
     async def advance_workflows(self, now: float) -> int:
         """Move on the workflows whose steps' jobs ended without it (their
         worker died first); returns how many."""
+
+
+class MetricsStore(Protocol):
+    """What a metrics scrape reads (docs/metrics.md, store/metrics.py)."""
+
+    async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
+        """Counts of jobs (by state, reason, runtime and the values of the
+        labels ``label_keys``) and attempts, and the histograms of queue
+        wait and run duration, read in one snapshot (docs/metrics.md)."""
+
+
+class Store(
+    JobStore,
+    AttemptStore,
+    LogStore,
+    WorkerStore,
+    AccessStore,
+    ScheduleStore,
+    WorkflowStore,
+    MetricsStore,
+    Protocol,
+):
+    """Persistence of jobs, attempts and logs: every role, and the store's
+    lifecycle. A caller that needs only one role names that role."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share the store (and claim its jobs)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""

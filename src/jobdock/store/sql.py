@@ -1,4 +1,12 @@
-"""The SQL store: runs the operations of ``store/operations.py`` on a database.
+"""The SQL store: runs the operations of the store's role modules on a database.
+
+Its methods come in the order of the protocol's roles (store/protocol.py):
+jobs (``store/jobs.py``, ``store/housekeeping.py``), attempts
+(``store/claims.py``, ``store/attempts.py``), logs, workers, access
+(``store/access.py``, ``store/identities.py``), schedules, workflows and
+metrics. Each method runs one operation in a read or a write transaction
+and raises the in-process events of what it changed; that is all it does,
+so one class with a section per role reads better than a mixin per role.
 
 Each operation is a plain function of a SQLAlchemy ``Connection``, so one
 copy of the SQL serves SQLite (run on dedicated threads) and any other
@@ -52,12 +60,24 @@ from jobdock.models import (
     WorkflowState,
     timestamp,
 )
-from jobdock.store import access, housekeeping, identities, metrics, postgres, sqlite
-from jobdock.store import operations as ops
+from jobdock.store import (
+    access,
+    attempts,
+    claims,
+    housekeeping,
+    identities,
+    jobs,
+    logs,
+    metrics,
+    postgres,
+    sqlite,
+    workers,
+)
 from jobdock.store import schedules as schedule_ops
 from jobdock.store import workflows as workflow_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
+from jobdock.store.shared_reads import SharedReads
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -75,13 +95,14 @@ class SqlStore:
         self._checkpointer: sqlite.Checkpointer | None = None
         self._listener: postgres.Listener | None = None
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobdock-reader")
+        self._log_reads: SharedReads[tuple[object, ...], LogRead] = SharedReads()
 
     @property
     def shared(self) -> bool:
         """PostgreSQL is made to be shared by many workers; SQLite is one machine's."""
         return self.url.startswith("postgresql")
 
-    # -- lifecycle -----------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------
 
     async def open(self) -> None:
         if self.url.startswith("sqlite"):
@@ -151,19 +172,19 @@ class SqlStore:
             raise StoreError("the store is not open")
         return await self._writer.write(fn, *args)
 
-    # -- jobs ----------------------------------------------------------------
+    # -- jobs: created, read, listed, cancelled, expired, pruned ---------------
 
     async def create_job(self, job: NewJob) -> Job:
         spec = job.spec
         if self._writer is None:
             raise StoreError("the store is not open")
         if spec.idempotency_key is not None:
-            existing = await self._writer.write(ops.insert_job_once, job)
+            existing = await self._writer.write(jobs.insert_job_once, job)
             if existing is not None:
                 return existing
             self.events.work_available()
             return await self.get_job(job.id)
-        inserted = self._writer.enqueue(ops.insert_job, job)
+        inserted = self._writer.enqueue(jobs.insert_job, job)
         # Wake the local worker now, not after the commit: its claim then
         # joins the insert's transaction, and the job starts one commit sooner.
         self.events.work_available()
@@ -172,7 +193,7 @@ class SqlStore:
             id=job.id,
             name=spec.name,
             owner=job.owner,
-            state=ops.initial_state(job),
+            state=jobs.initial_state(job),
             labels=spec.labels,
             spec=spec.without_stdin(),
             stdin_bytes=len(job.stdin),
@@ -180,7 +201,7 @@ class SqlStore:
         )
 
     async def get_job(self, job_id: str) -> Job:
-        return await self._read(ops.get_job, job_id)
+        return await self._read(jobs.get_job, job_id)
 
     async def list_jobs(
         self,
@@ -193,90 +214,17 @@ class SqlStore:
         owner: str | None = None,
     ) -> JobPage:
         return await self._read(
-            ops.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor, owner
+            jobs.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor, owner
         )
 
     async def cancel_job(
         self, job_id: str, now: float, actor: str | None = None, kill: bool = False
     ) -> Job:
-        running = await self._write(ops.cancel_job, job_id, now, actor, kill)
+        running = await self._write(jobs.cancel_job, job_id, now, actor, kill)
         self.events.job_changed(job_id)
         if running:
             self.events.cancel_requested(job_id, kill)
         return await self.get_job(job_id)
-
-    # -- attempts --------------------------------------------------------------
-
-    async def claim_jobs(
-        self,
-        worker_id: str,
-        limit: int,
-        now: float,
-        lease_seconds: float,
-        labels: Mapping[str, str] | None = None,
-        limits: Limits | None = None,
-    ) -> list[Claim]:
-        if limit <= 0:
-            return []
-        claims = await self._write(
-            ops.claim_jobs,
-            worker_id,
-            json.dumps(dict(labels or {})),
-            limit,
-            now,
-            now + lease_seconds,
-            limits,
-        )
-        for claim in claims:
-            self.events.job_changed(claim.job_id)
-        return claims
-
-    async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
-        await self._write(ops.mark_started, job_id, attempt, started)
-        self.events.job_changed(job_id)
-
-    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
-        if chunks:
-            await self._write(ops.append_logs, job_id, attempt, chunks)
-            self.events.job_changed(job_id)
-
-    async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
-        await self._write(ops.finish_attempt, job_id, attempt, outcome)
-        self.events.job_changed(job_id)
-        if outcome.state is JobState.RETRYING:
-            self.events.work_available()
-
-    async def heartbeat(
-        self,
-        worker_id: str,
-        running: Mapping[str, int],
-        lease_until: float,
-        now: float | None = None,
-    ) -> HeartbeatReply:
-        beat = time.time() if now is None else now
-        return await self._write(ops.heartbeat, worker_id, dict(running), lease_until, beat)
-
-    async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
-        state = await self._write(ops.lose_attempt, job_id, attempt, message, now, None, False)
-        self.events.job_changed(job_id)
-        if state == JobState.QUEUED:
-            self.events.work_available()
-
-    async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
-        lost = await self._write(ops.reap_expired, now, max_lost)
-        for item in lost:
-            self.events.job_changed(item.job_id)
-        if any(item.new_state in (JobState.QUEUED, JobState.RETRYING) for item in lost):
-            self.events.work_available()
-        return lost
-
-    async def lost_processes(self, host: str, since: float) -> list[tuple[int, int | None]]:
-        return await self._read(ops.lost_processes, host, since)
-
-    # -- scheduling --------------------------------------------------------------
-
-    async def next_due(self) -> float | None:
-        return await self._read(ops.next_due)
 
     async def expire_deadlines(self, now: float) -> list[str]:
         failed = await self._write(housekeeping.expire_deadlines, now)
@@ -293,6 +241,152 @@ class SqlStore:
             deleted += batch
             if batch < housekeeping.PRUNE_BATCH:
                 return deleted
+
+    # -- attempts: claimed, started, finished, kept alive, lost ----------------
+
+    async def claim_jobs(
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+    ) -> list[Claim]:
+        if limit <= 0:
+            return []
+        claimed = await self._write(
+            claims.claim_jobs,
+            worker_id,
+            json.dumps(dict(labels or {})),
+            limit,
+            now,
+            now + lease_seconds,
+            limits,
+        )
+        for claim in claimed:
+            self.events.job_changed(claim.job_id)
+        return claimed
+
+    async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
+        await self._write(attempts.mark_started, job_id, attempt, started)
+        self.events.job_changed(job_id)
+
+    async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
+        await self._write(attempts.finish_attempt, job_id, attempt, outcome)
+        self.events.job_changed(job_id)
+        if outcome.state is JobState.RETRYING:
+            self.events.work_available()
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        running: Mapping[str, int],
+        lease_until: float,
+        now: float | None = None,
+    ) -> HeartbeatReply:
+        beat = time.time() if now is None else now
+        return await self._write(attempts.heartbeat, worker_id, dict(running), lease_until, beat)
+
+    async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
+        state = await self._write(attempts.lose_attempt, job_id, attempt, message, now, None, False)
+        self.events.job_changed(job_id)
+        if state == JobState.QUEUED:
+            self.events.work_available()
+
+    async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
+        lost = await self._write(attempts.reap_expired, now, max_lost)
+        for item in lost:
+            self.events.job_changed(item.job_id)
+        if any(item.new_state in (JobState.QUEUED, JobState.RETRYING) for item in lost):
+            self.events.work_available()
+        return lost
+
+    async def lost_processes(self, host: str, since: float) -> list[tuple[int, int | None]]:
+        return await self._read(attempts.lost_processes, host, since)
+
+    async def next_due(self) -> float | None:
+        return await self._read(claims.next_due)
+
+    # -- logs ------------------------------------------------------------------
+
+    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+        if chunks:
+            await self._write(logs.append_logs, job_id, attempt, chunks)
+            self.events.job_changed(job_id)
+
+    async def read_logs(
+        self,
+        job_id: str,
+        *,
+        attempt: int | None,
+        stream: Stream | None,
+        offset: int,
+        limit: int = 8,
+    ) -> LogRead:
+        # Shared: the followers of a live job all ask for the same page at once.
+        return await self._log_reads.read(
+            (job_id, attempt, stream, offset, limit),
+            lambda: self._read(logs.read_logs, job_id, attempt, stream, offset, limit),
+        )
+
+    # -- workers ---------------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        await self._write(workers.register_worker, info)
+
+    async def unregister_worker(self, worker_id: str, now: float) -> None:
+        await self._write(workers.unregister_worker, worker_id, now)
+
+    async def list_workers(
+        self, since: float, lost_before: float, owner: str | None = None
+    ) -> list[WorkerRecord]:
+        return await self._read(workers.list_workers, since, lost_before, owner)
+
+    # -- access: tokens, secrets, uids, audit ----------------------------------
+
+    async def create_token(self, info: TokenInfo, token_hash: str, actor: str) -> None:
+        def create(conn: Connection) -> None:
+            access.create_token(conn, info, token_hash)
+            access.record(conn, info.created_at.timestamp(), actor, "token.create", info.id)
+
+        await self._write(create)
+
+    async def find_token(self, token_id: str) -> StoredToken | None:
+        return await self._read(access.find_token, token_id)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        return await self._read(access.list_tokens)
+
+    async def revoke_token(self, token_id: str, now: float, actor: str) -> None:
+        def revoke(conn: Connection) -> None:
+            access.revoke_token(conn, token_id, now)
+            access.record(conn, now, actor, "token.revoke", token_id)
+
+        await self._write(revoke)
+
+    async def set_secret(self, owner: str, name: str, value: bytes, now: float) -> None:
+        await self._write(access.set_secret, owner, name, value, now)
+
+    async def delete_secret(self, owner: str, name: str, now: float) -> None:
+        await self._write(access.delete_secret, owner, name, now)
+
+    async def list_secrets(self, owner: str) -> list[tuple[str, float, float]]:
+        return await self._read(access.list_secrets, owner)
+
+    async def secret_names(self, owner: str, names: Sequence[str]) -> set[str]:
+        return await self._read(access.secret_names, owner, list(names))
+
+    async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
+        return await self._read(access.job_secrets, job_id, list(names))
+
+    async def job_uid(self, owner: str, low: int, high: int) -> int:
+        return await self._write(identities.job_uid, owner, low, high)
+
+    async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+        return await self._read(access.list_audit, limit, cursor)
+
+    # -- schedules -------------------------------------------------------------
 
     async def create_schedule(
         self, spec: ScheduleSpec, now: float, next_fire_at: float | None, owner: str = ANONYMOUS
@@ -344,7 +438,7 @@ class SqlStore:
             self.events.work_available()
         return job_id
 
-    # -- workflows ---------------------------------------------------------------
+    # -- workflows -------------------------------------------------------------
 
     def _advanced(self, advanced: Advanced) -> None:
         """Raise the events of what moving workflows on did to jobs."""
@@ -389,79 +483,10 @@ class SqlStore:
         self._advanced(advanced)
         return int(count)
 
-    # -- workers ---------------------------------------------------------------
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        await self._write(ops.register_worker, info)
-
-    async def unregister_worker(self, worker_id: str, now: float) -> None:
-        await self._write(ops.unregister_worker, worker_id, now)
-
-    async def list_workers(
-        self, since: float, lost_before: float, owner: str | None = None
-    ) -> list[WorkerRecord]:
-        return await self._read(ops.list_workers, since, lost_before, owner)
-
     # -- metrics ---------------------------------------------------------------
 
     async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
         return await self._read(metrics.store_metrics, list(label_keys))
-
-    # -- logs ------------------------------------------------------------------
-
-    async def read_logs(
-        self,
-        job_id: str,
-        *,
-        attempt: int | None,
-        stream: Stream | None,
-        offset: int,
-        limit: int = 8,
-    ) -> LogRead:
-        return await self._read(ops.read_logs, job_id, attempt, stream, offset, limit)
-
-    # -- users: tokens, secrets, audit -----------------------------------------
-
-    async def create_token(self, info: TokenInfo, token_hash: str, actor: str) -> None:
-        def create(conn: Connection) -> None:
-            access.create_token(conn, info, token_hash)
-            access.record(conn, info.created_at.timestamp(), actor, "token.create", info.id)
-
-        await self._write(create)
-
-    async def find_token(self, token_id: str) -> StoredToken | None:
-        return await self._read(access.find_token, token_id)
-
-    async def list_tokens(self) -> list[TokenInfo]:
-        return await self._read(access.list_tokens)
-
-    async def revoke_token(self, token_id: str, now: float, actor: str) -> None:
-        def revoke(conn: Connection) -> None:
-            access.revoke_token(conn, token_id, now)
-            access.record(conn, now, actor, "token.revoke", token_id)
-
-        await self._write(revoke)
-
-    async def set_secret(self, owner: str, name: str, value: bytes, now: float) -> None:
-        await self._write(access.set_secret, owner, name, value, now)
-
-    async def delete_secret(self, owner: str, name: str, now: float) -> None:
-        await self._write(access.delete_secret, owner, name, now)
-
-    async def list_secrets(self, owner: str) -> list[tuple[str, float, float]]:
-        return await self._read(access.list_secrets, owner)
-
-    async def secret_names(self, owner: str, names: Sequence[str]) -> set[str]:
-        return await self._read(access.secret_names, owner, list(names))
-
-    async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
-        return await self._read(access.job_secrets, job_id, list(names))
-
-    async def job_uid(self, owner: str, low: int, high: int) -> int:
-        return await self._write(identities.job_uid, owner, low, high)
-
-    async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
-        return await self._read(access.list_audit, limit, cursor)
 
 
 def _safe_url(url: str) -> str:

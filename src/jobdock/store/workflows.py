@@ -42,7 +42,7 @@ from jobdock.models import (
     step_sources,
     timestamp,
 )
-from jobdock.store import operations as ops
+from jobdock.store import jobs as ops
 from jobdock.store.access import record
 from jobdock.store.protocol import Advanced, NewJob, NewWorkflow
 from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
