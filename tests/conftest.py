@@ -13,6 +13,19 @@ from jobdock import Client
 from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
 from support import ServerProcess, in_ci
 
+#: The tests' own knobs (``JOBDOCK_TEST_PG_BINDIR``, tests/pg.py): kept.
+_TEST_KNOBS = "JOBDOCK_TEST_"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Remove every ``JOBDOCK_*`` setting from the environment before any test
+    module is imported, so that a developer's own settings (a token, a server
+    URL, a home) never reach the tests, nor the servers and CLIs they start
+    with a copy of ``os.environ``. A test that wants one sets it itself."""
+    for name in list(os.environ):
+        if name.startswith("JOBDOCK_") and not name.startswith(_TEST_KNOBS):
+            del os.environ[name]
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

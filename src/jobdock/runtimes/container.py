@@ -191,6 +191,38 @@ class ContainerRuntime:
         info: AttemptInfo,
         binds: list[str],
     ) -> dict[str, Any]:
+        """The engine's create body for one attempt of ``spec``."""
+        labels = {
+            **{f"io.jobdock.label.{k}": v for k, v in spec.labels.items()},
+            **self._labels,
+            LABEL_JOB: info.job_id,
+            LABEL_ATTEMPT: str(info.attempt),
+            LABEL_OWNER: info.owner,
+        }
+        config: dict[str, Any] = {
+            "Image": spec.image,
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "Labels": labels,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "AttachStdin": stdin,
+            "OpenStdin": stdin,
+            "StdinOnce": stdin,
+            "Tty": False,
+            "HostConfig": self._host_config(spec, binds),
+        }
+        if spec.command:
+            config["Cmd"] = spec.command
+        if spec.entrypoint is not None:
+            config["Entrypoint"] = spec.entrypoint
+        if spec.cwd is not None:
+            config["WorkingDir"] = spec.cwd
+        if spec.user is not None:
+            config["User"] = spec.user
+        return config
+
+    def _host_config(self, spec: JobSpec, binds: list[str]) -> dict[str, Any]:
+        """The container's HostConfig: its binds, privileges and limits."""
         resources = spec.resources
         # Binds are the owner's cache volumes and the attempt's secrets
         # directory (read-only): no spec can name a host path, so never the
@@ -217,34 +249,7 @@ class ContainerRuntime:
             host["NetworkMode"] = spec.network
         if spec.container_runtime is not None:
             host["Runtime"] = spec.container_runtime
-        labels = {
-            **{f"io.jobdock.label.{k}": v for k, v in spec.labels.items()},
-            **self._labels,
-            LABEL_JOB: info.job_id,
-            LABEL_ATTEMPT: str(info.attempt),
-            LABEL_OWNER: info.owner,
-        }
-        config: dict[str, Any] = {
-            "Image": spec.image,
-            "Env": [f"{k}={v}" for k, v in env.items()],
-            "Labels": labels,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "AttachStdin": stdin,
-            "OpenStdin": stdin,
-            "StdinOnce": stdin,
-            "Tty": False,
-            "HostConfig": host,
-        }
-        if spec.command:
-            config["Cmd"] = spec.command
-        if spec.entrypoint is not None:
-            config["Entrypoint"] = spec.entrypoint
-        if spec.cwd is not None:
-            config["WorkingDir"] = spec.cwd
-        if spec.user is not None:
-            config["User"] = spec.user
-        return config
+        return host
 
     async def sweep(self, attempt_is_live: Callable[[str, int], Awaitable[bool]]) -> int:
         """Remove this namespace's containers whose attempt is over (their
