@@ -110,8 +110,8 @@ def plan_turn(schedule: Schedule, now: float, policy: Policy) -> FirePlan:
     """What to do for a schedule whose next fire time has come: the fire
     time to run (the latest one due; None if it was missed by more than the
     server's ``misfire_seconds`` and the schedule skips missed fires), the
-    next one, and the job to submit (made under ``policy``; raises
-    InvalidSpec where the policy refuses it now)."""
+    next one, and the job to submit (made under ``policy``: a job the policy
+    refuses now is not submitted, and that fire is skipped with a warning)."""
     assert schedule.next_fire_at is not None
     expected = schedule.next_fire_at.timestamp()
     latest = latest_fire_time(schedule.cron, schedule.tz, expected, now)
@@ -127,7 +127,12 @@ def plan_turn(schedule: Schedule, now: float, policy: Policy) -> FirePlan:
                 "labels": {**schedule.job.labels, SCHEDULE_LABEL: schedule.name},
             }
         )
-        job = new_job(spec, schedule.owner, policy, now)
+        try:
+            job = new_job(spec, schedule.owner, policy, now)
+        except InvalidSpec as exc:
+            # Skipped, not left due: it would be due again at once, forever.
+            _log.warning("schedule %s: this server refuses its job (%s)", schedule.name, exc)
+            fire_at = None
     return FirePlan(schedule.name, expected, following, fire_at, job, schedule.owner)
 
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from jobdock.documents import not_json
 from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
-from jobdock.models import ANONYMOUS, Job, JobSpec
+from jobdock.models import ANONYMOUS, Job, JobSpec, Resources
 from jobdock.settings import Settings
 from jobdock.store.protocol import NewJob, NewStep, NewWorkflow, Store
 from jobdock.store.workflow_moves import Planner
@@ -137,7 +137,7 @@ class Policy:
         return spec, stdin
 
 
-def _resources(spec: JobSpec, settings: Settings) -> Any:
+def _resources(spec: JobSpec, settings: Settings) -> Resources:
     """The spec's resources with the server's defaults, within its maxima."""
     given = spec.resources.model_dump(exclude_none=True)
     maxima = settings.max_resources.model_dump(exclude_none=True)

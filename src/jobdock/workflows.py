@@ -3,9 +3,11 @@
 
 This module holds the document a user submits (:class:`WorkflowSpec`, also
 built in Python with :class:`Flow`), its checks, how a step's job spec is
-made when the step starts, and the records the API answers with. The store
-moves workflows on (store/workflows.py); this module imports only the
-foundation (errors, models, templates).
+made when the step starts, and the records the API answers with.
+jobdock.workflow_plan decides a workflow's moves and the store applies them
+(store/workflows.py). This module imports the foundation (errors, models,
+documents, templates) and, inside two functions, jobdock.submit's one
+wording of a spec's error (invalid_spec, on its way to jobdock.models).
 """
 
 from __future__ import annotations
