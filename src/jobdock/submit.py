@@ -182,8 +182,8 @@ def new_job(spec: JobSpec, owner: str, policy: Policy, now: float) -> NewJob:
     """The one way a job is made, wherever it comes from (a submit, a
     dispatch template, a schedule's fire, a workflow's step or revert): the
     record the store inserts, with a new id and the server's policy applied
-    (see :meth:`Policy.check`; raises InvalidSpec). Pure, so that a store
-    transaction may call it (through a workflow's planner)."""
+    (see :meth:`Policy.check`; raises InvalidSpec). It does no I/O, so
+    that a store transaction may call it (through a workflow's planner)."""
     spec, stdin = policy.check(spec, owner)
     return NewJob(new_job_id(), spec, stdin, now, owner)
 
