@@ -62,9 +62,9 @@ SUBMIT_ERRORS = responses(*JSON_BODY, InvalidSpec)
 async def create_job(request: Request) -> Response:
     """Store a job and queue it for a worker. Answers 201 and the job, or 200
     and the existing job when its ``idempotency_key`` was submitted before."""
-    state = request.app.state
     spec = parse_spec(await request.body())
-    submitted = await submit_job(state.store, spec, policy_of(state), principal(request).name)
+    policy = policy_of(request.app.state)
+    submitted = await submit_job(store_of(request), spec, policy, principal(request).name)
     return _json(submitted.job, 201 if submitted.created else 200)
 
 
