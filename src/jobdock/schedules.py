@@ -26,9 +26,8 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from jobdock.errors import InvalidSpec, JobdockError
 from jobdock.models import Schedule, ScheduleSpec
-from jobdock.settings import Settings
-from jobdock.store.protocol import FirePlan, NewJob, Store
-from jobdock.submit import new_job_id
+from jobdock.store.protocol import FirePlan, Store
+from jobdock.submit import Policy, new_job
 
 _log = logging.getLogger(__name__)
 
@@ -107,16 +106,18 @@ def latest_fire_time(cron: str, tz: str, first: float, now: float) -> float:
     return latest
 
 
-def plan_turn(schedule: Schedule, now: float, misfire_seconds: float) -> FirePlan:
+def plan_turn(schedule: Schedule, now: float, policy: Policy) -> FirePlan:
     """What to do for a schedule whose next fire time has come: the fire
-    time to run (the latest one due; None if it was missed by more than
-    ``misfire_seconds`` and the schedule skips missed fires) and the next one."""
+    time to run (the latest one due; None if it was missed by more than the
+    server's ``misfire_seconds`` and the schedule skips missed fires), the
+    next one, and the job to submit (made under ``policy``: a job the policy
+    refuses now is not submitted, and that fire is skipped with a warning)."""
     assert schedule.next_fire_at is not None
     expected = schedule.next_fire_at.timestamp()
     latest = latest_fire_time(schedule.cron, schedule.tz, expected, now)
     following = next_fire_time(schedule.cron, schedule.tz, max(now, latest))
     fire_at: float | None = latest
-    if now - latest > misfire_seconds and schedule.catchup == "skip":
+    if now - latest > policy.settings.misfire_seconds and schedule.catchup == "skip":
         fire_at = None
     job = None
     if fire_at is not None:
@@ -126,7 +127,12 @@ def plan_turn(schedule: Schedule, now: float, misfire_seconds: float) -> FirePla
                 "labels": {**schedule.job.labels, SCHEDULE_LABEL: schedule.name},
             }
         )
-        job = NewJob(new_job_id(), spec, spec.stdin_bytes(), now, schedule.owner)
+        try:
+            job = new_job(spec, schedule.owner, policy, now)
+        except InvalidSpec as exc:
+            # Skipped, not left due: it would be due again at once, forever.
+            _log.warning("schedule %s: this server refuses its job (%s)", schedule.name, exc)
+            fire_at = None
     return FirePlan(schedule.name, expected, following, fire_at, job, schedule.owner)
 
 
@@ -135,10 +141,11 @@ class Scheduler:
     worker runs one; the store makes sure a fire time makes one job."""
 
     def __init__(
-        self, store: Store, settings: Settings, clock: Callable[[], float] = time.time
+        self, store: Store, policy: Policy, clock: Callable[[], float] = time.time
     ) -> None:
         self.store = store
-        self.settings = settings
+        self.policy = policy
+        self.settings = policy.settings
         self.clock = clock
 
     async def run_once(self) -> float | None:
@@ -146,7 +153,7 @@ class Scheduler:
         now = self.clock()
         for schedule in await self.store.due_schedules(now):
             try:
-                plan = plan_turn(schedule, now, self.settings.misfire_seconds)
+                plan = plan_turn(schedule, now, self.policy)
             except (JobdockError, ValueError, OverflowError) as exc:
                 # One schedule that cannot fire must not stop the others.
                 _log.warning("schedule %s cannot fire: %s", schedule.name, exc)

@@ -1,4 +1,9 @@
-"""Submitting a job: validate the spec, apply the server's policy, store it."""
+"""Creating a job: the server's policy (:class:`Policy`), the one id source
+and the one function that makes a job (:func:`new_job`), which every
+creator uses: a submit, a dispatch template, a schedule's fire, a
+workflow's step or revert; and submitting jobs and workflows through it.
+Imports the foundation, identities (who a job may run as), workflows (the
+document's checks) and the store's protocol and records."""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from typing import Any
 
 from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
-from jobdock.models import ANONYMOUS, Job, JobSpec
+from jobdock.models import ANONYMOUS, Job, JobSpec, Resources
 from jobdock.settings import Settings
 from jobdock.store.protocol import NewJob, NewStep, NewWorkflow, Store
+from jobdock.store.workflow_moves import Planner
 from jobdock.workflows import (
     Workflow,
     WorkflowSpec,
@@ -35,17 +41,67 @@ def new_job_id() -> str:
     return secrets.token_hex(8)
 
 
-#: Says what of a process job's spec the server's worker cannot enforce
-#: (None: nothing); see Worker.missing.
+#: Says what of a process job's spec this server cannot enforce (None:
+#: nothing); the server's engine health tells (today Worker.missing).
 Missing = Callable[[JobSpec], str | None]
 
 
-def apply_policy(spec: JobSpec, settings: Settings, missing: Missing | None = None) -> JobSpec:
-    """The spec with the server's default limits filled in; raises
-    InvalidSpec for a limit above the server's maximum, for the host's
-    network where it is not allowed, and (``unisolated: refuse``) for limits
-    or isolation this server cannot enforce (``missing`` says what of a spec
-    it cannot)."""
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The server's policy for the jobs it creates, built once per server:
+    its settings, and what of a spec it cannot enforce."""
+
+    settings: Settings
+    missing: Missing | None = None
+
+    def limits(self, spec: JobSpec) -> JobSpec:
+        """The spec with the server's default limits filled in; raises
+        InvalidSpec for a limit above the server's maximum, for the host's
+        network where it is not allowed, and (``unisolated: refuse``) for
+        limits or isolation this server cannot enforce."""
+        settings = self.settings
+        resources = _resources(spec, settings)
+        maximum = settings.max_output_limit
+        output_limit = spec.output_limit or settings.default_output_limit or maximum
+        if maximum is not None and output_limit is not None and output_limit > maximum:
+            raise InvalidSpec(
+                f"output_limit: {output_limit} is more than this server allows ({maximum})",
+                field="output_limit",
+            )
+        _check_grace_and_network(spec, settings)
+        if resources != spec.resources or output_limit != spec.output_limit:
+            spec = spec.model_copy(update={"resources": resources, "output_limit": output_limit})
+        problem = None
+        if self.missing is not None and settings.unisolated == "refuse":
+            problem = self.missing(spec)
+        if problem is not None:
+            field = "resources" if problem.startswith("resource") else "isolation"
+            raise InvalidSpec(f"{field}: this server cannot enforce it: {problem}", field=field)
+        return spec
+
+    def check(self, spec: JobSpec, owner: str) -> tuple[JobSpec, bytes]:
+        """The spec as the policy leaves it for a job of ``owner`` (see
+        :meth:`limits`), and its stdin; raises InvalidSpec also for stdin
+        past the server's limit, an OCI runtime or network it does not
+        allow, and an identity the owner's jobs may not run as."""
+        settings = self.settings
+        spec = self.limits(spec)
+        stdin = spec.stdin_bytes()
+        if len(stdin) > settings.max_stdin_bytes:
+            raise InvalidSpec(
+                f"stdin: {len(stdin)} bytes is more than this server accepts "
+                f"({settings.max_stdin_bytes} bytes)",
+                field="stdin",
+            )
+        _check_container_policy(spec, settings)
+        refused = run_as_refusal(spec, settings, owner)
+        if refused is not None:
+            raise InvalidSpec(refused[1], field=refused[0])
+        return spec, stdin
+
+
+def _resources(spec: JobSpec, settings: Settings) -> Resources:
+    """The spec's resources with the server's defaults, within its maxima."""
     given = spec.resources.model_dump(exclude_none=True)
     maxima = settings.max_resources.model_dump(exclude_none=True)
     # A limit the job does not set is the server's default, else its maximum.
@@ -62,13 +118,10 @@ def apply_policy(spec: JobSpec, settings: Settings, missing: Missing | None = No
                 f"({_number(maximum)})",
                 field=f"resources.{name}",
             )
-    maximum = settings.max_output_limit
-    output_limit = spec.output_limit or settings.default_output_limit or maximum
-    if maximum is not None and output_limit is not None and output_limit > maximum:
-        raise InvalidSpec(
-            f"output_limit: {output_limit} is more than this server allows ({maximum})",
-            field="output_limit",
-        )
+    return resources
+
+
+def _check_grace_and_network(spec: JobSpec, settings: Settings) -> None:
     if spec.kill_grace > settings.max_kill_grace:
         raise InvalidSpec(
             f"kill_grace: {_number(spec.kill_grace)} seconds is more than this server allows "
@@ -82,17 +135,20 @@ def apply_policy(spec: JobSpec, settings: Settings, missing: Missing | None = No
             "isolation.network: this server does not allow the host's network",
             field="isolation.network",
         )
-    if resources != spec.resources or output_limit != spec.output_limit:
-        spec = spec.model_copy(update={"resources": resources, "output_limit": output_limit})
-    problem = missing(spec) if missing is not None and settings.unisolated == "refuse" else None
-    if problem is not None:
-        field = "resources" if problem.startswith("resource") else "isolation"
-        raise InvalidSpec(f"{field}: this server cannot enforce it: {problem}", field=field)
-    return spec
 
 
 def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def new_job(spec: JobSpec, owner: str, policy: Policy, now: float) -> NewJob:
+    """The one way a job is made, wherever it comes from (a submit, a
+    dispatch template, a schedule's fire, a workflow's step or revert): the
+    record the store inserts, with a new id and the server's policy applied
+    (see :meth:`Policy.check`; raises InvalidSpec). It does no I/O, so
+    that a store transaction may call it (through a workflow's planner)."""
+    spec, stdin = policy.check(spec, owner)
+    return NewJob(new_job_id(), spec, stdin, now, owner)
 
 
 #: A run_at this far in the past is still taken as "now" (clocks differ a little).
@@ -110,63 +166,44 @@ class Submitted:
 
 
 async def submit_job(
-    store: Store,
-    spec: JobSpec,
-    settings: Settings,
-    owner: str = ANONYMOUS,
-    *,
-    missing: Missing | None = None,
+    store: Store, spec: JobSpec, policy: Policy, owner: str = ANONYMOUS
 ) -> Submitted:
     """Store a new job of ``owner`` for ``spec`` (or find the owner's job
     with its idempotency key). A secret it references must be one of the
-    owner's; the server's policy applies first (see :func:`apply_policy`)."""
-    spec, stdin = await check_spec(store, spec, settings, owner, missing=missing)
+    owner's; the server's policy applies first (see :class:`Policy`)."""
     now = time.time()
-    run_at = spec.run_at
-    if run_at is not None and not spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
+    new = await _checked_job(store, spec, policy, owner, now)
+    run_at = new.spec.run_at
+    if run_at is not None and not new.spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
         raise InvalidSpec(
             f"run_at: {run_at.isoformat()} is in the past "
             "(set allow_past to run such a job at once)",
             field="run_at",
         )
-    new = NewJob(new_job_id(), spec, stdin, now, owner)
     job = await store.create_job(new)
     return Submitted(job, job.id == new.id)
 
 
-async def submit(
-    store: Store,
-    spec: JobSpec,
-    settings: Settings,
-    owner: str = ANONYMOUS,
-    *,
-    missing: Missing | None = None,
-) -> Job:
+async def submit(store: Store, spec: JobSpec, policy: Policy, owner: str = ANONYMOUS) -> Job:
     """Store a new job of ``owner`` for ``spec`` and return its record (state
     ``queued``, or ``scheduled`` until its run_at)."""
-    return (await submit_job(store, spec, settings, owner, missing=missing)).job
+    return (await submit_job(store, spec, policy, owner)).job
 
 
-async def check_spec(
-    store: Store, spec: JobSpec, settings: Settings, owner: str, *, missing: Missing | None = None
-) -> tuple[JobSpec, bytes]:
-    """Apply the server's policy to a spec ``owner`` submits (now or from a
-    schedule); returns the spec as the policy leaves it, and its stdin."""
-    spec = apply_policy(spec, settings, missing)
-    stdin = spec.stdin_bytes()
-    if len(stdin) > settings.max_stdin_bytes:
-        raise InvalidSpec(
-            f"stdin: {len(stdin)} bytes is more than this server accepts "
-            f"({settings.max_stdin_bytes} bytes)",
-            field="stdin",
-        )
-    _check_container_policy(spec, settings)
-    refused = run_as_refusal(spec, settings, owner)
-    if refused is not None:
-        raise InvalidSpec(refused[1], field=refused[0])
-    if spec.secrets:
-        await _check_secrets(store, spec, owner)
-    return spec, stdin
+async def _checked_job(
+    store: Store, spec: JobSpec, policy: Policy, owner: str, now: float
+) -> NewJob:
+    new = new_job(spec, owner, policy, now)
+    if new.spec.secrets:
+        await _check_secrets(store, new.spec, owner)
+    return new
+
+
+async def check_spec(store: Store, spec: JobSpec, policy: Policy, owner: str) -> JobSpec:
+    """The spec as the server's policy leaves it for a job ``owner`` submits
+    (now, from a schedule or a template), its secrets checked to be theirs;
+    nothing is stored."""
+    return (await _checked_job(store, spec, policy, owner, time.time())).spec
 
 
 def _check_container_policy(spec: JobSpec, settings: Settings) -> None:
@@ -209,12 +246,7 @@ def _within(exc: InvalidSpec, prefix: str) -> InvalidSpec:
 
 
 async def check_workflow(
-    store: Store,
-    spec: WorkflowSpec,
-    settings: Settings,
-    owner: str,
-    *,
-    missing: Missing | None = None,
+    store: Store, spec: WorkflowSpec, policy: Policy, owner: str
 ) -> list[NewStep]:
     """Check a workflow document as ``owner`` submits it: its graph, its
     references, and every step's job and revert as a job of theirs would be
@@ -227,40 +259,55 @@ async def check_workflow(
     for i, step in enumerate(spec.steps):
         actions: dict[str, dict[str, Any] | None] = {"job": step.job, "revert": step.revert}
         for part, given in actions.items():
-            if given is None:
-                continue
-            action = with_params(given, spec.params)
-            where = f"steps.{i}.{part}"
-            if "idempotency_key" in action:
-                raise InvalidSpec(
-                    f"{where}.idempotency_key: a step's job cannot have one",
-                    field=f"{where}.idempotency_key",
+            if given is not None:
+                actions[part] = await _checked_action(
+                    store,
+                    with_params(given, spec.params),
+                    outputs,
+                    policy,
+                    owner,
+                    f"steps.{i}.{part}",
                 )
-            try:
-                job, _ = await check_spec(
-                    store, job_spec(action, outputs), settings, owner, missing=missing
-                )
-            except InvalidSpec as exc:
-                raise _within(exc, where) from None
-            # What the policy filled in; outputs never go in these fields.
-            action["resources"] = job.resources.model_dump(mode="json", exclude_none=True)
-            if job.output_limit is not None:
-                action["output_limit"] = job.output_limit
-            actions[part] = action
         steps.append(NewStep(step.name, list(step.needs), actions["job"] or {}, actions["revert"]))
     return steps
+
+
+async def _checked_action(
+    store: Store,
+    action: dict[str, Any],
+    outputs: dict[str, Any],
+    policy: Policy,
+    owner: str,
+    where: str,
+) -> dict[str, Any]:
+    """A step's job or revert (at ``where``) with what the policy fills in."""
+    if "idempotency_key" in action:
+        raise InvalidSpec(
+            f"{where}.idempotency_key: a step's job cannot have one",
+            field=f"{where}.idempotency_key",
+        )
+    try:
+        job = await check_spec(store, job_spec(action, outputs), policy, owner)
+    except InvalidSpec as exc:
+        raise _within(exc, where) from None
+    # What the policy filled in; outputs never go in these fields.
+    action["resources"] = job.resources.model_dump(mode="json", exclude_none=True)
+    if job.output_limit is not None:
+        action["output_limit"] = job.output_limit
+    return action
 
 
 async def submit_workflow(
     store: Store,
     spec: WorkflowSpec,
-    settings: Settings,
+    policy: Policy,
     owner: str = ANONYMOUS,
     *,
-    missing: Missing | None = None,
+    plan: Planner,
 ) -> Workflow:
-    """Check and store a workflow of ``owner``; its first steps' jobs start at once."""
-    steps = await check_workflow(store, spec, settings, owner, missing=missing)
+    """Check and store a workflow of ``owner``; its first steps' jobs start
+    at once, as ``plan`` (see jobdock.workflow_plan) makes them."""
+    steps = await check_workflow(store, spec, policy, owner)
     new = NewWorkflow(
         id=new_job_id(),
         name=spec.name,
@@ -270,4 +317,4 @@ async def submit_workflow(
         created_at=time.time(),
         owner=owner,
     )
-    return await store.create_workflow(new)
+    return await store.create_workflow(new, plan)

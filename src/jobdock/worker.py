@@ -38,7 +38,9 @@ from jobdock.runtimes.process import ProcessRuntime, kill_process_group
 from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
+from jobdock.submit import Policy
 from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
+from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import CALL_PROGRAM, WORKFLOW_LABEL
 
 # isort: split
@@ -161,6 +163,9 @@ class Worker:
             frozenset(settings.shared_concurrency_keys),
         )
         self._pruned_at = 0.0
+        # The jobs of schedules and workflow steps are made under the policy
+        # of a submit to this server.
+        self._planner = WorkflowPlanner(Policy(settings, self.missing))
 
     @property
     def running(self) -> Mapping[str, int]:
@@ -208,7 +213,9 @@ class Worker:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
-            asyncio.create_task(Scheduler(self.store, self.settings).run(), name="jobdock-cron"),
+            asyncio.create_task(
+                Scheduler(self.store, self._planner.policy).run(), name="jobdock-cron"
+            ),
         ]
         _log.info(
             "worker %s started (concurrency %d, labels %s)",
@@ -478,7 +485,7 @@ class Worker:
             return
         for delay in ADVANCE_RETRIES:
             try:
-                if await self.store.advance_workflow(workflow_id, time.time()):
+                if await self.store.advance_workflow(workflow_id, time.time(), self._planner):
                     return
             except JobdockError as exc:
                 _log.warning("cannot move workflow %s on: %s", workflow_id, exc)
@@ -711,7 +718,7 @@ class Worker:
         try:
             now = time.time()
             await self.store.expire_deadlines(now)
-            await self.store.advance_workflows(now)
+            await self.store.advance_workflows(now, self._planner)
             if now - self._pruned_at >= settings.prune_seconds:
                 self._pruned_at = now
                 deleted = await self.store.prune(now, settings.keep_finished)

@@ -4,9 +4,9 @@
 This module holds the checks of the document a user submits (the document
 itself, :class:`~jobdock.models.WorkflowSpec`, and the records the API
 answers with live in jobdock.models), and how a step's job spec is made
-when the step starts. The store moves workflows on (store/workflows.py);
-this module imports only the foundation (errors, models) and the support
-leaves documents and templates.
+when the step starts. jobdock.workflow_plan decides a workflow's moves and
+the store applies them (store/workflows.py). This module imports only the
+foundation (errors, models) and the support leaves documents and templates.
 """
 
 from __future__ import annotations

@@ -14,10 +14,15 @@ from store_actions import LEASE, T0, exited
 from conftest import StoreOpener
 from jobdock.errors import IllegalTransition, WorkflowNotFound
 from jobdock.models import JobState, StepState, Stream, WorkflowState
+from jobdock.settings import Settings
 from jobdock.store import LogChunk, Store
 from jobdock.store.protocol import NewStep, NewWorkflow
-from jobdock.submit import new_job_id
+from jobdock.submit import Policy, new_job_id
+from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL, Workflow
+
+#: The planner a server moves its workflows on with (default settings).
+PLAN = WorkflowPlanner(Policy(Settings()))
 
 
 def step(name: str, *needs: str, revert: bool = True, command: list[str] | None = None) -> NewStep:
@@ -31,7 +36,7 @@ def step(name: str, *needs: str, revert: bool = True, command: list[str] | None 
 
 async def create(store: Store, *steps: NewStep, concurrency: int = 4) -> Workflow:
     new = NewWorkflow(new_job_id(), "test", {}, concurrency, list(steps), T0)
-    return await store.create_workflow(new)
+    return await store.create_workflow(new, PLAN)
 
 
 async def run_next(store: Store, code: int = 0, stdout: bytes = b"") -> dict[str, str]:
@@ -44,7 +49,7 @@ async def run_next(store: Store, code: int = 0, stdout: bytes = b"") -> dict[str
             chunk = LogChunk(0, Stream.STDOUT, 0, 0, stdout)
             await store.append_logs(claim.job_id, claim.attempt, [chunk])
         await store.finish_attempt(claim.job_id, claim.attempt, exited(code))
-        await store.advance_workflow(claim.spec.labels[WORKFLOW_LABEL], T0 + 1)
+        await store.advance_workflow(claim.spec.labels[WORKFLOW_LABEL], T0 + 1, PLAN)
     return {c.spec.labels[STEP_LABEL]: c.spec.labels["jobdock.io/phase"] for c in claims}
 
 
@@ -150,13 +155,13 @@ async def test_cancel_stops_running_steps_skips_pending_ones_and_reverts(store: 
     await run_next(store)
     [running] = await store.claim_jobs("w1", 10, T0, LEASE)
 
-    after = await store.cancel_workflow(flow.id, T0 + 2, actor="alice")
+    after = await store.cancel_workflow(flow.id, T0 + 2, actor="alice", plan=PLAN)
 
     assert after.state is WorkflowState.CANCELLING
     assert (await store.get_job(running.job_id)).cancel_requested
     assert states(after)["c"] == "skipped"
     await store.finish_attempt(running.job_id, running.attempt, exited(143))
-    await store.advance_workflow(flow.id, T0 + 3)
+    await store.advance_workflow(flow.id, T0 + 3, PLAN)
     assert await run_next(store) == {"a": "revert"}
     done = await store.get_workflow(flow.id)
     assert done.state is WorkflowState.CANCELLED
@@ -168,7 +173,7 @@ async def test_cancelling_a_finished_workflow_is_refused(store: Store) -> None:
     await run_next(store)
 
     with pytest.raises(IllegalTransition):
-        await store.cancel_workflow(flow.id, T0 + 2)
+        await store.cancel_workflow(flow.id, T0 + 2, plan=PLAN)
     with pytest.raises(WorkflowNotFound):
         await store.get_workflow("nope")
 
@@ -176,7 +181,7 @@ async def test_cancelling_a_finished_workflow_is_refused(store: Store) -> None:
 async def test_a_queued_step_is_cancelled_at_once(store: Store) -> None:
     flow = await create(store, step("a", revert=False))
 
-    after = await store.cancel_workflow(flow.id, T0 + 2)
+    after = await store.cancel_workflow(flow.id, T0 + 2, plan=PLAN)
 
     assert after.state is WorkflowState.CANCELLED
     assert (await store.get_job(after.steps[0].job_id or "")).state is JobState.CANCELLED
@@ -187,7 +192,7 @@ async def test_the_sweep_moves_on_a_workflow_nobody_advanced(store: Store) -> No
     [claim] = await store.claim_jobs("w1", 10, T0, LEASE)
     await store.finish_attempt(claim.job_id, claim.attempt, exited(0))  # and the worker dies
 
-    assert await store.advance_workflows(T0 + 5) == 1
+    assert await store.advance_workflows(T0 + 5, PLAN) == 1
 
     assert states(await store.get_workflow(flow.id)) == {"a": "succeeded", "b": "running"}
 
@@ -201,10 +206,14 @@ async def test_concurrent_advances_start_each_step_once(
     await store.finish_attempt(claim.job_id, claim.attempt, exited(0))
 
     await asyncio.gather(
-        *(one.advance_workflow(flow.id, T0 + 1) for one in [store, *others] for _ in range(3)),
-        *(one.advance_workflows(T0 + 1) for one in others),
+        *(
+            one.advance_workflow(flow.id, T0 + 1, PLAN)
+            for one in [store, *others]
+            for _ in range(3)
+        ),
+        *(one.advance_workflows(T0 + 1, PLAN) for one in others),
     )
-    await store.advance_workflow(flow.id, T0 + 2)  # in case every one found it held
+    await store.advance_workflow(flow.id, T0 + 2, PLAN)  # in case every one found it held
 
     after = await store.get_workflow(flow.id)
     assert sorted(s.state for s in after.steps).count(StepState.RUNNING) == 2
@@ -215,7 +224,7 @@ async def test_concurrent_advances_start_each_step_once(
 async def test_workflows_are_listed_newest_first_by_owner(store: Store) -> None:
     async def of(owner: str) -> str:
         new = NewWorkflow(new_job_id(), "w", {"x": 1}, 1, [step("a")], T0, owner)
-        return (await store.create_workflow(new)).id
+        return (await store.create_workflow(new, PLAN)).id
 
     first, other, last = await of("alice"), await of("bob"), await of("alice")
 

@@ -11,6 +11,8 @@ import pytest
 from jobdock.errors import InvalidSpec
 from jobdock.models import Schedule, ScheduleSpec, timestamp
 from jobdock.schedules import SCHEDULE_LABEL, next_fire_time, plan_turn, validate
+from jobdock.settings import Settings
+from jobdock.submit import Policy
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -94,10 +96,11 @@ def schedule(next_fire: float, catchup: str = "skip") -> Schedule:
 
 
 HOUR = at(2026, 5, 1, 10, 0, tz=ZoneInfo("UTC"))
+POLICY = Policy(Settings(misfire_seconds=60))
 
 
 def test_a_fire_on_time_submits_its_job_keyed_by_the_fire_time() -> None:
-    plan = plan_turn(schedule(HOUR), now=HOUR + 0.2, misfire_seconds=60)
+    plan = plan_turn(schedule(HOUR), now=HOUR + 0.2, policy=POLICY)
 
     assert (plan.expected, plan.fire_at, plan.next_fire_at) == (HOUR, HOUR, HOUR + 3600)
     assert plan.job is not None
@@ -107,14 +110,14 @@ def test_a_fire_on_time_submits_its_job_keyed_by_the_fire_time() -> None:
 
 
 def test_after_downtime_skip_runs_nothing_for_missed_fires() -> None:
-    plan = plan_turn(schedule(HOUR), now=HOUR + 5 * 3600 + 600, misfire_seconds=60)
+    plan = plan_turn(schedule(HOUR), now=HOUR + 5 * 3600 + 600, policy=POLICY)
 
     assert plan.fire_at is None and plan.job is None
     assert plan.next_fire_at == HOUR + 6 * 3600
 
 
 def test_after_downtime_once_runs_one_job_for_the_latest_missed_fire() -> None:
-    plan = plan_turn(schedule(HOUR, "once"), now=HOUR + 5 * 3600 + 600, misfire_seconds=60)
+    plan = plan_turn(schedule(HOUR, "once"), now=HOUR + 5 * 3600 + 600, policy=POLICY)
 
     assert plan.fire_at == HOUR + 5 * 3600
     assert plan.job is not None

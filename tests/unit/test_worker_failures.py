@@ -18,7 +18,7 @@ from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import ProcessExecution, ProcessRuntime
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
-from jobdock.submit import submit
+from jobdock.submit import Policy, submit
 from jobdock.worker import Worker
 
 
@@ -46,8 +46,8 @@ async def test_an_unexpected_error_at_start_ends_the_attempt_as_spawn_error(
         worker = Worker(store, settings, runtime=BuggyRuntime())
         await worker.start()
         try:
-            broken = await submit(store, JobSpec(command=["buggy"]), settings)
-            fine = await submit(store, JobSpec(command=["true"]), settings)
+            broken = await submit(store, JobSpec(command=["buggy"]), Policy(settings))
+            fine = await submit(store, JobSpec(command=["true"]), Policy(settings))
 
             async def ended(job_id: str) -> JobState:
                 while not (job := await store.get_job(job_id)).terminal:  # noqa: ASYNC110

@@ -24,7 +24,6 @@ from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
 from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
-from jobdock.api.submit_path import SubmitPath
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, load_templates
@@ -94,9 +93,6 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     ):
         app.include_router(router, responses=guarded)
     app.include_router(dashboard_router)
-    app.add_middleware(SubmitPath)
-    # Added after SubmitPath, so outside it: the submit fast path, too,
-    # runs after them.
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)

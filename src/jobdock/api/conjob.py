@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from jobdock.api.auth import principal
+from jobdock.api.context import policy_of
 from jobdock.api.errors import responses
 from jobdock.errors import InvalidRequest, InvalidSpec, RequestTooLarge
 from jobdock.logs import read_log
@@ -129,7 +130,7 @@ async def run_image(
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     spec = _spec(image, pull, await request.body(), input == "stdin", settings.conjob_timeout)
-    job = await submit(store, spec, settings, principal(request).name)
+    job = await submit(store, spec, policy_of(request.app.state), principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     output = bytearray()
     async for chunk in read_log(store, job.id):

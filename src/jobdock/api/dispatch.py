@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobdock.api.auth import principal
-from jobdock.api.context import missing_of, store_of
+from jobdock.api.context import policy_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.dispatch import Dispatcher, DispatchRequest
 from jobdock.documents import not_json
@@ -129,7 +129,7 @@ async def _dispatch(request: Request, template: str) -> Response:
             headers=dict(request.headers),
         ),
         principal(request).name,
-        missing=missing_of(request.app.state),
+        policy_of(request.app.state),
     )
     status = 201 if submitted.created else 200
     return Response(submitted.job.model_dump_json(), status, media_type="application/json")
@@ -203,6 +203,6 @@ async def test_template(name: str, request: Request) -> TemplateResult:
             headers=given.headers,
         ),
         principal(request).name,
-        missing=missing_of(request.app.state),
+        policy_of(request.app.state),
     )
     return TemplateResult(template=name, spec=spec.model_dump(mode="json", exclude_defaults=True))

@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from jobdock.api.auth import check_visible, principal
-from jobdock.api.context import missing_of, settings_of, store_of
+from jobdock.api.context import policy_of, settings_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
+from jobdock.api.submit_path import DirectRoute
 from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
@@ -53,14 +54,25 @@ _SPEC_BODY = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}},
     }
 }
-#: What a submit answers besides the job: api/submit_path.py serves it, and
-#: answers exactly these (a spec the policy refuses, or naming a secret its
-#: owner lacks, is an ``invalid_spec`` 422 too).
+#: What a submit answers besides the job (a spec the policy refuses, or
+#: naming a secret its owner lacks, is an ``invalid_spec`` 422 too).
 SUBMIT_ERRORS = responses(*JSON_BODY, InvalidSpec)
 
 
-@router.post(
+async def create_job(request: Request) -> Response:
+    """Store a job and queue it for a worker. Answers 201 and the job, or 200
+    and the existing job when its ``idempotency_key`` was submitted before."""
+    spec = parse_spec(await request.body())
+    policy = policy_of(request.app.state)
+    submitted = await submit_job(store_of(request), spec, policy, principal(request).name)
+    return _json(submitted.job, 201 if submitted.created else 200)
+
+
+# The one door of every submit, called directly (api/submit_path.py says why).
+router.add_api_route(
     "/jobs",
+    create_job,
+    methods=["POST"],
     status_code=201,
     response_model=Job,
     summary="Submit a job",
@@ -69,19 +81,8 @@ SUBMIT_ERRORS = responses(*JSON_BODY, InvalidSpec)
         200: {"model": Job, "description": "The job its idempotency_key made before."},
         **SUBMIT_ERRORS,
     },
+    route_class_override=DirectRoute,
 )
-async def create_job(request: Request) -> Response:
-    """Store a job and queue it for a worker. Answers 201 and the job, or 200
-    and the existing job when its ``idempotency_key`` was submitted before."""
-    spec = parse_spec(await request.body())
-    submitted = await submit_job(
-        store_of(request),
-        spec,
-        settings_of(request),
-        principal(request).name,
-        missing=missing_of(request.app.state),
-    )
-    return _json(submitted.job, 201 if submitted.created else 200)
 
 
 @router.get(
@@ -233,9 +234,7 @@ async def run_job(request: Request) -> RunResult:
     stdout and stderr (each cut at the server's ``run_output_limit``)."""
     spec = parse_spec(await request.body())
     store, settings = store_of(request), settings_of(request)
-    job = await submit(
-        store, spec, settings, principal(request).name, missing=missing_of(request.app.state)
-    )
+    job = await submit(store, spec, policy_of(request.app.state), principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit
     out = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}

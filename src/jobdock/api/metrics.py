@@ -29,7 +29,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobdock.api.auth import PRINCIPAL
 from jobdock.api.context import settings_of, store_of
 from jobdock.api.errors import responses
-from jobdock.api.submit_path import PATH as SUBMIT_PATH
 from jobdock.api.workers import LISTED_SECONDS
 from jobdock.auth import Principal
 from jobdock.errors import Forbidden, Unauthenticated
@@ -69,9 +68,6 @@ def _route(scope: Scope) -> str:
     route = scope.get("route")
     if isinstance(route, Route):
         return route.path
-    if scope["path"] == SUBMIT_PATH:
-        # Answered by the submit fast path, before routing.
-        return SUBMIT_PATH
     return "other"
 
 

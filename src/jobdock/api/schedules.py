@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from jobdock.api.auth import principal, require_admin
-from jobdock.api.context import missing_of, settings_of, store_of
+from jobdock.api.context import policy_of, settings_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.auth import Principal
 from jobdock.errors import (
@@ -71,9 +71,7 @@ async def create_schedule(spec: ScheduleSpec, request: Request) -> Schedule:
     validate(spec)
     store, owner = store_of(request), principal(request).name
     # The schedule keeps its job as the policy leaves it (default limits filled in).
-    job, _ = await check_spec(
-        store, spec.job, settings_of(request), owner, missing=missing_of(request.app.state)
-    )
+    job = await check_spec(store, spec.job, policy_of(request.app.state), owner)
     spec = spec.model_copy(update={"job": job})
     now = time.time()
     upcoming = next_fire_time(spec.cron, spec.tz, now)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from jobdock.api.auth import principal
-from jobdock.api.context import missing_of, settings_of, store_of
+from jobdock.api.context import planner_of, policy_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, WorkflowNotFound
 from jobdock.models import WorkflowState
@@ -70,12 +70,9 @@ async def create_workflow(request: Request) -> Response:
     steps' jobs queued. A bad document answers 422 naming the field."""
     kind = request.headers.get("content-type", "")
     spec = load_document(await request.body(), yaml="yaml" in kind)
+    state = request.app.state
     workflow = await submit_workflow(
-        store_of(request),
-        spec,
-        settings_of(request),
-        principal(request).name,
-        missing=missing_of(request.app.state),
+        store_of(request), spec, policy_of(state), principal(request).name, plan=planner_of(state)
     )
     return _json(workflow, 201)
 
@@ -122,5 +119,5 @@ async def cancel_workflow(workflow_id: str, request: Request) -> Workflow:
     as it is; a finished one with 409."""
     await _visible(request, workflow_id)
     return await store_of(request).cancel_workflow(
-        workflow_id, time.time(), actor=principal(request).name
+        workflow_id, time.time(), actor=principal(request).name, plan=planner_of(request.app.state)
     )

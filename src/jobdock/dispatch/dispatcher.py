@@ -25,7 +25,7 @@ from jobdock.errors import (
 from jobdock.models import JobSpec
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.submit import Missing, Submitted, check_spec, describe_error, submit_job
+from jobdock.submit import Policy, Submitted, check_spec, describe_error, submit_job
 
 #: Headers a template never sees, even when the operator lists them.
 HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -94,38 +94,25 @@ class Dispatcher:
         }
 
     async def submit(
-        self,
-        store: Store,
-        name: str,
-        request: DispatchRequest,
-        owner: str,
-        *,
-        missing: Missing | None = None,
+        self, store: Store, name: str, request: DispatchRequest, owner: str, policy: Policy
     ) -> Submitted:
-        """Render the template and submit its spec as ``owner``."""
+        """Render the template and submit its spec as ``owner`` under ``policy``."""
         spec = await self.render(name, request)
         try:
-            return await submit_job(store, spec, self._settings, owner, missing=missing)
+            return await submit_job(store, spec, policy, owner)
         except InvalidSpec as exc:
             raise _refused(name, exc) from None
 
     async def test(
-        self,
-        store: Store,
-        name: str,
-        request: DispatchRequest,
-        owner: str,
-        *,
-        missing: Missing | None = None,
+        self, store: Store, name: str, request: DispatchRequest, owner: str, policy: Policy
     ) -> JobSpec:
         """The spec a request would submit, with the server's policy applied
         and checked as for ``owner``; nothing is stored."""
         spec = await self.render(name, request)
         try:
-            checked, _stdin = await check_spec(store, spec, self._settings, owner, missing=missing)
+            return await check_spec(store, spec, policy, owner)
         except InvalidSpec as exc:
             raise _refused(name, exc) from None
-        return checked
 
 
 def subpath_of(path: str, name: str) -> str:

@@ -11,7 +11,7 @@ a newer attempt owns the job. Each role's contract suite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jobdock.events import Events
 from jobdock.models import (
@@ -51,6 +51,9 @@ from jobdock.models.records import NewWorkflow as NewWorkflow
 from jobdock.models.records import Started as Started
 from jobdock.models.records import StoreMetrics as StoreMetrics
 from jobdock.models.records import WorkerInfo as WorkerInfo
+
+if TYPE_CHECKING:
+    from jobdock.store.workflow_moves import Planner
 
 
 class Notifying(Protocol):
@@ -285,8 +288,9 @@ class ScheduleStore(Protocol):
 class WorkflowStore(Protocol):
     """Workflows and their steps (docs/workflows.md, store/workflows.py)."""
 
-    async def create_workflow(self, workflow: NewWorkflow) -> Workflow:
-        """Store a new workflow (``running``) and start its first steps' jobs."""
+    async def create_workflow(self, workflow: NewWorkflow, plan: Planner) -> Workflow:
+        """Store a new workflow (``running``) and start its first steps' jobs
+        (the moves ``plan`` makes; see store.workflow_moves)."""
 
     async def get_workflow(self, workflow_id: str) -> Workflow:
         """The workflow with its steps; raises WorkflowNotFound."""
@@ -302,19 +306,20 @@ class WorkflowStore(Protocol):
         """Workflows (``owner``: only that user's), newest first, one page at a time."""
 
     async def cancel_workflow(
-        self, workflow_id: str, now: float, actor: str | None = None
+        self, workflow_id: str, now: float, actor: str | None = None, *, plan: Planner
     ) -> Workflow:
         """Stop a running workflow: no new steps, running ones stopped, the
         completed ones reverted; it ends ``cancelled``. A workflow already
         stopping is left as it is; a finished one raises IllegalTransition."""
 
-    async def advance_workflow(self, workflow_id: str, now: float) -> bool:
-        """Move a workflow on from what its steps' jobs have done (safe to
+    async def advance_workflow(self, workflow_id: str, now: float, plan: Planner) -> bool:
+        """Move a workflow on from what its steps' jobs have done, making the
+        moves ``plan`` makes of its state, in one transaction (safe to
         run at any time, from any number of processes at once). False if
         another process was moving it on at the time (which may not have
         seen the latest job's end: try again)."""
 
-    async def advance_workflows(self, now: float) -> int:
+    async def advance_workflows(self, now: float, plan: Planner) -> int:
         """Move on the workflows whose steps' jobs ended without it (their
         worker died first); returns how many."""
 

@@ -78,6 +78,7 @@ from jobdock.store import workflows as workflow_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.shared_reads import SharedReads
+from jobdock.store.workflow_moves import Planner
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -450,8 +451,8 @@ class SqlStore:
         if advanced.started:
             self.events.work_available()
 
-    async def create_workflow(self, workflow: NewWorkflow) -> Workflow:
-        self._advanced(await self._write(workflow_ops.insert_workflow, workflow))
+    async def create_workflow(self, workflow: NewWorkflow, plan: Planner) -> Workflow:
+        self._advanced(await self._write(workflow_ops.insert_workflow, workflow, plan))
         return await self.get_workflow(workflow.id)
 
     async def get_workflow(self, workflow_id: str) -> Workflow:
@@ -468,18 +469,19 @@ class SqlStore:
         return await self._read(workflow_ops.list_workflows, tuple(states), owner, limit, cursor)
 
     async def cancel_workflow(
-        self, workflow_id: str, now: float, actor: str | None = None
+        self, workflow_id: str, now: float, actor: str | None = None, *, plan: Planner
     ) -> Workflow:
-        self._advanced(await self._write(workflow_ops.cancel_workflow, workflow_id, now, actor))
+        advanced = await self._write(workflow_ops.cancel_workflow, workflow_id, now, actor, plan)
+        self._advanced(advanced)
         return await self.get_workflow(workflow_id)
 
-    async def advance_workflow(self, workflow_id: str, now: float) -> bool:
-        advanced = await self._write(workflow_ops.advance, workflow_id, now)
+    async def advance_workflow(self, workflow_id: str, now: float, plan: Planner) -> bool:
+        advanced = await self._write(workflow_ops.advance, workflow_id, now, plan)
         self._advanced(advanced)
         return not advanced.held_elsewhere
 
-    async def advance_workflows(self, now: float) -> int:
-        count, advanced = await self._write(workflow_ops.advance_all, now)
+    async def advance_workflows(self, now: float, plan: Planner) -> int:
+        count, advanced = await self._write(workflow_ops.advance_all, now, plan)
         self._advanced(advanced)
         return int(count)
 

@@ -1,19 +1,13 @@
 """The SQL of workflows: storing them, and moving them on (``advance``).
 
 A workflow is rows in ``workflows`` and ``workflow_steps``; every step runs
-as an ordinary job (labels WORKFLOW_LABEL, STEP_LABEL, PHASE_LABEL), so its
-retries, timeout, lost workers and logs are the job's. ``advance`` reads
-what the steps' jobs have done and takes the next moves, each one
-conditional UPDATE of a step or of the workflow (``WHERE state = ?``):
-
-- a step whose job ended becomes succeeded (with its output), failed or
-  cancelled;
-- a running workflow with a failed step starts reverting; one whose steps
-  all succeeded has succeeded; otherwise the steps whose needs have all
-  succeeded start, up to its concurrency;
-- a reverting or cancelling workflow skips its pending steps, stops its
-  running ones and waits for them, then reverts its succeeded steps one at a
-  time, the latest to succeed first; a revert that fails stops it there.
+as an ordinary job (labels jobdock.workflows.WORKFLOW_LABEL, STEP_LABEL,
+PHASE_LABEL), so its retries, timeout, lost workers and logs are the job's.
+``advance`` holds the workflow's row, reads its state (a FlowState), asks
+the planner it is given (jobdock.workflow_plan) for the next moves and
+applies them, each one conditional UPDATE of a step or of the workflow
+(``WHERE state = ?``), round after round until there is none. This module
+decides nothing: what the moves are is the planner's.
 
 Advancing is idempotent and may run anywhere at any time: after a step's
 job ends (the worker that ran it), at submit and cancel (the API), and on
@@ -26,16 +20,14 @@ writer), and one that finds it held leaves it to the holder and the next sweep.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
-from jobdock.errors import InvalidSpec, JobdockError, WorkflowFinished, WorkflowNotFound
+from jobdock.errors import JobdockError, WorkflowFinished, WorkflowNotFound
 from jobdock.models import (
     TERMINAL_STATES,
-    JobSpec,
     JobState,
     StepState,
     WorkflowState,
@@ -44,18 +36,18 @@ from jobdock.models import (
 )
 from jobdock.store import jobs as ops
 from jobdock.store.access import record
-from jobdock.store.protocol import Advanced, NewJob, NewWorkflow
+from jobdock.store.protocol import Advanced, NewWorkflow
 from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
-from jobdock.templates import BadReference
-from jobdock.workflows import (
-    PHASE_LABEL,
-    STEP_LABEL,
-    WORKFLOW_LABEL,
-    Workflow,
-    WorkflowPage,
-    WorkflowStep,
-    job_spec,
+from jobdock.store.workflow_moves import (
+    FlowState,
+    Move,
+    Planner,
+    StepMove,
+    StepStatus,
+    StopJob,
+    WorkflowMove,
 )
+from jobdock.workflows import Workflow, WorkflowPage, WorkflowStep
 
 _ACTIVE = [WorkflowState.RUNNING, WorkflowState.REVERTING, WorkflowState.CANCELLING]
 #: Rounds of one advance at most (each round moves something or ends it).
@@ -67,15 +59,10 @@ _job = jobs.alias("step_job")
 _revert = jobs.alias("revert_job")
 
 
-def _new_job_id() -> str:
-    # As submit.new_job_id: 64 random bits.
-    return secrets.token_hex(8)
-
-
 # -- storing and reading --------------------------------------------------------------
 
 
-def insert_workflow(conn: Connection, new: NewWorkflow) -> Advanced:
+def insert_workflow(conn: Connection, new: NewWorkflow, plan: Planner) -> Advanced:
     """Store a new workflow and start its first steps."""
     conn.execute(
         insert(workflows).values(
@@ -104,7 +91,7 @@ def insert_workflow(conn: Connection, new: NewWorkflow) -> Advanced:
         ],
     )
     record(conn, new.created_at, new.owner, "workflow.submit", new.id)
-    return advance(conn, new.id, new.created_at)
+    return advance(conn, new.id, new.created_at, plan)
 
 
 def _steps_query(workflow_ids: Sequence[str]) -> Any:
@@ -199,7 +186,9 @@ def list_workflows(
     )
 
 
-def cancel_workflow(conn: Connection, workflow_id: str, now: float, actor: str | None) -> Advanced:
+def cancel_workflow(
+    conn: Connection, workflow_id: str, now: float, actor: str | None, plan: Planner
+) -> Advanced:
     """Move a running workflow to ``cancelling`` and on; one already
     stopping is left alone; a finished one raises WorkflowFinished."""
     moved = conn.execute(
@@ -221,13 +210,13 @@ def cancel_workflow(conn: Connection, workflow_id: str, now: float, actor: str |
         return Advanced()
     if actor is not None:
         record(conn, now, actor, "workflow.cancel", workflow_id)
-    return advance(conn, workflow_id, now)
+    return advance(conn, workflow_id, now, plan)
 
 
 # -- moving on ------------------------------------------------------------------------
 
 
-def advance_all(conn: Connection, now: float) -> tuple[int, Advanced]:
+def advance_all(conn: Connection, now: float, plan: Planner) -> tuple[int, Advanced]:
     """Advance the workflows that a step's end has not moved on yet (its
     worker died first): those with a step whose job, or revert job, has
     ended. In id order, so that two sweeps take the rows in the same order."""
@@ -245,7 +234,7 @@ def advance_all(conn: Connection, now: float) -> tuple[int, Advanced]:
     count = 0
     for workflow_id in list(ids):
         count += 1
-        done = advance(conn, workflow_id, now)
+        done = advance(conn, workflow_id, now, plan)
         total.started += done.started
         total.stopping += done.stopping
         total.held_elsewhere |= done.held_elsewhere
@@ -257,8 +246,9 @@ def _over(job: Any) -> Any:
     return or_(job.c.state.is_(None), job.c.state.in_([s.value for s in TERMINAL_STATES]))
 
 
-def advance(conn: Connection, workflow_id: str, now: float) -> Advanced:
-    """Move the workflow on as far as its steps' jobs allow (module docstring)."""
+def advance(conn: Connection, workflow_id: str, now: float, plan: Planner) -> Advanced:
+    """Move the workflow on as far as its steps' jobs allow: the moves
+    ``plan`` makes of its state, round after round (module docstring)."""
     result = Advanced()
     for _ in range(_MAX_ROUNDS):
         held = _hold(conn, workflow_id)
@@ -267,8 +257,8 @@ def advance(conn: Connection, workflow_id: str, now: float) -> Advanced:
                 result.held_elsewhere = _is_active(conn, workflow_id)
             break
         result.rounds += 1
-        steps = list(conn.execute(_steps_query([workflow_id])))
-        if not _round(conn, held, steps, now, result):
+        moves = plan(_flow_state(conn, held), now)
+        if not _apply(conn, held.id, moves, now, result):
             break
     return result
 
@@ -288,102 +278,104 @@ def _is_active(conn: Connection, workflow_id: str) -> bool:
     return state is not None and state in [s.value for s in _ACTIVE]
 
 
-def _round(
-    conn: Connection, workflow: Row[Any], steps: list[Row[Any]], now: float, result: Advanced
-) -> bool:
-    """One move; False when there is none to make now."""
-    if _sync(conn, workflow.id, steps):
-        return True
-    state = WorkflowState(workflow.state)
-    if state is WorkflowState.RUNNING:
-        for step in steps:
-            if step.state in (StepState.FAILED, StepState.CANCELLED):
-                how = "was cancelled" if step.state == StepState.CANCELLED else "failed"
-                error = f"step {step.name!r} {how}" + (f": {step.error}" if step.error else "")
-                return _move(conn, workflow.id, state, WorkflowState.REVERTING, now, error)
-        if all(step.state == StepState.SUCCEEDED for step in steps):
-            return _move(conn, workflow.id, state, WorkflowState.SUCCEEDED, now)
-        return _start_ready(conn, workflow, steps, now, result)
-    return _unwind(conn, workflow, steps, now, result)
-
-
-def _set_step(
-    conn: Connection, workflow_id: str, name: str, target: StepState, **values: Any
-) -> bool:
-    """One conditional move of a step from a state it may leave for ``target``."""
-    sources = [s.value for s in step_sources(target)]
-    return bool(
-        conn.execute(
-            update(workflow_steps)
-            .where(
-                workflow_steps.c.workflow_id == workflow_id,
-                workflow_steps.c.name == name,
-                workflow_steps.c.state.in_(sources),
-            )
-            .values(state=target.value, **values)
-        ).rowcount
+def _flow_state(conn: Connection, workflow: Row[Any]) -> FlowState:
+    """The held workflow as its planner sees it."""
+    steps = tuple(_step_status(conn, row) for row in conn.execute(_steps_query([workflow.id])))
+    return FlowState(
+        id=workflow.id,
+        name=workflow.name,
+        owner=workflow.owner,
+        state=WorkflowState(workflow.state),
+        concurrency=workflow.concurrency,
+        steps=steps,
     )
 
 
-def _move(
-    conn: Connection,
-    workflow_id: str,
-    source: WorkflowState,
-    target: WorkflowState,
-    now: float,
-    error: str | None = None,
+def _step_status(conn: Connection, row: Row[Any]) -> StepStatus:
+    job_state = JobState(row.job_state) if row.job_state else None
+    succeeded = row.state == StepState.RUNNING and job_state is JobState.SUCCEEDED
+    return StepStatus(
+        name=row.name,
+        needs=tuple(json.loads(row.needs)),
+        state=StepState(row.state),
+        action=json.loads(row.action),
+        revert=None if row.revert is None else json.loads(row.revert),
+        output=None if row.output is None else json.loads(row.output),
+        error=row.error,
+        completed=row.completed,
+        job_id=row.job_id,
+        job_state=job_state,
+        job_message=row.job_message,
+        job_cancel_requested=bool(row.job_cancel_requested),
+        job_output=_output(conn, row.job_id, row.job_attempt) if succeeded else None,
+        revert_state=JobState(row.revert_state) if row.revert_state else None,
+        revert_message=row.revert_message,
+    )
+
+
+def _apply(
+    conn: Connection, workflow_id: str, moves: Sequence[Move], now: float, result: Advanced
 ) -> bool:
-    values: dict[str, Any] = {"state": target.value, "advanced_at": now}
-    if target.terminal:
+    """Make the moves in order; False when none of them changed anything."""
+    changed = False
+    for move in moves:
+        if isinstance(move, StepMove):
+            changed |= _step_move(conn, workflow_id, move, result)
+        elif isinstance(move, WorkflowMove):
+            changed |= _move(conn, workflow_id, move, now)
+        else:
+            _stop(conn, move, now, result)
+            changed = True  # it stopped, or it ended meanwhile: the next round records it
+    return changed
+
+
+def _step_move(conn: Connection, workflow_id: str, move: StepMove, result: Advanced) -> bool:
+    """One conditional move of a step from a state it may leave for its target."""
+    values: dict[str, Any] = {"state": move.target.value}
+    if move.error is not None:
+        values["error"] = move.error
+    if move.target is StepState.SUCCEEDED:
+        values["completed"] = move.completed
+        values["output"] = None if move.output is None else json.dumps(move.output)
+    if move.job is not None:
+        values["revert_job_id" if move.target is StepState.REVERTING else "job_id"] = move.job.id
+    sources = [s.value for s in step_sources(move.target)]
+    moved = conn.execute(
+        update(workflow_steps)
+        .where(
+            workflow_steps.c.workflow_id == workflow_id,
+            workflow_steps.c.name == move.name,
+            workflow_steps.c.state.in_(sources),
+        )
+        .values(**values)
+    ).rowcount
+    if moved and move.job is not None:
+        ops.insert_job(conn, move.job)
+        result.started.append(move.job.id)
+    return bool(moved)
+
+
+def _move(conn: Connection, workflow_id: str, move: WorkflowMove, now: float) -> bool:
+    values: dict[str, Any] = {"state": move.target.value, "advanced_at": now}
+    if move.target.terminal:
         values["finished_at"] = now
-    if error is not None:
-        values["error"] = error
+    if move.error is not None:
+        values["error"] = move.error
     return bool(
         conn.execute(
             update(workflows)
-            .where(workflows.c.id == workflow_id, workflows.c.state == source.value)
+            .where(workflows.c.id == workflow_id, workflows.c.state == move.source.value)
             .values(**values)
         ).rowcount
     )
 
 
-def _sync(conn: Connection, workflow_id: str, steps: list[Row[Any]]) -> bool:
-    """Record the steps whose job or revert has ended."""
-    changed = False
-    for step in steps:
-        if step.state == StepState.RUNNING and _ended(step.job_state):
-            changed |= _step_ended(conn, workflow_id, step, steps)
-        elif step.state == StepState.REVERTING and _ended(step.revert_state):
-            if step.revert_state == JobState.SUCCEEDED:
-                changed |= _set_step(conn, workflow_id, step.name, StepState.REVERTED)
-            else:
-                why = step.revert_message or f"its job is {step.revert_state or 'gone'}"
-                changed |= _set_step(
-                    conn, workflow_id, step.name, StepState.REVERT_FAILED, error=why
-                )
-    return changed
-
-
-def _ended(state: str | None) -> bool:
-    """The job has ended (None: it is gone, pruned)."""
-    return state is None or JobState(state).terminal
-
-
-def _step_ended(conn: Connection, workflow_id: str, step: Row[Any], steps: list[Row[Any]]) -> bool:
-    if step.job_state == JobState.SUCCEEDED:
-        order = 1 + max((s.completed or 0 for s in steps), default=0)
-        output = _output(conn, step.job_id, step.job_attempt)
-        return _set_step(
-            conn,
-            workflow_id,
-            step.name,
-            StepState.SUCCEEDED,
-            completed=order,
-            output=None if output is None else json.dumps(output),
-        )
-    target = StepState.CANCELLED if step.job_state == JobState.CANCELLED else StepState.FAILED
-    why = step.job_message or f"its job is {step.job_state or 'gone'}"
-    return _set_step(conn, workflow_id, step.name, target, error=why)
+def _stop(conn: Connection, move: StopJob, now: float, result: Advanced) -> None:
+    try:
+        if ops.cancel_job(conn, move.job_id, now):
+            result.stopping.append(move.job_id)
+    except JobdockError:  # it ended meanwhile: the next round records it
+        pass
 
 
 def _output(conn: Connection, job_id: str, attempt: int) -> Any:
@@ -407,98 +399,3 @@ def _output(conn: Connection, job_id: str, attempt: int) -> Any:
         return json.loads(last.decode())
     except ValueError:
         return None
-
-
-def _start_ready(
-    conn: Connection, workflow: Row[Any], steps: list[Row[Any]], now: float, result: Advanced
-) -> bool:
-    """Start the steps whose needs have all succeeded, up to the concurrency."""
-    done = {s.name for s in steps if s.state == StepState.SUCCEEDED}
-    room = workflow.concurrency - sum(1 for s in steps if s.state == StepState.RUNNING)
-    outputs = {s.name: None if s.output is None else json.loads(s.output) for s in steps}
-    started = False
-    for step in steps:
-        if room <= 0:
-            break
-        if step.state != StepState.PENDING or not set(json.loads(step.needs)) <= done:
-            continue
-        labels = {WORKFLOW_LABEL: workflow.id, STEP_LABEL: step.name, PHASE_LABEL: "execute"}
-        try:
-            spec = job_spec(json.loads(step.action), outputs, labels)
-        except (InvalidSpec, BadReference) as exc:
-            # Its job cannot be made (an output it uses is missing): the step fails.
-            why = f"its job cannot be made: {exc}"
-            return _set_step(conn, workflow.id, step.name, StepState.FAILED, error=why)
-        job_id = _new_job_id()
-        if _set_step(conn, workflow.id, step.name, StepState.RUNNING, job_id=job_id):
-            _insert_job(conn, job_id, spec, now, workflow)
-            result.started.append(job_id)
-            started = True
-            room -= 1
-    return started
-
-
-def _insert_job(
-    conn: Connection, job_id: str, spec: JobSpec, now: float, workflow: Row[Any]
-) -> None:
-    if spec.name is None:
-        spec = spec.model_copy(update={"name": f"{workflow.name}.{spec.labels[STEP_LABEL]}"})
-    ops.insert_job(conn, NewJob(job_id, spec, spec.stdin_bytes(), now, workflow.owner))
-
-
-def _unwind(
-    conn: Connection, workflow: Row[Any], steps: list[Row[Any]], now: float, result: Advanced
-) -> bool:
-    """Stop, then revert: see the module docstring."""
-    changed = False
-    for step in steps:
-        if step.state == StepState.PENDING:
-            changed |= _set_step(conn, workflow.id, step.name, StepState.SKIPPED)
-    running = [step for step in steps if step.state == StepState.RUNNING]
-    for step in running:
-        if not step.job_cancel_requested:
-            try:
-                if ops.cancel_job(conn, step.job_id, now):
-                    result.stopping.append(step.job_id)
-                changed = True
-            except JobdockError:  # it ended meanwhile: the next round records it
-                changed = True
-    if running or changed or any(s.state == StepState.REVERTING for s in steps):
-        return changed
-    state = WorkflowState(workflow.state)
-    for step in steps:
-        if step.state == StepState.REVERT_FAILED:
-            error = f"the revert of step {step.name!r} failed: {step.error}"
-            return _move(conn, workflow.id, state, WorkflowState.REVERT_FAILED, now, error)
-    to_revert = [s for s in steps if s.state == StepState.SUCCEEDED and s.revert is not None]
-    if not to_revert:
-        end = WorkflowState.CANCELLED if state is WorkflowState.CANCELLING else WorkflowState.FAILED
-        return _move(conn, workflow.id, state, end, now)
-    step = max(to_revert, key=lambda s: s.completed or 0)
-    return _start_revert(conn, workflow, step, steps, now, result)
-
-
-def _start_revert(
-    conn: Connection,
-    workflow: Row[Any],
-    step: Row[Any],
-    steps: list[Row[Any]],
-    now: float,
-    result: Advanced,
-) -> bool:
-    outputs = {s.name: None if s.output is None else json.loads(s.output) for s in steps}
-    labels = {WORKFLOW_LABEL: workflow.id, STEP_LABEL: step.name, PHASE_LABEL: "revert"}
-    try:
-        spec = job_spec(json.loads(step.revert), outputs, labels)
-    except (InvalidSpec, BadReference) as exc:
-        why = f"its revert job cannot be made: {exc}"
-        _set_step(conn, workflow.id, step.name, StepState.REVERTING)
-        return _set_step(conn, workflow.id, step.name, StepState.REVERT_FAILED, error=why)
-    job_id = _new_job_id()
-    if not _set_step(conn, workflow.id, step.name, StepState.REVERTING, revert_job_id=job_id):
-        return False
-    if spec.name is None:
-        spec = spec.model_copy(update={"name": f"{workflow.name}.{step.name}.revert"})
-    _insert_job(conn, job_id, spec, now, workflow)
-    result.started.append(job_id)
-    return True
