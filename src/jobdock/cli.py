@@ -218,8 +218,8 @@ def worker(
     import uvloop
 
     from jobdock.identities import shared_store_problem
+    from jobdock.node import Node
     from jobdock.store.sql import SqlStore
-    from jobdock.worker import Worker
 
     async def run_worker() -> None:
         stop = asyncio.Event()
@@ -232,11 +232,11 @@ def worker(
             problem = shared_store_problem(settings, bool(await store.list_tokens()))
             if problem is not None:
                 _fail(problem, 2)
-            worker = Worker(store, settings)
-            await worker.start()
+            node = Node(store, settings)
+            await node.start()
             await stop.wait()
-            logging.getLogger("jobdock").info("worker %s stopping", worker.id)
-            await worker.stop()
+            logging.getLogger("jobdock").info("worker %s stopping", node.worker.id)
+            await node.stop()
 
     uvloop.run(run_worker())
 

@@ -42,7 +42,7 @@ def new_job_id() -> str:
 
 
 #: Says what of a process job's spec this server cannot enforce (None:
-#: nothing); the server's engine health tells (today Worker.missing).
+#: nothing); the server's engines tell (jobdock.engines, Engines.missing).
 Missing = Callable[[JobSpec], str | None]
 
 

@@ -1,9 +1,17 @@
 """The worker: claims jobs under a lease, runs each attempt through a runtime,
-stores its output and records its outcome.
+stores its output and records its outcome; renews its leases while they run
+and, at shutdown, drains them or gives them back.
 
 This is the one module that wires claim -> runtime -> logs -> result. Every
 write an attempt makes carries its fencing token; when the store refuses one
 (a newer attempt owns the job) the attempt is killed and records nothing.
+Which runtime runs a job, and whether the container engine answers, is
+``Engines``' (engines.py); a job's secrets are materialised by job_secrets.py;
+expired leases, leftovers, deadlines and schedules are Housekeeping's.
+
+Imports the engines, housekeeping (to move a workflow on when its step
+ends), the identities, logs, secrets, the store protocol, the runtimes' types
+and the foundation.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import platform
 import secrets
 import socket
@@ -20,28 +27,20 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from jobdock.errors import (
-    EngineUnavailable,
-    FencedOff,
-    JobdockError,
-    SecretsUnavailable,
-    SpawnError,
-    StoreError,
-)
+from jobdock.engines import ENGINE_PROBE_SECONDS, Engines
+from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
+from jobdock.housekeeping import workflow_step_ended
 from jobdock.identities import Identities, run_as_refusal
+from jobdock.job_secrets import materialised, secret_values
 from jobdock.logs import LogWriter
-from jobdock.models import CONTAINER_LABEL, JobSpec, JobState, Reason, Stream
-from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, RunAs, Runtime
-from jobdock.runtimes.container import ContainerRuntime
-from jobdock.runtimes.isolation import Confinement, default_parent
-from jobdock.runtimes.process import ProcessRuntime, kill_process_group
-from jobdock.schedules import Scheduler
+from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
+from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, RunAs
 from jobdock.settings import Settings
 from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
 from jobdock.submit import Policy
-from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
+from jobdock.vault import Redactor, Vault
 from jobdock.workflow_plan import WorkflowPlanner
-from jobdock.workflows import CALL_PROGRAM, WORKFLOW_LABEL
+from jobdock.workflows import CALL_PROGRAM
 
 # isort: split
 # re-exported for the issue-16 merge
@@ -58,24 +57,6 @@ CLAIM_BATCH = 64
 SHARED_CLAIM_PAUSE = 0.005
 #: The longest wait between two tries of a write the store refused.
 MAX_RETRY_DELAY = 5.0
-#: At start, processes of attempts lost this recently on this machine are ended.
-ORPHAN_SECONDS = 7 * 86400.0
-#: Waits before asking again to move a workflow on that another process held.
-ADVANCE_RETRIES = (0.05, 0.2, 1.0)
-#: While the container engine does not answer, ask it again this often.
-ENGINE_PROBE_SECONDS = 2.0
-
-
-def confinement_of(settings: Settings) -> Confinement:
-    """What this host offers to confine process jobs, with the server's policy."""
-    return Confinement.detect(
-        cgroups_mode=settings.cgroups,
-        parent=settings.cgroup_parent or default_parent(settings.home),
-        unconfined=settings.unisolated,
-        isolate_by_default=settings.isolate_by_default,
-        allow_host_network=settings.allow_host_network,
-        every_job=settings.cgroup_every_job,
-    )
 
 
 class _Attempt:
@@ -128,23 +109,20 @@ class Worker:
         self,
         store: Store,
         settings: Settings,
-        runtime: Runtime | None = None,
+        engines: Engines,
+        planner: WorkflowPlanner | None = None,
         worker_id: str | None = None,
-        containers: ContainerRuntime | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.runtime: Runtime = runtime or ProcessRuntime(confinement_of(settings))
-        self.containers = containers or (
-            ContainerRuntime(settings) if settings.containers else None
-        )
+        self.engines = engines
+        #: Moves a workflow on when its step's job ends (default: under the
+        #: submit policy of this server's settings and engines).
+        self.planner = planner or WorkflowPlanner(Policy(settings, engines.missing))
         self.id = worker_id or f"{HOST}-{secrets.token_hex(4)}"
         self.labels = {"arch": platform.machine(), "host": HOST, **settings.labels}
-        if self.containers is not None:
+        if engines.containers is not None:
             self.labels[CONTAINER_LABEL] = "yes"
-        # Image jobs are claimed only while the engine answers.
-        self._engine_ok = False
-        self._engine_probe: asyncio.Task[None] | None = None
         self._running: dict[str, _Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -154,68 +132,26 @@ class Worker:
         self._unsubscribe_kill = store.events.on_kill(self._on_kill)
         self._vault = Vault.of(settings)
         self._identities = Identities(settings, store)
-        # The reaper waits until this (monotonic) time; see _heartbeat_loop.
-        self._reap_after = 0.0
         self._limits = Limits(
             settings.max_running,
             dict(settings.concurrency_limits),
             settings.max_running_per_owner,
             frozenset(settings.shared_concurrency_keys),
         )
-        self._pruned_at = 0.0
-        # The jobs of schedules and workflow steps are made under the policy
-        # of a submit to this server.
-        self._planner = WorkflowPlanner(Policy(settings, self.missing))
 
     @property
     def running(self) -> Mapping[str, int]:
         """The jobs this worker runs now, with their attempt numbers."""
         return {job_id: a.claim.attempt for job_id, a in self._running.items()}
 
-    def missing(self, spec: JobSpec) -> str | None:
-        """What of ``spec`` this worker's runtime cannot enforce, or None. An
-        image job's limits and isolation are the engine's, never missing here."""
-        if spec.image is None and isinstance(self.runtime, ProcessRuntime):
-            return self.runtime.confinement.missing(spec)
-        return None
-
-    async def _confine(self) -> None:
-        """Say how jobs will be confined; remove this server's leftover groups."""
-        if not isinstance(self.runtime, ProcessRuntime):
-            return
-        confinement = self.runtime.confinement
-        _log.info("process jobs: %s", confinement.describe())
-        if confinement.hierarchy is None or confinement.bwrap is None:
-            what = "run without them (isolation: none)"
-            if confinement.unconfined == "refuse":
-                what = "be refused"
-            _log.warning(
-                "this server cannot fully isolate jobs; jobs that ask for limits or "
-                "isolation it cannot enforce will %s",
-                what,
-            )
-        removed = await asyncio.get_running_loop().run_in_executor(
-            None, confinement.remove_leftovers
-        )
-        if removed:
-            _log.warning("removed %d cgroup(s) left by an earlier run", removed)
-
     async def start(self) -> None:
-        """Register, resolve attempts lost before this start, then begin claiming."""
-        await self._confine()
+        """Register, then begin claiming and renewing leases."""
         await self.store.register_worker(
             WorkerInfo(self.id, HOST, self.labels, self.settings.concurrency, time.time())
         )
-        await self._reap()
-        await self._end_orphans()
-        if self.containers is not None:
-            await self._engine_down(None)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="jobdock-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="jobdock-heartbeat"),
-            asyncio.create_task(
-                Scheduler(self.store, self._planner.policy).run(), name="jobdock-cron"
-            ),
         ]
         _log.info(
             "worker %s started (concurrency %d, labels %s)",
@@ -226,7 +162,8 @@ class Worker:
 
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop claiming; let running jobs finish for ``drain_seconds``, then
-        stop the rest and give them back to be run again."""
+        stop the rest and give them back to be run again. (The engines are
+        their owner's to close, once the worker has stopped.)"""
         self._stopping = True
         self._unsubscribe()
         self._unsubscribe_kill()
@@ -245,15 +182,11 @@ class Worker:
                     attempt.released = True
                     attempt.stop(None)
                 await asyncio.wait(pending)
-        loops = [*self._loops, *([self._engine_probe] if self._engine_probe else [])]
-        for task in loops:
+        for task in self._loops:
             task.cancel()
-        for task in loops:
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.runtime.close()
-        if self.containers is not None:
-            await self.containers.aclose()
         try:
             await self.store.unregister_worker(self.id, time.time())
         except JobdockError as exc:
@@ -310,62 +243,9 @@ class Worker:
         return max(0.0, min(poll, due - time.time()))
 
     def _claim_labels(self) -> dict[str, str]:
-        if self._engine_ok or CONTAINER_LABEL not in self.labels:
+        if self.engines.images_ok or CONTAINER_LABEL not in self.labels:
             return self.labels
         return {k: v for k, v in self.labels.items() if k != CONTAINER_LABEL}
-
-    # -- the container engine ---------------------------------------------------
-
-    async def _engine_down(self, error: EngineUnavailable | None) -> None:
-        """Stop claiming image jobs and ask the engine until it answers again
-        (with ``error`` None, ask once first: at start)."""
-        if error is None:
-            if await self._engine_answers():
-                return
-        elif self._engine_ok:
-            self._engine_ok = False
-            _log.warning("%s; image jobs wait until it is back", error.message)
-        if self._engine_probe is None or self._engine_probe.done():
-            self._engine_probe = asyncio.create_task(self._probe_engine())
-
-    async def _engine_answers(self) -> bool:
-        assert self.containers is not None
-        try:
-            await self.containers.engine.ping()
-        except JobdockError as exc:
-            if self._engine_ok or self._engine_probe is None:
-                _log.warning("%s; image jobs wait until it is back", exc.message)
-            self._engine_ok = False
-            return False
-        if not self._engine_ok:
-            apart, said = await self.containers.user_namespaces()
-            level = logging.WARNING if self.settings.auth_enabled and not apart else logging.INFO
-            _log.log(level, "container engine at %s answers; %s", self.settings.docker_host, said)
-        self._engine_ok = True
-        await self._sweep_containers()
-        self.store.events.work_available()
-        return True
-
-    async def _probe_engine(self) -> None:
-        while not await self._engine_answers():  # noqa: ASYNC110 (polls the engine)
-            await asyncio.sleep(ENGINE_PROBE_SECONDS)
-
-    async def _sweep_containers(self) -> None:
-        """Remove containers whose attempts are over (left by a lost worker)."""
-        if self.containers is None or not self._engine_ok:
-            return
-
-        async def live(job_id: str, attempt: int) -> bool:
-            try:
-                job = await self.store.get_job(job_id)
-            except JobdockError:
-                return job_id in self._running
-            return job.state is JobState.RUNNING and job.attempt == attempt
-
-        try:
-            await self.containers.sweep(live)
-        except JobdockError as exc:
-            _log.warning("cannot look for containers left by lost workers: %s", exc)
 
     # -- one attempt ------------------------------------------------------------
 
@@ -409,45 +289,17 @@ class Worker:
             raise SpawnError(refused[1])
         return await self._identities.run_as(claim.owner)
 
-    def _runtime_for(self, spec: JobSpec) -> Runtime:
-        if spec.image is None:
-            return self.runtime
-        if self.containers is None:
-            raise SpawnError("this worker does not run image jobs")
-        return self.containers
-
     async def _execute(self, attempt: _Attempt) -> None:
         claim = attempt.claim
-        refs = claim.spec.secrets
         try:
             run_as = await self._identity(claim)
-            values = await self._secret_values(claim) if refs else {}
+            values = await secret_values(self.store, self._vault, claim)
         except SpawnError as exc:
             await self._fail_to_start(claim, exc)
             return
-        if not refs:
-            await self._execute_with(attempt, self._env(claim, run_as), None, run_as)
-            return
-        # The files exist for this attempt only, its identity's alone; the
-        # values are masked in its output.
-        owner = (run_as.uid, run_as.gid) if run_as is not None else None
-        with secret_files(refs, values, owner) as directory:
-            env = {**self._env(claim, run_as), **secret_env(refs, values)}
-            if directory is not None:
-                env[SECRETS_DIR_ENV] = str(directory)
-            await self._execute_with(attempt, env, Redactor(values.values()), run_as)
-
-    async def _secret_values(self, claim: Claim) -> dict[str, bytes]:
-        """The values of the secrets the job references, of its owner's."""
-        names = [ref.name for ref in claim.spec.secrets]
-        stored = await self.store.job_secrets(claim.job_id, names)
-        missing = [name for name in names if name not in stored]
-        if missing:
-            raise SpawnError(f"the job's secret {missing[0]!r} no longer exists")
-        try:
-            return {name: self._vault.decrypt(value) for name, value in stored.items()}
-        except SecretsUnavailable as exc:
-            raise SpawnError(exc.message) from None
+        with materialised(claim.spec.secrets, values, run_as) as (secret_env, redactor):
+            env = {**self._env(claim, run_as), **secret_env}
+            await self._execute_with(attempt, env, redactor, run_as)
 
     async def _fail_to_start(self, claim: Claim, exc: SpawnError) -> None:
         failed = Outcome(
@@ -460,7 +312,7 @@ class Worker:
         )
         failed = retried(failed, claim)
         await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
-        await self._finished(claim, failed)
+        await workflow_step_ended(self.store, self.planner, claim, failed)
 
     async def _end_broken(self, claim: Claim, exc: Exception) -> None:
         """Fail an attempt that jobdock itself failed to carry through."""
@@ -477,22 +329,6 @@ class Worker:
             # then the lease, no longer renewed, ends the attempt.
             _log.warning("cannot record the end of job %s: %s", claim.job_id, error)
 
-    async def _finished(self, claim: Claim, outcome: Outcome) -> None:
-        """After a job's end: move on the workflow whose step it ran, if any.
-        (A failure here is made good by the next heartbeat's sweep.)"""
-        workflow_id = claim.spec.labels.get(WORKFLOW_LABEL)
-        if workflow_id is None or outcome.state is JobState.RETRYING:
-            return
-        for delay in ADVANCE_RETRIES:
-            try:
-                if await self.store.advance_workflow(workflow_id, time.time(), self._planner):
-                    return
-            except JobdockError as exc:
-                _log.warning("cannot move workflow %s on: %s", workflow_id, exc)
-                return
-            # Another process held it, maybe since before this job ended.
-            await asyncio.sleep(delay)
-
     async def _execute_with(
         self,
         attempt: _Attempt,
@@ -500,7 +336,7 @@ class Worker:
         redactor: Redactor | None,
         run_as: RunAs | None = None,
     ) -> None:
-        claim, store = attempt.claim, self.store
+        claim = attempt.claim
         spec = claim.spec
         if spec.command[:1] == [CALL_PROGRAM]:
             # A workflow's call step runs in this worker's own Python.
@@ -508,16 +344,13 @@ class Worker:
             spec = spec.model_copy(update={"command": command})
         info = AttemptInfo(claim.job_id, claim.attempt, claim.owner, run_as)
         try:
-            runtime = self._runtime_for(spec)
+            runtime = self.engines.runtime_for(spec)
             execution = await runtime.start(spec, claim.stdin, env, info)
         except EngineUnavailable as exc:
             # Not the job's fault: it goes back to the queue, saying why, and
             # image jobs wait until the engine is back.
-            await self._engine_down(exc)
-            message = f"attempt {claim.attempt} given back: {exc.message}"
-            await self._persist(
-                lambda: store.release_attempt(claim.job_id, claim.attempt, message, time.time())
-            )
+            await self.engines.down(exc)
+            await self._give_back(claim, f"attempt {claim.attempt} given back: {exc.message}")
             return
         except SpawnError as exc:
             await self._fail_to_start(claim, exc)
@@ -545,19 +378,8 @@ class Worker:
     ) -> None:
         """Store the output of a started attempt, and its outcome."""
         claim, store = attempt.claim, self.store
-        spec = claim.spec
         started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
-        writer = LogWriter(
-            store,
-            claim.job_id,
-            claim.attempt,
-            persist=self._persist,
-            redactor=redactor,
-            limit=spec.output_limit,
-            on_limit=(lambda: attempt.stop(Reason.OUTPUT_LIMIT))
-            if spec.on_output_limit == "stop"
-            else None,
-        )
+        writer = self._writer(attempt, redactor)
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:
             if attempt.stop_reason is not None or attempt.released:
@@ -571,11 +393,9 @@ class Worker:
             # on_worker_lost says) to wait for the engine.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pump, ENGINE_PROBE_SECONDS)
-            await self._engine_down(exc)
+            await self.engines.down(exc)
             message = f"attempt {claim.attempt} given back: {exc.message} while it ran"
-            await self._persist(
-                lambda: store.release_attempt(claim.job_id, claim.attempt, message, time.time())
-            )
+            await self._give_back(claim, message)
             return
         except BaseException:
             pump.cancel()
@@ -583,12 +403,32 @@ class Worker:
         if attempt.fenced:
             raise FencedOff(claim.job_id, claim.attempt)
         if attempt.released:
-            await self._persist(
-                lambda: store.release_attempt(
-                    claim.job_id, claim.attempt, "the worker shut down", time.time()
-                )
-            )
+            await self._give_back(claim, "the worker shut down")
             return
+        outcome = retried(self._outcome(attempt, exit_status, writer), claim)
+        await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+        await workflow_step_ended(store, self.planner, claim, outcome)
+
+    def _writer(self, attempt: _Attempt, redactor: Redactor | None) -> LogWriter:
+        """The writer that stores the attempt's output, within its limit."""
+        claim = attempt.claim
+        spec = claim.spec
+        return LogWriter(
+            self.store,
+            claim.job_id,
+            claim.attempt,
+            persist=self._persist,
+            redactor=redactor,
+            limit=spec.output_limit,
+            on_limit=(lambda: attempt.stop(Reason.OUTPUT_LIMIT))
+            if spec.on_output_limit == "stop"
+            else None,
+        )
+
+    @staticmethod
+    def _outcome(attempt: _Attempt, exit_status: ExitStatus, writer: LogWriter) -> Outcome:
+        """The attempt's outcome, with what its output came to."""
+        spec = attempt.claim.spec
         outcome = replace(
             outcome_of(exit_status, attempt.stop_reason, spec.timeout),
             stdout_bytes=writer.bytes[Stream.STDOUT],
@@ -600,9 +440,13 @@ class Worker:
                 message=f"{outcome.message}; {writer.dropped} bytes of output past its limit "
                 f"of {spec.output_limit} were dropped",
             )
-        outcome = retried(outcome, claim)
-        await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
-        await self._finished(claim, outcome)
+        return outcome
+
+    async def _give_back(self, claim: Claim, message: str) -> None:
+        """Release the attempt: its job goes back to the queue, saying why."""
+        await self._persist(
+            lambda: self.store.release_attempt(claim.job_id, claim.attempt, message, time.time())
+        )
 
     async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
         """Run one of an attempt's writes until the store takes it, so that a
@@ -647,6 +491,8 @@ class Worker:
         self._on_cancel(job_id, kill=True)
 
     async def _heartbeat_loop(self) -> None:
+        """Renew this worker's leases; kill the attempts that lost theirs and
+        stop those cancelled meanwhile. (Expired leases are Housekeeping's.)"""
         settings = self.settings
         while True:
             await asyncio.sleep(settings.heartbeat_seconds)
@@ -657,72 +503,10 @@ class Worker:
                 )
             except JobdockError as exc:
                 _log.warning("cannot renew leases: %s", exc)
-                # While the store is away no worker can renew its leases, and
-                # they all expire: that is not the loss of every worker. Once
-                # back, give the others a lease and a heartbeat to renew
-                # theirs before reaping.
-                self._reap_after = math.inf
                 continue
-            if self._reap_after == math.inf:
-                self._reap_after = (
-                    time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
-                )
             for job_id in reply.lost:
                 attempt = self._running.get(job_id)
                 if attempt is not None:
                     attempt.fence()
             for job_id in reply.cancel:
                 self._on_cancel(job_id, job_id in reply.kill)
-            await self._reap()
-            await self._sweep()
-
-    async def _end_orphans(self) -> None:
-        """End the processes that workers which died on this machine left
-        behind, when another machine's worker took their jobs over."""
-        try:
-            found = await self.store.lost_processes(HOST, time.time() - ORPHAN_SECONDS)
-        except JobdockError as exc:
-            _log.warning("cannot look for processes left by lost workers: %s", exc)
-            return
-        for pid, pid_start in found:
-            if kill_process_group(pid, pid_start):
-                _log.warning("ended process group %d left behind by a lost worker", pid)
-
-    async def _reap(self) -> None:
-        if time.monotonic() < self._reap_after:
-            return
-        try:
-            lost = await self.store.reap_expired(time.time(), self.settings.max_lost)
-        except JobdockError as exc:
-            _log.warning("cannot resolve expired attempts: %s", exc)
-            return
-        for item in lost:
-            _log.warning(
-                "attempt %d of job %s lost its worker; job is now %s",
-                item.attempt,
-                item.job_id,
-                item.new_state.value,
-            )
-            # A process left behind on this machine by a dead server is ended,
-            # so that the job does not run twice at once.
-            if item.host == HOST and item.pid is not None:
-                kill_process_group(item.pid, item.pid_start)
-        if lost:
-            await self._sweep_containers()
-
-    async def _sweep(self) -> None:
-        """Fail jobs past their deadlines; move unfinished workflows on (what a
-        crash between a step's end and its workflow's move left); now and
-        then, prune finished jobs past their retention (docs/scheduling.md)."""
-        settings = self.settings
-        try:
-            now = time.time()
-            await self.store.expire_deadlines(now)
-            await self.store.advance_workflows(now, self._planner)
-            if now - self._pruned_at >= settings.prune_seconds:
-                self._pruned_at = now
-                deleted = await self.store.prune(now, settings.keep_finished)
-                if deleted:
-                    _log.info("pruned %d finished job(s)", deleted)
-        except JobdockError as exc:
-            _log.warning("cannot sweep deadlines, workflows and retention: %s", exc)

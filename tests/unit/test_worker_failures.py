@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
+from jobdock.engines import Engines
 from jobdock.models import JobSpec, JobState, Reason
 from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import ProcessExecution, ProcessRuntime
@@ -43,7 +44,8 @@ async def test_an_unexpected_error_at_start_ends_the_attempt_as_spawn_error(
 ) -> None:
     settings = Settings(home=tmp_path, heartbeat_seconds=0.2, lease_seconds=1, poll_seconds=0.1)
     async with SqlStore(settings.db_url) as store:
-        worker = Worker(store, settings, runtime=BuggyRuntime())
+        engines = Engines(settings, BuggyRuntime())
+        worker = Worker(store, settings, engines)
         await worker.start()
         try:
             broken = await submit(store, JobSpec(command=["buggy"]), Policy(settings))
@@ -59,6 +61,7 @@ async def test_an_unexpected_error_at_start_ends_the_attempt_as_spawn_error(
             )
         finally:
             await worker.stop()
+            await engines.aclose()
         job = await store.get_job(broken.id)
 
     assert states == [JobState.FAILED, JobState.SUCCEEDED]

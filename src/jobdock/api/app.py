@@ -1,11 +1,11 @@
-"""The ASGI application: the routes, the error table and the lifespan that
-owns the store and the embedded worker."""
+"""The ASGI application: the routes, the middleware, the error table and the
+lifespan that owns the store, the engines and the embedded worker."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,73 +26,109 @@ from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
-from jobdock.dispatch import Dispatcher, FilterPool, load_templates
+from jobdock.dispatch import Dispatcher, FilterPool, Template, load_templates
+from jobdock.engines import Engines
 from jobdock.errors import CrossOrigin, StoreError
+from jobdock.node import Node
 from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
+from jobdock.submit import Policy
 from jobdock.vault import Vault
-from jobdock.worker import Worker
+from jobdock.workflow_plan import WorkflowPlanner
 
 _log = logging.getLogger(__name__)
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+#: The routers, in order: ConJob's before dispatch's (its /job/run comes
+#: before POST /job/{template}).
+ROUTERS = (
+    jobs_router,
+    workers_router,
+    conjob_router,
+    dispatch_router,
+    access_router,
+    schedules_router,
+    workflows_router,
+    metrics_router,
+)
 
 
 def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     """The jobdock API; its lifespan opens the store and runs a worker.
     Raises ConfigError for a bad secret key or dispatch template."""
+    app = FastAPI(
+        title="jobdock",
+        version=__version__,
+        summary="Run Linux processes as jobs.",
+        lifespan=_lifespan(settings, embedded_worker),
+    )
+    install_error_handlers(app)
+    guarded = responses(*GUARDED)
+    for router in ROUTERS:
+        app.include_router(router, responses=guarded)
+    app.include_router(dashboard_router)
+    _add_middleware(app, settings)
+    _add_healthz(app)
+    app.openapi = _openapi_of(app)  # type: ignore[method-assign]
+    return app
+
+
+def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
+    """Open the store, the dispatcher and (``embedded_worker``) the engines
+    and a node on them; close them in reverse."""
     vault = Vault.of(settings)
     templates = load_templates(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = SqlStore(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
-        await store.open()
-        app.state.store = store
-        app.state.settings = settings
-        app.state.vault = vault
-        pool = FilterPool(
-            settings.dispatch_processes, settings.dispatch_timeout, settings.dispatch_max_bytes
-        )
-        app.state.dispatcher = Dispatcher(templates, pool, settings)
-        worker = Worker(store, settings) if embedded_worker else None
-        if worker is not None:
-            # Jobs this server's worker could not confine are refused at
-            # submit where its configuration says so (unisolated: refuse).
-            app.state.missing = worker.missing
-        try:
-            if templates:
-                await pool.start()
-            if worker is not None:
-                await worker.start()
+        async with AsyncExitStack() as stack:
+            store = await _open_store(stack, settings)
+            app.state.store = store
+            app.state.settings = settings
+            app.state.vault = vault
+            app.state.dispatcher = await _open_dispatcher(stack, settings, templates)
+            engines = Engines(settings) if embedded_worker else None
+            # The one submit policy: jobs this server could not confine are
+            # refused at submit where its configuration says so (unisolated:
+            # refuse); a server without a worker refuses nothing for that.
+            policy = Policy(settings, engines.missing if engines else None)
+            app.state.policy = policy
+            app.state.planner = planner = WorkflowPlanner(policy)
+            if engines is not None:
+                stack.push_async_callback(engines.aclose)
+                node = Node(store, settings, engines, planner)
+                stack.push_async_callback(node.stop)
+                await node.start()
             yield
-        finally:
-            if worker is not None:
-                await worker.stop()
-            await pool.close()
-            await store.close()
 
-    app = FastAPI(
-        title="jobdock",
-        version=__version__,
-        summary="Run Linux processes as jobs.",
-        lifespan=lifespan,
+    return lifespan
+
+
+async def _open_store(stack: AsyncExitStack, settings: Settings) -> SqlStore:
+    store = SqlStore(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+    await store.open()
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def _open_dispatcher(
+    stack: AsyncExitStack, settings: Settings, templates: Mapping[str, Template]
+) -> Dispatcher:
+    pool = FilterPool(
+        settings.dispatch_processes, settings.dispatch_timeout, settings.dispatch_max_bytes
     )
-    install_error_handlers(app)
+    stack.push_async_callback(pool.close)
+    if templates:
+        await pool.start()
+    return Dispatcher(templates, pool, settings)
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware, innermost first."""
     http_metrics = HttpMetrics()
     app.state.http_metrics = http_metrics
-    guarded = responses(*GUARDED)
-    # ConJob's router before dispatch's: its /job/run comes before POST /job/{template}.
-    for router in (
-        jobs_router,
-        workers_router,
-        conjob_router,
-        dispatch_router,
-        access_router,
-        schedules_router,
-        workflows_router,
-        metrics_router,
-    ):
-        app.include_router(router, responses=guarded)
-    app.include_router(dashboard_router)
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)
@@ -101,6 +137,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 
+
+def _add_healthz(app: FastAPI) -> None:
     @app.get(
         "/healthz",
         summary="Liveness and store check",
@@ -110,10 +148,13 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
         await app.state.store.list_jobs(limit=1)
         return {"status": "ok", "version": __version__}
 
+
+def _openapi_of(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The app's OpenAPI document, without the framework's validation schemas."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = drop_framework_validation(FastAPI.openapi(app))
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return openapi

@@ -26,20 +26,13 @@ def settings_of(request: Request) -> Settings:
 
 
 def policy_of(state: State) -> Policy:
-    """The server's submit policy: ``state.policy`` if the lifespan set one,
-    else built once from its settings and what its engine cannot enforce
-    (``state.missing``; None when the server runs no worker), and kept."""
-    policy: Policy | None = getattr(state, "policy", None)
-    if policy is None:
-        policy = Policy(state.settings, missing=getattr(state, "missing", None))
-        state.policy = policy
+    """The server's submit policy, built once by the lifespan from its
+    settings and what its engines cannot enforce (jobdock.engines)."""
+    policy: Policy = state.policy
     return policy
 
 
 def planner_of(state: State) -> WorkflowPlanner:
     """The planner that moves the server's workflows on, under its policy."""
-    planner: WorkflowPlanner | None = getattr(state, "planner", None)
-    if planner is None:
-        planner = WorkflowPlanner(policy_of(state))
-        state.planner = planner
+    planner: WorkflowPlanner = state.planner
     return planner
