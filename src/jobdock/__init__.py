@@ -1,6 +1,5 @@
 """jobdock: run Linux processes as jobs behind an HTTP API, a CLI and a library."""
 
-__version__ = "0.1.0"
 
 from jobdock.client import AsyncClient, Client
 from jobdock.errors import (

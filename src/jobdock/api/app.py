@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from jobdock import __version__
 from jobdock.api.access import router as access_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
@@ -34,6 +33,7 @@ from jobdock.settings import Settings
 from jobdock.store.sql import SqlStore
 from jobdock.submit import Policy
 from jobdock.vault import Vault
+from jobdock.version import __version__
 from jobdock.workflow_plan import WorkflowPlanner
 
 _log = logging.getLogger(__name__)
