@@ -46,7 +46,7 @@ app.command("prune")(jobs.prune)
 
 
 def _group(name: str, help: str, commands: dict[str, Callable[..., None]]) -> None:
-    """Add the sub-app ``name`` with ``commands`` (their names: the functions)."""
+    """Add the sub-app ``name``: ``commands`` maps each subcommand's name to its function."""
     group = typer.Typer(help=help, no_args_is_help=True)
     for command, function in commands.items():
         group.command(command)(function)
