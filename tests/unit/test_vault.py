@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from jobdock.cli import _check_exposure
+from jobdock.cli.server import _check_exposure
 from jobdock.errors import ConfigError, SecretsUnavailable
 from jobdock.models import SecretRef, Stream
 from jobdock.settings import Settings

@@ -30,7 +30,7 @@ from jobdock.engines import Engines
 from jobdock.errors import CrossOrigin, StoreError
 from jobdock.node import Node
 from jobdock.settings import Settings
-from jobdock.store.sql import SqlStore
+from jobdock.store.factory import open_store
 from jobdock.submit import Policy
 from jobdock.vault import Vault
 from jobdock.version import __version__
@@ -84,7 +84,7 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            store = await _open_store(stack, settings)
+            store = await stack.enter_async_context(open_store(settings))
             app.state.store = store
             app.state.settings = settings
             app.state.vault = vault
@@ -104,13 +104,6 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
             yield
 
     return lifespan
-
-
-async def _open_store(stack: AsyncExitStack, settings: Settings) -> SqlStore:
-    store = SqlStore(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
-    await store.open()
-    stack.push_async_callback(store.close)
-    return store
 
 
 async def _open_dispatcher(

@@ -1,6 +1,7 @@
 """How ``jobdock flow show`` draws a workflow: a rich Tree of its steps,
 each under the step it needs (the first one, when it needs several), with
-its state, attempt, duration and revert."""
+its state, attempt, duration and revert. Imports the models and the
+workflow records; loads rich.tree, so commands import it when they draw."""
 
 from __future__ import annotations
 

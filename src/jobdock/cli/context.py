@@ -1,0 +1,71 @@
+"""How client commands reach the server: the global options (token and TLS
+files, given before the command) kept in typer's context object, and the
+:class:`~jobdock.Client` a command builds from them and its ``--url``.
+
+Imports the client and the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from jobdock.client import Client, Credentials
+from jobdock.settings import Settings, load_settings
+
+url_option = typer.Option(
+    "--url", help="The jobdock server (env JOBDOCK_URL; default http://127.0.0.1:8080)."
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The global options: how client commands authenticate (None: not given)."""
+
+    token: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+def global_options(
+    ctx: typer.Context,
+    token: Annotated[
+        str | None, typer.Option(help="API token (env JOBDOCK_TOKEN).", show_default=False)
+    ] = None,
+    ca: Annotated[
+        str | None, typer.Option(help="CA of the server's certificate (env JOBDOCK_CA).")
+    ] = None,
+    cert: Annotated[
+        str | None, typer.Option(help="Client certificate, mutual TLS (env JOBDOCK_CERT).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Key of --cert (env JOBDOCK_KEY).")] = None,
+) -> None:
+    """Run Linux processes as jobs: a server, a worker and this client."""
+    ctx.obj = Connection(token=token, ca=ca, cert=cert, key=key)
+
+
+def connect(ctx: typer.Context, url: str | None) -> Client:
+    """A client of the server at ``url`` (or as the settings say), with the
+    global options' credentials."""
+    connection = ctx.ensure_object(Connection)
+    settings = load_settings(
+        url=url,
+        token=connection.token,
+        ca=connection.ca,
+        cert=connection.cert,
+        key=connection.key,
+    )
+    return Client(settings.url, credentials=_credentials(settings))
+
+
+def _credentials(settings: Settings) -> Credentials:
+    """The credentials the settings name."""
+    return Credentials(
+        token=settings.token.get_secret_value() if settings.token else None,
+        ca=settings.ca,
+        cert=settings.cert,
+        key=settings.key,
+    )

@@ -1,0 +1,194 @@
+"""The ``flow`` commands: submit a workflow (a file, or one registered by an
+installed package), draw it as a tree, live until it ends, list and cancel
+workflows, and list the registered ones (docs/workflows.md).
+
+Imports the client (through :mod:`jobdock.cli.context`) and the CLI's
+rendering; the workflow documents, the registry and the tree drawing only
+inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from jobdock.cli.context import connect, url_option
+from jobdock.cli.exits import fail
+from jobdock.cli.render.tables import print_table
+from jobdock.cli.render.times import ago
+from jobdock.client import Client
+
+if TYPE_CHECKING:
+    from jobdock.registry import RegisteredFlow
+    from jobdock.workflows import Workflow
+
+
+def _flow_params(items: list[str] | None) -> dict[str, Any]:
+    from jobdock.registry import parse_param
+
+    params = {}
+    for item in items or []:
+        try:
+            name, value = parse_param(item)
+        except ValueError as exc:
+            fail(f"--param: {exc}", 2)
+        params[name] = value
+    return params
+
+
+def _flow_document(target: str, params: dict[str, Any]) -> Any:
+    """The document to submit: a file (JSON or YAML) with ``params``, or a
+    registered workflow built with them."""
+    from jobdock import registry
+    from jobdock.workflows import load_document
+
+    path = Path(target)
+    if path.is_file():
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {target}: {exc.strerror}")
+        spec = load_document(body, yaml=path.suffix.lower() in (".yaml", ".yml"))
+        return spec.with_params(params)
+    if "/" in target or target.endswith((".yaml", ".yml", ".json")):
+        fail(f"no such file: {target}")
+    return registry.build(target, params)
+
+
+def _watch_flow(client: Client, workflow_id: str, *, until_done: bool) -> Any:
+    """Draw the workflow, redrawn live until it finishes (``until_done``)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from jobdock.cli.render.flow import tree
+
+    workflow = client.workflow(workflow_id)
+    console = Console()
+    if not console.is_terminal:
+        # Not a terminal: no redrawing, only the tree as it ends.
+        while until_done and not workflow.terminal:
+            time.sleep(0.5)
+            workflow = client.workflow(workflow_id)
+    if not until_done or workflow.terminal or not console.is_terminal:
+        console.print(tree(workflow))
+        return workflow
+    with Live(tree(workflow), console=console, refresh_per_second=4) as live:
+        while not workflow.terminal:
+            time.sleep(0.5)
+            workflow = client.workflow(workflow_id)
+            live.update(tree(workflow))
+    return workflow
+
+
+def flow_run(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="A workflow file (.yaml/.json) or a registered name.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE; repeatable.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show it live until it ends; exit 1 unless it succeeded.")
+    ] = False,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Submit a workflow and print its id."""
+    document = _flow_document(target, _flow_params(param))
+    with connect(ctx, url) as client:
+        workflow = client.submit_workflow(document)
+        if not wait:
+            typer.echo(workflow.id)
+            return
+        final = _watch_flow(client, workflow.id, until_done=True)
+    if final.state.value != "succeeded":
+        raise typer.Exit(1)
+
+
+def flow_show(
+    ctx: typer.Context,
+    workflow_id: Annotated[str, typer.Argument(help="The workflow.", metavar="ID")],
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until it ends.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The record as JSON.")] = False,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Draw a workflow's steps as a tree: state, attempt, duration, revert."""
+    with connect(ctx, url) as client:
+        if as_json:
+            typer.echo(client.workflow(workflow_id).model_dump_json(indent=2))
+            return
+        _watch_flow(client, workflow_id, until_done=watch)
+
+
+def flow_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Finished ones too.")] = False,
+    limit: Annotated[int, typer.Option("-n", help="At most this many.")] = 50,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """List submitted workflows, newest first (unfinished ones unless --all)."""
+    states = () if all_ else ("running", "reverting", "cancelling")
+    with connect(ctx, url) as client:
+        page = client.workflows(states=states, limit=limit)
+    print_table(
+        ("WORKFLOW ID", "NAME", "STATE", "STEPS", "CREATED"),
+        (
+            (
+                workflow.id,
+                workflow.name,
+                workflow.state.value,
+                _progress(workflow),
+                ago(workflow.created_at),
+            )
+            for workflow in page.workflows
+        ),
+    )
+
+
+def _progress(workflow: Workflow) -> str:
+    """How many of the workflow's steps succeeded, of all: ``2/5``."""
+    done = sum(1 for step in workflow.steps if step.state.value == "succeeded")
+    return f"{done}/{len(workflow.steps)}"
+
+
+def flow_ls() -> None:
+    """List the workflows registered by installed packages (entry point
+    group 'jobdock.workflows'), with their parameters."""
+    from jobdock.registry import registered
+
+    print_table(
+        ("NAME", "PARAMETERS", "FACTORY", "SUMMARY"),
+        (
+            (
+                flow.name,
+                _parameters(flow),
+                flow.target,
+                flow.summary,
+            )
+            for flow in registered()
+        ),
+        wrap=True,
+        overflow="fold",
+    )
+
+
+def _parameters(flow: RegisteredFlow) -> str:
+    """A registered workflow's parameters, with the defaults of optional ones."""
+    return ", ".join(
+        param.name if param.required else f"{param.name}={param.default!r}" for param in flow.params
+    )
+
+
+def flow_cancel(
+    ctx: typer.Context,
+    ids: Annotated[list[str], typer.Argument(help="Workflows to cancel.", metavar="ID...")],
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Cancel workflows: running steps stop, completed ones are reverted."""
+    with connect(ctx, url) as client:
+        for workflow_id in ids:
+            workflow = client.cancel_workflow(workflow_id)
+            typer.echo(f"{workflow.id}: {workflow.state.value}")

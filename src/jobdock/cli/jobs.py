@@ -1,0 +1,250 @@
+"""The commands that look at and end jobs: ``ps``, ``workers``, ``inspect``,
+``logs``, ``stop``, ``kill``, ``wait`` and ``prune``. (``run`` has its own
+module, :mod:`jobdock.cli.run`.)
+
+Imports the client (through :mod:`jobdock.cli.context`), the models and the
+CLI's rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from jobdock.cli.arguments import duration, pairs
+from jobdock.cli.attach import copy_output
+from jobdock.cli.context import connect, url_option
+from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
+from jobdock.cli.render.tables import print_table
+from jobdock.cli.render.times import ago, since, span
+from jobdock.client import Client
+from jobdock.errors import ApiError, JobdockError
+from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream
+
+
+def ps(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Show finished jobs too.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print job ids.")] = False,
+    state: Annotated[
+        list[str] | None, typer.Option(help="Only jobs in this state; repeatable.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE filter.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
+    last: Annotated[int, typer.Option("--last", "-n", help="At most this many jobs.")] = 200,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """List jobs, newest first: queued and running ones, or all with -a."""
+    states = list(state or [])
+    valid = {s.value for s in JobState}
+    for item in states:
+        if item not in valid:
+            fail(f"--state {item!r} is not one of {', '.join(sorted(valid))}", 2)
+    if not states and not all_:
+        states = sorted(s.value for s in ACTIVE_STATES)
+    with connect(ctx, url) as client:
+        jobs = _list_jobs(client, states, label, name, last)
+    if quiet:
+        for job in jobs:
+            typer.echo(job.id)
+        return
+    print_table(
+        ("JOB ID", "NAME", "COMMAND", "CREATED", "STATUS"),
+        (_ps_row(job) for job in jobs),
+        wrap={"COMMAND"},
+    )
+
+
+def _list_jobs(
+    client: Client, states: list[str], label: list[str] | None, name: str | None, last: int
+) -> list[Job]:
+    """Up to ``last`` jobs, newest first, page by page."""
+    jobs: list[Job] = []
+    cursor = None
+    while len(jobs) < last:
+        page = client.list(
+            states=states,
+            labels=pairs(label, "--label"),
+            name=name,
+            limit=min(500, last - len(jobs)),
+            cursor=cursor,
+        )
+        jobs += page.jobs
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return jobs
+
+
+def _ps_row(job: Job) -> tuple[str, ...]:
+    command = " ".join(job.spec.command)
+    return (
+        job.id,
+        job.name or "",
+        command if len(command) <= 40 else command[:39] + "…",
+        ago(job.created_at),
+        _status(job),
+    )
+
+
+def _status(job: Job) -> str:
+    """A job's state as ``ps`` shows it: with how long, and how it ended."""
+    if job.state is JobState.RUNNING:
+        return f"running {since(job.started_at)}" if job.started_at else "running"
+    if job.state is JobState.RETRYING and job.next_attempt_at is not None:
+        wait = max(0.0, job.next_attempt_at.timestamp() - time.time())
+        return f"retrying in {span(wait)}"
+    if not job.terminal:
+        return job.state.value
+    took = ""
+    if job.started_at and job.finished_at:
+        took = f" in {span((job.finished_at - job.started_at).total_seconds())}"
+    if job.reason is Reason.EXITED:
+        return f"{job.state.value} (exit {job.exit_code}){took}"
+    return f"{job.state.value} ({job.reason.value if job.reason else '?'}){took}"
+
+
+def workers(
+    ctx: typer.Context,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """List the workers: labels, last heartbeat, running jobs."""
+    with connect(ctx, url) as client:
+        found = client.workers()
+    print_table(
+        ("WORKER", "LABELS", "HEARTBEAT", "RUNNING", "STATUS"),
+        (
+            (
+                item.id,
+                ",".join(f"{k}={v}" for k, v in sorted(item.labels.items())),
+                ago(item.heartbeat_at),
+                f"{item.busy}/{item.concurrency}",
+                "stopped" if item.stopped_at else f"up {since(item.started_at)}",
+            )
+            for item in found
+        ),
+        wrap=True,
+        overflow="fold",
+    )
+
+
+def inspect(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Print a job's whole record as JSON."""
+    with connect(ctx, url) as client:
+        job = client.get(job_id)
+    typer.echo(json.dumps(job.model_dump(mode="json"), indent=2))
+
+
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Follow until the job ends.")
+    ] = False,
+    stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
+    attempt: Annotated[int | None, typer.Option(help="Attempt number [latest].")] = None,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Print a job's output (stdout here to stdout, stderr to stderr)."""
+    if stream not in ("stdout", "stderr", "both"):
+        fail(f"--stream {stream!r} is not stdout, stderr or both", 2)
+    with connect(ctx, url) as client:
+        copy_output(
+            client.logs(
+                job_id,
+                stream=None if stream == "both" else Stream(stream),
+                follow=follow,
+                attempt=attempt,
+            )
+        )
+
+
+def stop(
+    ctx: typer.Context,
+    job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to stop.", metavar="ID...")],
+    now: Annotated[
+        bool, typer.Option("--now", help="SIGKILL at once, without the grace period.")
+    ] = False,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Stop jobs (SIGTERM, grace period, SIGKILL); waits until each has ended.
+
+    Queued jobs are cancelled at once. Prints the id of each stopped job.
+    """
+    _stop_jobs(ctx, job_ids, url, kill=now)
+
+
+def kill(
+    ctx: typer.Context,
+    job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to kill.", metavar="ID...")],
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Kill jobs at once (SIGKILL, no grace period), as ``stop --now``."""
+    _stop_jobs(ctx, job_ids, url, kill=True)
+
+
+def _stop_jobs(ctx: typer.Context, job_ids: list[str], url: str | None, *, kill: bool) -> None:
+    failed = False
+    with connect(ctx, url) as client:
+        for job_id in job_ids:
+            try:
+                job = client.cancel(job_id, kill=kill)
+            except ApiError as exc:
+                if exc.code == "illegal_transition":
+                    sys.stderr.write(
+                        f"jobdock: job {job_id} had already finished; nothing to stop\n"
+                    )
+                    continue
+                sys.stderr.write(f"jobdock: {one_line(exc)}\n")
+                failed = True
+                continue
+            if not job.terminal:
+                client.wait(job_id)
+            typer.echo(job_id)
+    if failed:
+        raise typer.Exit(1)
+
+
+def wait(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    timeout: Annotated[str | None, typer.Option(help="Give up after this long (exit 124).")] = None,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Block until a job ends; exit with its exit code."""
+    limit = duration(timeout, "--timeout")
+    with connect(ctx, url) as client:
+        try:
+            job = client.wait(job_id, limit)
+        except JobdockError as exc:
+            fail(one_line(exc), EXIT_JOBDOCK)
+    if not job.terminal:
+        fail(f"job {job_id} is still {job.state.value}", EXIT_TIMEOUT)
+    raise typer.Exit(exit_code_of(job))
+
+
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            help="Delete jobs finished longer ago than this (e.g. 7d), whatever their retention."
+        ),
+    ] = None,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
+    """Delete finished jobs with their logs: past their retention, or --older-than."""
+    duration(older_than, "--older-than")
+    with connect(ctx, url) as client:
+        deleted = client.prune(older_than)
+    typer.echo(f"deleted {deleted} finished job(s)")
