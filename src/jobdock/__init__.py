@@ -1,6 +1,5 @@
 """jobdock: run Linux processes as jobs behind an HTTP API, a CLI and a library."""
 
-
 from jobdock.client import AsyncClient, Client
 from jobdock.errors import (
     ApiError,

@@ -19,14 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobdock.models import ANONYMOUS, timestamp
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.access import AuditEntry as AuditEntry
-from jobdock.models.access import AuditPage as AuditPage
-from jobdock.models.access import CreatedToken as CreatedToken
-from jobdock.models.access import StoredToken as StoredToken
-from jobdock.models.access import TokenInfo as TokenInfo
+from jobdock.models.access import CreatedToken, TokenInfo
 
 if TYPE_CHECKING:
     from jobdock.store.protocol import Store

@@ -24,12 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from jobdock.errors import InvalidJson
-
-# isort: split
-# re-exported for the issue-16 merge (used here too: MAX_DEPTH, too_deep)
-from jobdock.models.parsing import MAX_DEPTH as MAX_DEPTH
-from jobdock.models.parsing import not_json as not_json
-from jobdock.models.parsing import too_deep as too_deep
+from jobdock.models.parsing import MAX_DEPTH, too_deep
 
 if TYPE_CHECKING:
     import yaml

@@ -25,10 +25,12 @@ from collections.abc import Callable
 from jobdock.engines import Engines
 from jobdock.errors import JobdockError, StoreError
 from jobdock.models import JobState
+from jobdock.models.outcome import Outcome
+from jobdock.models.records import Claim
 from jobdock.runtimes.process import kill_process_group
 from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
-from jobdock.store.protocol import Claim, Outcome, Store
+from jobdock.store.protocol import Store
 from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import WORKFLOW_LABEL
 

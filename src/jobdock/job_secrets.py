@@ -13,9 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from jobdock.errors import SecretsUnavailable, SpawnError
 from jobdock.models import SecretRef
+from jobdock.models.parts import SECRETS_DIR_ENV
+from jobdock.models.records import Claim
 from jobdock.runtimes.base import RunAs
-from jobdock.store.protocol import Claim, Store
-from jobdock.vault import SECRETS_DIR_ENV, Redactor, Vault, secret_env, secret_files
+from jobdock.store.protocol import Store
+from jobdock.vault import Redactor, Vault, secret_env, secret_files
 
 
 async def secret_values(store: Store, vault: Vault, claim: Claim) -> dict[str, bytes]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from jobdock.events import JobWatch
 from jobdock.models import Stream
-from jobdock.store.protocol import LogChunk, LogRead, LogStore
+from jobdock.models.records import LogChunk, LogRead
+from jobdock.store.protocol import LogStore
 
 if TYPE_CHECKING:
     from jobdock.vault import Redactor

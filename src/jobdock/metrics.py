@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 
 from jobdock.models import JobState, WorkerRecord
-from jobdock.store.protocol import BUCKETS, Histogram, StoreMetrics
+from jobdock.models.records import BUCKETS, Histogram, StoreMetrics
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 

@@ -21,7 +21,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from jobdock.errors import InvalidSpec, JobdockError
-from jobdock.workflows import Flow, WorkflowSpec, document
+from jobdock.models.workflow import Flow, WorkflowSpec, document
 
 GROUP = "jobdock.workflows"
 

@@ -26,7 +26,8 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from jobdock.errors import InvalidSpec, JobdockError
 from jobdock.models import Schedule, ScheduleSpec
-from jobdock.store.protocol import FirePlan, Store
+from jobdock.models.records import FirePlan
+from jobdock.store.protocol import Store
 from jobdock.submit import Policy, new_job
 
 _log = logging.getLogger(__name__)

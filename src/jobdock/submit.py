@@ -16,24 +16,18 @@ from typing import Any
 from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec, Resources
+from jobdock.models.records import NewJob, NewStep, NewWorkflow
+from jobdock.models.workflow import Workflow, WorkflowSpec
 from jobdock.settings import Settings
-from jobdock.store.protocol import NewJob, NewStep, NewWorkflow, Store
+from jobdock.store.protocol import Store
 from jobdock.store.workflow_moves import Planner
 from jobdock.workflows import (
-    Workflow,
-    WorkflowSpec,
     check_graph,
     check_references,
     job_spec,
     placeholder_outputs,
     with_params,
 )
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.parsing import describe_error as describe_error
-from jobdock.models.parsing import invalid_spec as invalid_spec
-from jobdock.models.parsing import parse_spec as parse_spec
 
 
 def new_job_id() -> str:

@@ -24,12 +24,6 @@ from jobdock.errors import ConfigError, SecretsUnavailable
 from jobdock.models import SecretRef, Stream
 from jobdock.settings import Settings
 
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.access import SecretInfo as SecretInfo
-from jobdock.models.access import SecretList as SecretList
-from jobdock.models.parts import SECRETS_DIR_ENV as SECRETS_DIR_ENV
-
 #: What a secret's value is replaced by in a job's output.
 MASK = b"***"
 #: The largest secret accepted.

@@ -34,19 +34,16 @@ from jobdock.identities import Identities, run_as_refusal
 from jobdock.job_secrets import materialised, secret_values
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
-from jobdock.runtimes.base import AttemptInfo, Execution, ExitStatus, RunAs
+from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
+from jobdock.models.records import Claim, Limits, Started, WorkerInfo
+from jobdock.retry import retried
+from jobdock.runtimes.base import AttemptInfo, Execution, RunAs
 from jobdock.settings import Settings
-from jobdock.store.protocol import Claim, Limits, Outcome, Started, Store, WorkerInfo
+from jobdock.store.protocol import Store
 from jobdock.submit import Policy
 from jobdock.vault import Redactor, Vault
 from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import CALL_PROGRAM
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.outcome import describe_exit as describe_exit
-from jobdock.models.outcome import outcome_of as outcome_of
-from jobdock.retry import retried as retried
 
 _log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from jobdock.errors import InvalidSpec
 from jobdock.models import JobState, StepState, WorkflowState
-from jobdock.store.protocol import NewJob
+from jobdock.models.records import NewJob
 from jobdock.store.workflow_moves import (
     FlowState,
     Move,

@@ -21,17 +21,8 @@ from pydantic import ValidationError
 from jobdock.documents import load_json, load_yaml
 from jobdock.errors import InvalidSpec
 from jobdock.models import JobSpec, invalid_spec
+from jobdock.models.workflow import WorkflowSpec, document
 from jobdock.templates import BadReference, Reference, output_value, references, render
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.workflow import Flow as Flow
-from jobdock.models.workflow import StepSpec as StepSpec
-from jobdock.models.workflow import Workflow as Workflow
-from jobdock.models.workflow import WorkflowPage as WorkflowPage
-from jobdock.models.workflow import WorkflowSpec as WorkflowSpec
-from jobdock.models.workflow import WorkflowStep as WorkflowStep
-from jobdock.models.workflow import document as document
 
 #: Labels of every job a workflow makes: its workflow's id, its step's name,
 #: and whether it is the step's revert.

@@ -21,11 +21,11 @@ import pytest
 from conftest import RuntimeCase  # tests/contract/conftest.py
 from jobdock.errors import SpawnError
 from jobdock.models import Reason, Stream
+from jobdock.models.outcome import outcome_of
 from jobdock.runtimes import Execution, ExitStatus
 from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.process import HIGH_WATER
 from jobdock.submit import new_job_id
-from jobdock.worker import outcome_of
 from support import eventually
 
 #: Every wait in these tests ends by then; a job still running is killed.

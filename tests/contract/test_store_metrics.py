@@ -9,8 +9,8 @@ from typing import Any
 from store_actions import LEASE, T0, claim, exited, submit
 
 from jobdock.models import JobState
+from jobdock.models.records import BUCKETS, Started, StoreMetrics
 from jobdock.store import Store
-from jobdock.store.protocol import BUCKETS, Started, StoreMetrics
 
 
 async def test_jobs_are_counted_by_state_reason_runtime_and_label(store: Store) -> None:

@@ -17,9 +17,9 @@ from store_actions import LEASE, T0, claim, exited, submit
 
 from jobdock.errors import JobNotFound, ScheduleExists, ScheduleNotFound
 from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, ScheduleSpec, Stream
+from jobdock.models.records import FirePlan, Limits
 from jobdock.store import LogChunk, NewJob, Outcome, Store
 from jobdock.store.migrate import alembic_config
-from jobdock.store.protocol import FirePlan, Limits
 from jobdock.submit import new_job_id
 
 

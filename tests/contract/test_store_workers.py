@@ -11,8 +11,8 @@ from __future__ import annotations
 from store_actions import LEASE, T0, claim, submit
 
 from jobdock.models import timestamp
+from jobdock.models.records import WorkerInfo
 from jobdock.store import Store
-from jobdock.store.protocol import WorkerInfo
 
 
 def worker(worker_id: str = "w1", started_at: float = T0) -> WorkerInfo:

@@ -14,12 +14,13 @@ from store_actions import LEASE, T0, exited
 from conftest import StoreOpener
 from jobdock.errors import IllegalTransition, WorkflowNotFound
 from jobdock.models import JobState, StepState, Stream, WorkflowState
+from jobdock.models.records import NewStep, NewWorkflow
+from jobdock.models.workflow import Workflow
 from jobdock.settings import Settings
 from jobdock.store import LogChunk, Store
-from jobdock.store.protocol import NewStep, NewWorkflow
 from jobdock.submit import Policy, new_job_id
 from jobdock.workflow_plan import WorkflowPlanner
-from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL, Workflow
+from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL
 
 #: The planner a server moves its workflows on with (default settings).
 PLAN = WorkflowPlanner(Policy(Settings()))

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobdock.models import CONTAINER_LABEL, JobSpec, Reason, normalize_image
-from jobdock.runtimes.base import ExitStatus
+from jobdock.models.outcome import ExitStatus
 from jobdock.runtimes.container import ContainerRuntime, cache_volume, exit_status_of
 from jobdock.settings import Settings
 

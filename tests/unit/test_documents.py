@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from jobdock.documents import MAX_DEPTH, load_json, load_yaml
+from jobdock.documents import load_json, load_yaml
 from jobdock.errors import InvalidJson
+from jobdock.models.parsing import MAX_DEPTH
 
 
 def refusal(load: object, text: str) -> str:

@@ -24,7 +24,7 @@ from jobdock.models import (
     parse_duration,
     parse_size,
 )
-from jobdock.workflows import document
+from jobdock.models.workflow import document
 
 JOB = {"command": ["true"]}
 

@@ -12,13 +12,7 @@ from pydantic import BaseModel, Field
 from jobdock.api.auth import principal, require_admin
 from jobdock.api.context import settings_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
-from jobdock.auth import (
-    AuditPage,
-    CreatedToken,
-    TokenInfo,
-    check_user_name,
-    create_token,
-)
+from jobdock.auth import check_user_name, create_token
 from jobdock.errors import (
     Forbidden,
     InvalidRequest,
@@ -29,7 +23,8 @@ from jobdock.errors import (
 )
 from jobdock.identities import warning as identities_warning
 from jobdock.models import Duration, check_secret_name, timestamp
-from jobdock.vault import MAX_SECRET_BYTES, SecretInfo, SecretList, Vault
+from jobdock.models.access import AuditPage, CreatedToken, SecretInfo, SecretList, TokenInfo
+from jobdock.vault import MAX_SECRET_BYTES, Vault
 
 router = APIRouter(prefix="/v1")
 

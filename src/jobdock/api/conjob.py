@@ -23,9 +23,10 @@ from jobdock.api.errors import responses
 from jobdock.errors import InvalidRequest, InvalidSpec, RequestTooLarge
 from jobdock.logs import read_log
 from jobdock.models import Job, JobSpec, JobState, Reason
+from jobdock.models.parsing import invalid_spec
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.submit import invalid_spec, submit
+from jobdock.submit import submit
 from jobdock.wait import wait_for_job
 
 router = APIRouter(tags=["ConJob"])

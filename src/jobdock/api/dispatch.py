@@ -15,7 +15,6 @@ from jobdock.api.auth import principal
 from jobdock.api.context import policy_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.dispatch import Dispatcher, DispatchRequest
-from jobdock.documents import not_json
 from jobdock.errors import (
     InvalidRequest,
     TemplateFailed,
@@ -25,7 +24,7 @@ from jobdock.errors import (
     TemplateTimeout,
 )
 from jobdock.models import Job
-from jobdock.submit import describe_error
+from jobdock.models.parsing import describe_error, not_json
 
 router = APIRouter(tags=["dispatch"])
 

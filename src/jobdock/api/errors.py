@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from jobdock.documents import too_deep
 from jobdock.errors import (
     ConfigError,
     CrossOrigin,
@@ -40,7 +39,7 @@ from jobdock.errors import (
     Unauthenticated,
     WorkflowNotFound,
 )
-from jobdock.submit import describe_error
+from jobdock.models.parsing import describe_error, too_deep
 
 _log = logging.getLogger(__name__)
 

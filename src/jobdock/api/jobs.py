@@ -18,7 +18,8 @@ from jobdock.api.submit_path import DirectRoute
 from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
-from jobdock.submit import parse_spec, submit, submit_job
+from jobdock.models.parsing import parse_spec
+from jobdock.submit import submit, submit_job
 from jobdock.wait import wait_for_job
 
 router = APIRouter(prefix="/v1")

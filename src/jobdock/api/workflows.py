@@ -17,8 +17,9 @@ from jobdock.api.context import planner_of, policy_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, WorkflowNotFound
 from jobdock.models import WorkflowState
+from jobdock.models.workflow import Workflow, WorkflowPage, WorkflowSpec
 from jobdock.submit import submit_workflow
-from jobdock.workflows import Workflow, WorkflowPage, WorkflowSpec, load_document
+from jobdock.workflows import load_document
 
 router = APIRouter(prefix="/v1")
 

@@ -22,8 +22,8 @@ from jobdock.cli.render.times import ago
 from jobdock.client import Client
 
 if TYPE_CHECKING:
+    from jobdock.models.workflow import Workflow
     from jobdock.registry import RegisteredFlow
-    from jobdock.workflows import Workflow
 
 
 def _flow_params(items: list[str] | None) -> dict[str, Any]:

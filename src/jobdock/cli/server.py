@@ -109,8 +109,8 @@ def worker(
 async def _run_worker(settings: Settings) -> None:
     """Run a worker on the settings' store until SIGTERM or SIGINT."""
     from jobdock.identities import shared_store_problem
-    from jobdock.store.factory import open_store
     from jobdock.node import Node
+    from jobdock.store.factory import open_store
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

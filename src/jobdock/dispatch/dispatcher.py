@@ -23,9 +23,10 @@ from jobdock.errors import (
     TemplateSpecInvalid,
 )
 from jobdock.models import JobSpec
+from jobdock.models.parsing import describe_error
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.submit import Policy, Submitted, check_spec, describe_error, submit_job
+from jobdock.submit import Policy, Submitted, check_spec, submit_job
 
 #: Headers a template never sees, even when the operator lists them.
 HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from jobdock.models import JobSpec, Stream
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.outcome import Accounting as Accounting
-from jobdock.models.outcome import ExitStatus as ExitStatus
+from jobdock.models.outcome import ExitStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ from typing import Any
 
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
 from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
-from jobdock.runtimes.base import AttemptInfo, ExitStatus
+from jobdock.models.outcome import ExitStatus
+from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
 from jobdock.settings import Settings
 

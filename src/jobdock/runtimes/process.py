@@ -35,8 +35,9 @@ from dataclasses import replace
 
 from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Reason, Stream
+from jobdock.models.outcome import Accounting, ExitStatus
 from jobdock.runtimes import cgroups, identity
-from jobdock.runtimes.base import Accounting, AttemptInfo, ExitStatus, RunAs
+from jobdock.runtimes.base import AttemptInfo, RunAs
 from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 

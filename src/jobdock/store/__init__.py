@@ -4,17 +4,17 @@ The SQL implementation is ``jobdock.store.sql.SqlStore``; it is not imported
 here, so that the client and CLI start without loading SQLAlchemy.
 """
 
-from jobdock.store.protocol import (
+from jobdock.models.outcome import Outcome
+from jobdock.models.records import (
     Claim,
     HeartbeatReply,
     LogChunk,
     LogRead,
     LostAttempt,
     NewJob,
-    Outcome,
     Started,
-    Store,
 )
+from jobdock.store.protocol import Store
 
 __all__ = [
     "Claim",

@@ -16,9 +16,10 @@ from sqlalchemy import Connection, and_, exists, func, select, update
 
 from jobdock.errors import FencedOff
 from jobdock.models import JobState, Reason
+from jobdock.models.outcome import Outcome
+from jobdock.models.records import HeartbeatReply, LostAttempt, Started
 from jobdock.retry import retry_at
 from jobdock.store.prepared import Prepared
-from jobdock.store.protocol import HeartbeatReply, LostAttempt, Outcome, Started
 from jobdock.store.records import load_spec
 from jobdock.store.schema import attempts, jobs, workers
 from jobdock.store.statements import announce, held, param

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select, text, update
 
 from jobdock.models import JobState, Reason
+from jobdock.models.records import Claim, Limits
 from jobdock.store.prepared import Prepared
-from jobdock.store.protocol import Claim, Limits
 from jobdock.store.records import invalid_record_message, load_spec
 from jobdock.store.schema import attempts, jobs
 from jobdock.store.statements import announce, param

@@ -20,10 +20,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from jobdock.errors import IllegalTransition, JobNotFound
 from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, sources_of, timestamp
+from jobdock.models.records import NewJob
 from jobdock.store.access import record
 from jobdock.store.attempts import lose_attempt
 from jobdock.store.prepared import Prepared
-from jobdock.store.protocol import NewJob
 from jobdock.store.records import UNLOADABLE, unloadable_job
 from jobdock.store.schema import IDEMPOTENT, attempts, jobs
 from jobdock.store.statements import announce, param

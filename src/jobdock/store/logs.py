@@ -12,8 +12,8 @@ from sqlalchemy import Connection, insert, select
 
 from jobdock.errors import FencedOff, JobNotFound
 from jobdock.models import STREAM_NUMBERS, STREAMS_BY_NUMBER, JobState, Stream
+from jobdock.models.records import LogChunk, LogRead
 from jobdock.store.prepared import Prepared
-from jobdock.store.protocol import LogChunk, LogRead
 from jobdock.store.schema import jobs, log_chunks
 from jobdock.store.statements import announce, held, param
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, and_, case, cast, func, select, text
 
+from jobdock.models.records import BUCKETS, Histogram, JobCount, StoreMetrics
 from jobdock.store import tally
-from jobdock.store.protocol import BUCKETS, Histogram, JobCount, StoreMetrics
 from jobdock.store.schema import attempts, jobs, metrics_tally, metrics_tally_jobs
 
 

@@ -30,27 +30,21 @@ from jobdock.models import (
     WorkflowPage,
     WorkflowState,
 )
-
-# isort: split
-# re-exported for the issue-16 merge
-from jobdock.models.outcome import Outcome as Outcome
-from jobdock.models.records import BUCKETS as BUCKETS
-from jobdock.models.records import Advanced as Advanced
-from jobdock.models.records import Claim as Claim
-from jobdock.models.records import FirePlan as FirePlan
-from jobdock.models.records import HeartbeatReply as HeartbeatReply
-from jobdock.models.records import Histogram as Histogram
-from jobdock.models.records import JobCount as JobCount
-from jobdock.models.records import Limits as Limits
-from jobdock.models.records import LogChunk as LogChunk
-from jobdock.models.records import LogRead as LogRead
-from jobdock.models.records import LostAttempt as LostAttempt
-from jobdock.models.records import NewJob as NewJob
-from jobdock.models.records import NewStep as NewStep
-from jobdock.models.records import NewWorkflow as NewWorkflow
-from jobdock.models.records import Started as Started
-from jobdock.models.records import StoreMetrics as StoreMetrics
-from jobdock.models.records import WorkerInfo as WorkerInfo
+from jobdock.models.outcome import Outcome
+from jobdock.models.records import (
+    Claim,
+    FirePlan,
+    HeartbeatReply,
+    Limits,
+    LogChunk,
+    LogRead,
+    LostAttempt,
+    NewJob,
+    NewWorkflow,
+    Started,
+    StoreMetrics,
+    WorkerInfo,
+)
 
 if TYPE_CHECKING:
     from jobdock.store.workflow_moves import Planner

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Row, and_, delete, func, insert, select, upda
 
 from jobdock.errors import JobdockError, ScheduleExists, ScheduleNotFound
 from jobdock.models import ACTIVE_STATES, ANONYMOUS, JobSpec, Schedule, ScheduleSpec, timestamp
+from jobdock.models.records import FirePlan
 from jobdock.store import jobs as ops
-from jobdock.store.protocol import FirePlan
 from jobdock.store.records import UNLOADABLE, unloadable_schedule
 from jobdock.store.schema import jobs, schedules
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from jobdock.store.protocol import BUCKETS
+from jobdock.models.records import BUCKETS
 from jobdock.store.schema import metrics_tally, metrics_tally_jobs
 
 #: The labels of a histogram's tally rows: each bucket's bound, then these.

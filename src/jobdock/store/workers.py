@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from jobdock.models import JobState, WorkerRecord, timestamp
-from jobdock.store.protocol import WorkerInfo
+from jobdock.models.records import WorkerInfo
 from jobdock.store.schema import jobs, workers
 
 _RUNNING = JobState.RUNNING.value

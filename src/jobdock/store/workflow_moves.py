@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobdock.models import JobState, StepState, WorkflowState
-from jobdock.store.protocol import NewJob
+from jobdock.models.records import NewJob
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,10 @@ from jobdock.models import (
     step_sources,
     timestamp,
 )
+from jobdock.models.records import Advanced, NewWorkflow
+from jobdock.models.workflow import Workflow, WorkflowPage, WorkflowStep
 from jobdock.store import jobs as ops
 from jobdock.store.access import record
-from jobdock.store.protocol import Advanced, NewWorkflow
 from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
 from jobdock.store.workflow_moves import (
     FlowState,
@@ -47,7 +48,6 @@ from jobdock.store.workflow_moves import (
     StopJob,
     WorkflowMove,
 )
-from jobdock.workflows import Workflow, WorkflowPage, WorkflowStep
 
 _ACTIVE = [WorkflowState.RUNNING, WorkflowState.REVERTING, WorkflowState.CANCELLING]
 #: Rounds of one advance at most (each round moves something or ends it).

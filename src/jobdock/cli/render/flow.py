@@ -12,7 +12,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from jobdock.models import StepState, WorkflowState
-from jobdock.workflows import Workflow, WorkflowStep
+from jobdock.models.workflow import Workflow, WorkflowStep
 
 _STYLE = {
     "pending": "dim",
