@@ -125,7 +125,7 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)
-    # Outside every route and the fast path: no one reads more than the limit.
+    # Outside every route: no one reads more than the limit.
     app.add_middleware(BodyLimit, limit=settings.max_request_body)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)

@@ -15,7 +15,7 @@ connections from everyone else (docs/security.md, "Limits on requests").
   sending their headers a byte at a time held 50 connections forever.
 
 The number of connections is bounded by uvicorn's ``limit_concurrency``
-(``max_connections``; see ``jobdock serve`` in cli.py).
+(``max_connections``; see ``jobdock serve`` in cli/server.py).
 """
 
 from __future__ import annotations
