@@ -23,6 +23,7 @@ from jobdock.models import (
     WorkflowSpec,
 )
 from jobdock.sandbox import Sandbox, SandboxResult
+from jobdock.version import __version__
 
 __all__ = [
     "ApiError",

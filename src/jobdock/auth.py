@@ -16,13 +16,10 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from jobdock.models import ANONYMOUS, timestamp
 from jobdock.models.access import CreatedToken, TokenInfo
-
-if TYPE_CHECKING:
-    from jobdock.store.protocol import Store
+from jobdock.store.protocol import Store
 
 #: Every token starts with this, so that leaked tokens are easy to scan for.
 TOKEN_PREFIX = "jdk_"

@@ -18,9 +18,9 @@ from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec, Resources
 from jobdock.models.records import NewJob, NewStep, NewWorkflow
 from jobdock.models.workflow import Workflow, WorkflowSpec
+from jobdock.models.workflow_moves import Planner
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
-from jobdock.store.workflow_moves import Planner
 from jobdock.workflows import (
     check_graph,
     check_references,

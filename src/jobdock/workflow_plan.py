@@ -28,7 +28,7 @@ from typing import Any
 from jobdock.errors import InvalidSpec
 from jobdock.models import JobState, StepState, WorkflowState
 from jobdock.models.records import NewJob
-from jobdock.store.workflow_moves import (
+from jobdock.models.workflow_moves import (
     FlowState,
     Move,
     StepMove,
@@ -43,7 +43,7 @@ from jobdock.workflows import PHASE_LABEL, STEP_LABEL, WORKFLOW_LABEL, job_spec
 
 @dataclass(frozen=True, slots=True)
 class WorkflowPlanner:
-    """The planner the store calls (a store.workflow_moves.Planner): the
+    """The planner the store calls (a models.workflow_moves.Planner): the
     moves of one round, with the steps' jobs made under ``policy``."""
 
     policy: Policy

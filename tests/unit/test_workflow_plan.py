@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from jobdock.models import JobState, StepState, WorkflowState
+from jobdock.models.workflow_moves import FlowState, StepMove, StepStatus, StopJob, WorkflowMove
 from jobdock.settings import Settings
-from jobdock.store.workflow_moves import FlowState, StepMove, StepStatus, StopJob, WorkflowMove
 from jobdock.submit import Policy
 from jobdock.workflow_plan import plan_moves
 from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL

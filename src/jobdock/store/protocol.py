@@ -11,7 +11,7 @@ a newer attempt owns the job. Each role's contract suite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from jobdock.events import Events
 from jobdock.models import (
@@ -45,9 +45,7 @@ from jobdock.models.records import (
     StoreMetrics,
     WorkerInfo,
 )
-
-if TYPE_CHECKING:
-    from jobdock.store.workflow_moves import Planner
+from jobdock.models.workflow_moves import Planner
 
 
 class Notifying(Protocol):
@@ -284,7 +282,7 @@ class WorkflowStore(Protocol):
 
     async def create_workflow(self, workflow: NewWorkflow, plan: Planner) -> Workflow:
         """Store a new workflow (``running``) and start its first steps' jobs
-        (the moves ``plan`` makes; see store.workflow_moves)."""
+        (the moves ``plan`` makes; see models.workflow_moves)."""
 
     async def get_workflow(self, workflow_id: str) -> Workflow:
         """The workflow with its steps; raises WorkflowNotFound."""

@@ -60,6 +60,7 @@ from jobdock.models import (
     WorkflowState,
     timestamp,
 )
+from jobdock.models.workflow_moves import Planner
 from jobdock.store import (
     access,
     attempts,
@@ -78,7 +79,6 @@ from jobdock.store import workflows as workflow_ops
 from jobdock.store.group_commit import GroupCommitter
 from jobdock.store.migrate import upgrade
 from jobdock.store.shared_reads import SharedReads
-from jobdock.store.workflow_moves import Planner
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)

@@ -36,10 +36,7 @@ from jobdock.models import (
 )
 from jobdock.models.records import Advanced, NewWorkflow
 from jobdock.models.workflow import Workflow, WorkflowPage, WorkflowStep
-from jobdock.store import jobs as ops
-from jobdock.store.access import record
-from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
-from jobdock.store.workflow_moves import (
+from jobdock.models.workflow_moves import (
     FlowState,
     Move,
     Planner,
@@ -48,6 +45,9 @@ from jobdock.store.workflow_moves import (
     StopJob,
     WorkflowMove,
 )
+from jobdock.store import jobs as ops
+from jobdock.store.access import record
+from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
 
 _ACTIVE = [WorkflowState.RUNNING, WorkflowState.REVERTING, WorkflowState.CANCELLING]
 #: Rounds of one advance at most (each round moves something or ends it).

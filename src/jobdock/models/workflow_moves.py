@@ -3,8 +3,7 @@
 The store reads a :class:`FlowState` inside its transaction, calls the
 planner (jobdock.workflow_plan, a pure function of the state) and applies
 the moves in order, each one conditional write (store/workflows.py). These
-are plain records, like FirePlan: they import only the foundation and
-NewJob.
+are plain records, like FirePlan: they import only the rest of the models.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobdock.models import JobState, StepState, WorkflowState
 from jobdock.models.records import NewJob
+from jobdock.models.states import JobState, StepState, WorkflowState
 
 
 @dataclass(frozen=True, slots=True)
