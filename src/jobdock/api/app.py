@@ -23,6 +23,7 @@ from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
 from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
+from jobdock.api.submit_path import DirectRoutes, direct_routes
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, Template, load_templates
@@ -122,6 +123,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware, innermost first."""
     http_metrics = HttpMetrics()
     app.state.http_metrics = http_metrics
+    # Innermost: POST /v1/jobs straight to its route's endpoint.
+    app.add_middleware(DirectRoutes, routes=direct_routes(jobs_router.routes))
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)

@@ -192,7 +192,8 @@ async def send_error(send: Send, exc: JobdockError) -> None:
     await send_json(send, status, json.dumps(body).encode(), headers_of(exc))
 
 
-async def _jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
+async def jobdock_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The one error body (and status and headers) for a JobdockError."""
     assert isinstance(exc, JobdockError)
     status, body = render_error(exc)
     return JSONResponse(body, status, headers=headers_of(exc))
@@ -213,7 +214,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if isinstance(exc.__cause__, RecursionError):
         # FastAPI parsing a model's body with json.loads, which recursed.
-        return await _jobdock_error(request, too_deep())
+        return await jobdock_error(request, too_deep())
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
@@ -225,7 +226,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error the API can raise in the one error format."""
-    app.add_exception_handler(JobdockError, _jobdock_error)
+    app.add_exception_handler(JobdockError, jobdock_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
