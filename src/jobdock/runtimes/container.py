@@ -1,7 +1,9 @@
 """Container jobs: the job runs as a container through the Docker Engine API
 (dockerd, or podman's API service).
 
-Each attempt is one container, labelled with its job, attempt and namespace.
+Each attempt is one container, labelled with its job, attempt, namespace and
+store (a hash of the store's URL, so two jobdocks on one engine never take
+each other's containers for their own).
 The runtime attaches to it before starting it, so every byte of stdout and
 stderr reaches jobdock's log store live and separately, as for a process
 job; stdin is written to the attach stream and then closed. The container is
@@ -17,7 +19,11 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
 from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
@@ -34,6 +40,7 @@ LABEL_JOB = "io.jobdock.job"
 LABEL_ATTEMPT = "io.jobdock.attempt"
 LABEL_OWNER = "io.jobdock.owner"
 LABEL_CACHE = "io.jobdock.cache"
+LABEL_STORE = "io.jobdock.store"
 #: The exit code of a container whose main process was killed by SIGKILL.
 _SIGKILL_EXIT = 137
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
@@ -47,6 +54,25 @@ def engine_address(settings: Settings) -> EngineAddress:
         tls_cert=settings.docker_tls_cert,
         tls_key=settings.docker_tls_key,
     )
+
+
+def store_identity(db_url: str) -> str:
+    """The store's identity on the engine: a hash of its URL, normalized
+    (an SQLite file's resolved path; a server's backend, user, host, port
+    and database, without password, driver or options), so every server of
+    one store agrees on it. Never the URL itself: it may hold a password."""
+    try:
+        url = make_url(db_url)
+    except ArgumentError:
+        key = db_url
+    else:
+        backend = url.get_backend_name()
+        database = url.database
+        if backend == "sqlite" and database and database != ":memory:":
+            database = str(Path(database).expanduser().resolve())
+        host = (url.host or "").lower()
+        key = f"{backend}\0{url.username or ''}\0{host}\0{url.port or ''}\0{database or ''}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def cache_volume(namespace: str, owner: str, cache: str) -> str:
@@ -79,6 +105,9 @@ class ContainerRuntime:
         self.settings = settings
         self.engine = engine or Engine(engine_address(settings))
         self._labels = {LABEL_NAMESPACE: settings.namespace}
+        #: The labels of the containers this store's workers made (volumes
+        #: are per namespace: a cache outlives a store).
+        self._own = {**self._labels, LABEL_STORE: store_identity(settings.db_url)}
 
     async def aclose(self) -> None:
         await self.engine.close()
@@ -195,7 +224,7 @@ class ContainerRuntime:
         """The engine's create body for one attempt of ``spec``."""
         labels = {
             **{f"io.jobdock.label.{k}": v for k, v in spec.labels.items()},
-            **self._labels,
+            **self._own,
             LABEL_JOB: info.job_id,
             LABEL_ATTEMPT: str(info.attempt),
             LABEL_OWNER: info.owner,
@@ -253,10 +282,12 @@ class ContainerRuntime:
         return host
 
     async def sweep(self, attempt_is_live: Callable[[str, int], Awaitable[bool]]) -> int:
-        """Remove this namespace's containers whose attempt is over (their
-        worker died before removing them). Returns how many were removed."""
+        """Remove this namespace's and store's containers whose attempt is
+        over (their worker died before removing them); another store's are
+        never looked at, its jobs are not in this one. Returns how many were
+        removed."""
         removed = 0
-        for container in await self.engine.containers(self._labels):
+        for container in await self.engine.containers(self._own):
             labels = container.get("Labels") or {}
             job_id, attempt = labels.get(LABEL_JOB), labels.get(LABEL_ATTEMPT)
             if job_id is None or attempt is None or not attempt.isdigit():
