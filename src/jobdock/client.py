@@ -49,7 +49,7 @@ from jobdock.models import (
     WorkflowSpec,
     invalid_spec,
 )
-from jobdock.settings import DEFAULT_URL
+from jobdock.settings import load_settings
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
@@ -98,8 +98,21 @@ def _as_spec(spec: SpecLike) -> JobSpec:
         raise invalid_spec(exc) from None
 
 
+def _from_environment(url: str | None, credentials: Credentials | None) -> tuple[str, Credentials]:
+    """The server and credentials given, else those the CLI would use (env
+    JOBDOCK_URL, _TOKEN, _CA, _CERT, _KEY or the JOBDOCK_CONFIG file)."""
+    if url is not None and credentials is not None:
+        return url, credentials
+    settings = load_settings(url=url)
+    if credentials is None:
+        token = settings.token.get_secret_value() if settings.token else None
+        credentials = Credentials(token=token, ca=settings.ca, cert=settings.cert, key=settings.key)
+    return settings.url, credentials
+
+
 class AsyncClient:
-    """An asyncio client of one jobdock server."""
+    """An asyncio client of one jobdock server (``url`` and ``credentials``
+    not given: as the CLI's environment says)."""
 
     def __init__(
         self,
@@ -108,8 +121,8 @@ class AsyncClient:
         timeout: float = 30.0,
         credentials: Credentials | None = None,
     ) -> None:
-        self.url = (url or DEFAULT_URL).rstrip("/")
-        credentials = credentials or Credentials()
+        url, credentials = _from_environment(url, credentials)
+        self.url = url.rstrip("/")
         self.credentials = credentials
         self._http = httpx.AsyncClient(
             base_url=self.url,
