@@ -7,12 +7,15 @@ loop in a background thread for code (and the CLI) that is not async.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import math
 import ssl
 import struct
+import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from pydantic import ValidationError
 
 from jobdock.errors import ApiError, ServerUnreachable
@@ -46,7 +49,7 @@ from jobdock.models import (
     WorkflowSpec,
     invalid_spec,
 )
-from jobdock.settings import DEFAULT_URL
+from jobdock.settings import load_settings
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
@@ -58,6 +61,8 @@ _HEADER = struct.Struct(">BxxxI")
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
+#: How long a client's loop thread may take to start, or to stop and close.
+_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +98,21 @@ def _as_spec(spec: SpecLike) -> JobSpec:
         raise invalid_spec(exc) from None
 
 
+def _from_environment(url: str | None, credentials: Credentials | None) -> tuple[str, Credentials]:
+    """The server and credentials given, else those the CLI would use (env
+    JOBDOCK_URL, _TOKEN, _CA, _CERT, _KEY or the JOBDOCK_CONFIG file)."""
+    if url is not None and credentials is not None:
+        return url, credentials
+    settings = load_settings(url=url)
+    if credentials is None:
+        token = settings.token.get_secret_value() if settings.token else None
+        credentials = Credentials(token=token, ca=settings.ca, cert=settings.cert, key=settings.key)
+    return settings.url, credentials
+
+
 class AsyncClient:
-    """An asyncio client of one jobdock server."""
+    """An asyncio client of one jobdock server (``url`` and ``credentials``
+    not given: as the CLI's environment says)."""
 
     def __init__(
         self,
@@ -103,8 +121,8 @@ class AsyncClient:
         timeout: float = 30.0,
         credentials: Credentials | None = None,
     ) -> None:
-        self.url = (url or DEFAULT_URL).rstrip("/")
-        credentials = credentials or Credentials()
+        url, credentials = _from_environment(url, credentials)
+        self.url = url.rstrip("/")
         self.credentials = credentials
         self._http = httpx.AsyncClient(
             base_url=self.url,
@@ -410,7 +428,7 @@ def _api_error(response: httpx.Response) -> ApiError:
 
 class Client:
     """A blocking client of one jobdock server; each call runs the matching
-    :class:`AsyncClient` method on a private event loop thread."""
+    :class:`AsyncClient` method on a private (daemon) event loop thread."""
 
     def __init__(
         self,
@@ -419,11 +437,12 @@ class Client:
         timeout: float = 30.0,
         credentials: Credentials | None = None,
     ) -> None:
-        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
-        self._portal = self._portal_cm.__enter__()
-        self.aio: AsyncClient = self._portal.call(_make_async_client, url, timeout, credentials)
+        self.aio = AsyncClient(url, timeout=timeout, credentials=credentials)
         self.url = self.aio.url
         self.credentials = self.aio.credentials
+        self._portal, thread = _start_loop_thread()
+        # Runs once: at close(), when the client is collected, or at exit.
+        self._finalizer = weakref.finalize(self, _stop_loop_thread, self._portal, self.aio, thread)
 
     def __enter__(self) -> Client:
         return self
@@ -433,8 +452,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connections and stop the loop thread."""
-        self._portal.call(self.aio.aclose)
-        self._portal_cm.__exit__(None, None, None)
+        self._finalizer()
 
     def health(self) -> dict[str, Any]:
         """The server's health report."""
@@ -554,7 +572,26 @@ class Client:
             self._portal.call(pieces.aclose)
 
 
-async def _make_async_client(
-    url: str | None, timeout: float, credentials: Credentials | None
-) -> AsyncClient:
-    return AsyncClient(url, timeout=timeout, credentials=credentials)
+def _start_loop_thread() -> tuple[BlockingPortal, threading.Thread]:
+    """A portal into an event loop on a new thread, a daemon: the interpreter
+    never waits for it at exit (for anyio's own portal thread it does)."""
+    started: Future[BlockingPortal] = Future()
+
+    async def serve() -> None:
+        async with BlockingPortal() as portal:
+            started.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    thread = threading.Thread(target=anyio.run, args=(serve,), name="jobdock-client", daemon=True)
+    thread.start()
+    return started.result(_CLOSE_TIMEOUT), thread
+
+
+def _stop_loop_thread(portal: BlockingPortal, aio: AsyncClient, thread: threading.Thread) -> None:
+    """Close the connections and stop the loop; never wait forever (runs at exit too)."""
+    with contextlib.suppress(RuntimeError):  # the loop has already stopped
+        try:
+            portal.start_task_soon(aio.aclose).result(_CLOSE_TIMEOUT)
+        finally:
+            portal.start_task_soon(portal.stop, True).result(_CLOSE_TIMEOUT)
+    thread.join(_CLOSE_TIMEOUT)
