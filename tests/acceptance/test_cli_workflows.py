@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jobdock import Client
 from support import ServerProcess
 
 PLUGIN = '''
@@ -174,3 +175,22 @@ def test_flow_cancel_and_errors_are_one_line(server: ServerProcess, tmp_path: Pa
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
     assert invalid.returncode == 1
     assert invalid.stderr == "jobdock: steps.0.needs.0: no step is named 'b'\n"
+
+
+def test_flow_run_params_keep_their_text_and_take_json_with_colon_equals(
+    server: ServerProcess, tmp_path: Path, client: Client
+) -> None:
+    document = tmp_path / "release.yaml"
+    document.write_text(
+        "name: release\nparams: {version: null, replicas: 1}\n"
+        "steps:\n  - name: tag\n    job: {command: [echo, '{{ params.version }}']}\n"
+    )
+
+    result = flow(server, "run", str(document), "-p", "version=1.10", "-p", "replicas:=3")
+    refused = flow(server, "run", str(document), "-p", "replicas:=three")
+
+    assert result.returncode == 0, result.stderr
+    assert client.workflow(result.stdout.strip()).params == {"version": "1.10", "replicas": 3}
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("jobdock: --param: replicas:= takes a JSON literal")
+    assert refused.stderr.count("\n") == 1

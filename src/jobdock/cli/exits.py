@@ -7,9 +7,13 @@ Imports the foundation only (errors, models).
 
 from __future__ import annotations
 
+import re
+import ssl
 from typing import NoReturn
 
-from jobdock.errors import JobdockError
+import httpx
+
+from jobdock.errors import JobdockError, ServerUnreachable
 from jobdock.models import Job, JobState, Reason
 
 #: ``jobdock run`` and ``wait`` exit with this when jobdock itself failed.
@@ -32,8 +36,31 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def one_line(exc: JobdockError) -> str:
-    """The error's message on one line (drivers' messages span several)."""
+    """The error's message on one line (drivers' messages span several); a
+    server nobody answers at says how to start one."""
+    if isinstance(exc, ServerUnreachable) and (url := _nobody_answers_at(exc)):
+        return (
+            f"no jobdock server answers at {url} "
+            "(start one with 'jobdock serve', or set --url / JOBDOCK_URL)"
+        )
     return " ".join(exc.message.split())
+
+
+_CANNOT_REACH = re.compile(r"cannot reach the jobdock server at (\S+): ")
+
+
+def _nobody_answers_at(exc: ServerUnreachable) -> str | None:
+    """The URL at which no server took the connection, or None when one did
+    (a TLS failure, a connection lost mid-answer: the client's message stays)."""
+    match = _CANNOT_REACH.match(exc.message)
+    cause = exc.__context__
+    if match is None or not isinstance(cause, httpx.ConnectError):
+        return None
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return None
+        cause = cause.__context__
+    return match.group(1)
 
 
 def exit_code_of(job: Job) -> int:

@@ -9,6 +9,7 @@ inside the commands that use them.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,15 +28,22 @@ if TYPE_CHECKING:
 
 
 def _flow_params(items: list[str] | None) -> dict[str, Any]:
-    from jobdock.registry import parse_param
-
+    """``-p NAME=VALUE`` as the string VALUE (``version=1.10`` stays "1.10"),
+    ``-p NAME:=JSON`` as a JSON literal (``replicas:=3``), as httpie takes them."""
     params = {}
     for item in items or []:
+        name, sep, text = item.partition("=")
+        literal = name.endswith(":")
+        name = name.removesuffix(":")
+        if not sep or not name:
+            fail(f"--param: {item!r} is not NAME=VALUE or NAME:=JSON", 2)
+        if not literal:
+            params[name] = text
+            continue
         try:
-            name, value = parse_param(item)
-        except ValueError as exc:
-            fail(f"--param: {exc}", 2)
-        params[name] = value
+            params[name] = json.loads(text)
+        except ValueError:
+            fail(f'--param: {name}:= takes a JSON literal (3, true, [1,2], "text"): {text!r}', 2)
     return params
 
 
@@ -89,7 +97,8 @@ def flow_run(
         str, typer.Argument(help="A workflow file (.yaml/.json) or a registered name.")
     ],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE; repeatable.")
+        list[str] | None,
+        typer.Option("--param", "-p", help="NAME=VALUE (a string) or NAME:=JSON; repeatable."),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show it live until it ends; exit 1 unless it succeeded.")

@@ -152,7 +152,7 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Follow until the job ends.")
     ] = False,
     stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
-    attempt: Annotated[int | None, typer.Option(help="Attempt number [latest].")] = None,
+    attempt: Annotated[int | None, typer.Option(help="Attempt number \\[latest].")] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Print a job's output (stdout here to stdout, stderr to stderr)."""

@@ -44,7 +44,7 @@ def run(
     ] = None,
     timeout: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30s, 10m.")] = None,
     kill_grace: Annotated[
-        str | None, typer.Option(help="Time between SIGTERM and SIGKILL on stop [10s].")
+        str | None, typer.Option(help="Time between SIGTERM and SIGKILL on stop \\[10s].")
     ] = None,
     name: Annotated[str | None, typer.Option(help="A name for the job.")] = None,
     label: Annotated[
@@ -111,7 +111,7 @@ def run(
     user: Annotated[
         str | None,
         typer.Option(
-            help="With --image: user[:group] in the container; else the user an isolated job "
+            help="With --image: user\\[:group] in the container; else the user an isolated job "
             "runs as (implies --isolate).",
             rich_help_panel=_ISO,
         ),
@@ -158,7 +158,7 @@ def run(
         str | None,
         typer.Option(help="Start at this time: RFC 3339 with offset, or +10m from now."),
     ] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher starts first [0].")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher starts first \\[0].")] = None,
     retries: Annotated[
         int | None, typer.Option(help="Run a failed job again up to this many times.")
     ] = None,
@@ -169,7 +169,7 @@ def run(
         str | None, typer.Option(help="Jobs with this key run --concurrency-limit at once.")
     ] = None,
     concurrency_limit: Annotated[
-        int | None, typer.Option(help="How many jobs of --concurrency-key run at once [1].")
+        int | None, typer.Option(help="How many jobs of --concurrency-key run at once \\[1].")
     ] = None,
     queue_timeout: Annotated[
         str | None, typer.Option(help="Fail if not started within this, e.g. 10m.")

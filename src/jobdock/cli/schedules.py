@@ -27,7 +27,7 @@ def schedule_add(
     name: Annotated[str, typer.Argument(help="The schedule's unique name.")],
     command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
     cron: Annotated[
-        str, typer.Option(help="'*/5 * * * *' (minute hour day month weekday [second]).")
+        str, typer.Option(help="'*/5 * * * *' (minute hour day month weekday \\[second]).")
     ],
     tz: Annotated[str, typer.Option(help="IANA time zone of the cron fields.")] = "UTC",
     overlap: Annotated[

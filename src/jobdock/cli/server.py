@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 # A declaration of the command's options (over 60 lines, allowed as one).
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [8080].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on \\[127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on \\[8080].")] = None,
     home: Annotated[str | None, typer.Option(help="Data directory (env JOBDOCK_HOME).")] = None,
     db: Annotated[
-        str | None, typer.Option(help="Store URL [sqlite:///$JOBDOCK_HOME/jobdock.db].")
+        str | None, typer.Option(help="Store URL \\[sqlite:///$JOBDOCK_HOME/jobdock.db].")
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once [64].")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once \\[64].")] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE the worker offers.")
     ] = None,
@@ -78,7 +78,7 @@ def serve(
 def worker(
     db: Annotated[str | None, typer.Option(help="Store URL (env JOBDOCK_DB).")] = None,
     home: Annotated[str | None, typer.Option(help="Data directory (env JOBDOCK_HOME).")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once [64].")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once \\[64].")] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE offered to jobs.")
     ] = None,
@@ -251,17 +251,36 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
         except (OSError, ValueError) as exc:
             fail(f"cannot load the TLS certificate, key or CA: {exc}")
     server = uvicorn.Server(config)
+    _announce(settings, tls=tls)
+    server.run()
+    if not server.started:
+        fail(f"could not start the server on {settings.host}:{settings.port} (see above)")
+
+
+def _announce(settings: Settings, *, tls: bool) -> None:
+    """Log where the server listens, what it stores and how it authenticates,
+    then where a browser finds the dashboard."""
     auth = [
         name for name, on in (("tokens", settings.tokens), ("mutual TLS", settings.tls_ca)) if on
     ]
-    logging.getLogger("jobdock").info(
+    scheme = "https" if tls else "http"
+    log = logging.getLogger("jobdock")
+    log.info(
         "jobdock serving on %s://%s:%d (store %s; auth: %s)",
-        "https" if tls else "http",
+        scheme,
         settings.host,
         settings.port,
         settings.db_url,
         " and ".join(auth) or "none, single user",
     )
-    server.run()
-    if not server.started:
-        fail(f"could not start the server on {settings.host}:{settings.port} (see above)")
+    log.info("dashboard: %s://%s:%d/ui", scheme, _browsable(settings.host), settings.port)
+
+
+def _browsable(host: str) -> str:
+    """``host`` as a browser on this machine reaches it (a wildcard address is
+    reached on loopback; an IPv6 address goes in brackets)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -41,7 +41,7 @@ def tokens_create(
     user: Annotated[str, typer.Argument(help="The user the token acts as.")],
     admin: Annotated[bool, typer.Option("--admin", help="May see and stop every job.")] = False,
     expires: Annotated[
-        str | None, typer.Option(help="Valid for this long, e.g. 30d, 12h [never].")
+        str | None, typer.Option(help="Valid for this long, e.g. 30d, 12h \\[never].")
     ] = None,
     db: Annotated[str | None, _db_option] = None,
     home: Annotated[str | None, _home_option] = None,

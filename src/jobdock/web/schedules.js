@@ -39,7 +39,7 @@ export default {
         table(
           ["Name", "Owner", "Cron", "Runs", "Next fire", "Last fire", "Last job", ""],
           schedules.map((s) => row(s, act)),
-          "No schedules. Add one with jobdock schedules add (see the README).",
+          "No schedules. Add one with jobdock schedule add (see the README).",
         ),
       );
     };
