@@ -287,6 +287,30 @@ def jobdock(
     )
 
 
+def make_pki(directory: Path, *users: str) -> Path:
+    """``directory`` made a CA by ``jobdock certs``, with a server
+    certificate for 127.0.0.1 and client certificates for ``users``."""
+    steps = [("init", str(directory), "--host", "127.0.0.1")]
+    steps += [("issue", user, "--dir", str(directory)) for user in users]
+    for step in steps:
+        done = jobdock("certs", *step)
+        assert done.returncode == 0, done.stderr
+    return directory
+
+
+def start_mtls_server(home: Path, pki: Path, **settings: str) -> ServerProcess:
+    """A started server on ``home`` requiring client certificates of
+    ``pki``'s CA (see make_pki)."""
+    return ServerProcess(
+        home,
+        verify=ssl.create_default_context(cafile=pki / "ca.pem"),
+        tls_cert=str(pki / "server.pem"),
+        tls_key=str(pki / "server-key.pem"),
+        tls_ca=str(pki / "ca.pem"),
+        **settings,
+    ).start()
+
+
 def make_token(home: Path, user: str, *extra: str) -> str:
     """A new API token of ``user`` on the server of ``home`` (``jobdock tokens create``)."""
     done = jobdock("tokens", "create", user, "--home", str(home), *extra)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import ssl
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -23,7 +22,15 @@ import pytest
 import browser
 from jobdock import Client, Flow, JobState
 from jobdock.client import Credentials
-from support import ServerProcess, eventually, free_port, in_ci, jobdock, make_token
+from support import (
+    ServerProcess,
+    eventually,
+    free_port,
+    in_ci,
+    make_pki,
+    make_token,
+    start_mtls_server,
+)
 
 expect: Any = None  # playwright's expect, once the browser fixture imported it
 #: Polling pages refresh every 1-2 s; the machine may be loaded.
@@ -377,21 +384,8 @@ def test_with_auth_a_user_signs_in_and_never_sees_another_users_job(
 def mtls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     """A server with mutual TLS, and the directory of its CA and of client
     certificates for alice and bob."""
-    pki = tmp_path_factory.mktemp("ui-pki")
-    for args in (
-        ("certs", "init", str(pki), "--host", "127.0.0.1"),
-        ("certs", "issue", "alice", "--dir", str(pki)),
-        ("certs", "issue", "bob", "--dir", str(pki)),
-    ):
-        done = jobdock(*args)
-        assert done.returncode == 0, done.stderr
-    server = ServerProcess(
-        tmp_path_factory.mktemp("ui-mtls"),
-        verify=ssl.create_default_context(cafile=pki / "ca.pem"),
-        tls_cert=str(pki / "server.pem"),
-        tls_key=str(pki / "server-key.pem"),
-        tls_ca=str(pki / "ca.pem"),
-    ).start()
+    pki = make_pki(tmp_path_factory.mktemp("ui-pki"), "alice", "bob")
+    server = start_mtls_server(tmp_path_factory.mktemp("ui-mtls"), pki)
     yield server, pki
     server.stop()
 

@@ -5,9 +5,6 @@ one that requires tokens, one that requires client certificates."""
 
 from __future__ import annotations
 
-import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +13,7 @@ import pytest
 
 from jobdock import ApiError, AsyncClient, Client
 from jobdock.client import Credentials
-from support import ServerProcess, free_port, make_token
+from support import ServerProcess, free_port, make_pki, make_token, start_mtls_server
 
 QUICK_JOB = {"command": ["true"]}
 
@@ -83,18 +80,8 @@ def test_a_bad_token_in_the_environment_is_refused_as_the_cli_is(
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
     """A server requiring client certificates of a CA the CLI made, and alice's."""
-    pki = tmp_path_factory.mktemp("client-env-pki")
-    cli = [sys.executable, "-m", "jobdock", "certs"]
-    for args in (["init", str(pki), "--host", "127.0.0.1"], ["issue", "alice", "--dir", str(pki)]):
-        done = subprocess.run([*cli, *args], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-    server = ServerProcess(
-        tmp_path_factory.mktemp("client-env-tls"),
-        verify=ssl.create_default_context(cafile=pki / "ca.pem"),
-        tls_cert=str(pki / "server.pem"),
-        tls_key=str(pki / "server-key.pem"),
-        tls_ca=str(pki / "ca.pem"),
-    ).start()
+    pki = make_pki(tmp_path_factory.mktemp("client-env-pki"), "alice")
+    server = start_mtls_server(tmp_path_factory.mktemp("client-env-tls"), pki)
     yield server, pki
     server.stop()
 

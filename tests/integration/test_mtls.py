@@ -19,24 +19,14 @@ from jobdock.api.tls import server_context
 from jobdock.certs import Pair, init_ca, issue_client
 from jobdock.client import Credentials
 from jobdock.settings import Settings
-from support import ServerProcess
+from support import ServerProcess, make_pki, start_mtls_server
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA made by the CLI, with a server certificate for 127.0.0.1 and
     client certificates for alice, bob and root."""
-    directory = tmp_path_factory.mktemp("pki")
-    done = subprocess.run(
-        [sys.executable, "-m", "jobdock", "certs", "init", str(directory), "--host", "127.0.0.1"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    for user in ("alice", "bob", "root"):
-        args = ["certs", "issue", user, "--dir", str(directory)]
-        done = subprocess.run([sys.executable, "-m", "jobdock", *args], capture_output=True)
-        assert done.returncode == 0, done.stderr
+    directory = make_pki(tmp_path_factory.mktemp("pki"), "alice", "bob", "root")
     assert (directory / "ca-key.pem").stat().st_mode & 0o777 == 0o600
     return directory
 
@@ -54,14 +44,7 @@ def user(pki: Path, name: str) -> Pair:
 
 @pytest.fixture(scope="module")
 def tls_server(pki: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(
-        tmp_path_factory.mktemp("tls-server"),
-        verify=context(pki, None),
-        tls_cert=str(pki / "server.pem"),
-        tls_key=str(pki / "server-key.pem"),
-        tls_ca=str(pki / "ca.pem"),
-        admins="root",
-    ).start()
+    server = start_mtls_server(tmp_path_factory.mktemp("tls-server"), pki, admins="root")
     yield server
     server.stop()
 

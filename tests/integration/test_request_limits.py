@@ -9,8 +9,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import ServerProcess, eventually
+from support import ServerProcess, eventually, make_pki
 
 #: The server's limits here: small, so that the tests are quick.
 LIMIT = "1MiB"
@@ -232,9 +230,7 @@ def test_the_deadline_holds_for_each_request_on_a_kept_alive_connection(
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    pki = tmp_path_factory.mktemp("pki")
-    command = [sys.executable, "-m", "jobdock", "certs", "init", str(pki), "--host", "127.0.0.1"]
-    subprocess.run(command, check=True, capture_output=True)
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
     proc = ServerProcess(
         tmp_path_factory.mktemp("limits-tls"),
         verify=ssl.create_default_context(cafile=pki / "ca.pem"),
