@@ -70,6 +70,14 @@ class Engines:
         """Whether image jobs can be run now: the engine answered last time."""
         return self._engine_ok
 
+    def no_images(self) -> str | None:
+        """Why this server runs no image jobs now, or None when it does."""
+        if self.containers is None:
+            return "this server runs none: containers = false"
+        if not self._engine_ok:
+            return f"no docker or podman answers at {self.settings.docker_host}"
+        return None
+
     def missing(self, spec: JobSpec) -> str | None:
         """What of ``spec`` this server's runtime cannot enforce, or None. An
         image job's limits and isolation are the engine's, never missing here."""

@@ -299,3 +299,9 @@ class TemplateOutputTooLarge(TemplateFailed):
 
 class TemplateSpecInvalid(InvalidSpec):
     """The spec a template produced is invalid, or more than its caller may have."""
+
+
+class CannotStart(JobdockError):
+    """No worker can start this job now (see its waiting_reason)."""
+
+    code = "cannot_start"

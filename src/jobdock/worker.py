@@ -239,6 +239,11 @@ class Worker:
             return poll
         return max(0.0, min(poll, due - time.time()))
 
+    def offers(self) -> dict[str, str]:
+        """The labels this worker claims jobs with now (no container label
+        while its engine does not answer)."""
+        return self._claim_labels()
+
     def _claim_labels(self) -> dict[str, str]:
         if self.engines.images_ok or CONTAINER_LABEL not in self.labels:
             return self.labels

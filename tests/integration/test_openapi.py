@@ -19,7 +19,7 @@ Document = dict[str, Any]
 CREATES_BY_NAME = {("put", "/v1/secrets/{name}")}
 #: ConJob's /job/run answers a finished job's outcome with these statuses
 #: (ConJob's plain text or JSON), not with jobdock's error body.
-CONJOB_OUTCOMES = {"400", "404", "408", "500"}
+CONJOB_OUTCOMES = {"400", "404", "408", "500", "503"}
 
 
 @pytest.fixture(scope="module")

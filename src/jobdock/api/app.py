@@ -35,6 +35,7 @@ from jobdock.store.factory import open_store
 from jobdock.submit import Policy
 from jobdock.vault import Vault
 from jobdock.version import __version__
+from jobdock.waiting import LocalWorker, Waiting
 from jobdock.workflow_plan import WorkflowPlanner
 
 _log = logging.getLogger(__name__)
@@ -97,11 +98,14 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
             policy = Policy(settings, engines.missing if engines else None)
             app.state.policy = policy
             app.state.planner = planner = WorkflowPlanner(policy)
+            app.state.waiting = Waiting(store, settings)
             if engines is not None:
                 stack.push_async_callback(engines.aclose)
                 node = Node(store, settings, engines, planner)
                 stack.push_async_callback(node.stop)
                 await node.start()
+                local = LocalWorker(node.worker.id, node.worker.offers, engines.no_images)
+                app.state.waiting = Waiting(store, settings, local)
             yield
 
     return lifespan

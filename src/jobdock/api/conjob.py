@@ -6,7 +6,8 @@ or its stdin with ``input=stdin``. The answer is the output as plain text (both
 streams, in the order written), or with ``Accept: application/json``
 ConJob's ``{"conclusion", "output", "exitCode", "message"}``. The status says
 how it ended: 200 success, 400 non-zero exit, 404 image not found, 408 timed
-out, 500 anything else.
+out, 500 anything else; and 503 (``REJECTED``) at once, without a job, when
+no live worker could start it (no container engine answers, say).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from jobdock.api.auth import principal
-from jobdock.api.context import policy_of
+from jobdock.api.context import policy_of, waiting_of
 from jobdock.api.errors import responses
 from jobdock.errors import InvalidRequest, InvalidSpec, RequestTooLarge
 from jobdock.logs import read_log
@@ -32,7 +33,7 @@ from jobdock.wait import wait_for_job
 router = APIRouter(tags=["ConJob"])
 
 #: How a job ended, in ConJob's words.
-Verdict = Literal["SUCCESS", "FAILURE", "NOT_FOUND", "TIMED_OUT", "UNKNOWN"]
+Verdict = Literal["SUCCESS", "FAILURE", "NOT_FOUND", "TIMED_OUT", "REJECTED", "UNKNOWN"]
 
 #: ConJob's pull values, as jobdock's pull policies.
 _PULL = {"always": "always", "never": "never", "absent": "if-not-present"}
@@ -100,6 +101,7 @@ _RUN_IMAGE: dict[str, Any] = {
         408: _outcome("The job timed out."),
         422: _INVALID[422],
         500: _outcome("The job ended otherwise (cancelled, lost)."),
+        503: _outcome("Rejected: no live worker could start the job (no container engine)."),
     },
 }
 
@@ -131,19 +133,39 @@ async def run_image(
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     spec = _spec(image, pull, await request.body(), input == "stdin", settings.conjob_timeout)
+    reason = await waiting_of(request).reason(spec)
+    if reason is not None:
+        return _answer(request, "REJECTED", 503, b"", -1, reason, {})
     job = await submit(store, spec, policy_of(request.app.state), principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     output = bytearray()
     async for chunk in read_log(store, job.id):
         output += chunk.data[: max(settings.run_output_limit - len(output), 0)]
     conclusion, status = conclusion_of(job)
+    exit_code = job.exit_code if job.exit_code is not None else -1
     headers = {"X-Jobdock-Job-Id": job.id}
+    return _answer(request, conclusion, status, bytes(output), exit_code, job.message, headers)
+
+
+def _answer(
+    request: Request,
+    conclusion: Verdict,
+    status: int,
+    output: bytes,
+    exit_code: int,
+    message: str | None,
+    headers: dict[str, str],
+) -> Response:
+    """The output as plain text, or ConJob's JSON if the caller accepts it. A
+    rejected run, which has no output, answers its message as the text."""
     if "application/json" in request.headers.get("accept", ""):
         body = Conclusion(
             conclusion=conclusion,
             output=output.decode(errors="replace"),
-            exitCode=job.exit_code if job.exit_code is not None else -1,
-            message=job.message or "",
+            exitCode=exit_code,
+            message=message or "",
         )
         return Response(body.model_dump_json(), status, headers, media_type="application/json")
-    return Response(bytes(output), status, headers, media_type="text/plain; charset=utf-8")
+    if conclusion == "REJECTED":
+        output = f"{message}\n".encode()
+    return Response(output, status, headers, media_type="text/plain; charset=utf-8")

@@ -10,6 +10,7 @@ from starlette.datastructures import State
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import Policy
+from jobdock.waiting import Waiting
 from jobdock.workflow_plan import WorkflowPlanner
 
 
@@ -36,3 +37,9 @@ def planner_of(state: State) -> WorkflowPlanner:
     """The planner that moves the server's workflows on, under its policy."""
     planner: WorkflowPlanner = state.planner
     return planner
+
+
+def waiting_of(request: Request) -> Waiting:
+    """What says why the server's queued jobs wait (jobdock.waiting)."""
+    waiting: Waiting = request.app.state.waiting
+    return waiting

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from jobdock.errors import (
+    CannotStart,
     ConfigError,
     CrossOrigin,
     Forbidden,
@@ -55,6 +56,7 @@ STATUS: dict[type[JobdockError], int] = {
     ScheduleExists: 409,
     IllegalTransition: 409,
     StoreError: 503,
+    CannotStart: 503,
     ConfigError: 500,
     Unauthenticated: 401,
     Forbidden: 403,

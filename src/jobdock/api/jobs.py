@@ -12,10 +12,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from jobdock.api.auth import check_visible, principal
-from jobdock.api.context import policy_of, settings_of, store_of
+from jobdock.api.context import policy_of, settings_of, store_of, waiting_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.api.submit_path import DirectRoute
-from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
+from jobdock.errors import (
+    CannotStart,
+    IllegalTransition,
+    InvalidRequest,
+    InvalidSpec,
+    JobNotFound,
+)
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
 from jobdock.models.parsing import parse_spec
@@ -66,6 +72,7 @@ async def create_job(request: Request) -> Response:
     spec = parse_spec(await request.body())
     policy = policy_of(request.app.state)
     submitted = await submit_job(store_of(request), spec, policy, principal(request).name)
+    await waiting_of(request).explain([submitted.job])
     return _json(submitted.job, 201 if submitted.created else 200)
 
 
@@ -109,9 +116,11 @@ async def list_jobs(
         if owner not in (None, who.name):
             return JobPage(jobs=[])
         owner = who.name
-    return await store_of(request).list_jobs(
+    page = await store_of(request).list_jobs(
         states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor, owner=owner
     )
+    await waiting_of(request).explain(page.jobs)
+    return page
 
 
 @router.get(
@@ -122,6 +131,7 @@ async def get_job(job_id: str, request: Request) -> Job:
     job = await store_of(request).get_job(job_id)
     if not principal(request).may_see(job.owner):
         raise JobNotFound(job_id)
+    await waiting_of(request).explain([job])
     return job
 
 
@@ -169,7 +179,9 @@ async def wait_job(
     its ``state``)."""
     settings, store = settings_of(request), store_of(request)
     await check_visible(store, principal(request), job_id)
-    return await wait_for_job(store, job_id, timeout, settings.poll_seconds)
+    job = await wait_for_job(store, job_id, timeout, settings.poll_seconds)
+    await waiting_of(request).explain([job])
+    return job
 
 
 @router.get(
@@ -228,13 +240,18 @@ async def job_logs(
     response_model=RunResult,
     summary="Run a job and wait for its output",
     openapi_extra=_SPEC_BODY,
-    responses=SUBMIT_ERRORS,
+    responses={**SUBMIT_ERRORS, **responses(CannotStart)},
 )
 async def run_job(request: Request) -> RunResult:
     """Submit a job, wait until it ends, and answer its state, exit code,
-    stdout and stderr (each cut at the server's ``run_output_limit``)."""
+    stdout and stderr (each cut at the server's ``run_output_limit``). A job
+    no live worker could start (no container engine for an image, no worker
+    with its ``requires``) is refused at once: 503, ``cannot_start``."""
     spec = parse_spec(await request.body())
     store, settings = store_of(request), settings_of(request)
+    reason = await waiting_of(request).reason(spec)
+    if reason is not None:
+        raise CannotStart(reason)
     job = await submit(store, spec, policy_of(request.app.state), principal(request).name)
     job = await wait_for_job(store, job.id, float("inf"), settings.poll_seconds)
     limit = settings.run_output_limit

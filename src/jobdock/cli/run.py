@@ -196,6 +196,9 @@ def _submit(ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach
             job = client.submit(spec)
         except JobdockError as exc:
             fail(one_line(exc), EXIT_JOBDOCK)
+        if job.waiting_reason is not None:
+            # It is queued; say why it would not start rather than hang silently.
+            typer.echo(f"jobdock: warning: job {job.id} waits: {job.waiting_reason}", err=True)
         if detach:
             typer.echo(job.id)
             return

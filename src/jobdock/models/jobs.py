@@ -80,6 +80,11 @@ class Job(BaseModel):
         None, description="While retrying: when the next attempt may start."
     )
     attempts: list[Attempt] = Field(default_factory=list)
+    waiting_reason: str | None = Field(
+        None,
+        description="While queued: why no worker can start it (no container engine, no "
+        "live worker matching its requires); null when it waits only for its turn.",
+    )
 
     @field_validator("spec", mode="wrap")
     @classmethod
