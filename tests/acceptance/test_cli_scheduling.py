@@ -41,10 +41,23 @@ def test_bad_at_values_are_one_line_and_exit_2(server: ServerProcess) -> None:
         assert result.stderr.startswith(b"jobdock: --at:")
 
 
-def test_a_past_time_is_refused_by_the_server(server: ServerProcess) -> None:
+def test_a_past_time_is_refused_in_one_line_naming_allow_past(server: ServerProcess) -> None:
     result = jobdock(server, "run", "--at", "2001-01-01T00:00:00Z", "--", "true")
-    assert result.returncode == 125
-    assert b"run_at" in result.stderr and b"past" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1
+    assert b"in the past" in result.stderr and b"--allow-past" in result.stderr
+
+
+def test_allow_past_runs_a_job_at_a_past_time_at_once(server: ServerProcess) -> None:
+    earlier = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600))
+    result = jobdock(server, "run", "--at", earlier, "--allow-past", "--", "echo", "now")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"now\n"
+
+
+def test_run_help_lists_allow_past(server: ServerProcess) -> None:
+    result = jobdock(server, "run", "--help")
+    assert b"--allow-past" in result.stdout
 
 
 def test_schedule_add_ls_pause_resume_rm(server: ServerProcess) -> None:

@@ -158,6 +158,10 @@ def run(
         str | None,
         typer.Option(help="Start at this time: RFC 3339 with offset, or +10m from now."),
     ] = None,
+    allow_past: Annotated[
+        bool,
+        typer.Option("--allow-past", help="Take an --at time in the past: the job starts at once."),
+    ] = False,
     priority: Annotated[int | None, typer.Option(help="Higher starts first \\[0].")] = None,
     retries: Annotated[
         int | None, typer.Option(help="Run a failed job again up to this many times.")

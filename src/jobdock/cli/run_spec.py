@@ -66,9 +66,13 @@ def _program(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value}
 
 
-def parse_at(value: str, now: float) -> str:
+#: An --at this far in the past is still "now" (as the server's PAST_TOLERANCE).
+_PAST_TOLERANCE = 1.0
+
+
+def parse_at(value: str, now: float, *, allow_past: bool = False) -> str:
     """An RFC 3339 time from ``--at``: one with an offset, or ``+DURATION``
-    from ``now``. Raises ValueError."""
+    from ``now``; one in the past only with ``allow_past``. Raises ValueError."""
     if value.startswith("+"):
         moment = datetime.fromtimestamp(now + parse_duration(value[1:])).astimezone()
     else:
@@ -78,6 +82,10 @@ def parse_at(value: str, now: float) -> str:
             raise ValueError(f"{value!r} is not a time like 2026-12-01T10:00:00+01:00") from None
         if moment.tzinfo is None:
             raise ValueError(f"{value!r} has no offset (add one, e.g. +01:00 or Z)")
+    if not allow_past and moment.timestamp() < now - _PAST_TOLERANCE:
+        raise ValueError(
+            f"{moment.isoformat()} is in the past (add --allow-past to start the job at once)"
+        )
     return moment.isoformat()
 
 
@@ -88,9 +96,12 @@ def _scheduling(options: Mapping[str, Any]) -> dict[str, Any]:
     spec = {key: value for key, value in given.items() if value is not None}
     if "at" in spec:
         try:
-            spec["run_at"] = parse_at(spec.pop("at"), time.time())
+            allow_past = bool(options["allow_past"])
+            spec["run_at"] = parse_at(spec.pop("at"), time.time(), allow_past=allow_past)
         except ValueError as exc:
             fail(f"--at: {exc}", 2)
+        if allow_past:
+            spec["allow_past"] = True
     if "retries" in spec:
         spec["retry"] = {"max_attempts": spec.pop("retries") + 1}
     return spec
