@@ -19,6 +19,7 @@ import typer
 
 from jobdock.cli.arguments import pairs
 from jobdock.cli.exits import fail
+from jobdock.cli.home_lock import hold_home
 from jobdock.cli.local_store import in_store, on_store
 from jobdock.settings import Settings, load_settings
 
@@ -152,12 +153,19 @@ def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # uvicorn says its start and stop as "uvicorn.error"; they are no errors.
+    logging.getLogger("uvicorn.error").addFilter(_as_uvicorn)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # The event loop shares the GIL with the writer and spawner threads; a
     # thread that wakes for it waits up to this long (default 5 ms) for a turn.
     # 1 ms cut p50 submit->start latency and raised throughput in bench/.
     sys.setswitchinterval(0.001)
+
+
+def _as_uvicorn(record: logging.LogRecord) -> bool:
+    record.name = "uvicorn"
+    return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -225,6 +233,8 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
     from jobdock.api.tls import TlsHttpProtocol, server_context
 
     _configure_logging(settings)
+    # Before anything opens the store: a second server on this home stops here.
+    hold_home(settings.home)
     _check_exposure(settings)
     if embedded_worker:  # an API-only server runs no jobs
         _check_identities(settings)
@@ -236,7 +246,10 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        # uvicorn's own lines go through the root logger, in jobdock's one
+        # format (_configure_logging); a request's line only at debug.
+        log_config=None,
+        access_log=settings.log_level == "debug",
         loop="uvloop",
         http=(TlsHttpProtocol if tls else HeaderDeadline).with_timeout(settings.header_timeout),
         limit_concurrency=settings.max_connections,
