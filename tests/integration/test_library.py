@@ -231,3 +231,15 @@ def test_task_arguments_are_checked_before_anything_is_sent(
     with pytest.raises(TypeError):
         module.add.using(nowhere).submit(1, 2, 3)
     nowhere.close()
+
+
+async def test_an_async_client_returns_an_async_handle(server: ServerProcess) -> None:
+    async with jobdock.AsyncClient(server.url) as client:
+        job = await client.submit({"command": ["sh", "-c", "printf 'h\\303'; printf '\\251\\n'"]})
+
+        assert isinstance(job, jobdock.AsyncJobHandle)
+        texts = [text async for _, text in job.logs(follow=True)]
+        assert (await job.wait(timeout=60)).exit_code == 0
+        assert "".join(texts) == "hé\n"
+        with pytest.raises(jobdock.IllegalTransition):
+            await job.cancel()
