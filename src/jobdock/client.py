@@ -7,26 +7,32 @@ loop in a background thread for code (and the CLI) that is not async.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import math
 import ssl
 import struct
-import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import httpx
-from anyio.from_thread import BlockingPortal
 from pydantic import ValidationError
 
-from jobdock.errors import ApiError, ServerUnreachable
+from jobdock.client_errors import error_of, finished
+from jobdock.client_options import (
+    ListFilters,
+    LogOptions,
+    PageOptions,
+    TemplateRequest,
+    WorkflowFilters,
+)
+from jobdock.errors import ServerUnreachable
+from jobdock.handles import AsyncJobHandle, JobHandle
+from jobdock.loop_thread import start_loop_thread, stop_loop_thread
 from jobdock.models import (
     AuditPage,
     Flow,
@@ -61,8 +67,6 @@ _HEADER = struct.Struct(">BxxxI")
 _STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
-#: How long a client's loop thread may take to start, or to stop and close.
-_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,7 @@ class AsyncClient:
                 f"cannot reach the jobdock server at {self.url}: {exc}"
             ) from None
         if response.status_code >= 400:
-            raise _api_error(response)
+            raise error_of(response)
         return response
 
     async def health(self) -> dict[str, Any]:
@@ -157,16 +161,16 @@ class AsyncClient:
         result: dict[str, Any] = (await self._request("GET", "/healthz")).json()
         return result
 
-    async def submit(self, spec: SpecLike) -> Job:
-        """Submit a job; returns it (state ``queued``) at once."""
+    async def submit(self, spec: SpecLike) -> AsyncJobHandle:
+        """Submit a job; returns its handle (state ``queued``) at once."""
         body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
         response = await self._request("POST", "/v1/jobs", json=body)
-        return Job.model_validate_json(response.content)
+        return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
 
-    async def get(self, job_id: str) -> Job:
-        """The job's record with its attempts."""
+    async def get(self, job_id: str) -> AsyncJobHandle:
+        """The job's record with its attempts, as a handle."""
         response = await self._request("GET", f"/v1/jobs/{job_id}")
-        return Job.model_validate_json(response.content)
+        return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
 
     async def list(
         self,
@@ -200,8 +204,12 @@ class AsyncClient:
         response = await self._request("POST", f"/v1/jobs/{job_id}/cancel", params=params)
         return Job.model_validate_json(response.content)
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job finishes (or ``timeout`` seconds pass) and return it."""
+    async def wait(
+        self, job_id: str, timeout: float | None = None, *, raise_on_timeout: bool = True
+    ) -> Job:
+        """Wait until the job finishes and return it; after ``timeout`` seconds
+        raise WaitTimeout (a TimeoutError), or return it unfinished if not
+        ``raise_on_timeout``."""
         remaining = math.inf if timeout is None else timeout
         while True:
             step = min(remaining, _WAIT_SLICE)
@@ -211,6 +219,8 @@ class AsyncClient:
             job = Job.model_validate_json(response.content)
             remaining -= step
             if job.terminal or remaining <= 0:
+                if raise_on_timeout:
+                    finished(job, timeout)
                 return job
 
     async def logs(
@@ -239,7 +249,7 @@ class AsyncClient:
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise _api_error(response)
+                    raise error_of(response)
                 buffer = bytearray()
                 async for data in response.aiter_raw():
                     buffer += data
@@ -391,12 +401,17 @@ class AsyncClient:
         response = await self._request("POST", f"/v1/workflows/{workflow_id}/cancel")
         return Workflow.model_validate_json(response.content)
 
-    async def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> Workflow:
-        """Wait until the workflow finishes (or ``timeout`` seconds pass) and return it."""
+    async def wait_workflow(
+        self, workflow_id: str, timeout: float | None = None, *, raise_on_timeout: bool = True
+    ) -> Workflow:
+        """Wait until the workflow finishes and return it; after ``timeout``
+        seconds as :meth:`wait` does."""
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         while True:
             workflow = await self.workflow(workflow_id)
             if workflow.terminal or time.monotonic() >= deadline:
+                if raise_on_timeout:
+                    finished(workflow, timeout)
                 return workflow
             await anyio.sleep(min(_WORKFLOW_POLL, max(0.0, deadline - time.monotonic())))
 
@@ -417,15 +432,6 @@ def _as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
         raise invalid_spec(exc) from None
 
 
-def _api_error(response: httpx.Response) -> ApiError:
-    try:
-        error = response.json()["error"]
-        return ApiError(response.status_code, str(error["code"]), str(error["message"]))
-    except (ValueError, KeyError, TypeError):
-        text = response.text.strip()[:200] or response.reason_phrase
-        return ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {text}")
-
-
 class Client:
     """A blocking client of one jobdock server; each call runs the matching
     :class:`AsyncClient` method on a private (daemon) event loop thread."""
@@ -440,9 +446,11 @@ class Client:
         self.aio = AsyncClient(url, timeout=timeout, credentials=credentials)
         self.url = self.aio.url
         self.credentials = self.aio.credentials
-        self._portal, thread = _start_loop_thread()
+        self._portal, thread = start_loop_thread()
         # Runs once: at close(), when the client is collected, or at exit.
-        self._finalizer = weakref.finalize(self, _stop_loop_thread, self._portal, self.aio, thread)
+        self._finalizer = weakref.finalize(
+            self, stop_loop_thread, self._portal, self.aio.aclose, thread
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -458,15 +466,15 @@ class Client:
         """The server's health report."""
         return self._portal.call(self.aio.health)
 
-    def submit(self, spec: SpecLike) -> Job:
-        """Submit a job; returns it (state ``queued``) at once."""
-        return self._portal.call(self.aio.submit, spec)
+    def submit(self, spec: SpecLike) -> JobHandle:
+        """Submit a job; returns its handle (state ``queued``) at once."""
+        return JobHandle.bind(self._portal.call(self.aio.submit, spec), self)
 
-    def get(self, job_id: str) -> Job:
-        """The job's record with its attempts."""
-        return self._portal.call(self.aio.get, job_id)
+    def get(self, job_id: str) -> JobHandle:
+        """The job's record with its attempts, as a handle."""
+        return JobHandle.bind(self._portal.call(self.aio.get, job_id), self)
 
-    def list(self, **filters: Any) -> JobPage:
+    def list(self, **filters: Unpack[ListFilters]) -> JobPage:
         """One page of jobs, newest first (filters as in AsyncClient.list)."""
         return self._portal.call(lambda: self.aio.list(**filters))
 
@@ -474,9 +482,14 @@ class Client:
         """Cancel the job, or ask its worker to stop it (``kill``: at once)."""
         return self._portal.call(self.aio.cancel, job_id, kill)
 
-    def wait(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job finishes (or ``timeout`` seconds pass)."""
-        return self._portal.call(self.aio.wait, job_id, timeout)
+    def wait(
+        self, job_id: str, timeout: float | None = None, *, raise_on_timeout: bool = True
+    ) -> Job:
+        """Wait until the job finishes; after ``timeout`` seconds raise
+        WaitTimeout, or return it unfinished if not ``raise_on_timeout``."""
+        return self._portal.call(
+            partial(self.aio.wait, job_id, timeout, raise_on_timeout=raise_on_timeout)
+        )
 
     def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
@@ -498,7 +511,7 @@ class Client:
         """Delete one of your secrets."""
         self._portal.call(self.aio.delete_secret, name)
 
-    def audit(self, **options: Any) -> AuditPage:
+    def audit(self, **options: Unpack[PageOptions]) -> AuditPage:
         """One page of the audit log (options as in AsyncClient.audit)."""
         return self._portal.call(lambda: self.aio.audit(**options))
 
@@ -520,7 +533,9 @@ class Client:
         """The names of the server's dispatch templates."""
         return self._portal.call(self.aio.templates)
 
-    def test_template(self, name: str, body: Any = None, **request: Any) -> dict[str, Any]:
+    def test_template(
+        self, name: str, body: Any = None, **request: Unpack[TemplateRequest]
+    ) -> dict[str, Any]:
         """The spec the template would make of a request, without submitting it."""
         return self._portal.call(partial(self.aio.test_template, name, body, **request))
 
@@ -547,7 +562,7 @@ class Client:
         """The workflow with its steps."""
         return self._portal.call(self.aio.workflow, workflow_id)
 
-    def workflows(self, **options: Any) -> WorkflowPage:
+    def workflows(self, **options: Unpack[WorkflowFilters]) -> WorkflowPage:
         """One page of your workflows (options as in AsyncClient.workflows)."""
         return self._portal.call(lambda: self.aio.workflows(**options))
 
@@ -555,12 +570,16 @@ class Client:
         """Cancel a workflow."""
         return self._portal.call(self.aio.cancel_workflow, workflow_id)
 
-    def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> Workflow:
-        """Wait until the workflow finishes (or ``timeout`` seconds pass)."""
-        return self._portal.call(self.aio.wait_workflow, workflow_id, timeout)
+    def wait_workflow(
+        self, workflow_id: str, timeout: float | None = None, *, raise_on_timeout: bool = True
+    ) -> Workflow:
+        """Wait until the workflow finishes; after ``timeout`` seconds as :meth:`wait`."""
+        wait = partial(self.aio.wait_workflow, raise_on_timeout=raise_on_timeout)
+        return self._portal.call(wait, workflow_id, timeout)
 
-    def logs(self, job_id: str, **options: Any) -> Iterator[tuple[Stream, bytes]]:
-        """The job's output as (stream, bytes) pieces (options as in AsyncClient.logs)."""
+    def logs(self, job_id: str, **options: Unpack[LogOptions]) -> Iterator[tuple[Stream, bytes]]:
+        """The job's output as (stream, bytes) pieces, as written (options as
+        in AsyncClient.logs; a handle's ``logs()`` decodes them to text)."""
         pieces = self.aio.logs(job_id, **options)
         try:
             while True:
@@ -570,28 +589,3 @@ class Client:
                     return
         finally:
             self._portal.call(pieces.aclose)
-
-
-def _start_loop_thread() -> tuple[BlockingPortal, threading.Thread]:
-    """A portal into an event loop on a new thread, a daemon: the interpreter
-    never waits for it at exit (for anyio's own portal thread it does)."""
-    started: Future[BlockingPortal] = Future()
-
-    async def serve() -> None:
-        async with BlockingPortal() as portal:
-            started.set_result(portal)
-            await portal.sleep_until_stopped()
-
-    thread = threading.Thread(target=anyio.run, args=(serve,), name="jobdock-client", daemon=True)
-    thread.start()
-    return started.result(_CLOSE_TIMEOUT), thread
-
-
-def _stop_loop_thread(portal: BlockingPortal, aio: AsyncClient, thread: threading.Thread) -> None:
-    """Close the connections and stop the loop; never wait forever (runs at exit too)."""
-    with contextlib.suppress(RuntimeError):  # the loop has already stopped
-        try:
-            portal.start_task_soon(aio.aclose).result(_CLOSE_TIMEOUT)
-        finally:
-            portal.start_task_soon(portal.stop, True).result(_CLOSE_TIMEOUT)
-    thread.join(_CLOSE_TIMEOUT)

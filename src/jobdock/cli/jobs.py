@@ -225,7 +225,7 @@ def wait(
     limit = duration(timeout, "--timeout")
     with connect(ctx, url) as client:
         try:
-            job = client.wait(job_id, limit)
+            job = client.wait(job_id, limit, raise_on_timeout=False)
         except JobdockError as exc:
             fail(one_line(exc), EXIT_JOBDOCK)
     if not job.terminal:
