@@ -1,43 +1,127 @@
-"""jobdock: run Linux processes as jobs behind an HTTP API, a CLI and a library."""
+"""jobdock: run Linux processes as jobs behind an HTTP API, a CLI and a library.
 
-from jobdock.client import AsyncClient, Client
-from jobdock.client_errors import (
-    Forbidden,
-    IllegalTransition,
-    InvalidRequest,
-    JobNotFound,
-    NotFound,
-    ScheduleExists,
-    ScheduleNotFound,
-    SecretNotFound,
-    TemplateNotFound,
-    Unauthenticated,
-    WaitTimeout,
-    WorkflowNotFound,
-)
-from jobdock.errors import (
-    ApiError,
-    InvalidSpec,
-    JobdockError,
-    ServerUnreachable,
-)
-from jobdock.handles import AsyncJobHandle, JobHandle
-from jobdock.models import (
-    Attempt,
-    Flow,
-    Job,
-    JobPage,
-    JobSpec,
-    JobState,
-    Reason,
-    RunResult,
-    Stream,
-    Workflow,
-    WorkflowSpec,
-)
-from jobdock.sandbox import Sandbox, SandboxResult
-from jobdock.tasks import AsyncTask, Task, TaskFailed, TaskRun, task
+The names below load on first use (PEP 562), so that ``import jobdock`` and
+the ``jobdock`` command (``jobdock.cli`` is under this package) pay only for
+what they use: ``jobdock ps`` never loads the sandbox's runtimes.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from jobdock.version import __version__
+
+if TYPE_CHECKING:
+    from jobdock.client import (
+        AsyncClient,
+        Client,
+    )
+    from jobdock.client_errors import (
+        Forbidden,
+        IllegalTransition,
+        InvalidRequest,
+        JobNotFound,
+        NotFound,
+        ScheduleExists,
+        ScheduleNotFound,
+        SecretNotFound,
+        TemplateNotFound,
+        Unauthenticated,
+        WaitTimeout,
+        WorkflowNotFound,
+    )
+    from jobdock.errors import (
+        ApiError,
+        InvalidSpec,
+        JobdockError,
+        ServerUnreachable,
+    )
+    from jobdock.handles import (
+        AsyncJobHandle,
+        JobHandle,
+    )
+    from jobdock.models import (
+        Attempt,
+        Flow,
+        Job,
+        JobPage,
+        JobSpec,
+        JobState,
+        Reason,
+        RunResult,
+        Stream,
+        Workflow,
+        WorkflowSpec,
+    )
+    from jobdock.sandbox import (
+        Sandbox,
+        SandboxResult,
+    )
+    from jobdock.tasks import (
+        AsyncTask,
+        Task,
+        TaskFailed,
+        TaskRun,
+        task,
+    )
+
+#: Where each public name lives.
+_HOMES = {
+    "AsyncClient": "jobdock.client",
+    "Client": "jobdock.client",
+    "Forbidden": "jobdock.client_errors",
+    "IllegalTransition": "jobdock.client_errors",
+    "InvalidRequest": "jobdock.client_errors",
+    "JobNotFound": "jobdock.client_errors",
+    "NotFound": "jobdock.client_errors",
+    "ScheduleExists": "jobdock.client_errors",
+    "ScheduleNotFound": "jobdock.client_errors",
+    "SecretNotFound": "jobdock.client_errors",
+    "TemplateNotFound": "jobdock.client_errors",
+    "Unauthenticated": "jobdock.client_errors",
+    "WaitTimeout": "jobdock.client_errors",
+    "WorkflowNotFound": "jobdock.client_errors",
+    "ApiError": "jobdock.errors",
+    "InvalidSpec": "jobdock.errors",
+    "JobdockError": "jobdock.errors",
+    "ServerUnreachable": "jobdock.errors",
+    "AsyncJobHandle": "jobdock.handles",
+    "JobHandle": "jobdock.handles",
+    "Attempt": "jobdock.models",
+    "Flow": "jobdock.models",
+    "Job": "jobdock.models",
+    "JobPage": "jobdock.models",
+    "JobSpec": "jobdock.models",
+    "JobState": "jobdock.models",
+    "Reason": "jobdock.models",
+    "RunResult": "jobdock.models",
+    "Stream": "jobdock.models",
+    "Workflow": "jobdock.models",
+    "WorkflowSpec": "jobdock.models",
+    "Sandbox": "jobdock.sandbox",
+    "SandboxResult": "jobdock.sandbox",
+    "AsyncTask": "jobdock.tasks",
+    "Task": "jobdock.tasks",
+    "TaskFailed": "jobdock.tasks",
+    "TaskRun": "jobdock.tasks",
+    "task": "jobdock.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'jobdock' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "ApiError",

@@ -11,11 +11,14 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from jobdock.cli.exits import EXIT_CANCELLED, EXIT_JOBDOCK, exit_code_of, fail, one_line
-from jobdock.client import Client, Credentials
 from jobdock.errors import JobdockError
 from jobdock.models import Reason, Stream
+
+if TYPE_CHECKING:
+    from jobdock.client import Client, Credentials
 
 #: The ends whose message ``jobdock run`` prints: the job's own output cannot say why.
 _SAID = (
@@ -58,6 +61,8 @@ def attach(client: Client, job_id: str) -> int:
 
 
 def _quietly_cancel(url: str, credentials: Credentials, job_id: str) -> None:
+    from jobdock.client import Client
+
     try:
         with Client(url, credentials=credentials) as client:
             client.cancel(job_id)

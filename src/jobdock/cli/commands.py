@@ -15,16 +15,18 @@ from collections.abc import Callable
 
 import typer
 
+# typer keeps its click inside: the exception its parser raises on a usage error.
+from typer._click.exceptions import ClickException
+
 from jobdock.cli import flows, jobs, run, schedules, server, templates, users
 from jobdock.cli.context import global_options
-from jobdock.cli.exits import EXIT_CANCELLED, Failure, one_line
+from jobdock.cli.exits import EXIT_CANCELLED, Failure, one_line, usage_error
 from jobdock.errors import ConfigError, JobdockError
 
 app = typer.Typer(
     name="jobdock",
     help="Run Linux processes as jobs: a server, a worker and this client.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -107,7 +109,12 @@ _group(
 def main() -> None:
     """Run the CLI: errors become one line on stderr and an exit status."""
     try:
-        app()
+        sys.exit(app(prog_name="jobdock", standalone_mode=False))
+    except ClickException as exc:
+        usage_error(exc)
+    except typer.Abort:  # end of input at a prompt: exit 1, as typer's own
+        sys.stderr.write("jobdock: aborted\n")
+        sys.exit(1)
     except Failure as failure:
         sys.stderr.write(f"jobdock: {' '.join(failure.message.split())}\n")
         sys.exit(failure.code)

@@ -2,18 +2,20 @@
 files, given before the command) kept in typer's context object, and the
 :class:`~jobdock.Client` a command builds from them and its ``--url``.
 
-Imports the client and the settings.
+Imports the client and the settings when a command connects, not when the
+CLI starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jobdock.client import Client, Credentials
-from jobdock.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from jobdock.client import Client, Credentials
+    from jobdock.settings import Settings
 
 url_option = typer.Option(
     "--url", help="The jobdock server (env JOBDOCK_URL; default http://127.0.0.1:8080)."
@@ -30,6 +32,15 @@ class Connection:
     key: str | None = None
 
 
+def _print_version(given: bool) -> None:
+    """``--version``: print jobdock's version and exit, whatever follows."""
+    if given:
+        from jobdock.version import __version__
+
+        typer.echo(f"jobdock {__version__}")
+        raise typer.Exit()
+
+
 def global_options(
     ctx: typer.Context,
     token: Annotated[
@@ -42,14 +53,33 @@ def global_options(
         str | None, typer.Option(help="Client certificate, mutual TLS (env JOBDOCK_CERT).")
     ] = None,
     key: Annotated[str | None, typer.Option(help="Key of --cert (env JOBDOCK_KEY).")] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print jobdock's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     """Run Linux processes as jobs: a server, a worker and this client."""
     ctx.obj = Connection(token=token, ca=ca, cert=cert, key=key)
 
 
+def load_settings(**flags: Any) -> Settings:
+    """:func:`jobdock.settings.load_settings`, the settings module (pydantic-settings)
+    loaded on the first call rather than when the CLI starts."""
+    from jobdock import settings
+
+    return settings.load_settings(**flags)
+
+
 def connect(ctx: typer.Context, url: str | None) -> Client:
     """A client of the server at ``url`` (or as the settings say), with the
     global options' credentials."""
+    from jobdock.client import Client  # on use: the CLI starts fast (docs/architecture.md)
+
     connection = ctx.ensure_object(Connection)
     settings = load_settings(
         url=url,
@@ -63,6 +93,8 @@ def connect(ctx: typer.Context, url: str | None) -> Client:
 
 def _credentials(settings: Settings) -> Credentials:
     """The credentials the settings name."""
+    from jobdock.client import Credentials
+
     return Credentials(
         token=settings.token.get_secret_value() if settings.token else None,
         ca=settings.ca,

@@ -20,9 +20,9 @@ from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import fail
 from jobdock.cli.render.tables import print_table
 from jobdock.cli.render.times import ago
-from jobdock.client import Client
 
 if TYPE_CHECKING:
+    from jobdock.client import Client
     from jobdock.models.workflow import Workflow
     from jobdock.registry import RegisteredFlow
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,9 +21,12 @@ from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
 from jobdock.cli.render.tables import print_table
 from jobdock.cli.render.times import ago, since, span
-from jobdock.client import Client
 from jobdock.errors import ApiError, JobdockError
-from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream
+from jobdock.models import ACTIVE_STATES, JobState, Reason, Stream
+
+if TYPE_CHECKING:
+    from jobdock.client import Client
+    from jobdock.models import Job
 
 
 def ps(

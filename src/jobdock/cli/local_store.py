@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from jobdock.cli.exits import fail, one_line
 from jobdock.errors import JobdockError
-from jobdock.settings import Settings
 
 if TYPE_CHECKING:
+    from jobdock.settings import Settings
     from jobdock.store.protocol import Store
 
 T = TypeVar("T")

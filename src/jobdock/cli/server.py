@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobdock.cli.arguments import pairs
+from jobdock.cli.context import load_settings
 from jobdock.cli.exits import fail
 from jobdock.cli.home_lock import hold_home
 from jobdock.cli.local_store import in_store, on_store
-from jobdock.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from jobdock.settings import Settings
     from jobdock.store.protocol import Store
 
 

@@ -16,12 +16,11 @@ from typing import Annotated
 import typer
 
 from jobdock.cli.arguments import duration
-from jobdock.cli.context import connect, url_option
+from jobdock.cli.context import connect, load_settings, url_option
 from jobdock.cli.exits import fail
 from jobdock.cli.local_store import in_store
 from jobdock.cli.render.tables import print_table
 from jobdock.cli.render.times import ago, span
-from jobdock.settings import load_settings
 
 _db_option = typer.Option("--db", help="Store URL (env JOBDOCK_DB).")
 _home_option = typer.Option("--home", help="Data directory (env JOBDOCK_HOME).")

@@ -12,7 +12,8 @@ records, and the rules that need nothing but these values.
   from one to the other;
 - ``access``: tokens, audit entries and secrets as listed;
 - ``workflow``: the workflow document (WorkflowSpec, Flow) and its records;
-- ``parsing``: a spec from JSON, and pydantic's errors as jobdock's.
+- ``parsing``: a spec from JSON, and pydantic's errors as jobdock's;
+- ``base``: the models' base class (each builds its validator on first use).
 
 ``from jobdock.models import X`` is the way to reach any of them. The
 package imports nothing of jobdock's but jobdock.errors.

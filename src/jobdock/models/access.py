@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from jobdock.models.base import Model
 
 
-class TokenInfo(BaseModel):
+class TokenInfo(Model):
     """An API token as listed: never the token itself."""
 
     id: str
@@ -26,21 +28,21 @@ class TokenInfo(BaseModel):
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-class StoredToken(BaseModel):
+class StoredToken(Model):
     """A token's record with the hash it is checked against."""
 
     info: TokenInfo
     hash: str
 
 
-class CreatedToken(BaseModel):
+class CreatedToken(Model):
     """A token just created: the only time ``token`` is shown."""
 
     token: str
     info: TokenInfo
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(Model):
     """Who did what, and when."""
 
     seq: int
@@ -50,14 +52,14 @@ class AuditEntry(BaseModel):
     target: str = Field(description="The job id, or the secret's or token's name.")
 
 
-class AuditPage(BaseModel):
+class AuditPage(Model):
     """One page of the audit log, newest first."""
 
     entries: list[AuditEntry]
     next_cursor: str | None = None
 
 
-class SecretInfo(BaseModel):
+class SecretInfo(Model):
     """A secret as listed: its name and times, never its value."""
 
     name: str
@@ -65,7 +67,7 @@ class SecretInfo(BaseModel):
     updated_at: datetime
 
 
-class SecretList(BaseModel):
+class SecretList(Model):
     """A user's secrets, by name."""
 
     secrets: list[SecretInfo]

@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
 )
 
+from jobdock.models.base import Model
 from jobdock.models.spec import JobSpec, ScheduleSpec
 from jobdock.models.states import JobState, Reason
 
@@ -25,7 +25,7 @@ from jobdock.models.states import JobState, Reason
 ANONYMOUS = "anonymous"
 
 
-class Attempt(BaseModel):
+class Attempt(Model):
     """One try at running a job, claimed by one worker under one fencing token."""
 
     number: int = Field(description="1 for the first attempt; also the attempt's fencing token.")
@@ -57,7 +57,7 @@ def _or_empty_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         return JobSpec.model_construct()
 
 
-class Job(BaseModel):
+class Job(Model):
     """The record of a job: its spec, where it is, and how it ended."""
 
     id: str
@@ -96,7 +96,7 @@ class Job(BaseModel):
         return self.state.terminal
 
 
-class JobPage(BaseModel):
+class JobPage(Model):
     """One page of a job listing, newest first."""
 
     jobs: list[Job]
@@ -105,7 +105,7 @@ class JobPage(BaseModel):
     )
 
 
-class WorkerRecord(BaseModel):
+class WorkerRecord(Model):
     """A worker: where it runs, what it offers, and whether it is alive."""
 
     id: str
@@ -125,7 +125,7 @@ class WorkerRecord(BaseModel):
     busy: int = Field(0, description="How many jobs it runs, everyone's.")
 
 
-class WorkerList(BaseModel):
+class WorkerList(Model):
     """The workers known to the store."""
 
     workers: list[WorkerRecord]
@@ -146,19 +146,19 @@ class Schedule(ScheduleSpec):
         return _or_empty_spec(value, handler)
 
 
-class ScheduleList(BaseModel):
+class ScheduleList(Model):
     """The schedules, by name."""
 
     schedules: list[Schedule]
 
 
-class PruneResult(BaseModel):
+class PruneResult(Model):
     """What a prune deleted."""
 
     deleted: int = Field(description="Finished jobs deleted with their attempts and logs.")
 
 
-class RunResult(BaseModel):
+class RunResult(Model):
     """The answer of a synchronous run: the finished job and its output."""
 
     job: Job

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from jobdock.models.base import Model
 from jobdock.models.units import MAX_CPUS, MAX_PIDS, Duration, Size
 
 #: The reasons a retry policy may name: every way an attempt can fail.
@@ -28,7 +29,7 @@ RetryReason = Literal[
 _DEFAULT_RETRY_REASONS: tuple[RetryReason, ...] = ("exited", "signaled", "timeout", "oom")
 
 
-class Backoff(BaseModel):
+class Backoff(Model):
     """The wait before retry n: ``initial * multiplier**(n-1)``, at most
     ``max``, then moved by up to ``jitter`` (a fraction) either way."""
 
@@ -42,7 +43,7 @@ class Backoff(BaseModel):
     )
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(Model):
     """When and how often a failed job is run again."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,7 +68,7 @@ class RetryPolicy(BaseModel):
     )
 
 
-class Resources(BaseModel):
+class Resources(Model):
     """Limits for one attempt of a job; each is unlimited when not given."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,7 +116,7 @@ def normalize_image(reference: str) -> str:
     return reference
 
 
-class Cache(BaseModel):
+class Cache(Model):
     """A named volume kept between runs: the same owner and name get the same
     volume, mounted at ``path``."""
 
@@ -157,7 +158,7 @@ def check_secret_name(name: str) -> str:
     return name
 
 
-class SecretRef(BaseModel):
+class SecretRef(Model):
     """A secret of the job's owner, given to the job as an environment
     variable, a file in ``$JOBDOCK_SECRETS_DIR``, or both."""
 
@@ -197,7 +198,7 @@ class SecretRef(BaseModel):
         return self
 
 
-class RootFilesystem(BaseModel):
+class RootFilesystem(Model):
     """Run the job in this directory as its root file system."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -212,7 +213,7 @@ class RootFilesystem(BaseModel):
         return value
 
 
-class Isolation(BaseModel):
+class Isolation(Model):
     """Namespaces for a process job: it runs as PID 1 of its own PID
     namespace (with its own /proc), in new mount, UTS and IPC namespaces."""
 

@@ -10,8 +10,9 @@ import base64
 import re
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
+from jobdock.models.base import Model
 from jobdock.models.parts import (
     ENV_NAME,
     Cache,
@@ -55,7 +56,7 @@ def _nul_in(value: Any, where: str) -> str | None:
 _FIELD_PART = re.compile(r"[a-z_][a-z0-9_]*")
 
 
-class JobSpec(BaseModel):
+class JobSpec(Model):
     """What a user asks jobdock to run. Unknown fields are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -329,7 +330,7 @@ class JobSpec(BaseModel):
 _SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-class ScheduleSpec(BaseModel):
+class ScheduleSpec(Model):
     """A job to submit at the times of a cron expression (docs/scheduling.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

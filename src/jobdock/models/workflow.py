@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from jobdock.models.base import Model
 from jobdock.models.jobs import ANONYMOUS
 from jobdock.models.parsing import invalid_spec
 from jobdock.models.states import JobState, StepState, WorkflowState
@@ -23,7 +24,7 @@ _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class StepSpec(BaseModel):
+class StepSpec(Model):
     """One step: the job it runs, the steps it needs first, and the job that
     undoes it. ``job`` and ``revert`` are job specs; either may instead name a
     Python function, ``{"call": "module:function", "args": {...}}``, with
@@ -50,7 +51,7 @@ class StepSpec(BaseModel):
         return value
 
 
-class WorkflowSpec(BaseModel):
+class WorkflowSpec(Model):
     """A workflow document: what ``POST /v1/workflows`` takes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -92,7 +93,7 @@ def document(data: Any) -> WorkflowSpec:
         raise invalid_spec(exc) from None
 
 
-class WorkflowStep(BaseModel):
+class WorkflowStep(Model):
     """A step as it stands, with the jobs that ran it and its revert."""
 
     name: str
@@ -114,7 +115,7 @@ class WorkflowStep(BaseModel):
     )
 
 
-class Workflow(BaseModel):
+class Workflow(Model):
     """The record of a workflow and its steps."""
 
     id: str
@@ -133,7 +134,7 @@ class Workflow(BaseModel):
         return self.state.terminal
 
 
-class WorkflowPage(BaseModel):
+class WorkflowPage(Model):
     """One page of a workflow listing, newest first."""
 
     workflows: list[Workflow]
