@@ -162,6 +162,10 @@ class TemplateOutputTooLarge(TemplateFailed, _server.TemplateOutputTooLarge):
     """The dispatch template's jq filter produced too much output."""
 
 
+class CannotStart(_Answer, _server.CannotStart):
+    """No worker can start this job now (its ``waiting_reason`` says why)."""
+
+
 #: The class of each code the server answers with, but ``not_found``.
 _BY_CODE: dict[str, type[_Answer]] = {
     cls.code: cls
@@ -188,6 +192,7 @@ _BY_CODE: dict[str, type[_Answer]] = {
         TemplateFailed,
         TemplateTimeout,
         TemplateOutputTooLarge,
+        CannotStart,
     )
 }
 
