@@ -15,7 +15,13 @@ from jobdock.api.auth import check_visible, principal
 from jobdock.api.context import policy_of, settings_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.api.submit_path import DirectRoute
-from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
+from jobdock.errors import (
+    AmbiguousReference,
+    IllegalTransition,
+    InvalidRequest,
+    InvalidSpec,
+    JobNotFound,
+)
 from jobdock.logs import read_log
 from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
 from jobdock.models.parsing import parse_spec
@@ -115,14 +121,18 @@ async def list_jobs(
 
 
 @router.get(
-    "/jobs/{job_id}", response_model=Job, summary="Get a job", responses=responses(JobNotFound)
+    "/jobs/{job_id}",
+    response_model=Job,
+    summary="Get a job",
+    responses=responses(JobNotFound, AmbiguousReference),
 )
 async def get_job(job_id: str, request: Request) -> Job:
-    """The whole record of a job, with its attempts."""
-    job = await store_of(request).get_job(job_id)
-    if not principal(request).may_see(job.owner):
-        raise JobNotFound(job_id)
-    return job
+    """The whole record of a job, with its attempts. ``job_id`` here and in
+    every route below may also be a unique prefix of the id (4 characters or
+    more) or the name of one job; one that matches several of the jobs the
+    caller may see answers 400 ``ambiguous_reference`` with their ids."""
+    store = store_of(request)
+    return await store.get_job(await check_visible(store, principal(request), job_id))
 
 
 @router.post(
@@ -131,7 +141,7 @@ async def get_job(job_id: str, request: Request) -> Job:
     summary="Stop a job",
     responses={
         202: {"model": Job, "description": "Stop requested; the job is still running"},
-        **responses(JobNotFound, IllegalTransition, InvalidRequest),
+        **responses(JobNotFound, AmbiguousReference, IllegalTransition, InvalidRequest),
     },
 )
 async def cancel_job(
@@ -147,7 +157,7 @@ async def cancel_job(
     ``kill=true``: SIGKILL at once, also while an earlier stop waits out the
     grace. A finished job answers 409."""
     store, who = store_of(request), principal(request)
-    await check_visible(store, who, job_id)
+    job_id = await check_visible(store, who, job_id)
     job = await store.cancel_job(job_id, time.time(), actor=who.name, kill=kill)
     if not job.terminal:
         response.status_code = 202
@@ -158,7 +168,7 @@ async def cancel_job(
     "/jobs/{job_id}/wait",
     response_model=Job,
     summary="Wait for a job to finish",
-    responses=responses(JobNotFound, InvalidRequest),
+    responses=responses(JobNotFound, AmbiguousReference, InvalidRequest),
 )
 async def wait_job(
     job_id: str,
@@ -168,7 +178,7 @@ async def wait_job(
     """The job once finished, or as it is after ``timeout`` seconds (check
     its ``state``)."""
     settings, store = settings_of(request), store_of(request)
-    await check_visible(store, principal(request), job_id)
+    job_id = await check_visible(store, principal(request), job_id)
     return await wait_for_job(store, job_id, timeout, settings.poll_seconds)
 
 
@@ -178,7 +188,7 @@ async def wait_job(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}, MULTIPLEXED: {}}},
-        **responses(JobNotFound, InvalidRequest),
+        **responses(JobNotFound, AmbiguousReference, InvalidRequest),
     },
 )
 async def job_logs(
@@ -196,7 +206,7 @@ async def job_logs(
     ends when the attempt ends. ``format=multiplexed`` frames each piece with
     its stream, like Docker's attach stream."""
     store = store_of(request)
-    await check_visible(store, principal(request), job_id)
+    job_id = await check_visible(store, principal(request), job_id)
     chosen = None if stream == "both" else Stream(stream)
     # Answer 404 now, not in the middle of a 200.
     await store.read_logs(job_id, attempt=attempt, stream=chosen, offset=offset, limit=0)
