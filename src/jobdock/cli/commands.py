@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import typer
 
-from jobdock.cli import flows, jobs, run, schedules, server, templates, users
+from jobdock.cli import describe, flows, jobs, run, schedules, server, templates, users
 from jobdock.cli.context import global_options
 from jobdock.cli.exits import EXIT_CANCELLED, Failure, one_line
 from jobdock.errors import ConfigError, JobdockError
@@ -37,6 +37,7 @@ app.command("run", context_settings={"allow_interspersed_args": False})(run.run)
 app.command("ps")(jobs.ps)
 app.command("workers")(jobs.workers)
 app.command("inspect")(jobs.inspect)
+app.command("describe")(describe.describe)
 app.command("logs")(jobs.logs)
 app.command("stop")(jobs.stop)
 app.command("kill")(jobs.kill)
