@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, Unpack
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -168,8 +169,10 @@ class AsyncClient:
         return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
 
     async def get(self, job_id: str) -> AsyncJobHandle:
-        """The job's record with its attempts, as a handle."""
-        response = await self._request("GET", f"/v1/jobs/{job_id}")
+        """The job's record with its attempts, as a handle. Here and in every
+        method that takes a ``job_id``, it may also be a unique prefix of the
+        id (4 characters or more) or the name of one of your jobs."""
+        response = await self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}")
         return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
 
     async def list(
@@ -201,7 +204,9 @@ class AsyncClient:
         SIGKILL at once, without its grace); raises ApiError (409) if it has
         already finished."""
         params = {"kill": "true"} if kill else None
-        response = await self._request("POST", f"/v1/jobs/{job_id}/cancel", params=params)
+        response = await self._request(
+            "POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel", params=params
+        )
         return Job.model_validate_json(response.content)
 
     async def wait(
@@ -214,9 +219,10 @@ class AsyncClient:
         while True:
             step = min(remaining, _WAIT_SLICE)
             response = await self._request(
-                "GET", f"/v1/jobs/{job_id}/wait", params={"timeout": step}
+                "GET", f"/v1/jobs/{quote(job_id, safe='')}/wait", params={"timeout": step}
             )
             job = Job.model_validate_json(response.content)
+            job_id = job.id  # a name or prefix means this job, whatever is submitted later
             remaining -= step
             if job.terminal or remaining <= 0:
                 if raise_on_timeout:
@@ -245,7 +251,7 @@ class AsyncClient:
             params["attempt"] = attempt
         try:
             async with self._http.stream(
-                "GET", f"/v1/jobs/{job_id}/logs", params=params
+                "GET", f"/v1/jobs/{quote(job_id, safe='')}/logs", params=params
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -166,6 +166,11 @@ class CannotStart(_Answer, _server.CannotStart):
     """No worker can start this job now (its ``waiting_reason`` says why)."""
 
 
+class AmbiguousReference(_Answer, _server.AmbiguousReference):
+    """A name or id prefix that matches more than one of your jobs (the
+    message lists their ids)."""
+
+
 #: The class of each code the server answers with, but ``not_found``.
 _BY_CODE: dict[str, type[_Answer]] = {
     cls.code: cls
@@ -193,6 +198,7 @@ _BY_CODE: dict[str, type[_Answer]] = {
         TemplateTimeout,
         TemplateOutputTooLarge,
         CannotStart,
+        AmbiguousReference,
     )
 }
 

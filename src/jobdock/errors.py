@@ -88,6 +88,20 @@ class JobNotFound(JobdockError):
         super().__init__(f"no job with id {job_id!r}")
 
 
+class AmbiguousReference(JobdockError):
+    """A job reference (an id prefix or a name) matches more than one job."""
+
+    code = "ambiguous_reference"
+
+    def __init__(self, ref: str, candidates: list[str]) -> None:
+        self.ref = ref
+        self.candidates = candidates
+        shown = ", ".join(candidates[:10]) + (", ..." if len(candidates) > 10 else "")
+        super().__init__(
+            f"{ref!r} matches more than one job ({shown}); give more of the id, or the whole id"
+        )
+
+
 class ScheduleNotFound(JobdockError):
     """No such schedule."""
 

@@ -13,8 +13,8 @@ import pytest
 from store_actions import AFTER_LEASE, LEASE, T0, claim, exited, submit
 
 from jobdock.errors import IllegalTransition, JobNotFound
-from jobdock.models import Job, JobState, Reason, timestamp
-from jobdock.store import Outcome, Store
+from jobdock.models import Job, JobSpec, JobState, Reason, timestamp
+from jobdock.store import NewJob, Outcome, Store
 
 
 def cancelled(at: float = T0 + 5) -> Outcome:
@@ -282,3 +282,30 @@ async def test_cancelling_a_finished_job_is_an_illegal_transition(
 async def test_cancelling_an_unknown_job_raises_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound):
         await store.cancel_job("0123456789abcdef", T0)
+
+
+# -- references: an id, a prefix of one, a name ----------------------------------
+
+
+async def _job(store: Store, job_id: str, name: str | None, owner: str = "alice") -> None:
+    spec = JobSpec(command=["true"], name=name)
+    await store.create_job(NewJob(job_id, spec, b"", T0, owner))
+
+
+async def test_a_reference_resolves_to_the_id_prefix_or_name_of_the_owners_jobs(
+    store: Store,
+) -> None:
+    await _job(store, "abcd000000000001", "deploy")
+    await _job(store, "abce000000000002", "build")
+    await _job(store, "abce100000000003", "build")
+    await _job(store, "abcd900000000004", "nightly", owner="bob")
+
+    assert await store.resolve_job("abcd000000000001", "alice") == ["abcd000000000001"]
+    assert await store.resolve_job("abcd", "alice") == ["abcd000000000001"]
+    assert await store.resolve_job("deploy", "alice") == ["abcd000000000001"]
+    assert await store.resolve_job("build", "alice") == ["abce100000000003", "abce000000000002"]
+    assert await store.resolve_job("abce", "alice") == ["abce100000000003", "abce000000000002"]
+    assert await store.resolve_job("abcd", "bob") == ["abcd900000000004"]
+    assert await store.resolve_job("abcd", None) == ["abcd900000000004", "abcd000000000001"]
+    for missing in ("abc", "ABCD", "abcd%", "ab_d", "nightly", "abcd900000000004"):
+        assert await store.resolve_job(missing, "alice") == [], missing

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobdock.api.errors import send_error
 from jobdock.auth import LOCAL_USER, Principal, hash_matches, token_id_of
-from jobdock.errors import Forbidden, JobNotFound, Unauthenticated
+from jobdock.errors import AmbiguousReference, Forbidden, JobNotFound, Unauthenticated
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 
@@ -148,11 +148,15 @@ def require_admin(request: Request) -> Principal:
     return who
 
 
-async def check_visible(store: Store, who: Principal, job_id: str) -> None:
-    """JobNotFound unless ``who`` may see the job: another user's job is
-    answered exactly as a job that does not exist."""
-    if who.admin:
-        return
-    job = await store.get_job(job_id)
-    if job.owner != who.name:
-        raise JobNotFound(job_id)
+async def check_visible(store: Store, who: Principal, ref: str) -> str:
+    """The id of the job ``ref`` refers to among those ``who`` may see: its
+    id, a unique prefix of its id (4 characters or more) or its name when
+    no other job has it. JobNotFound when none matches (another user's job
+    is answered exactly as a job that does not exist, and is never a
+    candidate); AmbiguousReference, listing the candidates, when several do."""
+    found = await store.resolve_job(ref, owner=None if who.admin else who.name)
+    if not found:
+        raise JobNotFound(ref)
+    if len(found) > 1:
+        raise AmbiguousReference(ref, found)
+    return found[0]

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from jobdock.errors import (
+    AmbiguousReference,
     CannotStart,
     ConfigError,
     CrossOrigin,
@@ -52,6 +53,7 @@ STATUS: dict[type[JobdockError], int] = {
     RequestTooLarge: 413,
     HeaderTimeout: 408,
     JobNotFound: 404,
+    AmbiguousReference: 400,
     ScheduleNotFound: 404,
     ScheduleExists: 409,
     IllegalTransition: 409,
@@ -118,6 +120,9 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="For programs, e.g. 'not_found' or 'invalid_spec'.")
     message: str = Field(description="For people; names the field at fault.")
     field: str | None = Field(None, description="The field or parameter at fault, if one is.")
+    candidates: list[str] | None = Field(
+        None, description="The ids an ambiguous job reference matches (ambiguous_reference)."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -174,7 +179,12 @@ def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:
     status = status_of(exc)
     if status >= 500:
         _log.error("%s: %s", exc.code, exc.message)
-    return status, error_body(exc.code, exc.message, field=getattr(exc, "field", None))
+    return status, error_body(
+        exc.code,
+        exc.message,
+        field=getattr(exc, "field", None),
+        candidates=getattr(exc, "candidates", None),
+    )
 
 
 async def send_json(

@@ -16,6 +16,7 @@ from jobdock.api.context import policy_of, settings_of, store_of, waiting_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.api.submit_path import DirectRoute
 from jobdock.errors import (
+    AmbiguousReference,
     CannotStart,
     IllegalTransition,
     InvalidRequest,
@@ -124,13 +125,18 @@ async def list_jobs(
 
 
 @router.get(
-    "/jobs/{job_id}", response_model=Job, summary="Get a job", responses=responses(JobNotFound)
+    "/jobs/{job_id}",
+    response_model=Job,
+    summary="Get a job",
+    responses=responses(JobNotFound, AmbiguousReference),
 )
 async def get_job(job_id: str, request: Request) -> Job:
-    """The whole record of a job, with its attempts."""
-    job = await store_of(request).get_job(job_id)
-    if not principal(request).may_see(job.owner):
-        raise JobNotFound(job_id)
+    """The whole record of a job, with its attempts. ``job_id`` here and in
+    every route below may also be a unique prefix of the id (4 characters or
+    more) or the name of one job; one that matches several of the jobs the
+    caller may see answers 400 ``ambiguous_reference`` with their ids."""
+    store = store_of(request)
+    job = await store.get_job(await check_visible(store, principal(request), job_id))
     await waiting_of(request).explain([job])
     return job
 
@@ -141,7 +147,7 @@ async def get_job(job_id: str, request: Request) -> Job:
     summary="Stop a job",
     responses={
         202: {"model": Job, "description": "Stop requested; the job is still running"},
-        **responses(JobNotFound, IllegalTransition, InvalidRequest),
+        **responses(JobNotFound, AmbiguousReference, IllegalTransition, InvalidRequest),
     },
 )
 async def cancel_job(
@@ -157,7 +163,7 @@ async def cancel_job(
     ``kill=true``: SIGKILL at once, also while an earlier stop waits out the
     grace. A finished job answers 409."""
     store, who = store_of(request), principal(request)
-    await check_visible(store, who, job_id)
+    job_id = await check_visible(store, who, job_id)
     job = await store.cancel_job(job_id, time.time(), actor=who.name, kill=kill)
     if not job.terminal:
         response.status_code = 202
@@ -168,7 +174,7 @@ async def cancel_job(
     "/jobs/{job_id}/wait",
     response_model=Job,
     summary="Wait for a job to finish",
-    responses=responses(JobNotFound, InvalidRequest),
+    responses=responses(JobNotFound, AmbiguousReference, InvalidRequest),
 )
 async def wait_job(
     job_id: str,
@@ -178,7 +184,7 @@ async def wait_job(
     """The job once finished, or as it is after ``timeout`` seconds (check
     its ``state``)."""
     settings, store = settings_of(request), store_of(request)
-    await check_visible(store, principal(request), job_id)
+    job_id = await check_visible(store, principal(request), job_id)
     job = await wait_for_job(store, job_id, timeout, settings.poll_seconds)
     await waiting_of(request).explain([job])
     return job
@@ -190,7 +196,7 @@ async def wait_job(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/octet-stream": {}, MULTIPLEXED: {}}},
-        **responses(JobNotFound, InvalidRequest),
+        **responses(JobNotFound, AmbiguousReference, InvalidRequest),
     },
 )
 async def job_logs(
@@ -208,7 +214,7 @@ async def job_logs(
     ends when the attempt ends. ``format=multiplexed`` frames each piece with
     its stream, like Docker's attach stream."""
     store = store_of(request)
-    await check_visible(store, principal(request), job_id)
+    job_id = await check_visible(store, principal(request), job_id)
     chosen = None if stream == "both" else Stream(stream)
     # Answer 404 now, not in the middle of a 200.
     await store.read_logs(job_id, attempt=attempt, stream=chosen, offset=offset, limit=0)

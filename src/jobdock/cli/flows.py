@@ -18,7 +18,13 @@ import typer
 
 from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import fail
-from jobdock.cli.render.tables import print_table
+from jobdock.cli.render.output import (
+    output_format,
+    output_option,
+    print_records,
+    show_table,
+    state_style,
+)
 from jobdock.cli.render.times import ago
 
 if TYPE_CHECKING:
@@ -136,25 +142,35 @@ def flow_list(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Finished ones too.")] = False,
     limit: Annotated[int, typer.Option("-n", help="At most this many.")] = 50,
+    output: Annotated[str | None, output_option] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List submitted workflows, newest first (unfinished ones unless --all)."""
+    output = output_format(output)
     states = () if all_ else ("running", "reverting", "cancelling")
     with connect(ctx, url) as client:
         page = client.workflows(states=states, limit=limit)
-    print_table(
-        ("WORKFLOW ID", "NAME", "STATE", "STEPS", "CREATED"),
-        (
-            (
-                workflow.id,
-                workflow.name,
-                workflow.state.value,
-                _progress(workflow),
-                ago(workflow.created_at),
-            )
-            for workflow in page.workflows
-        ),
+    if print_records(page.workflows, output):
+        return
+    columns = ("WORKFLOW ID", "NAME", "STATE", "STEPS", "CREATED")
+    wide = output == "wide"
+    show_table(
+        (*columns, "OWNER", "ERROR") if wide else columns,
+        (_workflow_row(workflow, wide) for workflow in page.workflows),
+        wrap={"ERROR"},
+        styles={"STATE": state_style},
     )
+
+
+def _workflow_row(workflow: Workflow, wide: bool) -> tuple[str, ...]:
+    row = (
+        workflow.id,
+        workflow.name,
+        workflow.state.value,
+        _progress(workflow),
+        ago(workflow.created_at),
+    )
+    return (*row, workflow.owner, workflow.error or "") if wide else row
 
 
 def _progress(workflow: Workflow) -> str:
@@ -168,7 +184,7 @@ def flow_ls() -> None:
     group 'jobdock.workflows'), with their parameters."""
     from jobdock.registry import registered
 
-    print_table(
+    show_table(
         ("NAME", "PARAMETERS", "FACTORY", "SUMMARY"),
         (
             (

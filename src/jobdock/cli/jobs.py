@@ -8,9 +8,7 @@ CLI's rendering.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,10 +17,10 @@ from jobdock.cli.arguments import duration, pairs
 from jobdock.cli.attach import copy_output
 from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
-from jobdock.cli.render.tables import print_table
-from jobdock.cli.render.times import ago, since, span
+from jobdock.cli.render.jobs import show_jobs, show_workers
+from jobdock.cli.render.output import output_format, output_option, print_documents
 from jobdock.errors import ApiError, JobdockError
-from jobdock.models import ACTIVE_STATES, JobState, Reason, Stream
+from jobdock.models import ACTIVE_STATES, JobState, Stream
 
 if TYPE_CHECKING:
     from jobdock.client import Client
@@ -41,9 +39,11 @@ def ps(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="At most this many jobs.")] = 200,
+    output: Annotated[str | None, output_option] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List jobs, newest first: queued and running ones, or all with -a."""
+    output = output_format(output)
     states = list(state or [])
     valid = {s.value for s in JobState}
     for item in states:
@@ -57,11 +57,7 @@ def ps(
         for job in jobs:
             typer.echo(job.id)
         return
-    print_table(
-        ("JOB ID", "NAME", "COMMAND", "CREATED", "STATUS"),
-        (_ps_row(job) for job in jobs),
-        wrap={"COMMAND"},
-    )
+    show_jobs(jobs, output)
 
 
 def _list_jobs(
@@ -85,72 +81,34 @@ def _list_jobs(
     return jobs
 
 
-def _ps_row(job: Job) -> tuple[str, ...]:
-    command = " ".join(job.spec.command)
-    return (
-        job.id,
-        job.name or "",
-        command if len(command) <= 40 else command[:39] + "…",
-        ago(job.created_at),
-        _status(job),
-    )
-
-
-def _status(job: Job) -> str:
-    """A job's state as ``ps`` shows it: with how long, and how it ended."""
-    if job.state is JobState.RUNNING:
-        return f"running {since(job.started_at)}" if job.started_at else "running"
-    if job.state is JobState.RETRYING and job.next_attempt_at is not None:
-        wait = max(0.0, job.next_attempt_at.timestamp() - time.time())
-        return f"retrying in {span(wait)}"
-    if not job.terminal:
-        return job.state.value
-    took = ""
-    if job.started_at and job.finished_at:
-        took = f" in {span((job.finished_at - job.started_at).total_seconds())}"
-    if job.reason is Reason.EXITED:
-        return f"{job.state.value} (exit {job.exit_code}){took}"
-    return f"{job.state.value} ({job.reason.value if job.reason else '?'}){took}"
-
-
 def workers(
     ctx: typer.Context,
+    output: Annotated[str | None, output_option] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List the workers: labels, last heartbeat, running jobs."""
+    output = output_format(output)
     with connect(ctx, url) as client:
         found = client.workers()
-    print_table(
-        ("WORKER", "LABELS", "HEARTBEAT", "RUNNING", "STATUS"),
-        (
-            (
-                item.id,
-                ",".join(f"{k}={v}" for k, v in sorted(item.labels.items())),
-                ago(item.heartbeat_at),
-                f"{item.busy}/{item.concurrency}",
-                "stopped" if item.stopped_at else f"up {since(item.started_at)}",
-            )
-            for item in found
-        ),
-        wrap=True,
-        overflow="fold",
-    )
+    show_workers(found, output)
 
 
 def inspect(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id, id prefix or name.")],
+    output: Annotated[str | None, output_option] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
-    """Print a job's whole record as JSON."""
+    """Print a job's whole record as JSON (or YAML with -o yaml)."""
+    output = output_format(output, ("json", "yaml"))
     with connect(ctx, url) as client:
         job = client.get(job_id)
-    typer.echo(json.dumps(job.model_dump(mode="json"), indent=2))
+    print_documents(job.model_dump(mode="json"), output)
 
 
 def logs(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id, id prefix or name.")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Follow until the job ends.")
     ] = False,
@@ -174,7 +132,9 @@ def logs(
 
 def stop(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to stop.", metavar="ID...")],
+    job_ids: Annotated[
+        list[str], typer.Argument(help="Jobs to stop: ids, id prefixes or names.", metavar="JOB...")
+    ],
     now: Annotated[
         bool, typer.Option("--now", help="SIGKILL at once, without the grace period.")
     ] = False,
@@ -189,7 +149,9 @@ def stop(
 
 def kill(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(help="Ids of the jobs to kill.", metavar="ID...")],
+    job_ids: Annotated[
+        list[str], typer.Argument(help="Jobs to kill: ids, id prefixes or names.", metavar="JOB...")
+    ],
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Kill jobs at once (SIGKILL, no grace period), as ``stop --now``."""
@@ -212,7 +174,7 @@ def _stop_jobs(ctx: typer.Context, job_ids: list[str], url: str | None, *, kill:
                 failed = True
                 continue
             if not job.terminal:
-                client.wait(job_id)
+                client.wait(job.id)
             typer.echo(job_id)
     if failed:
         raise typer.Exit(1)
@@ -220,7 +182,7 @@ def _stop_jobs(ctx: typer.Context, job_ids: list[str], url: str | None, *, kill:
 
 def wait(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id, id prefix or name.")],
     timeout: Annotated[str | None, typer.Option(help="Give up after this long (exit 124).")] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:

@@ -12,7 +12,13 @@ import typer
 
 from jobdock.cli.arguments import duration, pairs
 from jobdock.cli.context import connect, url_option
-from jobdock.cli.render.tables import print_table
+from jobdock.cli.render.output import (
+    output_format,
+    output_option,
+    print_records,
+    show_table,
+    state_style,
+)
 from jobdock.cli.render.times import local_time
 from jobdock.models import Schedule
 
@@ -61,21 +67,31 @@ def schedule_add(
     typer.echo(f"{schedule.name}: next at {local_time(schedule.next_fire_at)}")
 
 
-def schedule_ls(ctx: typer.Context, url: Annotated[str | None, url_option] = None) -> None:
+def schedule_ls(
+    ctx: typer.Context,
+    output: Annotated[str | None, output_option] = None,
+    url: Annotated[str | None, url_option] = None,
+) -> None:
     """List schedules with their next fire time and latest job."""
+    output = output_format(output)
     with connect(ctx, url) as client:
         found = client.schedules()
-    print_table(
-        ("NAME", "CRON", "TZ", "NEXT", "LAST JOB", "STATUS"),
-        (_row(item) for item in found),
-        wrap={"NAME"},
+    if print_records(found, output):
+        return
+    columns = ("NAME", "CRON", "TZ", "NEXT", "LAST JOB", "STATUS")
+    wide = output == "wide"
+    show_table(
+        (*columns, "OWNER", "OVERLAP", "COMMAND") if wide else columns,
+        (_row(item, wide) for item in found),
+        wrap={"NAME", "COMMAND"},
         overflow="fold",
+        styles={"STATUS": state_style},
     )
 
 
-def _row(item: Schedule) -> tuple[str, ...]:
+def _row(item: Schedule, wide: bool) -> tuple[str, ...]:
     upcoming = item.next_fire_at
-    return (
+    row = (
         item.name,
         item.cron,
         item.tz,
@@ -83,6 +99,9 @@ def _row(item: Schedule) -> tuple[str, ...]:
         item.last_job_id or "",
         "paused" if item.paused else "active",
     )
+    if not wide:
+        return row
+    return (*row, item.owner, item.overlap, item.job.image or " ".join(item.job.command))
 
 
 def schedule_rm(

@@ -19,7 +19,7 @@ from jobdock.cli.arguments import duration
 from jobdock.cli.context import connect, load_settings, url_option
 from jobdock.cli.exits import fail
 from jobdock.cli.local_store import in_store
-from jobdock.cli.render.tables import print_table
+from jobdock.cli.render.output import show_table
 from jobdock.cli.render.times import ago, span
 
 _db_option = typer.Option("--db", help="Store URL (env JOBDOCK_DB).")
@@ -92,7 +92,7 @@ def tokens_ls(
                 status,
             )
         )
-    print_table(("TOKEN ID", "USER", "ADMIN", "CREATED", "EXPIRES", "STATUS"), rows)
+    show_table(("TOKEN ID", "USER", "ADMIN", "CREATED", "EXPIRES", "STATUS"), rows)
 
 
 def tokens_revoke(

@@ -223,6 +223,36 @@ def get_job(conn: Connection, job_id: str) -> Job:
     return _job_from_row(row, _GET_ATTEMPTS.run(conn, job_id=job_id).all())
 
 
+#: The shortest id prefix that refers to a job (as git's and docker's short ids).
+MIN_PREFIX = 4
+#: How many candidates an ambiguous reference reports.
+CANDIDATES = 10
+
+
+def resolve_job(conn: Connection, ref: str, owner: str | None) -> list[str]:
+    """The ids of the jobs ``ref`` may mean, newest first, among ``owner``'s
+    jobs (everyone's for None): the job whose id is ``ref`` alone; else every
+    job whose id starts with ``ref`` (of MIN_PREFIX characters or more) and
+    every job named ``ref``, at most CANDIDATES + 1 of them. One id means
+    the reference is resolved; none, that no such job is visible; more, that
+    it is ambiguous."""
+
+    def matching(condition: Any) -> Sequence[Any]:
+        query = select(jobs.c.id, jobs.c.seq).where(condition)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
+        return conn.execute(query.order_by(jobs.c.seq.desc()).limit(CANDIDATES + 1)).all()
+
+    if matching(jobs.c.id == ref):
+        return [ref]
+    found = {row.id: row.seq for row in matching(jobs.c.name == ref)}
+    if len(ref) >= MIN_PREFIX:
+        prefixed = matching(jobs.c.id.startswith(ref, autoescape=True))
+        # SQLite's LIKE ignores case: keep the ids that begin with ref as typed.
+        found |= {row.id: row.seq for row in prefixed if row.id.startswith(ref)}
+    return sorted(found, key=found.__getitem__, reverse=True)[: CANDIDATES + 1]
+
+
 def list_jobs(
     conn: Connection,
     states: tuple[JobState, ...],

@@ -68,6 +68,11 @@ class JobStore(Notifying, Protocol):
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts; raises JobNotFound."""
 
+    async def resolve_job(self, ref: str, owner: str | None = None) -> list[str]:
+        """The ids of the jobs a reference may mean (its exact id; else the
+        ids it begins, of 4 characters or more, and the jobs it names), among
+        ``owner``'s jobs (everyone's for None), newest first, at most 11."""
+
     async def list_jobs(
         self,
         *,

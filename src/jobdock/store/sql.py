@@ -204,6 +204,9 @@ class SqlStore:
     async def get_job(self, job_id: str) -> Job:
         return await self._read(jobs.get_job, job_id)
 
+    async def resolve_job(self, ref: str, owner: str | None = None) -> list[str]:
+        return await self._read(jobs.resolve_job, ref, owner)
+
     async def list_jobs(
         self,
         *,
