@@ -176,7 +176,21 @@ class LogStore(Notifying, Protocol):
         limit: int = 8,
     ) -> LogRead:
         """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
-        merged when ``stream`` is None) of an attempt, the latest by default."""
+        merged when ``stream`` is None) of an attempt, the latest by default.
+        Each has its arrival time (a chunk stored before migration 0010: its
+        attempt's start time)."""
+
+    async def read_logs_back(
+        self, job_id: str, *, attempt: int, stream: Stream | None, before: int, limit: int = 8
+    ) -> list[LogChunk]:
+        """Up to ``limit`` chunks of an attempt that end at or before offset
+        ``before`` (in ``stream``, or merged), the last first."""
+
+    async def log_offset_at(
+        self, job_id: str, *, attempt: int, stream: Stream | None, since: float
+    ) -> int:
+        """The offset (in ``stream``, or merged) where the output of an
+        attempt that arrived at or after ``since`` begins."""
 
 
 class WorkerStore(Protocol):

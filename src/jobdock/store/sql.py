@@ -331,6 +331,16 @@ class SqlStore:
             lambda: self._read(logs.read_logs, job_id, attempt, stream, offset, limit),
         )
 
+    async def read_logs_back(
+        self, job_id: str, *, attempt: int, stream: Stream | None, before: int, limit: int = 8
+    ) -> list[LogChunk]:
+        return await self._read(logs.read_logs_back, job_id, attempt, stream, before, limit)
+
+    async def log_offset_at(
+        self, job_id: str, *, attempt: int, stream: Stream | None, since: float
+    ) -> int:
+        return await self._read(logs.log_offset_at, job_id, attempt, stream, since)
+
     # -- workers ---------------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> None:
