@@ -221,18 +221,19 @@ class AsyncClient:
         follow: bool = False,
         offset: int = 0,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
     ) -> AsyncGenerator[tuple[Stream, bytes], None]:
         """The job's output as (stream, bytes) pieces in order: one stream, or
-        both when ``stream`` is None. With ``follow`` it ends when the job's
-        attempt ends."""
-        params: dict[str, Any] = {
-            "stream": stream.value if stream else "both",
-            "follow": follow,
-            "offset": offset,
-            "format": "multiplexed",
-        }
-        if attempt is not None:
-            params["attempt"] = attempt
+        both when ``stream`` is None; only its last ``tail`` lines, or what
+        arrived ``since`` (epoch seconds, '10m' ago, RFC 3339); each line
+        after its arrival time with ``timestamps``. With ``follow`` it ends
+        when the job's attempt ends."""
+        params: dict[str, Any] = {"stream": stream.value if stream else "both", "follow": follow}
+        params |= {"offset": offset, "format": "multiplexed", "timestamps": timestamps}
+        optional = {"attempt": attempt, "tail": tail, "since": since}
+        params |= {key: value for key, value in optional.items() if value is not None}
         try:
             async with self._http.stream(
                 "GET", f"/v1/jobs/{job_id}/logs", params=params

@@ -153,6 +153,17 @@ def logs(
     ] = False,
     stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
     attempt: Annotated[int | None, typer.Option(help="Attempt number \\[latest].")] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", help="Only the last N lines.", min=0)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only output since: 10m ago, seconds since the epoch or RFC 3339."),
+    ] = None,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", "-t", help="Each line after its arrival time (RFC 3339)."),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Print a job's output (stdout here to stdout, stderr to stderr)."""
@@ -165,6 +176,9 @@ def logs(
                 stream=None if stream == "both" else Stream(stream),
                 follow=follow,
                 attempt=attempt,
+                tail=tail,
+                since=since,
+                timestamps=timestamps,
             )
         )
 
