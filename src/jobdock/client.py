@@ -10,7 +10,6 @@ import builtins
 import contextlib
 import math
 import ssl
-import struct
 import threading
 import time
 import weakref
@@ -49,6 +48,7 @@ from jobdock.models import (
     WorkflowSpec,
     invalid_spec,
 )
+from jobdock.models.frames import Unframer
 from jobdock.settings import load_settings
 
 T = TypeVar("T")
@@ -57,8 +57,6 @@ WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
 #: How often waiting for a workflow asks the server.
 _WORKFLOW_POLL = 0.5
 
-_HEADER = struct.Struct(">BxxxI")
-_STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
 #: How long a client's loop thread may take to start, or to stop and close.
@@ -241,17 +239,16 @@ class AsyncClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise _api_error(response)
-                buffer = bytearray()
+                frames = Unframer()
                 async for data in response.aiter_raw():
-                    buffer += data
-                    while len(buffer) >= _HEADER.size:
-                        number, size = _HEADER.unpack_from(buffer)
-                        if len(buffer) < _HEADER.size + size:
-                            break
-                        yield _STREAMS[number], bytes(buffer[_HEADER.size : _HEADER.size + size])
-                        del buffer[: _HEADER.size + size]
+                    for piece in frames.feed(data):
+                        yield piece
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the jobdock server at {self.url}: {exc}") from None
+
+    async def delete(self, job_id: str) -> None:
+        """Delete a finished job with its logs; raises ApiError (409) if it has not."""
+        await self._request("DELETE", f"/v1/jobs/{job_id}")
 
     async def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
@@ -482,6 +479,10 @@ class Client:
     def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
         return self._portal.call(self.aio.run, spec)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its logs (409 if it has not finished)."""
+        self._portal.call(self.aio.delete, job_id)
 
     def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""

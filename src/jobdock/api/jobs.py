@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -17,7 +16,8 @@ from jobdock.api.errors import JSON_BODY, responses
 from jobdock.api.submit_path import DirectRoute
 from jobdock.errors import IllegalTransition, InvalidRequest, InvalidSpec, JobNotFound
 from jobdock.logs import Timestamps, read_log, since_time, tail_offset
-from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
+from jobdock.models import Job, JobPage, JobState, RunResult, Stream
+from jobdock.models.frames import frame
 from jobdock.models.parsing import parse_spec
 from jobdock.store.protocol import Store
 from jobdock.submit import submit, submit_job
@@ -25,11 +25,8 @@ from jobdock.wait import wait_for_job
 
 router = APIRouter(prefix="/v1")
 
-#: Media type of ``format=multiplexed`` logs: Docker's attach framing, an
-#: 8-byte header (stream 1 or 2, three zero bytes, big-endian uint32 length)
-#: before each piece of output.
+#: Media type of ``format=multiplexed`` logs (models/frames.py).
 MULTIPLEXED = "application/vnd.jobdock.multiplexed-stream"
-_HEADER = struct.Struct(">BxxxI")
 #: The most lines ``tail`` takes.
 MAX_TAIL = 1_000_000
 
@@ -126,6 +123,22 @@ async def get_job(job_id: str, request: Request) -> Job:
     if not principal(request).may_see(job.owner):
         raise JobNotFound(job_id)
     return job
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    summary="Delete a finished job",
+    responses=responses(JobNotFound, IllegalTransition),
+)
+async def delete_job(job_id: str, request: Request) -> Response:
+    """Delete a finished job with its attempts and logs (as ``jobdock run
+    --rm`` does once it has printed them); a job that has not finished
+    answers 409."""
+    store = store_of(request)
+    await check_visible(store, principal(request), job_id)
+    await store.delete_job(job_id)
+    return Response(status_code=204)
 
 
 @router.post(
@@ -241,7 +254,7 @@ async def job_logs(
 
     async def multiplexed() -> AsyncIterator[bytes]:
         async for stream_of, data in pieces():
-            yield _HEADER.pack(STREAM_NUMBERS[stream_of], len(data)) + data
+            yield frame(stream_of, data)
 
     if format == "multiplexed":
         return StreamingResponse(multiplexed(), media_type=MULTIPLEXED)

@@ -102,6 +102,10 @@ class JobStore(Notifying, Protocol):
         more than ``older_than`` seconds ago if given, else those past their
         ``keep_for`` (or ``keep_default``). Returns how many."""
 
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a finished job with its attempts and logs; raises
+        JobNotFound, or IllegalTransition if it has not finished."""
+
 
 class AttemptStore(Protocol):
     """Attempts: a worker claims jobs, records each attempt's start and end,

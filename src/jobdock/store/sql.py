@@ -243,6 +243,9 @@ class SqlStore:
             if batch < housekeeping.PRUNE_BATCH:
                 return deleted
 
+    async def delete_job(self, job_id: str) -> None:
+        await self._write(housekeeping.delete_job, job_id)
+
     # -- attempts: claimed, started, finished, kept alive, lost ----------------
 
     async def claim_jobs(
