@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -21,6 +22,7 @@ from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
 from jobdock.cli.render.tables import print_table
 from jobdock.cli.render.times import ago, since, span
+from jobdock.cli.status import StatusLine
 from jobdock.client import Client
 from jobdock.errors import ApiError, JobdockError
 from jobdock.models import ACTIVE_STATES, Job, JobState, Reason, Stream
@@ -38,6 +40,15 @@ def ps(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="At most this many jobs.")] = 200,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Refresh until Ctrl-C: redrawn on a terminal; else printed again when a job "
+            "comes, goes or changes state.",
+        ),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List jobs, newest first: queued and running ones, or all with -a."""
@@ -49,7 +60,13 @@ def ps(
     if not states and not all_:
         states = sorted(s.value for s in ACTIVE_STATES)
     with connect(ctx, url) as client:
-        jobs = _list_jobs(client, states, label, name, last)
+        if watch:
+            _watch(lambda: _list_jobs(client, states, label, name, last), quiet)
+        else:
+            _print_jobs(_list_jobs(client, states, label, name, last), quiet)
+
+
+def _print_jobs(jobs: list[Job], quiet: bool) -> None:
     if quiet:
         for job in jobs:
             typer.echo(job.id)
@@ -59,6 +76,33 @@ def ps(
         (_ps_row(job) for job in jobs),
         wrap={"COMMAND"},
     )
+
+
+def _watch(jobs_now: Callable[[], list[Job]], quiet: bool) -> None:
+    """``ps -w``: the list every _WATCH_EVERY seconds until Ctrl-C. A terminal
+    gets it redrawn in place; a pipe or file only the lists that differ from
+    the one before in their jobs or their states (each after a blank line)."""
+    terminal = sys.stdout.isatty()
+    shown: list[tuple[str, JobState, bool]] | None = None
+    try:
+        while True:
+            jobs = jobs_now()
+            seen = [(job.id, job.state, job.cancel_requested) for job in jobs]
+            if terminal or seen != shown:
+                if terminal:
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                elif shown is not None:
+                    typer.echo("")
+                _print_jobs(jobs, quiet)
+                sys.stdout.flush()
+                shown = seen
+            time.sleep(_WATCH_EVERY)
+    except KeyboardInterrupt:
+        return
+
+
+#: How often ``ps -w`` looks again (seconds).
+_WATCH_EVERY = 1.0
 
 
 def _list_jobs(
@@ -239,7 +283,8 @@ def wait(
     limit = duration(timeout, "--timeout")
     with connect(ctx, url) as client:
         try:
-            job = client.wait(job_id, limit)
+            with StatusLine(client, job_id):
+                job = client.wait(job_id, limit)
         except JobdockError as exc:
             fail(one_line(exc), EXIT_JOBDOCK)
     if not job.terminal:
