@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import math
 import ssl
-import struct
 import time
 import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
@@ -56,6 +55,7 @@ from jobdock.models import (
     WorkflowSpec,
     invalid_spec,
 )
+from jobdock.models.frames import Unframer
 from jobdock.settings import load_settings
 
 T = TypeVar("T")
@@ -64,8 +64,6 @@ WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
 #: How often waiting for a workflow asks the server.
 _WORKFLOW_POLL = 0.5
 
-_HEADER = struct.Struct(">BxxxI")
-_STREAMS = {1: Stream.STDOUT, 2: Stream.STDERR}
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
 
@@ -237,18 +235,19 @@ class AsyncClient:
         follow: bool = False,
         offset: int = 0,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
     ) -> AsyncGenerator[tuple[Stream, bytes], None]:
         """The job's output as (stream, bytes) pieces in order: one stream, or
-        both when ``stream`` is None. With ``follow`` it ends when the job's
-        attempt ends."""
-        params: dict[str, Any] = {
-            "stream": stream.value if stream else "both",
-            "follow": follow,
-            "offset": offset,
-            "format": "multiplexed",
-        }
-        if attempt is not None:
-            params["attempt"] = attempt
+        both when ``stream`` is None; only its last ``tail`` lines, or what
+        arrived ``since`` (epoch seconds, '10m' ago, RFC 3339); each line
+        after its arrival time with ``timestamps``. With ``follow`` it ends
+        when the job's attempt ends."""
+        params: dict[str, Any] = {"stream": stream.value if stream else "both", "follow": follow}
+        params |= {"offset": offset, "format": "multiplexed", "timestamps": timestamps}
+        optional = {"attempt": attempt, "tail": tail, "since": since}
+        params |= {key: value for key, value in optional.items() if value is not None}
         try:
             async with self._http.stream(
                 "GET", f"/v1/jobs/{quote(job_id, safe='')}/logs", params=params
@@ -256,17 +255,16 @@ class AsyncClient:
                 if response.status_code >= 400:
                     await response.aread()
                     raise error_of(response)
-                buffer = bytearray()
+                frames = Unframer()
                 async for data in response.aiter_raw():
-                    buffer += data
-                    while len(buffer) >= _HEADER.size:
-                        number, size = _HEADER.unpack_from(buffer)
-                        if len(buffer) < _HEADER.size + size:
-                            break
-                        yield _STREAMS[number], bytes(buffer[_HEADER.size : _HEADER.size + size])
-                        del buffer[: _HEADER.size + size]
+                    for piece in frames.feed(data):
+                        yield piece
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the jobdock server at {self.url}: {exc}") from None
+
+    async def delete(self, job_id: str) -> None:
+        """Delete a finished job with its logs; raises ApiError (409) if it has not."""
+        await self._request("DELETE", f"/v1/jobs/{job_id}")
 
     async def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
@@ -500,6 +498,10 @@ class Client:
     def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
         return self._portal.call(self.aio.run, spec)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its logs (409 if it has not finished)."""
+        self._portal.call(self.aio.delete, job_id)
 
     def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""

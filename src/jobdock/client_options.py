@@ -28,6 +28,9 @@ class LogOptions(TypedDict, total=False):
     follow: bool
     offset: int
     attempt: int | None
+    tail: int | None
+    since: str | float | None
+    timestamps: bool
 
 
 class PageOptions(TypedDict, total=False):

@@ -10,12 +10,15 @@ their reads (the store's, see store/shared_reads.py).
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
 from jobdock.events import JobWatch
-from jobdock.models import Stream
+from jobdock.models import Stream, parse_duration
 from jobdock.models.records import LogChunk, LogRead
 from jobdock.store.protocol import LogStore
 
@@ -76,7 +79,8 @@ class LogWriter:
             batch = self._within_limit(batch)
         if not batch:
             return
-        append = partial(self._store.append_logs, self._job_id, self._attempt, self.chunks(batch))
+        chunks = self.chunks(batch, time.time())
+        append = partial(self._store.append_logs, self._job_id, self._attempt, chunks)
         await (append() if self._persist is None else self._persist(append))
 
     def _within_limit(self, batch: list[tuple[Stream, bytes]]) -> list[tuple[Stream, bytes]]:
@@ -95,9 +99,13 @@ class LogWriter:
             on_limit()
         return kept
 
-    def chunks(self, batch: Sequence[tuple[Stream, bytes]]) -> list[LogChunk]:
-        """Number a batch of output: neighbours of one stream are joined, then
-        split at MAX_CHUNK; order across streams is kept."""
+    def chunks(
+        self, batch: Sequence[tuple[Stream, bytes]], at: float | None = None
+    ) -> list[LogChunk]:
+        """Number a batch of output that arrived at ``at`` (default: now):
+        neighbours of one stream are joined, then split at MAX_CHUNK; order
+        across streams is kept."""
+        at = time.time() if at is None else at
         runs: list[tuple[Stream, list[bytes]]] = []
         for stream, data in batch:
             if runs and runs[-1][0] == stream:
@@ -110,7 +118,9 @@ class LogWriter:
             for start in range(0, len(data), MAX_CHUNK):
                 piece = data if len(data) <= MAX_CHUNK else data[start : start + MAX_CHUNK]
                 self._seq += 1
-                chunks.append(LogChunk(self._seq, stream, self.bytes[stream], self._merged, piece))
+                chunks.append(
+                    LogChunk(self._seq, stream, self.bytes[stream], self._merged, piece, at)
+                )
                 self.bytes[stream] += len(piece)
                 self._merged += len(piece)
         return chunks
@@ -207,6 +217,7 @@ def _past(
                     chunk.offset + len(chunk.data) - len(data),
                     chunk.merged_offset + len(chunk.data) - len(data),
                     data,
+                    chunk.at,
                 )
             )
     return kept, offset
@@ -215,3 +226,95 @@ def _past(
 def _stop(watch: JobWatch | None) -> None:
     if watch is not None:
         watch.cancel()
+
+
+# -- views: the last lines, what arrived since, arrival times ---------------------
+
+#: The latest time ``since`` takes (the end of year 9999).
+_LAST_TIME = 253402300799.0
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def since_time(value: str, now: float) -> float:
+    """Seconds since the epoch from what ``since`` was given: seconds since
+    the epoch (``1767225600``), a duration before ``now`` (``10m``, ``2h``)
+    or an RFC 3339 time with its offset. Raises ValueError naming the problem."""
+    text = value.strip()
+    if _NUMBER.fullmatch(text):
+        seconds = float(text)
+        if seconds > _LAST_TIME:
+            raise ValueError(f"{value!r} is later than the year 9999")
+        return seconds
+    if "T" in text.upper() and "-" in text:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 time") from None
+        if when.tzinfo is None:
+            raise ValueError(f"{value!r} has no offset (add Z or +HH:MM)")
+        return when.timestamp()
+    try:
+        return max(0.0, now - parse_duration(text))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not seconds since the epoch, a duration like 10m or an RFC 3339 time"
+        ) from None
+
+
+async def tail_offset(
+    store: LogStore, job_id: str, *, attempt: int, stream: Stream | None, lines: int
+) -> int:
+    """The offset (in ``stream``, or merged) where the last ``lines`` lines of
+    an attempt's output begin; an unfinished last line counts as one."""
+    before = 1 << 62
+    first = True
+    wanted = lines
+    while True:
+        page = await store.read_logs_back(
+            job_id, attempt=attempt, stream=stream, before=before, limit=_PAGE
+        )
+        for chunk in page:
+            start = chunk.offset if stream is not None else chunk.merged_offset
+            end = len(chunk.data)
+            if first:
+                if wanted == 0:
+                    return start + end
+                first = False
+                end -= chunk.data.endswith(b"\n")  # the last line's own end
+            while (newline := chunk.data.rfind(b"\n", 0, end)) >= 0:
+                wanted -= 1
+                if wanted == 0:
+                    return start + newline + 1
+                end = newline
+            before = start
+        if len(page) < _PAGE:
+            return 0
+
+
+def timestamp_of(at: float | None) -> bytes:
+    """An arrival time as ``docker logs -t`` shows it: RFC 3339 in UTC with
+    microseconds (``2026-12-02T01:30:00.123456Z``); nothing when not known."""
+    if at is None:
+        return b""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode()
+
+
+class Timestamps:
+    """Prefixes each line of a log with the arrival time of the chunk it
+    begins in, one stream's lines apart from the other's."""
+
+    def __init__(self) -> None:
+        self._at_line_start = {Stream.STDOUT: True, Stream.STDERR: True}
+
+    def stamp(self, chunk: LogChunk) -> bytes:
+        """The chunk's bytes with a time before each line that begins in it."""
+        prefix, data = timestamp_of(chunk.at), chunk.data
+        if not prefix:
+            return data
+        stamped = data.replace(b"\n", b"\n" + prefix)
+        if data.endswith(b"\n"):
+            stamped = stamped[: -len(prefix)]
+        if self._at_line_start[chunk.stream]:
+            stamped = prefix + stamped
+        self._at_line_start[chunk.stream] = data.endswith(b"\n")
+        return stamped

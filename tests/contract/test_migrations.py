@@ -11,12 +11,13 @@ from pprint import pformat
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Connection, Index, UniqueConstraint, create_engine, inspect
+from sqlalchemy import Column, Connection, Index, UniqueConstraint, create_engine, inspect, text
 
 from jobdock.store import Store
-from jobdock.store.migrate import upgrade
+from jobdock.store.migrate import alembic_config, upgrade
 from jobdock.store.schema import metadata
 
 
@@ -119,3 +120,33 @@ def test_the_migrations_make_unique_what_the_schema_makes_unique(
     assert differing == {}, (
         f"unique columns differ ({migrated.dialect.name}):\n{pformat(differing)}"
     )
+
+
+def test_migration_0010_keeps_earlier_output_with_no_arrival_time_and_goes_back(
+    make_store: Callable[[], Store],
+) -> None:
+    engine = create_engine(make_store().url)
+    try:
+        with engine.connect() as conn:
+            command.upgrade(alembic_config(conn), "0009")
+            conn.execute(
+                text(
+                    "INSERT INTO log_chunks (job_id, attempt, seq, stream, end_offset,"
+                    " merged_end, data) VALUES ('j', 1, 1, 1, 4, 4, :data)"
+                ),
+                {"data": b"old\n"},
+            )
+            conn.commit()
+            command.upgrade(alembic_config(conn), "0010")
+            conn.commit()
+            upgraded = conn.execute(text("SELECT data, at FROM log_chunks")).one()
+            command.downgrade(alembic_config(conn), "0009")
+            conn.commit()
+            columns = [c["name"] for c in inspect(conn).get_columns("log_chunks")]
+            kept = conn.execute(text("SELECT data FROM log_chunks")).scalar_one()
+    finally:
+        engine.dispose()
+
+    assert (bytes(upgraded.data), upgraded.at) == (b"old\n", None)
+    assert "at" not in columns
+    assert bytes(kept) == b"old\n"

@@ -14,8 +14,9 @@ import pytest
 from store_actions import AFTER_LEASE, ERR, OUT, T0, claim, exited, submit
 
 from jobdock.errors import JobNotFound
-from jobdock.logs import LogWriter, read_log
+from jobdock.logs import LogWriter, read_log, tail_offset
 from jobdock.models import Job, JobState, Stream
+from jobdock.models.records import Started
 from jobdock.store import Claim, LogChunk, Store
 
 # -- logs ------------------------------------------------------------------------
@@ -35,8 +36,8 @@ async def running_job_with_output(store: Store) -> tuple[Job, Claim]:
     job = await submit(store)
     got = await claim(store)
     writer = LogWriter(store, job.id, got.attempt)
-    for batch in BATCHES:
-        await store.append_logs(job.id, got.attempt, writer.chunks(batch))
+    for arrived, batch in enumerate(BATCHES, start=1):
+        await store.append_logs(job.id, got.attempt, writer.chunks(batch, at=T0 + arrived))
     return job, got
 
 
@@ -233,3 +234,113 @@ async def test_reading_the_logs_of_an_unknown_job_raises_job_not_found(store: St
         await store.read_logs("0123456789abcdef", attempt=None, stream=None, offset=0)
     with pytest.raises(JobNotFound):
         [c async for c in read_log(store, "0123456789abcdef")]
+
+
+# -- arrival times, the last lines, what arrived since ----------------------------
+
+
+async def test_each_chunk_reads_back_with_the_time_it_arrived(store: Store) -> None:
+    job, _ = await running_job_with_output(store)
+
+    merged = await store.read_logs(job.id, attempt=None, stream=None, offset=0, limit=100)
+    stderr = await store.read_logs(job.id, attempt=None, stream=ERR, offset=0, limit=100)
+
+    assert [(c.seq, c.at) for c in merged.chunks] == [
+        (1, T0 + 1),
+        (2, T0 + 1),
+        (3, T0 + 1),
+        (4, T0 + 2),
+    ]
+    assert [c.at for c in stderr.chunks] == [T0 + 1, T0 + 2]
+
+
+async def test_a_chunk_stored_without_a_time_reads_back_with_its_attempts_start(
+    store: Store,
+) -> None:
+    # As chunks stored before migration 0010 do.
+    job = await submit(store)
+    got = await claim(store)
+    await store.mark_started(job.id, got.attempt, Started(None, None, "h", T0 + 0.5))
+    await store.append_logs(job.id, got.attempt, [LogChunk(1, OUT, 0, 0, b"old\n")])
+
+    read = await store.read_logs(job.id, attempt=None, stream=None, offset=0)
+    since = await store.log_offset_at(job.id, attempt=got.attempt, stream=None, since=T0 + 1)
+
+    assert [(c.data, c.at) for c in read.chunks] == [(b"old\n", T0 + 0.5)]
+    assert since == 4
+
+
+async def test_reading_logs_back_gives_the_chunks_before_an_offset_last_first(
+    store: Store,
+) -> None:
+    job, got = await running_job_with_output(store)
+
+    def seqs(chunks: list[LogChunk]) -> list[int]:
+        return [c.seq for c in chunks]
+
+    everything = await store.read_logs_back(
+        job.id, attempt=got.attempt, stream=None, before=1 << 62
+    )
+    before_14 = await store.read_logs_back(job.id, attempt=got.attempt, stream=None, before=14)
+    stdout_page = await store.read_logs_back(
+        job.id, attempt=got.attempt, stream=OUT, before=12, limit=1
+    )
+
+    assert seqs(everything) == [4, 3, 2, 1]
+    assert [c.at for c in everything] == [T0 + 2, T0 + 1, T0 + 1, T0 + 1]
+    assert seqs(before_14) == [2, 1]
+    assert described(stdout_page) == [(3, OUT, 6, 14, b"world\n")]
+
+
+async def test_log_offset_at_is_where_the_output_that_arrived_since_begins(
+    store: Store,
+) -> None:
+    job, got = await running_job_with_output(store)
+
+    async def offset(stream: Stream | None, since: float) -> int:
+        return await store.log_offset_at(job.id, attempt=got.attempt, stream=stream, since=since)
+
+    assert await offset(None, T0) == 0
+    assert await offset(None, T0 + 1.5) == 20
+    assert await offset(ERR, T0 + 1.5) == 8
+    assert await offset(OUT, T0 + 1.5) == 12
+    assert await offset(None, T0 + 3) == 25
+
+
+@pytest.mark.parametrize(
+    ("stream", "lines", "expected"),
+    [
+        (None, 0, b""),
+        (None, 1, b"done\n"),
+        (None, 2, b"world\ndone\n"),
+        (None, 3, b"hello warning\nworld\ndone\n"),
+        (None, 50, b"hello warning\nworld\ndone\n"),
+        (OUT, 1, b"hello world\n"),
+        (ERR, 1, b"done\n"),
+    ],
+)
+async def test_tail_offset_is_where_the_last_lines_begin(
+    store: Store, stream: Stream | None, lines: int, expected: bytes
+) -> None:
+    job, got = await running_job_with_output(store)
+
+    start = await tail_offset(store, job.id, attempt=got.attempt, stream=stream, lines=lines)
+    chunks = [c async for c in read_log(store, job.id, stream=stream, offset=start)]
+
+    assert b"".join(c.data for c in chunks) == expected
+
+
+async def test_tail_counts_an_unfinished_last_line_and_reads_back_past_a_page(
+    store: Store,
+) -> None:
+    job = await submit(store)
+    got = await claim(store)
+    writer = LogWriter(store, job.id, got.attempt)
+    for number in range(20):  # one chunk each: more than a page read back
+        await store.append_logs(job.id, got.attempt, writer.chunks([(OUT, b"x" * number + b"\n")]))
+    await store.append_logs(job.id, got.attempt, writer.chunks([(OUT, b"partial")]))
+
+    start = await tail_offset(store, job.id, attempt=got.attempt, stream=OUT, lines=12)
+    tail = b"".join([c.data async for c in read_log(store, job.id, stream=OUT, offset=start)])
+
+    assert tail.split(b"\n") == [b"x" * n for n in range(9, 20)] + [b"partial"]

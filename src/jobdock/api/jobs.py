@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -23,19 +22,20 @@ from jobdock.errors import (
     InvalidSpec,
     JobNotFound,
 )
-from jobdock.logs import read_log
-from jobdock.models import STREAM_NUMBERS, Job, JobPage, JobState, RunResult, Stream
+from jobdock.logs import Timestamps, read_log, since_time, tail_offset
+from jobdock.models import Job, JobPage, JobState, RunResult, Stream
+from jobdock.models.frames import frame
 from jobdock.models.parsing import parse_spec
+from jobdock.store.protocol import Store
 from jobdock.submit import submit, submit_job
 from jobdock.wait import wait_for_job
 
 router = APIRouter(prefix="/v1")
 
-#: Media type of ``format=multiplexed`` logs: Docker's attach framing, an
-#: 8-byte header (stream 1 or 2, three zero bytes, big-endian uint32 length)
-#: before each piece of output.
+#: Media type of ``format=multiplexed`` logs (models/frames.py).
 MULTIPLEXED = "application/vnd.jobdock.multiplexed-stream"
-_HEADER = struct.Struct(">BxxxI")
+#: The most lines ``tail`` takes.
+MAX_TAIL = 1_000_000
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:
@@ -141,6 +141,22 @@ async def get_job(job_id: str, request: Request) -> Job:
     return job
 
 
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    summary="Delete a finished job",
+    responses=responses(JobNotFound, IllegalTransition),
+)
+async def delete_job(job_id: str, request: Request) -> Response:
+    """Delete a finished job with its attempts and logs (as ``jobdock run
+    --rm`` does once it has printed them); a job that has not finished
+    answers 409."""
+    store = store_of(request)
+    await check_visible(store, principal(request), job_id)
+    await store.delete_job(job_id)
+    return Response(status_code=204)
+
+
 @router.post(
     "/jobs/{job_id}/cancel",
     response_model=Job,
@@ -207,38 +223,88 @@ async def job_logs(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     attempt: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     format: Literal["raw", "multiplexed"] = "raw",
+    tail: Annotated[
+        int | None, Query(ge=0, le=MAX_TAIL, description="Only the last N lines.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only output that arrived since: seconds since the epoch, "
+            "a duration before now (10m, 2h) or an RFC 3339 time.",
+        ),
+    ] = None,
+    timestamps: Annotated[
+        bool, Query(description="Each line after its arrival time (RFC 3339, UTC) and a space.")
+    ] = False,
 ) -> StreamingResponse:
     """The output of the job's latest attempt (or ``attempt``) from byte
-    ``offset`` of the chosen stream (of both merged in order, for ``both``).
-    With ``follow=true`` the response streams output as the job writes it and
-    ends when the attempt ends. ``format=multiplexed`` frames each piece with
-    its stream, like Docker's attach stream."""
+    ``offset`` of the chosen stream (of both merged in order, for ``both``),
+    or from where its last ``tail`` lines or what arrived ``since`` begin
+    (the latest of these). With ``follow=true`` the response streams output
+    as the job writes it and ends when the attempt ends.
+    ``format=multiplexed`` frames each piece with its stream, like Docker's
+    attach stream; ``timestamps=true`` prefixes lines as ``docker logs -t``."""
     store = store_of(request)
     job_id = await check_visible(store, principal(request), job_id)
     chosen = None if stream == "both" else Stream(stream)
     # Answer 404 now, not in the middle of a 200.
-    await store.read_logs(job_id, attempt=attempt, stream=chosen, offset=offset, limit=0)
+    first = await store.read_logs(job_id, attempt=attempt, stream=chosen, offset=offset, limit=0)
+    start = await _start(store, job_id, first.attempt, chosen, offset, tail, since)
     chunks = read_log(
         store,
         job_id,
         stream=chosen,
-        offset=offset,
+        offset=start,
         follow=follow,
         attempt=attempt,
         poll_seconds=settings_of(request).poll_seconds,
     )
+    stamps = Timestamps() if timestamps else None
+
+    async def pieces() -> AsyncIterator[tuple[Stream, bytes]]:
+        async for chunk in chunks:
+            yield chunk.stream, chunk.data if stamps is None else stamps.stamp(chunk)
 
     async def raw() -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            yield chunk.data
+        async for _, data in pieces():
+            yield data
 
     async def multiplexed() -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            yield _HEADER.pack(STREAM_NUMBERS[chunk.stream], len(chunk.data)) + chunk.data
+        async for stream_of, data in pieces():
+            yield frame(stream_of, data)
 
     if format == "multiplexed":
         return StreamingResponse(multiplexed(), media_type=MULTIPLEXED)
     return StreamingResponse(raw(), media_type="application/octet-stream")
+
+
+async def _start(
+    store: Store,
+    job_id: str,
+    attempt: int,
+    stream: Stream | None,
+    offset: int,
+    tail: int | None,
+    since: str | None,
+) -> int:
+    """Where a read of the log begins: at ``offset``, or later where the
+    last ``tail`` lines or what arrived ``since`` begin."""
+    when = None
+    if since is not None:
+        try:
+            when = since_time(since, time.time())
+        except ValueError as exc:
+            raise InvalidRequest(f"since: {exc}", field="since") from None
+    if attempt == 0:
+        return offset
+    if tail is not None:
+        lines = await tail_offset(store, job_id, attempt=attempt, stream=stream, lines=tail)
+        offset = max(offset, lines)
+    if when is not None:
+        arrived = await store.log_offset_at(job_id, attempt=attempt, stream=stream, since=when)
+        offset = max(offset, arrived)
+    return offset
 
 
 @router.post(

@@ -7,6 +7,7 @@ Imports the client, the models and :mod:`jobdock.cli.exits`.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from jobdock.cli.exits import EXIT_CANCELLED, EXIT_JOBDOCK, exit_code_of, fail, one_line
+from jobdock.cli.status import StatusLine
 from jobdock.errors import JobdockError
 from jobdock.models import Reason, Stream
 
@@ -46,8 +48,9 @@ def attach(client: Client, job_id: str) -> int:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        copy_output(client.logs(job_id, follow=True))
-        job = client.wait(job_id)
+        with StatusLine(client, job_id) as status:
+            copy_output(client.logs(job_id, follow=True), status)
+            job = client.wait(job_id)
     except KeyboardInterrupt:
         sys.stderr.write(f"jobdock: detached; job {job_id} goes on\n")
         return EXIT_CANCELLED
@@ -70,10 +73,12 @@ def _quietly_cancel(url: str, credentials: Credentials, job_id: str) -> None:
         pass
 
 
-def copy_output(pieces: Iterator[tuple[Stream, bytes]]) -> None:
-    """Write a job's output here as it comes: stdout to stdout, stderr to stderr."""
+def copy_output(pieces: Iterator[tuple[Stream, bytes]], status: StatusLine | None = None) -> None:
+    """Write a job's output here as it comes: stdout to stdout, stderr to
+    stderr (with no ``status`` line in its way)."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for stream, data in pieces:
         target = out if stream is Stream.STDOUT else err
-        target.write(data)
-        target.flush()
+        with status.paused() if status is not None else contextlib.nullcontext():
+            target.write(data)
+            target.flush()

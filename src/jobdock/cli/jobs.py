@@ -9,6 +9,8 @@ CLI's rendering.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +21,7 @@ from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
 from jobdock.cli.render.jobs import show_jobs, show_workers
 from jobdock.cli.render.output import output_format, output_option, print_documents
+from jobdock.cli.status import StatusLine
 from jobdock.errors import ApiError, JobdockError
 from jobdock.models import ACTIVE_STATES, JobState, Stream
 
@@ -40,6 +43,15 @@ def ps(
     name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="At most this many jobs.")] = 200,
     output: Annotated[str | None, output_option] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Refresh until Ctrl-C: redrawn on a terminal; else printed again when a job "
+            "comes, goes or changes state.",
+        ),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List jobs, newest first: queued and running ones, or all with -a."""
@@ -52,12 +64,45 @@ def ps(
     if not states and not all_:
         states = sorted(s.value for s in ACTIVE_STATES)
     with connect(ctx, url) as client:
-        jobs = _list_jobs(client, states, label, name, last)
+        if watch:
+            _watch(lambda: _list_jobs(client, states, label, name, last), quiet, output)
+        else:
+            _print_jobs(_list_jobs(client, states, label, name, last), quiet, output)
+
+
+def _print_jobs(jobs: list[Job], quiet: bool, output: str) -> None:
     if quiet:
         for job in jobs:
             typer.echo(job.id)
         return
     show_jobs(jobs, output)
+
+
+def _watch(jobs_now: Callable[[], list[Job]], quiet: bool, output: str) -> None:
+    """``ps -w``: the list every _WATCH_EVERY seconds until Ctrl-C. A terminal
+    gets it redrawn in place; a pipe or file only the lists that differ from
+    the one before in their jobs or their states (each after a blank line)."""
+    terminal = sys.stdout.isatty()
+    shown: list[tuple[str, JobState, bool]] | None = None
+    try:
+        while True:
+            jobs = jobs_now()
+            seen = [(job.id, job.state, job.cancel_requested) for job in jobs]
+            if terminal or seen != shown:
+                if terminal:
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                elif shown is not None:
+                    typer.echo("")
+                _print_jobs(jobs, quiet, output)
+                sys.stdout.flush()
+                shown = seen
+            time.sleep(_WATCH_EVERY)
+    except KeyboardInterrupt:
+        return
+
+
+#: How often ``ps -w`` looks again (seconds).
+_WATCH_EVERY = 1.0
 
 
 def _list_jobs(
@@ -114,6 +159,17 @@ def logs(
     ] = False,
     stream: Annotated[str, typer.Option(help="stdout, stderr or both.")] = "both",
     attempt: Annotated[int | None, typer.Option(help="Attempt number \\[latest].")] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", help="Only the last N lines.", min=0)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only output since: 10m ago, seconds since the epoch or RFC 3339."),
+    ] = None,
+    timestamps: Annotated[
+        bool,
+        typer.Option("--timestamps", "-t", help="Each line after its arrival time (RFC 3339)."),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Print a job's output (stdout here to stdout, stderr to stderr)."""
@@ -126,6 +182,9 @@ def logs(
                 stream=None if stream == "both" else Stream(stream),
                 follow=follow,
                 attempt=attempt,
+                tail=tail,
+                since=since,
+                timestamps=timestamps,
             )
         )
 
@@ -190,7 +249,8 @@ def wait(
     limit = duration(timeout, "--timeout")
     with connect(ctx, url) as client:
         try:
-            job = client.wait(job_id, limit, raise_on_timeout=False)
+            with StatusLine(client, job_id):
+                job = client.wait(job_id, limit, raise_on_timeout=False)
         except JobdockError as exc:
             fail(one_line(exc), EXIT_JOBDOCK)
     if not job.terminal:

@@ -8,7 +8,8 @@ building and attaching.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +18,9 @@ from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
 from jobdock.cli.run_spec import spec_of
 from jobdock.errors import JobdockError
+
+if TYPE_CHECKING:
+    from jobdock.client import Client
 
 _CT = "Containers"
 _RES = "Resources"
@@ -32,6 +36,12 @@ def run(
     ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
+    ] = False,
+    rm: Annotated[
+        bool,
+        typer.Option(
+            "--rm", help="Delete the job and its logs once it ended and its output was printed."
+        ),
     ] = False,
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Send this command's stdin to the job.")
@@ -189,12 +199,17 @@ def run(
     """Run a command (or an image) as a job: stream its output and exit with its exit code."""
     # The options go to spec_of by name, so that the declaration above is
     # their one list (spec_of reads them in the order it checks them).
+    if rm and detach:
+        fail("--rm needs the job followed here; with --detach, use --keep-for", 2)
     spec = spec_of(locals())
-    _submit(ctx, url, spec, detach=detach)
+    _submit(ctx, url, spec, detach=detach, remove=rm)
 
 
-def _submit(ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach: bool) -> None:
-    """Submit the job, then print its id (``detach``) or follow it to its end."""
+def _submit(
+    ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach: bool, remove: bool
+) -> None:
+    """Submit the job, then print its id (``detach``) or follow it to its end
+    (and delete it after, with ``remove``)."""
     with connect(ctx, url) as client:
         try:
             job = client.submit(spec)
@@ -206,4 +221,16 @@ def _submit(ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach
         if detach:
             typer.echo(job.id)
             return
-        raise typer.Exit(attach(client, job.id))
+        code = attach(client, job.id)
+        if remove:
+            _remove(client, job.id)
+        raise typer.Exit(code)
+
+
+def _remove(client: Client, job_id: str) -> None:
+    """Delete the job if it has ended (one detached from goes on, and stays)."""
+    try:
+        if client.get(job_id).terminal:
+            client.delete(job_id)
+    except JobdockError as exc:
+        sys.stderr.write(f"jobdock: job {job_id} was not removed: {one_line(exc)}\n")

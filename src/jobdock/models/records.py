@@ -45,13 +45,15 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class LogChunk:
-    """Bytes of one stream, with their place in the stream and in both merged."""
+    """Bytes of one stream, with their place in the stream and in both merged,
+    and when they arrived (seconds since the epoch; None: not known)."""
 
     seq: int
     stream: Stream
     offset: int
     merged_offset: int
     data: bytes
+    at: float | None = None
 
     @property
     def end(self) -> int:

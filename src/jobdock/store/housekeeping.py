@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
+from jobdock.errors import IllegalTransition, JobNotFound
 from jobdock.models import JobState, Reason
 from jobdock.store import tally
 from jobdock.store.metrics import runtime
@@ -92,6 +93,23 @@ def prune(
     ]
     if not ids:
         return 0
+    return _delete_jobs(conn, ids)
+
+
+def delete_job(conn: Connection, job_id: str) -> None:
+    """Delete one finished job with its attempts and logs (``run --rm``);
+    JobNotFound, or IllegalTransition while it has not finished."""
+    state = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
+    if state is None:
+        raise JobNotFound(job_id)
+    if not JobState(state).terminal:
+        raise IllegalTransition(job_id, state, "deleted")
+    _delete_jobs(conn, [job_id])
+
+
+def _delete_jobs(conn: Connection, ids: list[str]) -> int:
+    """Delete these jobs (all finished) with their attempts and logs; what
+    they counted moves to the tally. Returns how many were deleted."""
     conn.execute(delete(log_chunks).where(log_chunks.c.job_id.in_(ids)))
     gone_attempts = conn.execute(
         delete(attempts)

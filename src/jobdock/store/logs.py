@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from jobdock.errors import FencedOff, JobNotFound
 from jobdock.models import STREAM_NUMBERS, STREAMS_BY_NUMBER, JobState, Stream
 from jobdock.models.records import LogChunk, LogRead
 from jobdock.store.prepared import Prepared
-from jobdock.store.schema import jobs, log_chunks
+from jobdock.store.schema import attempts, jobs, log_chunks
 from jobdock.store.statements import announce, held, param
 
 _RUNNING = JobState.RUNNING.value
@@ -50,6 +50,7 @@ def append_logs(conn: Connection, job_id: str, attempt: int, chunks: Sequence[Lo
                 "end_offset": chunk.end,
                 "merged_end": chunk.merged_offset + len(chunk.data),
                 "data": chunk.data,
+                "at": chunk.at,
             }
             for chunk in chunks
         ],
@@ -109,14 +110,89 @@ def read_logs(
             stream=STREAM_NUMBERS[stream],
             limit=limit,
         ).all()
-    chunks = [
+    chunks = _chunks(conn, job_id, number, rows)
+    return LogRead(attempt=number, chunks=chunks, done=done, terminal=JobState(job.state).terminal)
+
+
+_STARTED = Prepared(
+    lambda _: select(attempts.c.started_at).where(
+        attempts.c.job_id == param("job_id"), attempts.c.number == param("attempt")
+    )
+)
+
+
+def _started(conn: Connection, job_id: str, attempt: int) -> float | None:
+    row = _STARTED.run(conn, job_id=job_id, attempt=attempt).first()
+    return None if row is None else float(row.started_at) if row.started_at is not None else None
+
+
+def _chunks(conn: Connection, job_id: str, attempt: int, rows: Sequence[Any]) -> list[LogChunk]:
+    """Chunks of rows; one stored before arrival times were (migration 0010)
+    gets its attempt's start time."""
+    started = None
+    if any(row.at is None for row in rows):
+        started = _started(conn, job_id, attempt)
+    return [
         LogChunk(
             seq=row.seq,
             stream=STREAMS_BY_NUMBER[row.stream],
             offset=row.end_offset - len(row.data),
             merged_offset=row.merged_end - len(row.data),
             data=row.data,
+            at=started if row.at is None else row.at,
         )
         for row in rows
     ]
-    return LogRead(attempt=number, chunks=chunks, done=done, terminal=JobState(job.state).terminal)
+
+
+def _back_statement(stream: bool) -> Prepared:
+    end = log_chunks.c.end_offset if stream else log_chunks.c.merged_end
+    query = select(log_chunks).where(
+        log_chunks.c.job_id == param("job_id"),
+        log_chunks.c.attempt == param("attempt"),
+        end <= param("before"),
+    )
+    if stream:
+        query = query.where(log_chunks.c.stream == param("stream"))
+    return Prepared(lambda _: query.order_by(log_chunks.c.seq.desc()).limit(param("limit")))
+
+
+_BACK_OF_STREAM = _back_statement(stream=True)
+_BACK_MERGED = _back_statement(stream=False)
+
+
+def read_logs_back(
+    conn: Connection, job_id: str, attempt: int, stream: Stream | None, before: int, limit: int
+) -> list[LogChunk]:
+    """Up to ``limit`` chunks of an attempt that end at or before offset
+    ``before`` (in ``stream``, or merged), the last first."""
+    if stream is None:
+        rows = _BACK_MERGED.run(
+            conn, job_id=job_id, attempt=attempt, before=before, limit=limit
+        ).all()
+    else:
+        rows = _BACK_OF_STREAM.run(
+            conn,
+            job_id=job_id,
+            attempt=attempt,
+            before=before,
+            stream=STREAM_NUMBERS[stream],
+            limit=limit,
+        ).all()
+    return _chunks(conn, job_id, attempt, rows)
+
+
+def log_offset_at(
+    conn: Connection, job_id: str, attempt: int, stream: Stream | None, since: float
+) -> int:
+    """The offset (in ``stream``, or merged) where an attempt's output that
+    arrived at or after ``since`` begins: the end of what arrived before."""
+    end = log_chunks.c.merged_end if stream is None else log_chunks.c.end_offset
+    arrived = func.coalesce(log_chunks.c.at, _started(conn, job_id, attempt))
+    query = select(func.max(end)).where(
+        log_chunks.c.job_id == job_id, log_chunks.c.attempt == attempt, arrived < since
+    )
+    if stream is not None:
+        query = query.where(log_chunks.c.stream == STREAM_NUMBERS[stream])
+    found: int | None = conn.execute(query).scalar()
+    return found or 0

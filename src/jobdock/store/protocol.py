@@ -107,6 +107,10 @@ class JobStore(Notifying, Protocol):
         more than ``older_than`` seconds ago if given, else those past their
         ``keep_for`` (or ``keep_default``). Returns how many."""
 
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a finished job with its attempts and logs; raises
+        JobNotFound, or IllegalTransition if it has not finished."""
+
 
 class AttemptStore(Protocol):
     """Attempts: a worker claims jobs, records each attempt's start and end,
@@ -181,7 +185,21 @@ class LogStore(Notifying, Protocol):
         limit: int = 8,
     ) -> LogRead:
         """Up to ``limit`` chunks past ``offset`` (in ``stream``, or in both
-        merged when ``stream`` is None) of an attempt, the latest by default."""
+        merged when ``stream`` is None) of an attempt, the latest by default.
+        Each has its arrival time (a chunk stored before migration 0010: its
+        attempt's start time)."""
+
+    async def read_logs_back(
+        self, job_id: str, *, attempt: int, stream: Stream | None, before: int, limit: int = 8
+    ) -> list[LogChunk]:
+        """Up to ``limit`` chunks of an attempt that end at or before offset
+        ``before`` (in ``stream``, or merged), the last first."""
+
+    async def log_offset_at(
+        self, job_id: str, *, attempt: int, stream: Stream | None, since: float
+    ) -> int:
+        """The offset (in ``stream``, or merged) where the output of an
+        attempt that arrived at or after ``since`` begins."""
 
 
 class WorkerStore(Protocol):

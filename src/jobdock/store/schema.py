@@ -158,6 +158,8 @@ log_chunks = Table(
     Column("end_offset", BigInteger, nullable=False),
     Column("merged_end", BigInteger, nullable=False),
     Column("data", LargeBinary, nullable=False),
+    # When the chunk arrived (seconds since the epoch); NULL before migration 0010.
+    Column("at", Float),
     Index("ix_log_chunks_stream", "job_id", "attempt", "stream", "end_offset"),
 )
 

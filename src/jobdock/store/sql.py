@@ -246,6 +246,9 @@ class SqlStore:
             if batch < housekeeping.PRUNE_BATCH:
                 return deleted
 
+    async def delete_job(self, job_id: str) -> None:
+        await self._write(housekeeping.delete_job, job_id)
+
     # -- attempts: claimed, started, finished, kept alive, lost ----------------
 
     async def claim_jobs(
@@ -333,6 +336,16 @@ class SqlStore:
             (job_id, attempt, stream, offset, limit),
             lambda: self._read(logs.read_logs, job_id, attempt, stream, offset, limit),
         )
+
+    async def read_logs_back(
+        self, job_id: str, *, attempt: int, stream: Stream | None, before: int, limit: int = 8
+    ) -> list[LogChunk]:
+        return await self._read(logs.read_logs_back, job_id, attempt, stream, before, limit)
+
+    async def log_offset_at(
+        self, job_id: str, *, attempt: int, stream: Stream | None, since: float
+    ) -> int:
+        return await self._read(logs.log_offset_at, job_id, attempt, stream, since)
 
     # -- workers ---------------------------------------------------------------
 
