@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import ValidationError
 
 from jobdock.errors import ApiError, ServerUnreachable
@@ -251,6 +252,13 @@ class AsyncClient:
                         del buffer[: _HEADER.size + size]
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"lost the jobdock server at {self.url}: {exc}") from None
+
+    async def send_stdin(self, job_id: str, data: AsyncIterable[bytes], eof: bool = True) -> int:
+        """Stream ``data`` into the stdin of a job submitted with ``stdin_stream``
+        as it comes, then close it (``eof``); returns how many bytes it holds."""
+        path, params = f"/v1/jobs/{job_id}/stdin", {"eof": "true" if eof else "false"}
+        response = await self._request("POST", path, content=data, params=params)
+        return int(response.json()["bytes"])
 
     async def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
@@ -482,6 +490,20 @@ class Client:
         """Run a job to its end and return it with its output."""
         return self._portal.call(self.aio.run, spec)
 
+    def send_stdin(self, job_id: str, data: Iterable[bytes], eof: bool = True) -> int:
+        """As AsyncClient.send_stdin; ``data`` is read on this thread, a piece at a time."""
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        sent = self._portal.start_task_soon(_send_from, self.aio, job_id, receive, eof)
+        try:
+            with contextlib.suppress(anyio.BrokenResourceError):  # the request ended early
+                for piece in data:
+                    self._portal.call(send.send, piece)
+        except BaseException:
+            sent.cancel()
+            raise
+        self._portal.call(send.aclose)
+        return sent.result()
+
     def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
         return self._portal.call(self.aio.workers)
@@ -570,6 +592,13 @@ class Client:
                     return
         finally:
             self._portal.call(pieces.aclose)
+
+
+async def _send_from(
+    aio: AsyncClient, job_id: str, data: MemoryObjectReceiveStream[bytes], eof: bool
+) -> int:
+    async with data:  # closed when the request ends: the sender stops then
+        return await aio.send_stdin(job_id, data, eof)
 
 
 def _start_loop_thread() -> tuple[BlockingPortal, threading.Thread]:

@@ -16,6 +16,7 @@ from jobdock.cli.attach import attach
 from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
 from jobdock.cli.run_spec import spec_of
+from jobdock.cli.stdin import StdinSender
 from jobdock.errors import JobdockError
 
 _CT = "Containers"
@@ -34,7 +35,10 @@ def run(
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
     interactive: Annotated[
-        bool, typer.Option("--interactive", "-i", help="Send this command's stdin to the job.")
+        bool,
+        typer.Option(
+            "--interactive", "-i", help="Send this command's stdin to the job as it is read."
+        ),
     ] = False,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
@@ -190,13 +194,21 @@ def run(
 
 
 def _submit(ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach: bool) -> None:
-    """Submit the job, then print its id (``detach``) or follow it to its end."""
+    """Submit the job, then print its id (``detach``) or follow it to its end;
+    with ``-i``, send it this command's stdin meanwhile (cli/stdin.py)."""
     with connect(ctx, url) as client:
         try:
             job = client.submit(spec)
         except JobdockError as exc:
             fail(one_line(exc), EXIT_JOBDOCK)
+        sender = StdinSender(client, job.id) if spec.get("stdin_stream") else None
+        if sender is not None:
+            sender.start()
         if detach:
             typer.echo(job.id)
-            return
-        raise typer.Exit(attach(client, job.id))
+        if sender is not None and detach:
+            sender.join()
+        code = 0 if detach else attach(client, job.id)
+        if sender is not None and sender.error is not None:
+            fail(f"stdin: {one_line(sender.error)}", EXIT_JOBDOCK)
+        raise typer.Exit(code)

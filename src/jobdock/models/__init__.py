@@ -84,6 +84,7 @@ from jobdock.models.records import (
     NewStep,
     NewWorkflow,
     Started,
+    StdinRead,
     StoreMetrics,
     WorkerInfo,
 )
@@ -199,6 +200,7 @@ __all__ = [
     "SecretRef",
     "Size",
     "Started",
+    "StdinRead",
     "StepSpec",
     "StepState",
     "StoreMetrics",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, select, update
 
 from jobdock.models import JobState, Reason
-from jobdock.store import tally
+from jobdock.store import stdin, tally
 from jobdock.store.metrics import runtime
 from jobdock.store.schema import attempts, jobs, log_chunks
 from jobdock.store.statements import announce
@@ -90,6 +90,9 @@ def prune(
             .limit(PRUNE_BATCH)
         )
     ]
+    # The streamed stdin of jobs that finished without a worker (cancelled
+    # while queued, failed by a deadline or the reaper) goes now.
+    stdin.drop_finished(conn)
     if not ids:
         return 0
     conn.execute(delete(log_chunks).where(log_chunks.c.job_id.in_(ids)))
