@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ from support import ServerProcess
 JOBDOCK = [sys.executable, "-m", "jobdock"]
 #: More than the server's max_request_body (10 MiB), and than any buffer.
 BIG = 200 * 1024 * 1024 + 12345
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of this module's own, given time to start on a busy machine."""
+    started = ServerProcess(tmp_path_factory.mktemp("stdin")).launch().wait_healthy(120)
+    yield started
+    started.stop()
 
 
 def _env(server: ServerProcess) -> dict[str, str]:
@@ -54,6 +63,7 @@ def _vm_hwm_kib(pid: int) -> int:
 
 @pytest.mark.timeout(480)  # 200 MB through the store, on a busy CI machine
 def test_run_i_counts_a_200_mb_pipe_without_holding_it(tmp_path: Path) -> None:
+    # A server of its own: its peak memory is this input's alone.
     server = ServerProcess(tmp_path / "home").launch().wait_healthy(120)
     try:
         source = subprocess.Popen(["head", "-c", str(BIG), "/dev/zero"], stdout=subprocess.PIPE)
@@ -128,14 +138,16 @@ def test_run_i_ends_when_the_job_stops_reading(server: ServerProcess) -> None:
     assert done.stderr == b""
 
 
-def test_run_i_detached_sends_the_input_then_prints_the_id(server: ServerProcess) -> None:
+def test_run_i_detached_sends_all_the_input_then_returns(server: ServerProcess) -> None:
+    # More than a request body may be (max_request_body, 10 MiB).
+    data = b"line\n" * (3 * 1024 * 1024)
     env = _env(server)
     started = subprocess.run(
         [*JOBDOCK, "run", "-d", "-i", "--", "wc", "-l"],
-        input=b"a\nb\nc\n",
+        input=data,
         capture_output=True,
         env=env,
-        timeout=60,
+        timeout=120,
     )
     assert started.returncode == 0, started.stderr
     job_id = started.stdout.decode().strip()
@@ -144,4 +156,4 @@ def test_run_i_detached_sends_the_input_then_prints_the_id(server: ServerProcess
     logs = subprocess.run([*JOBDOCK, "logs", job_id], capture_output=True, env=env, timeout=60)
 
     assert waited.returncode == 0, waited.stderr
-    assert logs.stdout.strip() == b"3"
+    assert logs.stdout.strip() == str(3 * 1024 * 1024).encode()

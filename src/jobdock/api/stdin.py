@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from jobdock.api.auth import principal
 from jobdock.api.context import settings_of, store_of
 from jobdock.api.errors import responses
-from jobdock.errors import Forbidden, JobNotFound, StdinClosed, StdinTooLarge
+from jobdock.errors import Forbidden, InvalidRequest, JobNotFound, StdinClosed, StdinTooLarge
 from jobdock.job_stdin import receive
 
 router = APIRouter(prefix="/v1")
@@ -48,7 +48,7 @@ class StdinReceipt(BaseModel):
     response_model=StdinReceipt,
     summary="Send a job's stdin as it is read",
     openapi_extra=_BODY,
-    responses=responses(JobNotFound, Forbidden, StdinClosed, StdinTooLarge),
+    responses=responses(JobNotFound, Forbidden, StdinClosed, StdinTooLarge, InvalidRequest),
 )
 async def send_stdin(
     job_id: str,

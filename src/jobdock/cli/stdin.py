@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 
 from jobdock.client import Client
 from jobdock.errors import JobdockError
@@ -64,9 +65,13 @@ class StdinSender:
             self.error = exc
             with contextlib.suppress(JobdockError):
                 self._client.cancel(self._job_id)
+        except (RuntimeError, CancelledError):
+            pass  # the command is ending (the job ended first): its client has closed
 
     def _job_ended(self) -> bool:
         try:
             return self._client.get(self._job_id).terminal
         except JobdockError:
             return False
+        except (RuntimeError, CancelledError):
+            return True  # the client has closed: the command ends with the job
