@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
@@ -26,6 +25,7 @@ from jobdock.errors import JobdockError
 
 #: The most read from stdin at once.
 PIECE = 64 * 1024
+STDIN = 0
 
 
 def pieces(fd: int) -> Iterator[bytes]:
@@ -54,7 +54,8 @@ class StdinSender:
 
     def _send(self) -> None:
         try:
-            self._client.send_stdin(self._job_id, pieces(sys.stdin.fileno()))
+            # fd 0 itself: with stdin closed, sys.stdin is None.
+            self._client.send_stdin(self._job_id, pieces(STDIN))
         except OSError:
             # No stdin to read (closed): the job gets end-of-file.
             with contextlib.suppress(JobdockError):
