@@ -7,19 +7,18 @@ loop in a background thread for code (and the CLI) that is not async.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import math
-import ssl
 import time
 import weakref
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar, Unpack
 from urllib.parse import quote
 
 import anyio
 import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import ValidationError
 
 from jobdock.client_errors import error_of, finished
@@ -30,6 +29,8 @@ from jobdock.client_options import (
     TemplateRequest,
     WorkflowFilters,
 )
+from jobdock.credentials import Credentials as Credentials
+from jobdock.credentials import from_environment
 from jobdock.errors import ServerUnreachable
 from jobdock.handles import AsyncJobHandle, JobHandle
 from jobdock.loop_thread import start_loop_thread, stop_loop_thread
@@ -56,7 +57,6 @@ from jobdock.models import (
     invalid_spec,
 )
 from jobdock.models.frames import Unframer
-from jobdock.settings import load_settings
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
@@ -68,30 +68,6 @@ _WORKFLOW_POLL = 0.5
 _WAIT_SLICE = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """How a client proves who it is, and whom it trusts: an API token, a CA
-    for the server's certificate, a client certificate and key (mutual TLS)."""
-
-    token: str | None = None
-    ca: Path | str | None = None
-    cert: Path | str | None = None
-    key: Path | str | None = None
-
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def verify(self) -> ssl.SSLContext | bool:
-        """What httpx checks the server with: the system's CAs, or ``ca``."""
-        if self.ca is None and self.cert is None:
-            return True
-        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.cert is not None:
-            context.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
-        return context
-
-
 def _as_spec(spec: SpecLike) -> JobSpec:
     if isinstance(spec, JobSpec):
         return spec
@@ -99,18 +75,6 @@ def _as_spec(spec: SpecLike) -> JobSpec:
         return JobSpec.model_validate(spec)
     except ValidationError as exc:
         raise invalid_spec(exc) from None
-
-
-def _from_environment(url: str | None, credentials: Credentials | None) -> tuple[str, Credentials]:
-    """The server and credentials given, else those the CLI would use (env
-    JOBDOCK_URL, _TOKEN, _CA, _CERT, _KEY or the JOBDOCK_CONFIG file)."""
-    if url is not None and credentials is not None:
-        return url, credentials
-    settings = load_settings(url=url)
-    if credentials is None:
-        token = settings.token.get_secret_value() if settings.token else None
-        credentials = Credentials(token=token, ca=settings.ca, cert=settings.cert, key=settings.key)
-    return settings.url, credentials
 
 
 class AsyncClient:
@@ -124,7 +88,7 @@ class AsyncClient:
         timeout: float = 30.0,
         credentials: Credentials | None = None,
     ) -> None:
-        url, credentials = _from_environment(url, credentials)
+        url, credentials = from_environment(url, credentials)
         self.url = url.rstrip("/")
         self.credentials = credentials
         self._http = httpx.AsyncClient(
@@ -264,7 +228,17 @@ class AsyncClient:
 
     async def delete(self, job_id: str) -> None:
         """Delete a finished job with its logs; raises ApiError (409) if it has not."""
-        await self._request("DELETE", f"/v1/jobs/{job_id}")
+        await self._request("DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+
+    async def send_stdin(self, job_id: str, data: AsyncIterable[bytes], eof: bool = True) -> int:
+        """Stream ``data`` into the stdin of a job submitted with ``stdin_stream``
+        as it comes, then close it (``eof``); returns how many bytes it holds."""
+        path, params = (
+            f"/v1/jobs/{quote(job_id, safe='')}/stdin",
+            {"eof": "true" if eof else "false"},
+        )
+        response = await self._request("POST", path, content=data, params=params)
+        return int(response.json()["bytes"])
 
     async def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
@@ -503,6 +477,20 @@ class Client:
         """Delete a finished job with its logs (409 if it has not finished)."""
         self._portal.call(self.aio.delete, job_id)
 
+    def send_stdin(self, job_id: str, data: Iterable[bytes], eof: bool = True) -> int:
+        """As AsyncClient.send_stdin; ``data`` is read on this thread, a piece at a time."""
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        sent = self._portal.start_task_soon(_send_from, self.aio, job_id, receive, eof)
+        try:
+            with contextlib.suppress(anyio.BrokenResourceError):  # the request ended early
+                for piece in data:
+                    self._portal.call(send.send, piece)
+        except BaseException:
+            sent.cancel()
+            raise
+        self._portal.call(send.aclose)
+        return sent.result()
+
     def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
         return self._portal.call(self.aio.workers)
@@ -597,3 +585,10 @@ class Client:
                     return
         finally:
             self._portal.call(pieces.aclose)
+
+
+async def _send_from(
+    aio: AsyncClient, job_id: str, data: MemoryObjectReceiveStream[bytes], eof: bool
+) -> int:
+    async with data:  # closed when the request ends: the sender stops then
+        return await aio.send_stdin(job_id, data, eof)

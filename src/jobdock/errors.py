@@ -145,6 +145,30 @@ class FencedOff(JobdockError):
         super().__init__(f"attempt {attempt} of job {job_id} no longer holds the job's lease")
 
 
+class StdinClosed(JobdockError):
+    """The job takes no more input on its stdin."""
+
+    code = "stdin_closed"
+
+    def __init__(self, job_id: str, why: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} takes no more stdin: {why}")
+
+
+class StdinTooLarge(JobdockError):
+    """The job's streamed stdin would be larger than this server keeps."""
+
+    code = "stdin_too_large"
+
+    def __init__(self, job_id: str, limit: int) -> None:
+        self.job_id = job_id
+        self.limit = limit
+        super().__init__(
+            f"the stdin of job {job_id} would be larger than this server keeps: the limit "
+            f"is {_size_text(limit)} (max_stdin_stream)"
+        )
+
+
 class StoreError(JobdockError):
     """The job store is unavailable."""
 

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         description="How often a job is requeued after losing its worker before failing.",
     )
     max_stdin_bytes: int = Field(64 * 1024 * 1024, ge=0, le=1 << 40)
+    max_stdin_stream: Size = Field(
+        4 * 1024**3,
+        ge=0,
+        le=1 << 40,
+        description="The most a job's streamed stdin (stdin_stream, `jobdock run -i`) may "
+        "hold, e.g. '4GiB' (413 past it); kept in the store until the job finishes.",
+    )
     # -- limits on requests (docs/security.md) --
     max_request_body: Size = Field(
         10 * 1024 * 1024,

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
+from jobdock import job_stdin
 from jobdock.engines import ENGINE_PROBE_SECONDS, Engines
 from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.housekeeping import workflow_step_ended
@@ -37,7 +38,7 @@ from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
 from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
 from jobdock.models.records import Claim, Limits, Started, WorkerInfo
 from jobdock.retry import retried
-from jobdock.runtimes.base import AttemptInfo, Execution, RunAs
+from jobdock.runtimes.base import AttemptInfo, Execution, RunAs, Stdin
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import Policy
@@ -347,7 +348,7 @@ class Worker:
         info = AttemptInfo(claim.job_id, claim.attempt, claim.owner, run_as)
         try:
             runtime = self.engines.runtime_for(spec)
-            execution = await runtime.start(spec, claim.stdin, env, info)
+            execution = await runtime.start(spec, self._stdin(claim), env, info)
         except EngineUnavailable as exc:
             # Not the job's fault: it goes back to the queue, saying why, and
             # image jobs wait until the engine is back.
@@ -374,6 +375,12 @@ class Worker:
                 _log.warning(
                     "cannot clean up attempt %d of job %s: %s", claim.attempt, claim.job_id, exc
                 )
+
+    def _stdin(self, claim: Claim) -> Stdin:
+        """The attempt's stdin: the spec's, or its streamed input from the first byte."""
+        if claim.spec.stdin_stream:
+            return job_stdin.feed(self.store, claim.job_id, self.settings.poll_seconds)
+        return claim.stdin
 
     async def _supervise(
         self, attempt: _Attempt, execution: Execution, redactor: Redactor | None

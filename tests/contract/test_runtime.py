@@ -36,7 +36,7 @@ ENV = {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
 async def start(
     runtime: RuntimeCase,
     *command: str,
-    stdin: bytes = b"",
+    stdin: bytes | AsyncIterator[bytes] = b"",
     env: dict[str, str] | None = None,
     **fields: Any,
 ) -> Execution:
@@ -182,6 +182,39 @@ async def test_a_job_that_does_not_read_its_input_still_ends_normally(runtime: R
     finished = await finish(await start(runtime, "true", stdin=b"unread" * 1_000_000))
 
     assert finished.status == ExitStatus(exit_code=0)
+
+
+async def test_streamed_stdin_is_read_as_each_piece_comes(runtime: RuntimeCase) -> None:
+    more = asyncio.Event()
+
+    async def typed() -> AsyncIterator[bytes]:
+        yield b"one\n"
+        await more.wait()  # the second line comes only after the answer to the first
+        yield b"two\n"
+
+    script = 'read a; echo "got $a"; read b; echo "then $b"; cat'
+    execution = await start(runtime, "sh", "-c", script, stdin=typed())
+    batches = execution.output()
+
+    assert (await read_until(batches, b"got one\n")).endswith(b"got one\n")
+    more.set()
+    finished = await finish(execution, batches)
+
+    assert finished.status == ExitStatus(exit_code=0)
+    assert finished.stdout == b"then two\n", "and end-of-file after the last piece"
+
+
+async def test_a_job_that_exits_while_its_streamed_stdin_waits_still_ends(
+    runtime: RuntimeCase,
+) -> None:
+    async def never_ending() -> AsyncIterator[bytes]:
+        yield b"first\n"
+        await asyncio.Event().wait()
+        yield b"never"
+
+    finished = await finish(await start(runtime, "head", "-n", "1", stdin=never_ending()))
+
+    assert (finished.status, finished.stdout) == (ExitStatus(exit_code=0), b"first\n")
 
 
 #: A pause of the reader longer than any runtime waits for a job's pipes to

@@ -23,6 +23,7 @@ from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
 from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
+from jobdock.api.stdin import router as stdin_router
 from jobdock.api.submit_path import DirectRoutes, direct_routes
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
@@ -47,6 +48,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 #: before POST /job/{template}).
 ROUTERS = (
     jobs_router,
+    stdin_router,
     workers_router,
     conjob_router,
     dispatch_router,

@@ -6,7 +6,8 @@ connections from everyone else (docs/security.md, "Limits on requests").
   any further. A declared ``Content-Length`` over it is refused before a
   byte of the body is read (and before ``100 Continue``); a chunked body is
   counted as it arrives and cut off at the limit. The connection is then
-  closed, so the rest of the body is never read.
+  closed, so the rest of the body is never read. A job's streamed stdin
+  (api/stdin.py) is not held in memory, and has a limit of its own.
 - :class:`HeaderDeadline`, uvicorn's httptools protocol with a deadline on
   each request's head: a connection that has not sent a complete head
   within ``header_timeout`` of opening (or of its request's first byte, on
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from jobdock.api.errors import render_error, send_json
+from jobdock.api.stdin import PATH as STDIN_PATH
 from jobdock.errors import HeaderTimeout, JobdockError, RequestTooLarge
 
 #: Sent with every refusal here: the rest of the request is not read.
@@ -46,7 +48,7 @@ class BodyLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _streamed(scope):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
@@ -86,6 +88,12 @@ class BodyLimit:
                 raise
         if cut_off and not started:
             await _refuse(send, RequestTooLarge(self.limit))
+
+
+def _streamed(scope: Scope) -> bool:
+    """A job's streamed stdin, which its route bounds (``max_stdin_stream``)
+    and stores as it arrives."""
+    return scope["method"] == "POST" and STDIN_PATH.fullmatch(scope["path"]) is not None
 
 
 def _content_length(scope: Scope) -> int | None:

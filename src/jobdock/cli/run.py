@@ -17,6 +17,7 @@ from jobdock.cli.attach import attach
 from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
 from jobdock.cli.run_spec import spec_of
+from jobdock.cli.stdin import StdinSender
 from jobdock.errors import JobdockError
 
 if TYPE_CHECKING:
@@ -44,7 +45,10 @@ def run(
         ),
     ] = False,
     interactive: Annotated[
-        bool, typer.Option("--interactive", "-i", help="Send this command's stdin to the job.")
+        bool,
+        typer.Option(
+            "--interactive", "-i", help="Send this command's stdin to the job as it is read."
+        ),
     ] = False,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
@@ -209,7 +213,8 @@ def _submit(
     ctx: typer.Context, url: str | None, spec: dict[str, Any], *, detach: bool, remove: bool
 ) -> None:
     """Submit the job, then print its id (``detach``) or follow it to its end
-    (and delete it after, with ``remove``)."""
+    (and delete it after, with ``remove``); with ``-i``, send it this
+    command's stdin meanwhile (cli/stdin.py)."""
     with connect(ctx, url) as client:
         try:
             job = client.submit(spec)
@@ -218,10 +223,16 @@ def _submit(
         if job.waiting_reason is not None:
             # It is queued; say why it would not start rather than hang silently.
             typer.echo(f"jobdock: warning: job {job.id} waits: {job.waiting_reason}", err=True)
+        sender = StdinSender(client, job.id) if spec.get("stdin_stream") else None
+        if sender is not None:
+            sender.start()
         if detach:
             typer.echo(job.id)
-            return
-        code = attach(client, job.id)
+        if sender is not None and detach:
+            sender.join()
+        code = 0 if detach else attach(client, job.id)
+        if sender is not None and sender.error is not None:
+            fail(f"stdin: {one_line(sender.error)}", EXIT_JOBDOCK)
         if remove:
             _remove(client, job.id)
         raise typer.Exit(code)

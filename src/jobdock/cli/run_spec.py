@@ -8,7 +8,6 @@ Imports the models and the CLI's own option parsing.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -40,7 +39,8 @@ def spec_of(options: Mapping[str, Any]) -> dict[str, Any]:
         spec["output_limit"] = options["output_limit"]
         spec["on_output_limit"] = "drop" if options["drop_output"] else "stop"
     if options["interactive"]:
-        spec["stdin_base64"] = _b64(sys.stdin.buffer.read())
+        # Sent as it is read, once the job is submitted (cli/stdin.py).
+        spec["stdin_stream"] = True
     spec.update(_program(options))
     return spec
 
@@ -162,9 +162,3 @@ def _cache(item: str) -> dict[str, str]:
     if not sep or not name or not path:
         fail(f"--cache {item!r} is not NAME:PATH", 2)
     return {"name": name, "path": path}
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode()

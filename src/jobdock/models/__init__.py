@@ -85,6 +85,7 @@ from jobdock.models.records import (
     NewStep,
     NewWorkflow,
     Started,
+    StdinRead,
     StoreMetrics,
     WorkerInfo,
 )
@@ -200,6 +201,7 @@ __all__ = [
     "SecretRef",
     "Size",
     "Started",
+    "StdinRead",
     "StepSpec",
     "StepState",
     "StoreMetrics",

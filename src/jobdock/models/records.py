@@ -76,6 +76,17 @@ class LogRead:
 
 
 @dataclass(frozen=True, slots=True)
+class StdinRead:
+    """Pieces of a job's streamed stdin, in order: ``last`` is the number of
+    the last one read (ask for those after it next); ``eof``, that the
+    input was closed and every piece before the close has been read."""
+
+    pieces: list[bytes]
+    last: int
+    eof: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Concurrency limits a claim respects (docs/scheduling.md): the most
     running jobs in the whole store, per concurrency key (a job's own

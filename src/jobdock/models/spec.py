@@ -70,6 +70,12 @@ class JobSpec(Model):
     stdin_base64: str | None = Field(
         None, description="Bytes given to the job on its standard input, base64-encoded."
     )
+    stdin_stream: bool = Field(
+        False,
+        description="The job's standard input is sent after the submit, as it is read "
+        "(POST /v1/jobs/ID/stdin, as `jobdock run -i` does); the job may start before it "
+        "arrives, and reads it as it comes.",
+    )
     env: dict[str, str] = Field(
         default_factory=dict, description="Environment variables, added to the job's base env."
     )
@@ -282,6 +288,8 @@ class JobSpec(Model):
     def _one_stdin(self) -> JobSpec:
         if self.stdin is not None and self.stdin_base64 is not None:
             raise ValueError("give stdin or stdin_base64, not both")
+        if self.stdin_stream and (self.stdin is not None or self.stdin_base64 is not None):
+            raise ValueError("stdin_stream: give stdin_stream or the stdin itself, not both")
         return self
 
     @model_validator(mode="after")

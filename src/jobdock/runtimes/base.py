@@ -7,12 +7,17 @@ the worker's, so every runtime gets them the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from jobdock.models import JobSpec, Stream
 from jobdock.models.outcome import ExitStatus
+
+#: What a job reads on its stdin: bytes given with the spec, or pieces as
+#: they arrive (``stdin_stream``), each written before the next is asked
+#: for; the job reads end-of-file after the last. Empty bytes: /dev/null.
+Stdin = bytes | AsyncIterable[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ class Runtime(Protocol):
     """Starts attempts of jobs."""
 
     async def start(
-        self, spec: JobSpec, stdin: bytes, env: Mapping[str, str], info: AttemptInfo
+        self, spec: JobSpec, stdin: Stdin, env: Mapping[str, str], info: AttemptInfo
     ) -> Execution:
         """Start the job's command; raises SpawnError when it cannot start."""
         ...

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
 from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
 from jobdock.models.outcome import ExitStatus
-from jobdock.runtimes.base import AttemptInfo
+from jobdock.runtimes.base import AttemptInfo, Stdin
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
 from jobdock.settings import Settings
 
@@ -116,7 +116,7 @@ class ContainerRuntime:
         """Nothing to release synchronously; see aclose."""
 
     async def start(
-        self, spec: JobSpec, stdin: bytes, env: Mapping[str, str], info: AttemptInfo
+        self, spec: JobSpec, stdin: Stdin, env: Mapping[str, str], info: AttemptInfo
     ) -> ContainerExecution:
         assert spec.image is not None
         try:
@@ -316,7 +316,7 @@ class ContainerExecution:
         engine: Engine,
         container: str,
         stream: AttachStream,
-        stdin: bytes,
+        stdin: Stdin,
         started_at: float,
         memory_limit: int | None,
         grace: float,

@@ -13,7 +13,7 @@ import base64
 import json
 import ssl
 import struct
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,12 +288,16 @@ class AttachStream:
         self._writer = writer
         self._buffer = bytearray()
 
-    async def write_stdin(self, data: bytes) -> None:
-        """Send ``data`` to the container's stdin, then close it (EOF)."""
+    async def write_stdin(self, data: bytes | AsyncIterable[bytes]) -> None:
+        """Send ``data`` (or each of its pieces, once the engine has taken
+        the one before) to the container's stdin, then close it (EOF)."""
         try:
-            if data:
-                self._writer.write(data)
-                await self._writer.drain()
+            if isinstance(data, bytes):
+                data = _once(data)
+            async for piece in data:
+                if piece:
+                    self._writer.write(piece)
+                    await self._writer.drain()
             if self._writer.can_write_eof():
                 self._writer.write_eof()
         except (ConnectionError, OSError):
@@ -329,6 +333,10 @@ class AttachStream:
 
     def close(self) -> None:
         self._writer.close()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _engine_message(response: httpx.Response) -> str:

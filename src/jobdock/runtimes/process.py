@@ -37,7 +37,7 @@ from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Reason, Stream
 from jobdock.models.outcome import Accounting, ExitStatus
 from jobdock.runtimes import cgroups, identity
-from jobdock.runtimes.base import AttemptInfo, RunAs
+from jobdock.runtimes.base import AttemptInfo, RunAs, Stdin
 from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
@@ -114,7 +114,7 @@ class ProcessRuntime:
     async def start(
         self,
         spec: JobSpec,
-        stdin: bytes,
+        stdin: Stdin,
         env: Mapping[str, str],
         info: AttemptInfo | None = None,
     ) -> ProcessExecution:
@@ -264,7 +264,7 @@ class ProcessExecution:
     def __init__(
         self,
         proc: subprocess.Popen[bytes],
-        stdin: bytes,
+        stdin: Stdin,
         ticks: int,
         started_at: float,
         group: cgroups.Group | None = None,
@@ -328,6 +328,9 @@ class ProcessExecution:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._reaped = True
+        if self._stdin_task is not None:
+            # Input still to come (stdin_stream) has no one to read it.
+            self._stdin_task.cancel()
         code = os.waitstatus_to_exitcode(status)
         self._proc.returncode = code
         result = ExitStatus(exit_code=code) if code >= 0 else ExitStatus(signal=-code)
@@ -399,7 +402,9 @@ class ProcessExecution:
         self._signal(signal.SIGKILL)
 
     async def close(self) -> None:
-        """Nothing to release: the process is reaped and its pipes are closed."""
+        """Nothing else to release: the process is reaped and its pipes are closed."""
+        if self._stdin_task is not None:
+            self._stdin_task.cancel()
 
     # -- output -----------------------------------------------------------------
 
@@ -468,29 +473,38 @@ class ProcessExecution:
 
     # -- input ------------------------------------------------------------------
 
-    async def _feed_stdin(self, data: bytes) -> None:
+    async def _feed_stdin(self, stdin: Stdin) -> None:
+        """Write the input to the job's stdin, each piece once the pipe takes
+        it (a job that reads slowly slows the feeding), then close it."""
         pipe = self._proc.stdin
         assert pipe is not None
         fd = pipe.fileno()
         os.set_blocking(fd, False)
-        view = memoryview(data)
         try:
-            while view:
-                try:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                except BlockingIOError:
-                    ready = self._loop.create_future()
-                    self._loop.add_writer(fd, _resolve, ready)
-                    try:
-                        await ready
-                    finally:
-                        self._loop.remove_writer(fd)
+            if isinstance(stdin, bytes):
+                await self._write_stdin(fd, stdin)
+            else:
+                async for piece in stdin:
+                    await self._write_stdin(fd, piece)
         except OSError as exc:
             if exc.errno not in (errno.EPIPE, errno.EBADF):
                 raise
         finally:
             pipe.close()
+
+    async def _write_stdin(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+                view = view[written:]
+            except BlockingIOError:
+                ready = self._loop.create_future()
+                self._loop.add_writer(fd, _resolve, ready)
+                try:
+                    await ready
+                finally:
+                    self._loop.remove_writer(fd)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

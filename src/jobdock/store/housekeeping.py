@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, delete, func, select, update
 
 from jobdock.errors import IllegalTransition, JobNotFound
 from jobdock.models import JobState, Reason
-from jobdock.store import tally
+from jobdock.store import stdin, tally
 from jobdock.store.metrics import runtime
 from jobdock.store.schema import attempts, jobs, log_chunks
 from jobdock.store.statements import announce
@@ -91,6 +91,9 @@ def prune(
             .limit(PRUNE_BATCH)
         )
     ]
+    # The streamed stdin of jobs that finished without a worker (cancelled
+    # while queued, failed by a deadline or the reaper) goes now.
+    stdin.drop_finished(conn)
     if not ids:
         return 0
     return _delete_jobs(conn, ids)

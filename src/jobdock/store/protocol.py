@@ -1,7 +1,7 @@
 """The Store protocol: everything the API and the workers ask of persistence.
 
 ``Store`` is the union of one small protocol per role (jobs, attempts,
-logs, workers, access, schedules, workflows, metrics); a caller that needs
+logs, stdin, workers, access, schedules, workflows, metrics); a caller that needs
 one role names it. Every write an attempt makes names its job and attempt
 number (the fencing token) and raises :class:`jobdock.errors.FencedOff` when
 a newer attempt owns the job. Each role's contract suite
@@ -42,6 +42,7 @@ from jobdock.models.records import (
     NewJob,
     NewWorkflow,
     Started,
+    StdinRead,
     StoreMetrics,
     WorkerInfo,
 )
@@ -202,6 +203,29 @@ class LogStore(Notifying, Protocol):
         attempt that arrived at or after ``since`` begins."""
 
 
+class StdinStore(Notifying, Protocol):
+    """The streamed stdin of jobs submitted with ``stdin_stream``: appended
+    as a client sends it, read back in order by each attempt, forgotten
+    once the job has finished (store/stdin.py)."""
+
+    async def append_stdin(self, job_id: str, data: bytes, limit: int) -> int:
+        """Add ``data`` to the job's stdin (empty: only check that it may be
+        added to); returns how many bytes it holds. Raises JobNotFound, StdinClosed (closed, or the job has finished) or
+        StdinTooLarge (it would hold more than ``limit`` bytes)."""
+
+    async def close_stdin(self, job_id: str) -> int:
+        """Close the job's stdin: its attempts read end-of-file after what it
+        holds (closing again changes nothing). Returns how many bytes it
+        holds; raises JobNotFound, or StdinClosed if the job has finished."""
+
+    async def read_stdin(self, job_id: str, after: int = 0, limit: int = 4) -> StdinRead:
+        """Up to ``limit`` pieces of the job's stdin after piece ``after``,
+        in the order they were appended."""
+
+    async def delete_stdin(self, job_id: str) -> None:
+        """Forget the job's stdin."""
+
+
 class WorkerStore(Protocol):
     """Workers, as they start, beat and stop, with what each runs
     (store/workers.py)."""
@@ -352,6 +376,7 @@ class Store(
     JobStore,
     AttemptStore,
     LogStore,
+    StdinStore,
     WorkerStore,
     AccessStore,
     ScheduleStore,

@@ -163,6 +163,20 @@ log_chunks = Table(
     Index("ix_log_chunks_stream", "job_id", "attempt", "stream", "end_offset"),
 )
 
+# The stdin of a job submitted with stdin_stream (migration 0011), in the
+# pieces it arrived in, kept until the job finishes: every attempt reads it
+# from the start. The last row of a closed input has ``eof`` set.
+stdin_chunks = Table(
+    "stdin_chunks",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    # Bytes of the input up to the end of this piece.
+    Column("end_offset", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("eof", Boolean, nullable=False, default=False),
+)
+
 workers = Table(
     "workers",
     metadata,

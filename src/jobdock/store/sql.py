@@ -49,6 +49,7 @@ from jobdock.models import (
     Schedule,
     ScheduleSpec,
     Started,
+    StdinRead,
     StoredToken,
     StoreMetrics,
     Stream,
@@ -72,6 +73,7 @@ from jobdock.store import (
     metrics,
     postgres,
     sqlite,
+    stdin,
     workers,
 )
 from jobdock.store import schedules as schedule_ops
@@ -280,7 +282,13 @@ class SqlStore:
         self.events.job_changed(job_id)
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
-        await self._write(attempts.finish_attempt, job_id, attempt, outcome)
+        def finish(conn: Connection) -> None:
+            attempts.finish_attempt(conn, job_id, attempt, outcome)
+            if outcome.state.terminal:
+                # No attempt will read the job's streamed stdin again.
+                stdin.delete_stdin(conn, job_id)
+
+        await self._write(finish)
         self.events.job_changed(job_id)
         if outcome.state is JobState.RETRYING:
             self.events.work_available()
@@ -346,6 +354,24 @@ class SqlStore:
         self, job_id: str, *, attempt: int, stream: Stream | None, since: float
     ) -> int:
         return await self._read(logs.log_offset_at, job_id, attempt, stream, since)
+
+    # -- streamed stdin --------------------------------------------------------
+
+    async def append_stdin(self, job_id: str, data: bytes, limit: int) -> int:
+        size = await self._write(stdin.append_stdin, job_id, data, limit)
+        self.events.job_changed(job_id)
+        return size
+
+    async def close_stdin(self, job_id: str) -> int:
+        size = await self._write(stdin.close_stdin, job_id)
+        self.events.job_changed(job_id)
+        return size
+
+    async def read_stdin(self, job_id: str, after: int = 0, limit: int = 4) -> StdinRead:
+        return await self._read(stdin.read_stdin, job_id, after, limit)
+
+    async def delete_stdin(self, job_id: str) -> None:
+        await self._write(stdin.delete_stdin, job_id)
 
     # -- workers ---------------------------------------------------------------
 
