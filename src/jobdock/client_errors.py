@@ -171,6 +171,14 @@ class AmbiguousReference(_Answer, _server.AmbiguousReference):
     message lists their ids)."""
 
 
+class StdinClosed(_Answer, _server.StdinClosed):
+    """The job's streamed stdin is closed: sent to its end, or the job ended."""
+
+
+class StdinTooLarge(_Answer, _server.StdinTooLarge):
+    """More streamed stdin than the server's ``max_stdin_stream``."""
+
+
 #: The class of each code the server answers with, but ``not_found``.
 _BY_CODE: dict[str, type[_Answer]] = {
     cls.code: cls
@@ -199,6 +207,8 @@ _BY_CODE: dict[str, type[_Answer]] = {
         TemplateOutputTooLarge,
         CannotStart,
         AmbiguousReference,
+        StdinClosed,
+        StdinTooLarge,
     )
 }
 
