@@ -7,11 +7,15 @@ Imports the client and the settings.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
+from jobdock.cli.exits import fail
 from jobdock.client import Client, Credentials
 from jobdock.settings import Settings, load_settings
 
@@ -50,15 +54,49 @@ def global_options(
 def connect(ctx: typer.Context, url: str | None) -> Client:
     """A client of the server at ``url`` (or as the settings say), with the
     global options' credentials."""
+    settings = _settings(ctx, url)
+    return Client(settings.url, credentials=_credentials(settings))
+
+
+def local_workdir(ctx: typer.Context, url: str | None, given: str | None) -> str | None:
+    """The working directory of a process job from ``-w`` (``given``): when
+    the server is on this machine (a loopback address or a unix socket),
+    this command's directory if none is given, and a relative one made
+    absolute from it, as a shell's command would run; for a remote server,
+    whose file system is not this one, ``given`` as it is. Fails (exit 2)
+    when this command's directory no longer exists."""
+    if (given is not None and os.path.isabs(given)) or not is_local(_settings(ctx, url).url):
+        return given
+    try:
+        return os.path.abspath(given or os.getcwd())
+    except FileNotFoundError:
+        fail("the current directory no longer exists (cd elsewhere, or give -w DIR)", 2)
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` names a server on this machine: a unix socket, or a
+    loopback address (localhost, 127.0.0.0/8, ::1)."""
+    parts = urlsplit(url)
+    if "unix" in parts.scheme:
+        return True
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings(ctx: typer.Context, url: str | None) -> Settings:
     connection = ctx.ensure_object(Connection)
-    settings = load_settings(
+    return load_settings(
         url=url,
         token=connection.token,
         ca=connection.ca,
         cert=connection.cert,
         key=connection.key,
     )
-    return Client(settings.url, credentials=_credentials(settings))
 
 
 def _credentials(settings: Settings) -> Credentials:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from jobdock.cli.attach import attach
-from jobdock.cli.context import connect, url_option
+from jobdock.cli.context import connect, local_workdir, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
 from jobdock.cli.run_spec import spec_of
 from jobdock.errors import JobdockError
@@ -40,7 +40,13 @@ def run(
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
     ] = None,
     workdir: Annotated[
-        str | None, typer.Option("--workdir", "-w", help="Working directory.")
+        str | None,
+        typer.Option(
+            "--workdir",
+            "-w",
+            help="The job's working directory; default: this one when the server is on "
+            "this machine (loopback), none for a remote server or with --image.",
+        ),
     ] = None,
     timeout: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30s, 10m.")] = None,
     kill_grace: Annotated[
@@ -186,6 +192,8 @@ def run(
     # The options go to spec_of by name, so that the declaration above is
     # their one list (spec_of reads them in the order it checks them).
     spec = spec_of(locals())
+    if image is None and (cwd := local_workdir(ctx, url, workdir)):
+        spec["cwd"] = cwd
     _submit(ctx, url, spec, detach=detach)
 
 
