@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,19 @@ def jobdock(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]
         cwd=cwd,
         timeout=60,
     )
+
+
+#: How long a server may take to start on a machine loaded by other test runs.
+START_SECONDS = 120
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server on loopback, the default: the CLI is on its machine."""
+    proc = ServerProcess(tmp_path_factory.mktemp("server"))
+    proc.launch().wait_healthy(timeout=START_SECONDS)
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture
@@ -114,7 +128,7 @@ def test_a_remote_server_gets_no_working_directory(tmp_path: Path, project: Path
         pytest.skip("this machine has no address beyond loopback")
     remote = ServerProcess(tmp_path / "home", args=("--host", address, "--insecure"))
     remote.url = f"http://{address}:{remote.port}"
-    remote.start()
+    remote.launch().wait_healthy(timeout=START_SECONDS)
     try:
         result = jobdock("run", "--", "pwd", url=remote.url, cwd=project)
     finally:
