@@ -9,11 +9,13 @@ same spec fields, the same outcome; nothing is stored. The synchronous
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jobdock.models import Accounting, ExitStatus, JobSpec, JobState, Reason, Stream, outcome_of
+from jobdock.runtimes.identity import job_home
 from jobdock.runtimes.isolation import Confinement
 from jobdock.runtimes.process import ProcessRuntime
 
@@ -83,9 +85,13 @@ class Sandbox:
         """Run ``command`` to its end. ``spec`` takes JobSpec's fields
         (``resources``, ``isolation``, ``cwd``, ``timeout``, ``kill_grace``,
         ``output_limit``, ...); raises InvalidSpec-like pydantic errors for
-        bad fields and SpawnError when the command cannot start."""
+        bad fields and SpawnError when the command cannot start. Without a
+        ``cwd`` it runs in this process's directory, as ``subprocess.run``."""
+        if spec.get("cwd") is None:
+            spec["cwd"] = os.getcwd()
         job = JobSpec(command=command, **spec)
-        environment = {"PATH": DEFAULT_PATH, **(env or {}), **job.env}
+        base = {"PATH": DEFAULT_PATH, "HOME": job_home(job, None)}
+        environment = {**base, **(env or {}), **job.env}
         execution = await self._runtime.start(job, stdin, environment)
         output: dict[Stream, bytearray] = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
         stop_reason: Reason | None = None

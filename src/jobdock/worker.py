@@ -39,6 +39,7 @@ from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
 from jobdock.models.records import Claim, Limits, Started, WorkerInfo
 from jobdock.retry import retried
 from jobdock.runtimes.base import AttemptInfo, Execution, RunAs, Stdin
+from jobdock.runtimes.identity import job_home
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import Policy
@@ -276,10 +277,9 @@ class Worker:
         # Never the server's own environment (its secret_key may be there).
         env = {"JOBDOCK_JOB_ID": claim.job_id, "JOBDOCK_ATTEMPT": str(claim.attempt)}
         if claim.spec.image is None:
-            # A container's PATH is its image's.
+            # A container's PATH and HOME are its image's.
             env["PATH"] = self.settings.job_path
-        if run_as is not None:
-            env["HOME"] = run_as.home
+            env["HOME"] = job_home(claim.spec, run_as)
         env.update(claim.spec.env)
         return env
 

@@ -4,7 +4,9 @@ without a server (tjob's library mode)."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,18 @@ async def test_the_async_sandbox_enforces_memory_and_isolates() -> None:
     assert hog.reason is Reason.OOM
     assert hog.accounting is not None and hog.accounting.limits == {"memory": 64 << 20}
     assert alone.stdout == b"1\n"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("bwrap") is None, reason="needs root and bubblewrap"
+)
+def test_the_readmes_sandbox_example_runs_job_py_of_this_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "job.py").write_text("import os\nprint(os.getcwd(), os.environ['HOME'])\n")
+    monkeypatch.chdir(tmp_path)
+
+    result = sandbox.run(["python3", "job.py"], resources={"memory": "1g"}, isolation=True)
+
+    assert result.ok, result.stderr
+    assert result.stdout == f"{tmp_path} {pwd.getpwuid(os.getuid()).pw_dir}\n".encode()

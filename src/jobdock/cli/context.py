@@ -8,10 +8,15 @@ CLI starts.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
+
+from jobdock.cli.exits import fail
 
 if TYPE_CHECKING:
     from jobdock.client import Client, Credentials
@@ -80,15 +85,55 @@ def connect(ctx: typer.Context, url: str | None) -> Client:
     global options' credentials."""
     from jobdock.client import Client  # on use: the CLI starts fast (docs/architecture.md)
 
+    settings = _settings(ctx, url)
+    return Client(settings.url, credentials=_credentials(settings))
+
+
+def local_workdir(ctx: typer.Context, url: str | None, given: str | None) -> str | None:
+    """The working directory of a process job from ``-w`` (``given``): when
+    the server is on this machine (a loopback address or a unix socket),
+    this command's directory if none is given, and a relative one made
+    absolute from it, as a shell's command would run; for a remote server,
+    whose file system is not this one, ``given`` as it is. With a token (a
+    server of many users, whose jobs run as uids of their own that may not
+    enter this directory) none is sent unless given, so such a job starts
+    in its owner's job home. Fails (exit 2) when this command's directory
+    no longer exists."""
+    if given is not None and os.path.isabs(given):
+        return given
+    settings = _settings(ctx, url)
+    if not is_local(settings.url) or (given is None and settings.token is not None):
+        return given
+    try:
+        return os.path.abspath(given or os.getcwd())
+    except FileNotFoundError:
+        fail("the current directory no longer exists (cd elsewhere, or give -w DIR)", 2)
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` names a server on this machine: a unix socket, or a
+    loopback address (localhost, 127.0.0.0/8, ::1)."""
+    parts = urlsplit(url)
+    if "unix" in parts.scheme:
+        return True
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings(ctx: typer.Context, url: str | None) -> Settings:
     connection = ctx.ensure_object(Connection)
-    settings = load_settings(
+    return load_settings(
         url=url,
         token=connection.token,
         ca=connection.ca,
         cert=connection.cert,
         key=connection.key,
     )
-    return Client(settings.url, credentials=_credentials(settings))
 
 
 def _credentials(settings: Settings) -> Credentials:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jobdock.cli.attach import attach
-from jobdock.cli.context import connect, url_option
+from jobdock.cli.context import connect, local_workdir, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
 from jobdock.cli.run_spec import spec_of
 from jobdock.cli.stdin import StdinSender
@@ -54,7 +54,13 @@ def run(
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
     ] = None,
     workdir: Annotated[
-        str | None, typer.Option("--workdir", "-w", help="Working directory.")
+        str | None,
+        typer.Option(
+            "--workdir",
+            "-w",
+            help="The job's working directory; default: this one when the server is on "
+            "this machine (loopback), none for a remote server or with --image.",
+        ),
     ] = None,
     timeout: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 30s, 10m.")] = None,
     kill_grace: Annotated[
@@ -206,6 +212,8 @@ def run(
     if rm and detach:
         fail("--rm needs the job followed here; with --detach, use --keep-for", 2)
     spec = spec_of(locals())
+    if image is None and (cwd := local_workdir(ctx, url, workdir)):
+        spec["cwd"] = cwd
     _submit(ctx, url, spec, detach=detach, remove=rm)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from jobdock.cli.arguments import duration, pairs
-from jobdock.cli.context import connect, url_option
+from jobdock.cli.context import connect, local_workdir, url_option
 from jobdock.cli.render.output import (
     output_format,
     output_option,
@@ -45,10 +45,21 @@ def schedule_add(
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE; repeatable.")
     ] = None,
     timeout: Annotated[str | None, typer.Option(help="Wall-clock limit of a run.")] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            "--workdir",
+            "-w",
+            help="The runs' working directory; default: this one when the server is on "
+            "this machine (loopback), none for a remote server.",
+        ),
+    ] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Add a schedule: ``jobdock schedule add NAME --cron '*/5 * * * *' -- CMD...``."""
     job: dict[str, Any] = {"command": command}
+    if cwd := local_workdir(ctx, url, workdir):
+        job["cwd"] = cwd
     if env:
         job["env"] = pairs(env, "--env")
     if timeout is not None:

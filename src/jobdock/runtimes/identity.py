@@ -18,15 +18,68 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import shutil
 import stat
 
 from jobdock.errors import SpawnError
+from jobdock.models import Isolation, JobSpec
 from jobdock.runtimes.base import RunAs
 
 #: The umask of a job that runs as its owner's identity: files it makes are
 #: its own (0600, directories 0700) unless it says otherwise.
 UMASK = 0o077
+
+
+def job_home(spec: JobSpec, run_as: RunAs | None) -> str:
+    """The ``HOME`` of a process job: that of the user it runs as. An
+    owner's identity (``run_as``) has its own under ``job_homes``; a user
+    named in ``isolation.user``, or the server's own user, has the one the
+    passwd database gives; a uid it does not know gets the working directory."""
+    cwd = spec.cwd or (run_as.home if run_as is not None else "/")
+    user = spec.isolation.user if isinstance(spec.isolation, Isolation) else None
+    if user is None and run_as is not None:
+        return run_as.home
+    try:
+        if user is None:
+            entry = pwd.getpwuid(os.getuid())
+        elif user.isdigit():
+            entry = pwd.getpwuid(int(user))
+        else:
+            entry = pwd.getpwnam(user)
+    except (KeyError, OverflowError):
+        return cwd
+    return entry.pw_dir or cwd
+
+
+def cwd_missing(spec: JobSpec) -> str | None:
+    """Why the job's working directory is not there for it, or None: it is
+    not on this host (or not a directory), or it is under the /tmp that a
+    read-only job has its own of. (Under a rootfs it is the rootfs's.)"""
+    cwd = spec.cwd or "/"
+    filesystem = spec.isolation.filesystem if isinstance(spec.isolation, Isolation) else "host"
+    if filesystem not in ("host", "readonly"):
+        return None
+    if filesystem == "readonly" and (cwd + "/").startswith("/tmp/"):
+        return f"working directory {cwd} is under /tmp, which a read-only job has its own of"
+    return _not_a_directory(cwd)
+
+
+def _not_a_directory(cwd: str) -> str | None:
+    try:
+        if not stat.S_ISDIR(os.stat(cwd).st_mode):
+            return f"working directory {cwd} is not a directory"
+    except FileNotFoundError:
+        return f"working directory {cwd} does not exist"
+    except OSError:
+        return None  # a directory it may not search: spawning says so
+    return None
+
+
+def in_cwd(command: str, cwd: str) -> str:
+    """Where a relative command was looked for: the job's working
+    directory, said after the error (bare names are looked up in PATH)."""
+    return f" (working directory {cwd})" if "/" in command and not command.startswith("/") else ""
 
 
 def _executable(info: os.stat_result, run_as: RunAs) -> bool:
@@ -70,7 +123,10 @@ def check_command(command: str, search_path: str | None, cwd: str, run_as: RunAs
         else shutil.which(command, path=search_path or "")
     )
     if found is None or not os.path.exists(found):
-        raise SpawnError(f"cannot run {command!r}: {os.strerror(errno.ENOENT)}", errno=errno.ENOENT)
+        raise SpawnError(
+            f"cannot run {command!r}: {os.strerror(errno.ENOENT)}{in_cwd(command, cwd)}",
+            errno=errno.ENOENT,
+        )
     problem = cwd_problem(os.path.dirname(found), run_as)
     if problem is not None or not _executable(os.stat(found), run_as):
         raise SpawnError(

@@ -149,12 +149,18 @@ class ProcessRuntime:
         env: dict[str, str],
         run_as: RunAs | None,
     ) -> tuple[subprocess.Popen[bytes], int, float, cgroups.Group | None]:
+        cwd = spec.cwd or "/"
+        # Said as such, before any check of the command (also under bwrap,
+        # whose own message would be the job's output).
+        missing = identity.cwd_missing(spec)
+        if missing is not None:
+            raise SpawnError(missing, errno=errno.ENOENT)
         if run_as is not None and not plan.namespaced:
             # The child changes directory before it drops to the uid: see
             # here, as the uid would, whether it may be there at all.
-            problem = identity.cwd_problem(spec.cwd or "/", run_as)
+            problem = identity.cwd_problem(cwd, run_as)
             if problem is not None:
-                raise SpawnError(f"cannot use working directory {spec.cwd!r}: {problem}")
+                raise SpawnError(f"cannot use working directory {cwd}: {problem}")
         hierarchy, orphans = self.confinement.hierarchy, self._orphans
         if plan.resources is None or hierarchy is None:
             return (*_spawn(spec, plan, stdin, env, None, run_as, orphans), None)
@@ -252,10 +258,10 @@ def _spawn(
 
 
 def _spawn_message(spec: JobSpec, exc: OSError) -> str:
-    what = exc.strerror or str(exc)
-    if exc.filename is not None and exc.filename == (spec.cwd or "/"):
-        return f"cannot use working directory {spec.cwd!r}: {what}"
-    return f"cannot run {spec.command[0]!r}: {what}"
+    what, cwd = exc.strerror or str(exc), spec.cwd or "/"
+    if exc.filename is not None and exc.filename == cwd:
+        return identity.cwd_missing(spec) or f"cannot use working directory {cwd}: {what}"
+    return f"cannot run {spec.command[0]!r}: {what}{identity.in_cwd(spec.command[0], cwd)}"
 
 
 class ProcessExecution:
