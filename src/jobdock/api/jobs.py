@@ -97,6 +97,10 @@ async def list_jobs(
     state: Annotated[list[JobState], Query()] = [],  # noqa: B006 (FastAPI copies it)
     label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
     name: str | None = None,
+    name_contains: Annotated[
+        str | None,
+        Query(max_length=200, description="Only jobs whose name holds this text, in any case."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
     owner: Annotated[str | None, Query(description="Only this user's jobs.")] = None,
@@ -110,7 +114,13 @@ async def list_jobs(
             return JobPage(jobs=[])
         owner = who.name
     return await store_of(request).list_jobs(
-        states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor, owner=owner
+        states=state,
+        labels=_labels(label),
+        name=name,
+        limit=limit,
+        cursor=cursor,
+        owner=owner,
+        name_contains=name_contains,
     )
 
 
