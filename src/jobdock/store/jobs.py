@@ -236,7 +236,7 @@ def get_job(conn: Connection, job_id: str) -> Job:
         raise JobNotFound(job_id)
     job = _job_from_row(row, _GET_ATTEMPTS.run(conn, job_id=job_id).all())
     for attempt in job.attempts:
-        if attempt.started_at is not None and attempt.finished_at is None:
+        if attempt.finished_at is None:
             attempt.stdout_bytes, attempt.stderr_bytes = _output_so_far(
                 conn, job_id, attempt.number
             )
