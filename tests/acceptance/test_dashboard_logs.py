@@ -123,17 +123,20 @@ def test_lines_show_their_arrival_time_where_the_server_sends_it(
         view.write("stdout", "2026-12-02T01:00:00.123456Z one\\n2026-12-02T01:00:01.5Z tw");
         view.write("stdout", "o\\n");
         view.write("stderr", "2026-12-02T01:00:02Z \\u001b[31mthree\\u001b[0m\\n");
+        view.write("stdout", "kept before times were\\n");
         return {
           text: view.pre.textContent,
-          times: [...view.pre.querySelectorAll(".ts")].map((ts) => ts.dataset.time),
+          times: [...view.pre.querySelectorAll(".line")].map(
+            (line) => line.querySelector(".ts")?.dataset.time ?? null),
           visible: getComputedStyle(view.pre.querySelector(".ts"), "::before").content,
         };
     }"""
     )
-    assert shown["text"] == "one\ntwo\nthree\n"
+    assert shown["text"] == "one\ntwo\nthree\nkept before times were\n"
     assert shown["times"] == [
         "2026-12-02T01:00:00.123456Z",
         "2026-12-02T01:00:01.5Z",
         "2026-12-02T01:00:02Z",
+        None,  # no arrival time stored, no stamp
     ]
     assert shown["visible"] == '"2026-12-02T01:00:00.123456Z"'

@@ -41,17 +41,14 @@ export class LogView {
   write(stream, text) {
     const state = (this.streams[stream] ||= { decoder: new AnsiDecoder(), atStart: true, stamp: null });
     const touched = new Set();
-    let first = true;
     for (let part of text.split(/(?<=\n)/)) {
-      // A piece may start a line, or carry its stamp though it does not.
-      if (this.timestamps && (state.atStart || first)) {
+      // The server stamps each line of a stream where it begins (output
+      // stored before it kept arrival times has none).
+      if (this.timestamps && state.atStart) {
         const found = part.match(STAMP);
-        if (found) {
-          state.stamp = found[1];
-          part = part.slice(found[0].length);
-        }
+        state.stamp = found ? found[1] : null;
+        if (found) part = part.slice(found[0].length);
       }
-      first = false;
       for (const piece of state.decoder.decode(part)) touched.add(this.append(stream, piece, state.stamp));
       state.atStart = part.endsWith("\n");
       if (state.atStart) this.line = null;
