@@ -24,6 +24,19 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "dashboard"
 
 
+#: Pages that poll refresh every 1-2 s; the machine may be loaded.
+WAIT_MS = 30_000
+
+
+def expect(target: Any) -> Any:
+    """Playwright's ``expect`` (imported once a test has a browser), waiting
+    up to WAIT_MS."""
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect(target)
+
+
 def find_chromium() -> str | None:
     """The Chromium binary, if installed."""
     if Path(CHROMIUM).exists():

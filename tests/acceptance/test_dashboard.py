@@ -17,56 +17,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import browser
+import engines
+from browser import expect
 from jobdock import Client, Flow, JobState
 from jobdock.client import Credentials
 from support import (
     ServerProcess,
     eventually,
     free_port,
-    in_ci,
     make_pki,
     make_token,
     start_mtls_server,
 )
 
-expect: Any = None  # playwright's expect, once the browser fixture imported it
-#: Polling pages refresh every 1-2 s; the machine may be loaded.
-WAIT_MS = 30_000
 MARKUP = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    global expect
-    for found in browser.launch(in_ci()):
-        from playwright.sync_api import expect as playwright_expect
-
-        expect = playwright_expect
-        expect.set_options(timeout=WAIT_MS)
-        yield found
-
-
-@pytest.fixture(scope="module")
-def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("ui")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    """A fresh browser tab; a script error on any page fails the test."""
-    context = chromium.new_context(viewport={"width": 1300, "height": 860})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.set_default_timeout(WAIT_MS)
-    yield tab
-    context.close()
-    assert not errors, errors
 
 
 def row_of(page: Any, job_id: str) -> Any:
@@ -215,6 +183,117 @@ def test_workers_show_labels_heartbeats_and_running_jobs(
         expect(worker.locator(f'a[href="/ui/jobs/{job.id}"]')).to_have_count(1)
         browser.screenshot(page, "workers")
         client.cancel(job.id)
+
+
+def test_workers_show_their_load_as_running_over_concurrency(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        job = client.submit({"command": ["sleep", "60"], "kill_grace": 1})
+        eventually(lambda: client.get(job.id).state is JobState.RUNNING, 30, "the job to start")
+        concurrency = httpx.get(ui_server.url + "/v1/workers").json()["workers"][0]["concurrency"]
+        page.goto(ui_server.url + "/ui/workers")
+        worker = page.locator("tr[data-worker]").first
+        expect(worker.locator(".load")).to_have_text(f"1 / {concurrency}")
+        expect(worker.locator(".load meter")).to_have_attribute("value", "1")
+        expect(page.locator("#load")).to_have_text(
+            f"1 of {concurrency} slots running on 1 live worker"
+        )
+        client.cancel(job.id)
+
+
+def test_a_jobs_page_shows_its_id_and_a_finished_job_has_no_pause(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        job = client.submit({"command": ["echo", "done"], "name": "finished"})
+        client.wait(job.id, timeout=60)
+    page.goto(ui_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator("#job-id")).to_have_text(job.id)
+    expect(page.locator("#log")).to_have_text("done\n")
+    expect(page.locator("#log-state")).to_have_text("the job has ended")
+    expect(page.locator("#follow")).to_be_hidden()  # nothing will arrive to pause
+    expect(page.locator("#download")).to_be_visible()
+
+
+def test_a_container_jobs_page_shows_its_image_and_container(
+    page: Any, docker_server: ServerProcess
+) -> None:
+    with Client(docker_server.url) as client:
+        job = client.submit({"image": engines.BUSYBOX, "command": ["echo", "boxed"]})
+        client.wait(job.id, timeout=120)
+    page.goto(docker_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator("#log")).to_have_text("boxed\n")
+    expect(page.locator("#job-id")).to_have_text(job.id)
+    expect(page.locator("#image")).to_have_text(engines.BUSYBOX)
+    # The name `docker ps -a` lists while it runs.
+    expect(page.locator("#container")).to_have_text(f"jobdock-{job.id}-1")
+    expect(page.locator("#attempts tr[data-attempt]")).to_contain_text(f"jobdock-{job.id}-1")
+
+
+def test_an_unknown_job_shows_its_error_instead_of_loading(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    page.goto(ui_server.url + "/ui/jobs/nosuchjob")
+    expect(page.locator("#page-error")).to_have_text("no job with id 'nosuchjob'")
+    expect(page.locator("main h1")).to_have_text("Not found")
+    assert "Loading" not in page.locator("main").inner_text()
+
+
+def test_a_running_attempt_shows_its_output_sizes_as_they_grow(
+    page: Any, ui_server: ServerProcess, tmp_path: Path
+) -> None:
+    more, end = tmp_path / "more", tmp_path / "end"
+    script = (
+        f"echo hello; until [ -e {more} ]; do sleep 0.05; done; "
+        f"echo oops >&2; until [ -e {end} ]; do sleep 0.05; done"
+    )
+    with Client(ui_server.url) as client:
+        job = client.submit({"command": ["sh", "-c", script]})
+        page.goto(ui_server.url + f"/ui/jobs/{job.id}")
+        sizes = page.locator("#attempts tr[data-attempt] .sizes")
+        expect(sizes).to_have_text("6 B / 0 B")
+        expect(page.locator("#output-so-far")).to_contain_text("6 B / 0 B")
+        more.touch()
+        expect(sizes).to_have_text("6 B / 5 B")
+        running = client.get(job.id)
+        assert running.state is JobState.RUNNING
+        assert (running.attempts[0].stdout_bytes, running.attempts[0].stderr_bytes) == (6, 5)
+        end.touch()
+        client.wait(job.id, timeout=60)
+    expect(page.locator(".heading .state")).to_have_text("succeeded")
+    expect(page.locator("#output-so-far")).to_have_count(0)
+    expect(sizes).to_have_text("6 B / 5 B")
+
+
+def test_the_name_filter_finds_names_holding_the_text_in_any_case(
+    page: Any, ui_server: ServerProcess
+) -> None:
+    with Client(ui_server.url) as client:
+        build = client.submit({"command": ["true"], "name": "Nightly-BUILD-7f3"})
+        test = client.submit({"command": ["true"], "name": "nightly-test-7f3"})
+        odd = client.submit({"command": ["true"], "name": "100%_done-7f3"})
+    page.goto(ui_server.url + "/ui")
+    page.fill("input[name=name]", "build-7f")
+    page.click("#filters button[type=submit]")
+    expect(page).to_have_url(ui_server.url + "/ui?name=build-7f")
+    expect(page.locator("tr[data-job]")).to_have_count(1)
+    expect(row_of(page, build.id)).to_have_count(1)
+    page.fill("input[name=name]", "nightly-")
+    page.click("#filters button[type=submit]")
+    expect(page.locator("tr[data-job]")).to_have_count(2)
+    expect(row_of(page, test.id)).to_have_count(1)
+    # LIKE's wildcards are only themselves.
+    page.fill("input[name=name]", "%_d")
+    page.click("#filters button[type=submit]")
+    expect(page.locator("tr[data-job]")).to_have_count(1)
+    expect(row_of(page, odd.id)).to_have_count(1)
+
+
+def test_the_name_filter_is_bounded(ui_server: ServerProcess) -> None:
+    answer = httpx.get(ui_server.url + "/v1/jobs", params={"name_contains": "x" * 201})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"
 
 
 def step_state(page: Any, name: str) -> Any:
@@ -372,8 +451,12 @@ def test_with_auth_a_user_signs_in_and_never_sees_another_users_job(
     expect(page.locator("input[name=owner]")).to_have_count(0)  # not an admin
     assert "alice" not in page.locator("main").inner_text()
 
+    page.goto(server.url + "/ui?name=job")  # both names hold "job": bob sees his
+    expect(row_of(page, his.id)).to_have_count(1)
+    expect(row_of(page, hers.id)).to_have_count(0)
+
     page.goto(server.url + f"/ui/jobs/{hers.id}")
-    expect(page.locator("#banner")).to_contain_text(f"no job with id {hers.id!r}")
+    expect(page.locator("#page-error")).to_contain_text(f"no job with id {hers.id!r}")
     assert "alice" not in page.locator("main").inner_text()
 
     page.click("text=Sign out")

@@ -138,6 +138,19 @@ async def test_listing_filters_by_name(store: Store) -> None:
     assert await ids(store, name="weekly") == []
 
 
+async def test_listing_filters_by_text_in_the_name_in_any_case(store: Store) -> None:
+    build = await submit(store, name="Nightly-BUILD")
+    test = await submit(store, name="nightly-test")
+    odd = await submit(store, name="100%_done")
+    await submit(store)
+
+    assert await ids(store, name_contains="build") == [build.id]
+    assert await ids(store, name_contains="NIGHTLY") == [test.id, build.id]
+    assert await ids(store, name_contains="%_") == [odd.id]  # wildcards are text
+    assert await ids(store, name_contains="0_d") == []
+    assert await ids(store, name_contains="night", owner="someone else") == []
+
+
 @pytest.mark.parametrize("count", [6, 7])
 async def test_paging_with_the_cursor_lists_every_job_exactly_once(
     store: Store, count: int

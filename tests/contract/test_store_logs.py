@@ -65,6 +65,18 @@ async def test_log_chunks_read_back_in_order_with_offsets_per_stream_and_merged(
     assert described(stderr.chunks) == [(2, ERR, 0, 6, b"warning\n"), (4, ERR, 8, 20, b"done\n")]
 
 
+async def test_a_running_attempt_counts_the_output_it_stored_so_far(store: Store) -> None:
+    job, got = await running_job_with_output(store)
+
+    running = (await store.get_job(job.id)).attempts[0]
+    assert (running.stdout_bytes, running.stderr_bytes) == (12, 13)
+
+    await store.finish_attempt(job.id, got.attempt, exited(0))
+    # Once it ends, the sizes are the ones its worker reported.
+    finished = (await store.get_job(job.id)).attempts[0]
+    assert (finished.stdout_bytes, finished.stderr_bytes) == (0, 0)
+
+
 async def test_reading_logs_from_an_offset_starts_at_the_chunk_holding_it(store: Store) -> None:
     job, _ = await running_job_with_output(store)
 

@@ -105,6 +105,10 @@ async def list_jobs(
     state: Annotated[list[JobState], Query()] = [],  # noqa: B006 (FastAPI copies it)
     label: Annotated[list[str], Query(description="key=value; repeat to require several")] = [],  # noqa: B006
     name: str | None = None,
+    name_contains: Annotated[
+        str | None,
+        Query(max_length=200, description="Only jobs whose name holds this text, in any case."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
     owner: Annotated[str | None, Query(description="Only this user's jobs.")] = None,
@@ -118,7 +122,13 @@ async def list_jobs(
             return JobPage(jobs=[])
         owner = who.name
     page = await store_of(request).list_jobs(
-        states=state, labels=_labels(label), name=name, limit=limit, cursor=cursor, owner=owner
+        states=state,
+        labels=_labels(label),
+        name=name,
+        limit=limit,
+        cursor=cursor,
+        owner=owner,
+        name_contains=name_contains,
     )
     await waiting_of(request).explain(page.jobs)
     return page

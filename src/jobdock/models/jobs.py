@@ -37,14 +37,23 @@ class Attempt(Model):
     signal: int | None = None
     reason: Reason | None = None
     message: str | None = None
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
+    stdout_bytes: int = Field(0, description="Bytes of stdout; while it runs, stored so far.")
+    stderr_bytes: int = Field(0, description="Bytes of stderr; while it runs, stored so far.")
     isolation: str | None = Field(
         None, description="How the attempt was confined, e.g. 'cgroup v1+namespaces', or 'none'."
+    )
+    container: str | None = Field(
+        None, description="The name of the attempt's container (container jobs only)."
     )
     limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
     peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
     cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
+
+
+def container_name(job_id: str, attempt: int) -> str:
+    """The name of the container that an attempt of a container job runs in,
+    as the engine lists it (``docker ps``)."""
+    return f"jobdock-{job_id}-{attempt}"
 
 
 def _or_empty_spec(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
 from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
+from jobdock.models.jobs import container_name
 from jobdock.models.outcome import ExitStatus
 from jobdock.runtimes.base import AttemptInfo, Stdin
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
@@ -129,7 +130,7 @@ class ContainerRuntime:
                 binds.append(f"{secrets_dir}:{secrets_dir}:ro")
             config = self._config(spec, bool(stdin), env, info, binds)
             container = await self.engine.create(
-                config, name=f"jobdock-{info.job_id}-{info.attempt}"
+                config, name=container_name(info.job_id, info.attempt)
             )
         except EngineUnavailable:
             raise

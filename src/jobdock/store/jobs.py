@@ -15,17 +15,29 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobdock.errors import IllegalTransition, JobNotFound
-from jobdock.models import Attempt, Job, JobPage, JobSpec, JobState, Reason, sources_of, timestamp
+from jobdock.models import (
+    STREAM_NUMBERS,
+    Attempt,
+    Job,
+    JobPage,
+    JobSpec,
+    JobState,
+    Reason,
+    Stream,
+    sources_of,
+    timestamp,
+)
+from jobdock.models.jobs import container_name
 from jobdock.models.records import NewJob
 from jobdock.store.access import record
 from jobdock.store.attempts import lose_attempt
 from jobdock.store.prepared import Prepared
 from jobdock.store.records import UNLOADABLE, unloadable_job
-from jobdock.store.schema import IDEMPOTENT, attempts, jobs
+from jobdock.store.schema import IDEMPOTENT, attempts, jobs, log_chunks
 from jobdock.store.statements import announce, param
 
 _RUNNING = JobState.RUNNING.value
@@ -167,13 +179,14 @@ def _job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
 
 def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
     labels = row.labels
+    spec = JobSpec.model_validate_json(row.spec)
     return Job(
         id=row.id,
         name=row.name,
         owner=row.owner,
         state=JobState(row.state),
         labels=json.loads(labels) if isinstance(labels, str) else labels,
-        spec=JobSpec.model_validate_json(row.spec),
+        spec=spec,
         stdin_bytes=row.stdin_bytes,
         created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at),
@@ -199,6 +212,7 @@ def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
                 stdout_bytes=a.stdout_bytes,
                 stderr_bytes=a.stderr_bytes,
                 isolation=a.isolation,
+                container=container_name(row.id, a.number) if spec.image else None,
                 limits=json.loads(a.limits) if isinstance(a.limits, str) else a.limits,
                 peak_memory=a.peak_memory,
                 cpu_seconds=a.cpu_seconds,
@@ -220,7 +234,33 @@ def get_job(conn: Connection, job_id: str) -> Job:
     row = _GET_JOB.run(conn, job_id=job_id).first()
     if row is None:
         raise JobNotFound(job_id)
-    return _job_from_row(row, _GET_ATTEMPTS.run(conn, job_id=job_id).all())
+    job = _job_from_row(row, _GET_ATTEMPTS.run(conn, job_id=job_id).all())
+    for attempt in job.attempts:
+        if attempt.finished_at is None:
+            attempt.stdout_bytes, attempt.stderr_bytes = _output_so_far(
+                conn, job_id, attempt.number
+            )
+    return job
+
+
+def _output_so_far(conn: Connection, job_id: str, attempt: int) -> tuple[int, int]:
+    """The bytes of stdout and stderr a running attempt has stored: the end
+    offset of each stream's last chunk, two lookups in ix_log_chunks_stream
+    (the attempt's row is written only when it ends)."""
+
+    def end_of(stream: Stream) -> Any:
+        return (
+            select(func.coalesce(func.max(log_chunks.c.end_offset), 0))
+            .where(
+                log_chunks.c.job_id == job_id,
+                log_chunks.c.attempt == attempt,
+                log_chunks.c.stream == STREAM_NUMBERS[stream],
+            )
+            .scalar_subquery()
+        )
+
+    row = conn.execute(select(end_of(Stream.STDOUT), end_of(Stream.STDERR))).one()
+    return int(row[0]), int(row[1])
 
 
 #: The shortest id prefix that refers to a job (as git's and docker's short ids).
@@ -261,6 +301,7 @@ def list_jobs(
     limit: int,
     cursor: str | None,
     owner: str | None = None,
+    name_contains: str | None = None,
 ) -> JobPage:
     query = select(*_JOB_COLUMNS)
     if owner is not None:
@@ -271,6 +312,9 @@ def list_jobs(
         query = query.where(jobs.c.labels[key].as_string() == value)
     if name is not None:
         query = query.where(jobs.c.name == name)
+    if name_contains:
+        # Case-insensitive on every database; % and _ match themselves.
+        query = query.where(jobs.c.name.icontains(name_contains, autoescape=True))
     if cursor:
         query = query.where(jobs.c.seq < int(cursor))
     rows = conn.execute(query.order_by(jobs.c.seq.desc()).limit(limit + 1)).all()

@@ -83,8 +83,10 @@ class JobStore(Notifying, Protocol):
         limit: int = 50,
         cursor: str | None = None,
         owner: str | None = None,
+        name_contains: str | None = None,
     ) -> JobPage:
-        """Jobs matching every filter (``owner``: only that user's), newest
+        """Jobs matching every filter (``owner``: only that user's;
+        ``name_contains``: a name holding that text, in any case), newest
         first, one page at a time."""
 
     async def cancel_job(

@@ -218,9 +218,17 @@ class SqlStore:
         limit: int = 50,
         cursor: str | None = None,
         owner: str | None = None,
+        name_contains: str | None = None,
     ) -> JobPage:
         return await self._read(
-            jobs.list_jobs, tuple(states), dict(labels or {}), name, limit, cursor, owner
+            jobs.list_jobs,
+            tuple(states),
+            dict(labels or {}),
+            name,
+            limit,
+            cursor,
+            owner,
+            name_contains,
         )
 
     async def cancel_job(

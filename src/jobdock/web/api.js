@@ -76,13 +76,31 @@ export function jobPath(id, rest = "") {
   return "/v1/jobs/" + encodeURIComponent(id) + rest;
 }
 
+let logTimestamps = null;
+
+/** Whether this server's logs route takes ``timestamps=true`` (its OpenAPI
+ * document says so; a server from before it does not). */
+export function offersLogTimestamps() {
+  logTimestamps ||= get("/openapi.json")
+    .then((document) => {
+      const route = ((document.paths || {})["/v1/jobs/{job_id}/logs"] || {}).get || {};
+      return (route.parameters || []).some((parameter) => parameter.name === "timestamps");
+    })
+    .catch(() => false);
+  return logTimestamps;
+}
+
 /** Follow one attempt's output as the job writes it, from its start:
  * ``onOutput(stream, text)`` for each piece ("stdout" or "stderr"), until
  * the attempt ends (or ``signal`` aborts). It reads the multiplexed format,
  * which frames each piece with its stream (8-byte header: stream, 3 zero
- * bytes, big-endian length). */
-export async function followLog(id, attempt, onOutput, signal) {
-  const path = jobPath(id, "/logs" + query({ attempt, follow: "true", format: "multiplexed" }));
+ * bytes, big-endian length). With ``timestamps``, each line starts with
+ * its arrival time and a space. */
+export async function followLog(id, attempt, onOutput, signal, timestamps = false) {
+  const path = jobPath(
+    id,
+    "/logs" + query({ attempt, follow: "true", format: "multiplexed", timestamps: timestamps ? "true" : "" }),
+  );
   const reader = (await request(path, { signal })).body.getReader();
   const decoders = { 1: new TextDecoder(), 2: new TextDecoder() };
   let pending = new Uint8Array(0);

@@ -64,8 +64,22 @@ async function boot() {
   try {
     await found.page.render(main, { me }, ...groups);
   } catch (error) {
-    showError(error);
+    if (error instanceof api.AuthNeeded) showError(error);
+    else showPageError(error);
   }
+}
+
+/** A page that cannot be shown (an unknown job, say) says why in its
+ * place, instead of "Loading…". */
+function showPageError(error) {
+  const title = error.status === 404 ? "Not found" : "Cannot show this page";
+  document.title = `${title} · jobdock`;
+  fill(
+    main,
+    h("h1", {}, title),
+    h("p", { class: "error", id: "page-error", role: "alert" }, error.message || String(error)),
+    h("p", {}, h("a", { href: "/ui" }, "All jobs")),
+  );
 }
 
 boot();

@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { ago, duration, facts, fill, h, jobHref, labelChips, link, size, stateBadge, table, when, whatRuns, workflowHref } from "./dom.js";
+import { LogView } from "./logview.js";
 import { clearError, every, showError } from "./shell.js";
 
 const REFRESH_MS = 1000;
@@ -30,15 +31,26 @@ function workflowOf(job) {
   return id ? [link(workflowHref(id), id), " step ", (job.labels || {})[STEP_LABEL] || ""] : "";
 }
 
+/** The sizes of an attempt's output (growing while it runs). */
+function outputSizes(attempt) {
+  return `${size(attempt.stdout_bytes)} / ${size(attempt.stderr_bytes)}`;
+}
+
 function summary(job) {
   const last = job.attempts.at(-1);
+  const running = last && !last.finished_at;
   return facts([
+    ["Job id", h("code", { id: "job-id" }, job.id)],
     ["State", stateBadge(job.state)],
+    // Why a queued job has not started (servers that tell).
+    ["Waiting", job.waiting_reason ? h("span", { id: "waiting", class: "waiting" }, job.waiting_reason) : ""],
     ["Reason", job.reason],
     ["Message", job.message],
     ["Exit code", job.exit_code ?? (job.signal ? `signal ${job.signal}` : "")],
     ["Owner", job.owner],
     ["Runs", h("code", {}, whatRuns(job.spec))],
+    ["Image", job.spec.image ? h("code", { id: "image" }, job.spec.image) : ""],
+    ["Container", last && last.container ? h("code", { id: "container" }, last.container) : ""],
     ["Labels", labelChips(job.labels)],
     ["Workflow", workflowOf(job)],
     ["Created", [when(job.created_at), " (", ago(job.created_at), ")"]],
@@ -47,6 +59,7 @@ function summary(job) {
     ["Duration", duration(job.started_at, job.finished_at)],
     ["Attempt", job.attempt ? String(job.attempt) : "not started"],
     ["Next attempt", when(job.next_attempt_at)],
+    ["Output so far", running ? h("span", { id: "output-so-far" }, outputSizes(last), " (stdout / stderr)") : ""],
     ["Peak memory", last ? size(last.peak_memory) : ""],
     ["CPU time", last && last.cpu_seconds !== null ? `${last.cpu_seconds.toFixed(2)}s` : ""],
     ["Stop requested", job.cancel_requested && !isTerminal(job) ? "yes" : ""],
@@ -65,10 +78,11 @@ function attemptRows(job) {
       h("td", {}, a.exit_code ?? (a.signal ? `signal ${a.signal}` : "")),
       h("td", {}, a.reason || (a.finished_at ? "" : "running")),
       h("td", { class: "message" }, a.message || ""),
-      h("td", {}, `${size(a.stdout_bytes)} / ${size(a.stderr_bytes)}`),
+      h("td", { class: "sizes" }, outputSizes(a)),
       h("td", {}, size(a.peak_memory)),
       h("td", {}, a.cpu_seconds !== null && a.cpu_seconds !== undefined ? a.cpu_seconds.toFixed(2) : ""),
       h("td", {}, a.isolation || ""),
+      job.spec.image ? h("td", {}, a.container ? h("code", {}, a.container) : "") : null,
     ),
   );
 }
@@ -79,11 +93,14 @@ class LogPane {
     this.id = id;
     this.following = true;
     this.held = [];
-    this.chars = 0;
-    this.pre = h("pre", { class: "log", id: "log", tabindex: "0", "aria-live": "off" });
+    this.view = new LogView(PANE_LIMIT);
+    this.pre = this.view.pre;
+    this.view.search.onJump = () => this.setFollowing(false);
     this.state = h("span", { class: "muted", id: "log-state" }, "waiting for the job to start…");
     this.toggle = h("button", { type: "button", id: "follow", onclick: () => this.setFollowing(!this.following) }, "Pause");
     this.download = h("button", { type: "button", id: "download", onclick: () => this.save() }, "Download");
+    this.times = h("input", { type: "checkbox", id: "log-times", checked: true, onchange: () => this.showTimes() });
+    this.timesLabel = h("label", { class: "choice", hidden: true }, this.times, "Timestamps");
     this.attempt = 0;
     this.element = h(
       "section",
@@ -94,6 +111,8 @@ class LogPane {
         h("h2", {}, "Output"),
         h("span", { class: "legend" }, h("span", { class: "out" }, "stdout"), h("span", { class: "err" }, "stderr")),
         this.state,
+        this.view.search.element,
+        this.timesLabel,
         this.toggle,
         this.download,
       ),
@@ -111,45 +130,45 @@ class LogPane {
     }
   }
 
+  showTimes() {
+    this.pre.classList.toggle("with-times", this.view.timestamps && this.times.checked);
+  }
+
   write(stream, text) {
     if (this.following) this.show(stream, text);
     else this.held.push([stream, text]);
   }
 
   show(stream, text) {
-    const last = this.pre.lastChild;
-    if (last && last.dataset && last.dataset.stream === stream) last.append(text);
-    else this.pre.append(h("span", { class: stream === "stderr" ? "err" : "out", "data-stream": stream }, text));
-    this.chars += text.length;
-    while (this.chars > PANE_LIMIT && this.pre.firstChild) {
-      this.chars -= this.pre.firstChild.textContent.length;
-      this.pre.firstChild.remove();
-    }
+    this.view.write(stream, text);
     if (this.following) this.pre.scrollTop = this.pre.scrollHeight;
   }
 
-  mark(text) {
-    this.pre.append(h("span", { class: "mark" }, text));
-  }
-
-  /** Follow attempt 1, 2, … as the job runs them, until it ends. */
+  /** Follow attempt 1, 2, … as the job runs them, until it ends; nothing
+   * is left to pause then. */
   async run(latest) {
+    this.view.timestamps = await api.offersLogTimestamps();
+    this.timesLabel.hidden = !this.view.timestamps;
+    this.showTimes();
     let number = 1;
     for (;;) {
       const job = await latest();
+      this.toggle.hidden = isTerminal(job);
       if (job.attempt < number) {
         if (isTerminal(job)) break;
         fill(this.state, job.attempt ? "waiting for the next attempt…" : "waiting for the job to start…");
         await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
         continue;
       }
-      if (job.attempts.length > 1) this.mark(`── attempt ${number} ──\n`);
+      this.view.begin(job.attempts.length > 1 ? `── attempt ${number} ──\n` : "");
       this.attempt = number;
       fill(this.state, isTerminal(job) ? `attempt ${number}` : `following attempt ${number}`);
-      await api.followLog(this.id, number, (stream, text) => this.write(stream, text));
+      await api.followLog(this.id, number, (stream, text) => this.write(stream, text), undefined, this.view.timestamps);
       number += 1;
     }
     fill(this.state, "the job has ended");
+    this.toggle.hidden = true;
+    this.setFollowing(true);
   }
 
   async save() {
@@ -177,6 +196,7 @@ export default {
     const about = h("div", { id: "summary" });
     const attempts = h("div", { id: "attempts" });
     const pane = new LogPane(id);
+    pane.toggle.hidden = isTerminal(job);
     const stopButton = h("button", { type: "button", id: "stop", class: "danger", onclick: () => stop() }, "Stop");
     const rerunButton = h("button", { type: "button", id: "rerun", onclick: () => rerun() }, "Re-run");
 
@@ -210,7 +230,7 @@ export default {
         attempts,
         h("h2", {}, "Attempts"),
         table(
-          ["#", "Worker", "Started", "Duration", "Exit", "Reason", "Message", "stdout / stderr", "Peak memory", "CPU s", "Isolation"],
+          ["#", "Worker", "Started", "Duration", "Exit", "Reason", "Message", "stdout / stderr", "Peak memory", "CPU s", "Isolation", job.spec.image ? "Container" : null].filter(Boolean),
           attemptRows(job),
           "Not started yet.",
         ),

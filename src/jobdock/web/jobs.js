@@ -1,5 +1,6 @@
 // The job list: newest first, filtered and paginated by the server
-// (GET /v1/jobs), refreshed every two seconds.
+// (GET /v1/jobs; the name field finds names holding its text, in any
+// case), refreshed every two seconds.
 
 import * as api from "./api.js";
 import { ago, duration, fill, h, jobHref, labelChips, link, pagerButtons, stateBadge, table, whatRuns } from "./dom.js";
@@ -52,7 +53,7 @@ function filterForm(filters, me, apply) {
     STATES.map((s) => h("option", { value: s, selected: s === filters.state }, s)),
   );
   const label = h("input", { name: "label", value: filters.label, placeholder: "key=value, …" });
-  const name = h("input", { name: "name", value: filters.name, placeholder: "exact name" });
+  const name = h("input", { name: "name", value: filters.name, placeholder: "part of the name" });
   const owner = me.admin ? h("input", { name: "owner", value: filters.owner, placeholder: "anyone" }) : null;
   const form = h(
     "form",
@@ -94,7 +95,7 @@ export default {
           api.query({
             state: filters.state,
             label: labelsOf(filters.label),
-            name: filters.name,
+            name_contains: filters.name,
             owner: filters.owner,
             cursor: filters.cursor,
             limit: PAGE_SIZE,
