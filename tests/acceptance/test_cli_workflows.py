@@ -93,7 +93,9 @@ def test_flow_run_a_registered_workflow_calls_python_and_passes_its_output_on(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded" in result.stdout
     listed = flow(server, "list", "-a")
-    workflow_id = next(line.split()[0] for line in listed.stdout.splitlines() if " deploy " in line)
+    # Into a pipe the table is tab-separated: one cell a column.
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    workflow_id = next(row[0] for row in rows if "deploy" in row)
     record = json.loads(flow(server, "show", "--json", workflow_id).stdout)
     build, announce = record["steps"]
     assert build["output"] == {"image": "app:1.2", "replicas": 2}

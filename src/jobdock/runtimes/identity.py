@@ -71,8 +71,8 @@ def _not_a_directory(cwd: str) -> str | None:
             return f"working directory {cwd} is not a directory"
     except FileNotFoundError:
         return f"working directory {cwd} does not exist"
-    except OSError:
-        return None  # a directory it may not search: spawning says so
+    except (OSError, ValueError):
+        return None  # one it may not search, or a NUL in its name: spawning says so
     return None
 
 
