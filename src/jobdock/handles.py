@@ -106,6 +106,12 @@ async def _as_text_async(
         yield stream, tail
 
 
+def _same_record(handle: Job, other: Job) -> bool:
+    """A handle is its record: equal to a Job (or handle) with the same fields."""
+    same: bool = handle.__dict__ == other.__dict__
+    return same
+
+
 def _take(handle: Job, record: Job) -> None:
     """Make ``handle``'s fields those of ``record`` (a newer read of its job)."""
     handle.__dict__.update(record.__dict__)
@@ -119,6 +125,11 @@ class JobHandle(Job):
     read them again."""
 
     _client: JobCalls = PrivateAttr()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Job):
+            return _same_record(self, other)
+        return NotImplemented
 
     @classmethod
     def bind(cls, job: Job, client: JobCalls) -> JobHandle:
@@ -187,6 +198,11 @@ class AsyncJobHandle(Job):
     it: :class:`JobHandle`'s methods as coroutines (``logs`` an async iterator)."""
 
     _client: AsyncJobCalls = PrivateAttr()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Job):
+            return _same_record(self, other)
+        return NotImplemented
 
     @classmethod
     def bind(cls, job: Job, client: AsyncJobCalls) -> AsyncJobHandle:

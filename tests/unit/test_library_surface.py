@@ -116,3 +116,22 @@ def test_a_task_refuses_what_its_call_step_cannot_carry() -> None:
 
     with pytest.raises(TypeError, match="importable module"):
         jobdock.task(nested).flow()
+
+
+def test_a_handle_equals_the_record_it_holds_and_no_other() -> None:
+    from jobdock.handles import AsyncJobHandle, JobHandle
+    from jobdock.models import Job
+
+    record = Job.model_validate(
+        {
+            "id": "a1",
+            "owner": "alice",
+            "state": "queued",
+            "spec": {"command": ["true"]},
+            "created_at": "2026-01-01T00:00:00Z",
+        }
+    )
+    other = record.model_copy(update={"state": "running"})
+    for handle in (JobHandle.bind(record, None), AsyncJobHandle.bind(record, None)):  # type: ignore[arg-type]
+        assert handle == record and record == handle
+        assert handle != other and other != handle
