@@ -1,4 +1,4 @@
-"""What the dashboard's browser tests share: one headless Chromium, a fresh
+"""What the dashboard's browser tests share: a headless Chromium per module, a fresh
 tab per test (a script error on its page fails the test), and a server
 for each module."""
 
@@ -13,8 +13,11 @@ import browser
 from support import ServerProcess, in_ci
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    # Per module, not per session: Playwright's sync API keeps an event loop
+    # running in this thread while it is open, and every later test that
+    # calls asyncio.run() would fail.
     yield from browser.launch(in_ci())
 
 
