@@ -162,6 +162,12 @@ class TemplateOutputTooLarge(TemplateFailed, _server.TemplateOutputTooLarge):
     """The dispatch template's jq filter produced too much output."""
 
 
+class RateLimited(_Answer, _server.RateLimited):
+    """Too many submits; ``.retry_after`` says in how many seconds to retry."""
+
+    retry_after: float = 1.0
+
+
 class CannotStart(_Answer, _server.CannotStart):
     """No worker can start this job now (its ``waiting_reason`` says why)."""
 
@@ -206,6 +212,7 @@ _BY_CODE: dict[str, type[_Answer]] = {
         TemplateTimeout,
         TemplateOutputTooLarge,
         CannotStart,
+        RateLimited,
         AmbiguousReference,
         StdinClosed,
         StdinTooLarge,
@@ -237,7 +244,23 @@ def error_of(response: httpx.Response) -> ApiError:
         text = response.text.strip()[:200] or response.reason_phrase
         return ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {text}")
     path = response.request.url.path
-    return answer_error(response.status_code, code, message, path, field)
+    found = answer_error(response.status_code, code, message, path, field)
+    if isinstance(found, RateLimited):
+        found.retry_after = _retry_after(response, error)
+    return found
+
+
+def _retry_after(response: httpx.Response, error: dict[str, object]) -> float:
+    """The seconds a rate-limited answer says to wait: its body's
+    ``retry_after``, else its Retry-After header, else 1."""
+    for given in (error.get("retry_after"), response.headers.get("retry-after")):
+        try:
+            seconds = float(given)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 0 <= seconds <= 86400:
+            return seconds
+    return 1.0
 
 
 def answer_error(

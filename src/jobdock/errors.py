@@ -339,6 +339,17 @@ class TemplateSpecInvalid(InvalidSpec):
     """The spec a template produced is invalid, or more than its caller may have."""
 
 
+class RateLimited(JobdockError):
+    """Too many submits: retry later."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        #: Seconds until a retry may pass (the response's Retry-After, rounded up).
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class CannotStart(JobdockError):
     """No worker can start this job now (see its waiting_reason)."""
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -47,6 +48,15 @@ class RegistryAuth(BaseModel):
 
     username: str
     password: SecretStr
+
+
+class SubmitRate(BaseModel):
+    """One user's rate limit on submits (``submit_rate_overrides``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(ge=0, le=1e6, description="Submits per second (0: no limit).")
+    burst: int = Field(0, ge=0, le=1_000_000, description="Submits at once (0: the rate).")
 
 
 class Settings(BaseSettings):
@@ -305,7 +315,17 @@ class Settings(BaseSettings):
     )
     dispatch_env: list[str] = Field(
         default_factory=list,
-        description="The server's environment variables a template sees in $env (no others).",
+        description="The server's environment variables a template sees in $env (no others); "
+        "a name ending in '*' allows every variable with that prefix, e.g. 'JOB_ENV_*'.",
+    )
+    dispatch_default_template: str | None = Field(
+        None, description="The template POST /job (no path) runs, as docker-job-dispatcher does."
+    )
+    dispatch_namespace: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The namespace label of the jobs_total metric (docker-job-dispatcher's "
+        "--namespace).",
     )
     dispatch_headers: list[str] = Field(
         default_factory=list,
@@ -319,6 +339,24 @@ class Settings(BaseSettings):
     )
     dispatch_processes: int = Field(
         2, ge=1, le=64, description="Child processes that run templates' filters."
+    )
+    # -- rate limits on submits (docs/security.md, "Rate limits") ------------------
+    submit_rate: float = Field(
+        0.0, ge=0, le=1e6, description="Submits per second each owner may make (0: no limit)."
+    )
+    submit_burst: int = Field(
+        0, ge=0, le=1_000_000, description="Submits an owner may make at once (0: submit_rate)."
+    )
+    submit_rate_server: float = Field(
+        0.0, ge=0, le=1e6, description="Submits per second of all owners together (0: no limit)."
+    )
+    submit_burst_server: int = Field(
+        0, ge=0, le=1_000_000, description="Submits of all owners at once (0: submit_rate_server)."
+    )
+    submit_rate_overrides: dict[str, SubmitRate] = Field(
+        default_factory=dict,
+        description="Per user (whose tokens): {rate, burst} instead of submit_rate, e.g. "
+        '{"ci-bot" = {rate = 50, burst = 100}}; rate 0: no limit for that user.',
     )
     # -- metrics (docs/metrics.md) ---------------------------------------------------
     metrics_job_labels: list[str] = Field(
@@ -342,7 +380,9 @@ class Settings(BaseSettings):
 
     def model_post_init(self, context: Any, /) -> None:
         self._dispatch_env_values = {
-            name: os.environ[name] for name in self.dispatch_env if name in os.environ
+            name: value
+            for name, value in os.environ.items()
+            if any(_env_allowed(name, pattern) for pattern in self.dispatch_env)
         }
 
     @property
@@ -376,6 +416,16 @@ class Settings(BaseSettings):
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key must be given together")
         return self
+
+    @field_validator("dispatch_env")
+    @classmethod
+    def _env_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern.rstrip("*") or "*" in pattern.rstrip("*"):
+                raise ValueError(
+                    f"{pattern!r}: give a variable's name, or a prefix and '*' (e.g. 'JOB_ENV_*')"
+                )
+        return value
 
     @field_validator("concurrency_limits")
     @classmethod
@@ -426,6 +476,13 @@ class Settings(BaseSettings):
         if self.db:
             return self.db
         return f"sqlite:///{self.home / 'jobdock.db'}"
+
+
+def _env_allowed(name: str, pattern: str) -> bool:
+    """Whether ``dispatch_env``'s ``pattern`` (a name, or a prefix and ``*``) allows ``name``."""
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
 
 
 def load_settings(**flags: Any) -> Settings:

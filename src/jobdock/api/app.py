@@ -16,12 +16,14 @@ from jobdock.api.conjob import router as conjob_router
 from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import GUARDED, drop_framework_validation, install_error_handlers, responses
+from jobdock.api.health import router as health_router
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.limits import BodyLimit
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
 from jobdock.api.origin import SameOrigin
+from jobdock.api.rates import SubmitRates, limits_of
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.stdin import router as stdin_router
 from jobdock.api.submit_path import DirectRoutes, direct_routes
@@ -73,6 +75,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, responses=guarded)
     app.include_router(dashboard_router)
+    app.include_router(health_router)
     _add_middleware(app, settings)
     _add_healthz(app)
     app.openapi = _openapi_of(app)  # type: ignore[method-assign]
@@ -94,6 +97,7 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
             app.state.vault = vault
             app.state.dispatcher = await _open_dispatcher(stack, settings, templates)
             engines = Engines(settings) if embedded_worker else None
+            app.state.engines = engines
             # The one submit policy: jobs this server could not confine are
             # refused at submit where its configuration says so (unisolated:
             # refuse); a server without a worker refuses nothing for that.
@@ -131,6 +135,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.state.http_metrics = http_metrics
     # Innermost: POST /v1/jobs straight to its route's endpoint.
     app.add_middleware(DirectRoutes, routes=direct_routes(jobs_router.routes))
+    # Inside authentication: a submit's owner is known; its body not read yet.
+    app.add_middleware(SubmitRates, limits=limits_of(settings))
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)

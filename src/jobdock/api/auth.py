@@ -31,7 +31,10 @@ from jobdock.store.protocol import Store
 #: The scope key holding the request's Principal.
 PRINCIPAL = "jobdock.principal"
 #: Paths anyone may read: liveness and the API's documentation.
-PUBLIC_PATHS = frozenset({"/healthz", "/", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/health/live", "/health/ready", "/", "/docs", "/docs/oauth2-redirect"}
+    | {"/openapi.json"}
+)
 #: Paths that check credentials themselves: /metrics also takes the
 #: metrics_token, which is no API token (api/metrics.py).
 SELF_CHECKED_PATHS = frozenset({"/metrics"})

@@ -11,19 +11,21 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobdock.api.auth import principal
+from jobdock.api.auth import check_visible, principal
 from jobdock.api.context import policy_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
 from jobdock.dispatch import Dispatcher, DispatchRequest
 from jobdock.errors import (
+    AmbiguousReference,
     InvalidRequest,
+    JobNotFound,
     TemplateFailed,
     TemplateNotFound,
     TemplateOutputTooLarge,
     TemplateSpecInvalid,
     TemplateTimeout,
 )
-from jobdock.models import Job
+from jobdock.models import Job, JobState
 from jobdock.models.parsing import describe_error, not_json
 
 router = APIRouter(tags=["dispatch"])
@@ -117,7 +119,7 @@ _DISPATCH: dict[str, Any] = {
 }
 
 
-async def _dispatch(request: Request, template: str) -> Response:
+async def _dispatch(request: Request, template: str | None) -> Response:
     submitted = await dispatcher_of(request).submit(
         store_of(request),
         template,
@@ -155,12 +157,25 @@ async def dispatch_path(template: str, rest: str, request: Request) -> Response:
 
 
 @router.post(
+    "/job",
+    **_DISPATCH,
+    summary="docker-job-dispatcher's POST /job: the dispatch_default_template",
+)
+async def dispatch_default(request: Request) -> Response:
+    """Run the ``dispatch_default_template`` on the body (404 when none is set)."""
+    return await _dispatch(request, None)
+
+
+@router.post(
     "/job/{template}",
     **_DISPATCH,
     summary="docker-job-dispatcher's style: the first segment names the template",
 )
 async def dispatch_job(template: str, request: Request) -> Response:
-    return await _dispatch(request, template)
+    """The template named by the first segment; when there is none of that
+    name, the ``dispatch_default_template`` (if set), with ``$subpath``
+    all that follows ``/job/``."""
+    return await _dispatch(request, dispatcher_of(request).for_path(template))
 
 
 @router.post(
@@ -169,7 +184,44 @@ async def dispatch_job(template: str, request: Request) -> Response:
     summary="docker-job-dispatcher's style, with more path",
 )
 async def dispatch_job_path(template: str, rest: str, request: Request) -> Response:
-    return await _dispatch(request, template)
+    return await _dispatch(request, dispatcher_of(request).for_path(template))
+
+
+class JobSummary(BaseModel):
+    """docker-job-dispatcher's view of a job: ``status`` in Docker's words
+    (``Created``, ``Up``, ``Restarting (N)``, ``Exited (N)``, ``Dead``)."""
+
+    id: str = Field(description="The id (or name) asked for, as the dispatcher echoes it.")
+    created: int = Field(description="When the job was submitted, in seconds since 1970.")
+    status: str
+
+
+@router.get(
+    "/job/{job_id}",
+    response_model=JobSummary,
+    summary="docker-job-dispatcher's GET /job/{id}: a job's state, in Docker's words",
+    responses=responses(JobNotFound, AmbiguousReference),
+)
+async def job_summary(job_id: str, request: Request) -> JobSummary:
+    """A job of the caller's, by id, id prefix or name (a Docker manifest's
+    ``Name`` is the job's name); another user's job is a 404, as an
+    unknown one is."""
+    store = store_of(request)
+    job = await store.get_job(await check_visible(store, principal(request), job_id))
+    return JobSummary(id=job_id, created=int(job.created_at.timestamp()), status=docker_status(job))
+
+
+def docker_status(job: Job) -> str:
+    """A job's state as Docker's container status says it; an exit by a
+    signal is 128 + the signal, as a shell and Docker write it."""
+    code = job.exit_code if job.signal is None else 128 + job.signal
+    if job.state in (JobState.SCHEDULED, JobState.QUEUED):
+        return "Created"
+    if job.state is JobState.RUNNING:
+        return "Up"
+    if job.state is JobState.RETRYING:
+        return f"Restarting ({code})" if code is not None else "Restarting"
+    return f"Exited ({code})" if code is not None else "Dead"
 
 
 @router.get("/v1/templates", response_model=TemplateList, summary="List dispatch templates")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from jobdock.errors import (
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    RateLimited,
     RequestTooLarge,
     ScheduleExists,
     ScheduleNotFound,
@@ -73,6 +75,7 @@ STATUS: dict[type[JobdockError], int] = {
     TemplateNotFound: 404,
     TemplateFailed: 400,
     TemplateSpecInvalid: 400,
+    RateLimited: 429,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).
@@ -83,6 +86,8 @@ def headers_of(exc: JobdockError) -> dict[str, str]:
     """The headers that go with the error response for ``exc``."""
     if isinstance(exc, Unauthenticated):
         return {"www-authenticate": WWW_AUTHENTICATE}
+    if isinstance(exc, RateLimited):
+        return {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
     return {}
 
 
@@ -126,6 +131,9 @@ class ErrorDetail(BaseModel):
     field: str | None = Field(None, description="The field or parameter at fault, if one is.")
     candidates: list[str] | None = Field(
         None, description="The ids an ambiguous job reference matches (ambiguous_reference)."
+    )
+    retry_after: float | None = Field(
+        None, description="Seconds until a retry may pass (rate_limited; as Retry-After)."
     )
 
 
@@ -188,6 +196,7 @@ def render_error(exc: JobdockError) -> tuple[int, dict[str, Any]]:
         exc.message,
         field=getattr(exc, "field", None),
         candidates=getattr(exc, "candidates", None),
+        retry_after=getattr(exc, "retry_after", None),
     )
 
 
