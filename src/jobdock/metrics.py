@@ -43,8 +43,10 @@ class Snapshot:
         workers: Sequence[WorkerRecord],
         label_keys: Sequence[str],
         now: float | None = None,
+        namespace: str = "default",
     ) -> None:
         self.store = store
+        self.namespace = namespace
         self.workers = workers
         self.labels = [label_name(key) for key in label_keys]
         self.now = time.time() if now is None else now
@@ -63,6 +65,24 @@ class Snapshot:
             self.store.run_duration,
         )
         yield from self._workers()
+        yield self._dispatcher()
+
+    def _dispatcher(self) -> Metric:
+        """docker-job-dispatcher's counter, ``jobs_total{namespace, action,
+        status}``: jobs created, attempts started, and finished attempts
+        (``die``) by exit status, so that its dashboards read jobdock's."""
+        family = CounterMetricFamily(
+            "jobs",
+            "Jobs (docker-job-dispatcher's metric): created, started (attempts) and "
+            "died (finished attempts, by exit status).",
+            labels=["namespace", "action", "status"],
+        )
+        created = sum(count.jobs for count in (*self.store.jobs, *self.store.deleted))
+        family.add_metric([self.namespace, "create", ""], created)
+        family.add_metric([self.namespace, "start", ""], self.store.starts)
+        for status, count in sorted(self.store.exits.items()):
+            family.add_metric([self.namespace, "die", status], count)
+        return family
 
     def _jobs(self) -> Iterator[Metric]:
         labels = self.labels

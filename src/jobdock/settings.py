@@ -321,12 +321,6 @@ class Settings(BaseSettings):
     dispatch_default_template: str | None = Field(
         None, description="The template POST /job (no path) runs, as docker-job-dispatcher does."
     )
-    dispatch_namespace: str = Field(
-        "default",
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="The namespace label of the jobs_total metric (docker-job-dispatcher's "
-        "--namespace).",
-    )
     dispatch_headers: list[str] = Field(
         default_factory=list,
         description="Request headers a template sees in $headers (never Authorization or Cookie).",

@@ -145,7 +145,7 @@ async def metrics(request: Request) -> Response:
     counts = await store.metrics(settings.metrics_job_labels)
     workers = await store.list_workers(now - LISTED_SECONDS, now - settings.lease_seconds)
     http: HttpMetrics = request.app.state.http_metrics
-    snapshot = Snapshot(counts, workers, settings.metrics_job_labels, now)
+    snapshot = Snapshot(counts, workers, settings.metrics_job_labels, now, settings.namespace)
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     body = encoder(Collectors(snapshot, http.registry))
     return Response(body, headers={"content-type": content_type})

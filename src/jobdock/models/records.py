@@ -243,3 +243,15 @@ class StoreMetrics:
     queue_wait: Histogram
     #: From start to end of each finished attempt.
     run_duration: Histogram
+    #: Finished attempts by exit status (:func:`exit_status`), deleted ones included.
+    exits: dict[str, int] = field(default_factory=dict)
+    #: Attempts that started, deleted ones included.
+    starts: int = 0
+
+
+def exit_status(exit_code: int | None, signal: int | None) -> str:
+    """How an attempt ended, as Docker's ``die`` event says it: the exit
+    code, 128 + the signal that ended it, or '' when it never ran."""
+    if signal is not None:
+        return str(128 + signal)
+    return "" if exit_code is None else str(exit_code)

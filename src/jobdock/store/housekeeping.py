@@ -118,7 +118,12 @@ def _delete_jobs(conn: Connection, ids: list[str]) -> int:
         delete(attempts)
         .where(attempts.c.job_id.in_(ids))
         .returning(
-            attempts.c.number, attempts.c.reason, attempts.c.started_at, attempts.c.finished_at
+            attempts.c.number,
+            attempts.c.reason,
+            attempts.c.started_at,
+            attempts.c.finished_at,
+            attempts.c.exit_code,
+            attempts.c.signal,
         )
     ).all()
     gone_jobs = conn.execute(

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, and_, case, cast, func, select, text
 
-from jobdock.models.records import BUCKETS, Histogram, JobCount, StoreMetrics
+from jobdock.models.records import BUCKETS, Histogram, JobCount, StoreMetrics, exit_status
 from jobdock.store import tally
 from jobdock.store.schema import attempts, jobs, metrics_tally, metrics_tally_jobs
 
@@ -102,6 +102,19 @@ def store_metrics(conn: Connection, label_keys: Sequence[str]) -> StoreMetrics:
     }
     for reason, n in counted.get("attempts", {}).items():
         by_reason[reason] = by_reason.get(reason, 0) + int(n)
+    exits: dict[str, int] = {}
+    for code, signal, n in conn.execute(
+        select(attempts.c.exit_code, attempts.c.signal, func.count())
+        .where(finished)
+        .group_by(attempts.c.exit_code, attempts.c.signal)
+    ):
+        status = exit_status(code, signal)
+        exits[status] = exits.get(status, 0) + int(n)
+    for status, n in counted.get("exits", {}).items():
+        exits[status] = exits.get(status, 0) + int(n)
+    starts = conn.execute(
+        select(func.count()).select_from(attempts).where(attempts.c.started_at.is_not(None))
+    ).scalar_one()
     retries = conn.execute(
         select(func.count()).select_from(attempts).where(attempts.c.number > 1)
     ).scalar_one()
@@ -120,4 +133,6 @@ def store_metrics(conn: Connection, label_keys: Sequence[str]) -> StoreMetrics:
         retries=int(retries) + int(counted.get("retries", {}).get("", 0)),
         queue_wait=_plus_tally(queue_wait, counted.get("queue_wait", {})),
         run_duration=_plus_tally(run_duration, counted.get("run_duration", {})),
+        exits=exits,
+        starts=int(starts) + int(counted.get("starts", {}).get("", 0)),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from jobdock.models.records import BUCKETS
+from jobdock.models.records import BUCKETS, exit_status
 from jobdock.store.schema import metrics_tally, metrics_tally_jobs
 
 #: The labels of a histogram's tally rows: each bucket's bound, then these.
@@ -64,8 +64,8 @@ Deleted = Row[*tuple[Any, ...]]
 def add_deleted(conn: Connection, jobs: Iterable[Deleted], attempts: Iterable[Deleted]) -> None:
     """Add deleted jobs and attempts to the tally. ``jobs`` rows have
     ``state``, ``reason``, ``runtime``, ``labels``, ``created_at`` and
-    ``started_at``; ``attempts`` rows ``number``, ``reason``, ``started_at``
-    and ``finished_at``: what the rows the DELETE removed returned, so that
+    ``started_at``; ``attempts`` rows ``number``, ``reason``, ``started_at``,
+    ``finished_at``, ``exit_code`` and ``signal``: what the rows the DELETE removed returned, so that
     each deleted row is counted once however many prunes run at once."""
     groups: dict[str, dict[str, Any]] = {}
     waits: list[float] = []
@@ -88,16 +88,21 @@ def add_deleted(conn: Connection, jobs: Iterable[Deleted], attempts: Iterable[De
             group["started"] += 1
             waits.append(job.started_at - job.created_at)
     reasons: Counter[str] = Counter()
-    retries = 0
+    exits: Counter[str] = Counter()
+    retries = starts = 0
     runs: list[float] = []
     for attempt in attempts:
         retries += attempt.number > 1
+        starts += attempt.started_at is not None
         if attempt.finished_at is not None:
             reasons[str(attempt.reason or "")] += 1
+            exits[exit_status(attempt.exit_code, attempt.signal)] += 1
             if attempt.started_at is not None:
                 runs.append(attempt.finished_at - attempt.started_at)
     values = {("attempts", reason): float(n) for reason, n in reasons.items()}
+    values |= {("exits", status): float(n) for status, n in exits.items()}
     values[("retries", "")] = float(retries)
+    values[("starts", "")] = float(starts)
     values |= _observations("queue_wait", waits) | _observations("run_duration", runs)
     _add(conn, metrics_tally_jobs, list(groups.values()), ("jobs", "started"))
     counts = [{"metric": m, "label": label, "value": v} for (m, label), v in values.items() if v]
