@@ -162,6 +162,10 @@ class TemplateOutputTooLarge(TemplateFailed, _server.TemplateOutputTooLarge):
     """The dispatch template's jq filter produced too much output."""
 
 
+class NotReady(_Answer, _server.NotReady):
+    """The server's store or container engine does not answer (/health/ready)."""
+
+
 class RateLimited(_Answer, _server.RateLimited):
     """Too many submits; ``.retry_after`` says in how many seconds to retry."""
 
@@ -212,6 +216,7 @@ _BY_CODE: dict[str, type[_Answer]] = {
         TemplateTimeout,
         TemplateOutputTooLarge,
         CannotStart,
+        NotReady,
         RateLimited,
         AmbiguousReference,
         StdinClosed,

@@ -339,6 +339,12 @@ class TemplateSpecInvalid(InvalidSpec):
     """The spec a template produced is invalid, or more than its caller may have."""
 
 
+class NotReady(JobdockError):
+    """The server cannot serve now: its store or container engine does not answer."""
+
+    code = "not_ready"
+
+
 class RateLimited(JobdockError):
     """Too many submits: retry later."""
 

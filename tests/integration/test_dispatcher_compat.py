@@ -310,7 +310,8 @@ def test_ready_is_503_while_the_container_engine_does_not_answer(
         proxy.cut()
         down = httpx.get(f"{server.url}/health/ready", timeout=30)
         assert down.status_code == 503
-        assert "container engine" in down.text
+        assert down.json()["error"]["code"] == "not_ready"
+        assert "container engine" in down.json()["error"]["message"]
         assert httpx.get(f"{server.url}/health/live").status_code == 204
         proxy.restore()
         eventually(lambda: httpx.get(f"{server.url}/health/ready").status_code == 204)

@@ -29,6 +29,7 @@ from jobdock.errors import (
     InvalidSpec,
     JobdockError,
     JobNotFound,
+    NotReady,
     RateLimited,
     RequestTooLarge,
     ScheduleExists,
@@ -76,6 +77,7 @@ STATUS: dict[type[JobdockError], int] = {
     TemplateFailed: 400,
     TemplateSpecInvalid: 400,
     RateLimited: 429,
+    NotReady: 503,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).

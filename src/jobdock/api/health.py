@@ -1,7 +1,7 @@
 """docker-job-dispatcher's health checks (docs/dispatch.md): ``GET
 /health/live`` answers 204 while the process serves; ``GET /health/ready``
 answers 204 when the store answers and, on a server that runs image jobs,
-the container engine does too, else 503 naming which did not. Both need no
+the container engine does too, else 503 ``not_ready`` naming which did not. Both need no
 credentials, as ``/healthz`` does not."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import logging
 from fastapi import APIRouter, Request, Response
 
 from jobdock.api.context import store_of
+from jobdock.api.errors import responses
 from jobdock.engines import Engines
-from jobdock.errors import JobdockError
+from jobdock.errors import CrossOrigin, JobdockError, NotReady, StoreError
 
 _log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ router = APIRouter(tags=["health"])
     status_code=204,
     response_class=Response,
     summary="Liveness: 204 while the server answers",
+    responses=responses(CrossOrigin, StoreError),
 )
 async def live() -> Response:
     return Response(status_code=204)
@@ -40,13 +42,13 @@ async def live() -> Response:
     status_code=204,
     response_class=Response,
     summary="Readiness: 204 when the store (and the container engine, if used) answers",
-    responses={503: {"description": "The store or the container engine does not answer."}},
+    responses=responses(CrossOrigin, StoreError, NotReady),
 )
 async def ready(request: Request) -> Response:
     down = await _down(request)
-    if down is None:
-        return Response(status_code=204)
-    return Response(down, status_code=503, media_type="text/plain")
+    if down is not None:
+        raise NotReady(down)
+    return Response(status_code=204)
 
 
 async def _down(request: Request) -> str | None:
