@@ -33,6 +33,10 @@ class Principal:
 
     name: str
     admin: bool = False
+    #: The token's own rate limit on submits, (per second, burst 0 = the
+    #: rate), and the token's id that keys it; None: the user's.
+    submit_rate: tuple[float, int] | None = None
+    token_id: str | None = None
 
     def may_see(self, owner: str) -> bool:
         """Whether this user may see and act on a job of ``owner``."""
@@ -87,6 +91,25 @@ def hash_matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(token_hash(token), stored_hash)
 
 
+#: The largest rate and burst a token may be given (as the settings').
+MAX_SUBMIT_RATE = 1e6
+MAX_SUBMIT_BURST = 1_000_000
+
+
+def check_rate(rate: float | None, burst: int | None) -> float | None:
+    """``rate`` if it and ``burst`` are a token's rate limit (within bounds;
+    a burst needs a rate); raises ValueError naming the rule."""
+    if rate is None:
+        if burst is not None:
+            raise ValueError("a submit burst needs a submit rate")
+        return None
+    if not 0 <= rate <= MAX_SUBMIT_RATE:
+        raise ValueError(f"the submit rate must be from 0 to {MAX_SUBMIT_RATE:g} per second")
+    if burst is not None and not 1 <= burst <= MAX_SUBMIT_BURST:
+        raise ValueError(f"the submit burst must be from 1 to {MAX_SUBMIT_BURST}")
+    return rate
+
+
 async def create_token(
     store: Store,
     user: str,
@@ -94,10 +117,14 @@ async def create_token(
     admin: bool = False,
     expires_in: float | None = None,
     actor: str = ANONYMOUS,
+    submit_rate: float | None = None,
+    submit_burst: int | None = None,
 ) -> CreatedToken:
     """Make a token for ``user``, valid for ``expires_in`` seconds (or until
-    revoked), and store its hash; ``actor`` goes in the audit log. Raises
-    ValueError for a bad user name."""
+    revoked), and store its hash; ``actor`` goes in the audit log. A
+    ``submit_rate`` (per second; 0: none) and ``submit_burst`` are the
+    token's own rate limit on submits, instead of its user's. Raises
+    ValueError for a bad user name or rate."""
     check_user_name(user)
     made, now = new_token(), time.time()
     info = TokenInfo(
@@ -106,6 +133,8 @@ async def create_token(
         admin=admin,
         created_at=timestamp(now),
         expires_at=timestamp(now + expires_in) if expires_in is not None else None,
+        submit_rate=check_rate(submit_rate, submit_burst),
+        submit_burst=submit_burst,
     )
     await store.create_token(info, made.hash, actor)
     return CreatedToken(token=made.secret, info=info)

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 MAX_BUCKETS = 10_000
 
 
+class Default:
+    """The type of :data:`DEFAULT`: "the rate ``rate_of`` gives"."""
+
+
+DEFAULT = Default()
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     """``per_second`` requests a second, up to ``burst`` at once."""
@@ -88,12 +95,14 @@ class Buckets:
         self._max = max_buckets
         self._buckets: dict[str, TokenBucket] = {}
 
-    def bucket(self, key: str) -> TokenBucket | None:
-        """The bucket of ``key``, made on first use; None when it has no limit."""
+    def bucket(self, key: str, rate: Rate | Default | None = DEFAULT) -> TokenBucket | None:
+        """The bucket of ``key``, made on first use with ``rate`` (by
+        default, what ``rate_of`` says); None when it has no limit."""
         found = self._buckets.get(key)
         if found is not None:
             return found
-        rate = self._rate_of(key)
+        if isinstance(rate, Default):
+            rate = self._rate_of(key)
         if rate is None:
             return None
         if len(self._buckets) >= self._max:
@@ -148,11 +157,12 @@ class OwnerAndServer:
         self._owners = Buckets(owner_rate, clock=clock)
         self._server = Buckets(lambda _key: server_rate, clock=clock, max_buckets=1)
 
-    def take(self, owner: str) -> Refusal | None:
+    def take(self, owner: str, own: tuple[str, Rate | None] | None = None) -> Refusal | None:
         """Take a token for a request of ``owner``: None when it may pass,
-        else the refusal."""
+        else the refusal. ``own`` is a key and rate of the caller's own
+        (an API token's) that replace the owner's."""
         now = self._owners.now()
-        mine = self._owners.bucket(owner)
+        mine = self._owners.bucket(owner) if own is None else self._owners.bucket(*own)
         if mine is not None:
             wait = mine.take(now)
             if wait:

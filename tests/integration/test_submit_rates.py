@@ -128,6 +128,37 @@ def test_the_servers_limit_is_shared_and_an_owners_refusals_spend_none_of_it(
         server.stop()
 
 
+def test_a_tokens_own_rate_replaces_its_users(
+    limited: tuple[ServerProcess, dict[str, str]],
+) -> None:
+    server, _ = limited
+    # Made through the API by an admin, as the CLI's --submit-rate does on the store.
+    root = make_token(server.home, "root", "--admin")
+    bulk = make_token(server.home, "frank", "--submit-rate", "0.5", "--submit-burst", "12")
+    plain = make_token(server.home, "frank")
+    assert statuses(burst(server, bulk, 12)) == [201] * 12
+    # frank's other token has frank's limit, and a bucket of its own.
+    assert statuses(burst(server, plain, 8)).count(201) in (OWNER_BURST, OWNER_BURST + 1)
+    made = httpx.post(
+        f"{server.url}/v1/tokens",
+        json={"user": "grace", "submit_rate": 0},
+        headers={"authorization": f"Bearer {root}"},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["info"]["submit_rate"] == 0
+    assert statuses(burst(server, made.json()["token"], 20)) == [201] * 20
+    for bad in ({"submit_rate": -1}, {"submit_burst": 3}, {"submit_rate": 1, "submit_burst": 0}):
+        refused = httpx.post(
+            f"{server.url}/v1/tokens",
+            json={"user": "grace", **bad},
+            headers={"authorization": f"Bearer {root}"},
+        )
+        assert refused.status_code == 422, refused.text
+    done = jobdock("tokens", "create", "x", "--home", str(server.home), "--submit-burst", "2")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "submit rate" in done.stderr
+
+
 def test_limits_from_settings() -> None:
     limits = limits_of(Settings(submit_rate=2, submit_rate_overrides={"ci": {"rate": 0}}))
     assert all(limits.take("ci") is None for _ in range(100))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from jobdock.api.auth import principal, require_admin
 from jobdock.api.context import settings_of, store_of
 from jobdock.api.errors import JSON_BODY, responses
-from jobdock.auth import check_user_name, create_token
+from jobdock.auth import check_rate, check_user_name, create_token
 from jobdock.errors import (
     Forbidden,
     InvalidRequest,
@@ -129,6 +129,15 @@ class TokenRequest(BaseModel):
     user: str
     admin: bool = False
     expires: Duration | None = Field(None, description="Valid for this long, e.g. '30d'.")
+    submit_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1e6,
+        description="The token's own submits per second (0: no limit), not its user's.",
+    )
+    submit_burst: int | None = Field(
+        None, ge=1, le=1_000_000, description="The token's submits at once (default: the rate)."
+    )
 
 
 class TokenList(BaseModel):
@@ -152,8 +161,18 @@ async def new_token(body: TokenRequest, request: Request) -> CreatedToken:
         check_user_name(body.user)
     except ValueError as exc:
         raise InvalidRequest(f"user: {exc}", field="user") from None
+    try:
+        check_rate(body.submit_rate, body.submit_burst)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field="submit_rate") from None
     return await create_token(
-        store_of(request), body.user, admin=body.admin, expires_in=body.expires, actor=who.name
+        store_of(request),
+        body.user,
+        admin=body.admin,
+        expires_in=body.expires,
+        actor=who.name,
+        submit_rate=body.submit_rate,
+        submit_burst=body.submit_burst,
     )
 
 

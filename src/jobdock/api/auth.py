@@ -105,7 +105,10 @@ async def _token_principal(header: str, store: Store) -> Principal:
         raise Unauthenticated("the API token has been revoked")
     if info.expires_at is not None and info.expires_at <= dt.datetime.now(dt.UTC):
         raise Unauthenticated("the API token has expired")
-    return Principal(info.user, admin=info.admin)
+    rate = None
+    if info.submit_rate is not None:
+        rate = (info.submit_rate, info.submit_burst or 0)
+    return Principal(info.user, admin=info.admin, submit_rate=rate, token_id=info.id)
 
 
 def client_cert_name(scope: Scope) -> str | None:

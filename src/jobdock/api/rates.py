@@ -1,7 +1,7 @@
 """Rate limits on submits (docs/security.md, "Rate limits"): ASGI
 middleware that answers ``429`` with ``Retry-After`` to a submit over its
 owner's limit (``submit_rate``, ``submit_burst``, per user
-``submit_rate_overrides``) or over the whole server's
+``submit_rate_overrides``, or the API token's own rate) or over the whole server's
 (``submit_rate_server``, ``submit_burst_server``), before the body is read.
 
 The buckets are ``jobdock.rates``' and are this process's own: with several
@@ -58,6 +58,13 @@ def limits_of(settings: Settings) -> OwnerAndServer:
     )
 
 
+def _own(who: object) -> tuple[str, Rate | None] | None:
+    """The bucket key and rate of a token with a rate limit of its own."""
+    if not isinstance(who, Principal) or who.submit_rate is None or who.token_id is None:
+        return None
+    return f"token:{who.token_id}", _rate(*who.submit_rate)
+
+
 def refused(owner: str, refusal: Refusal) -> RateLimited:
     """The error answering a submit over a limit: it says when to retry."""
     rate = refusal.rate
@@ -80,7 +87,7 @@ class SubmitRates:
         if scope["type"] == "http" and is_submit(scope):
             who = scope.get(PRINCIPAL)
             owner = who.name if isinstance(who, Principal) else ""
-            refusal = self.limits.take(owner)
+            refusal = self.limits.take(owner, _own(who))
             if refusal is not None:
                 await send_error(send, refused(owner, refusal))
                 return

@@ -42,21 +42,35 @@ def tokens_create(
     expires: Annotated[
         str | None, typer.Option(help="Valid for this long, e.g. 30d, 12h \\[never].")
     ] = None,
+    submit_rate: Annotated[
+        float | None,
+        typer.Option(help="The token's own submits per second (0: none) \\[its user's]."),
+    ] = None,
+    submit_burst: Annotated[
+        int | None, typer.Option(help="The token's submits at once \\[the rate].")
+    ] = None,
     db: Annotated[str | None, _db_option] = None,
     home: Annotated[str | None, _home_option] = None,
 ) -> None:
     """Create a token and print it, once: the store keeps only its hash."""
-    from jobdock.auth import check_user_name, create_token
+    from jobdock.auth import check_rate, check_user_name, create_token
 
     try:
         check_user_name(user)
+        check_rate(submit_rate, submit_burst)
     except ValueError as exc:
         fail(str(exc), 2)
     expires_in = duration(expires, "--expires")
     created = in_store(
         load_settings(db=db, home=home),
         lambda store: create_token(
-            store, user, admin=admin, expires_in=expires_in, actor=_cli_actor()
+            store,
+            user,
+            admin=admin,
+            expires_in=expires_in,
+            actor=_cli_actor(),
+            submit_rate=submit_rate,
+            submit_burst=submit_burst,
         ),
     )
     typer.echo(created.token)

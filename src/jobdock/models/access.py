@@ -22,6 +22,10 @@ class TokenInfo(Model):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    submit_rate: float | None = Field(
+        None, description="This token's own submits per second (0: none); null: its user's."
+    )
+    submit_burst: int | None = Field(None, description="This token's submits at once.")
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the token may be used at ``now``."""

@@ -61,6 +61,8 @@ def _token_info(row: Row[Any]) -> TokenInfo:
         created_at=timestamp(row.created_at),
         expires_at=timestamp(row.expires_at),
         revoked_at=timestamp(row.revoked_at),
+        submit_rate=row.submit_rate,
+        submit_burst=row.submit_burst,
     )
 
 
@@ -73,6 +75,8 @@ def create_token(conn: Connection, info: TokenInfo, token_hash: str) -> None:
             hash=token_hash,
             created_at=info.created_at.timestamp(),
             expires_at=info.expires_at.timestamp() if info.expires_at else None,
+            submit_rate=info.submit_rate,
+            submit_burst=info.submit_burst,
         )
     )
 

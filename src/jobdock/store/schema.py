@@ -202,6 +202,9 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("revoked_at", Float),
+    # The token's own rate limit on submits (api/rates.py); NULL: its user's.
+    Column("submit_rate", Float),
+    Column("submit_burst", Integer),
 )
 
 user_secrets = Table(
