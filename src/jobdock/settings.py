@@ -27,10 +27,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobdock.client_config import DEFAULT_URL
 from jobdock.errors import ConfigError
 from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, Resources, Size
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 #: The bounds of ``job_uids``: above the uids of system and login users,
 #: below what 32-bit ids and user namespaces leave (and never -1).
 MIN_JOB_UID = 100_000

@@ -15,7 +15,7 @@ from typing import Any
 
 from jobdock.cli.arguments import duration, pairs
 from jobdock.cli.exits import fail
-from jobdock.models import parse_duration
+from jobdock.models.units import parse_duration
 
 #: Scheduling options that go into the spec as they are (None: not given).
 _SCHEDULING = (

@@ -15,126 +15,248 @@ records, and the rules that need nothing but these values.
 - ``parsing``: a spec from JSON, and pydantic's errors as jobdock's;
 - ``base``: the models' base class (each builds its validator on first use).
 
-``from jobdock.models import X`` is the way to reach any of them. The
-package imports nothing of jobdock's but jobdock.errors.
+``from jobdock.models import X`` is the way to reach any of them. Each
+name is loaded from its module on first use (PEP 562), so that a module
+that needs only ``states`` or ``units`` (the CLI's start-up) does not load
+pydantic and every model. The package imports nothing of jobdock's but
+jobdock.errors.
 """
 
-from jobdock.models.access import (
-    AuditEntry,
-    AuditPage,
-    CreatedToken,
-    SecretInfo,
-    SecretList,
-    StoredToken,
-    TokenInfo,
-)
-from jobdock.models.jobs import (
-    ANONYMOUS,
-    Attempt,
-    Job,
-    JobPage,
-    PruneResult,
-    RunResult,
-    Schedule,
-    ScheduleList,
-    WorkerList,
-    WorkerRecord,
-)
-from jobdock.models.outcome import (
-    Accounting,
-    ExitStatus,
-    Outcome,
-    describe_exit,
-    outcome_of,
-)
-from jobdock.models.parsing import (
-    MAX_DEPTH,
-    describe_error,
-    invalid_spec,
-    not_json,
-    parse_spec,
-    too_deep,
-)
-from jobdock.models.parts import (
-    ENV_NAME,
-    SECRETS_DIR_ENV,
-    Backoff,
-    Cache,
-    Isolation,
-    Resources,
-    RetryPolicy,
-    RetryReason,
-    RootFilesystem,
-    SecretRef,
-    check_secret_name,
-    normalize_image,
-)
-from jobdock.models.records import (
-    BUCKETS,
-    Advanced,
-    Claim,
-    FirePlan,
-    HeartbeatReply,
-    Histogram,
-    JobCount,
-    Limits,
-    LogChunk,
-    LogRead,
-    LostAttempt,
-    NewJob,
-    NewStep,
-    NewWorkflow,
-    Started,
-    StdinRead,
-    StoreMetrics,
-    WorkerInfo,
-)
-from jobdock.models.spec import (
-    CONTAINER_LABEL,
-    MAX_KILL_GRACE,
-    JobSpec,
-    ScheduleSpec,
-)
-from jobdock.models.states import (
-    ACTIVE_STATES,
-    STEP_TRANSITIONS,
-    STREAM_NUMBERS,
-    STREAMS_BY_NUMBER,
-    TERMINAL_STATES,
-    TRANSITIONS,
-    WORKFLOW_TRANSITIONS,
-    JobState,
-    Reason,
-    StepState,
-    Stream,
-    WorkflowState,
-    can_transition,
-    sources_of,
-    step_sources,
-    workflow_sources,
-)
-from jobdock.models.units import (
-    MAX_COUNT,
-    MAX_CPUS,
-    MAX_DURATION,
-    MAX_PIDS,
-    MAX_SIZE,
-    Duration,
-    OptionalDuration,
-    Size,
-    parse_duration,
-    parse_size,
-    timestamp,
-)
-from jobdock.models.workflow import (
-    Flow,
-    StepSpec,
-    Workflow,
-    WorkflowPage,
-    WorkflowSpec,
-    WorkflowStep,
-    document,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobdock.models.access import (
+        AuditEntry,
+        AuditPage,
+        CreatedToken,
+        SecretInfo,
+        SecretList,
+        StoredToken,
+        TokenInfo,
+    )
+    from jobdock.models.fields import Duration, OptionalDuration, Size
+    from jobdock.models.jobs import (
+        ANONYMOUS,
+        Attempt,
+        Job,
+        JobPage,
+        PruneResult,
+        RunResult,
+        Schedule,
+        ScheduleList,
+        WorkerList,
+        WorkerRecord,
+    )
+    from jobdock.models.outcome import (
+        Accounting,
+        ExitStatus,
+        Outcome,
+        describe_exit,
+        outcome_of,
+    )
+    from jobdock.models.parsing import (
+        MAX_DEPTH,
+        describe_error,
+        invalid_spec,
+        not_json,
+        parse_spec,
+        too_deep,
+    )
+    from jobdock.models.parts import (
+        ENV_NAME,
+        SECRETS_DIR_ENV,
+        Backoff,
+        Cache,
+        Isolation,
+        Resources,
+        RetryPolicy,
+        RetryReason,
+        RootFilesystem,
+        SecretRef,
+        check_secret_name,
+        normalize_image,
+    )
+    from jobdock.models.records import (
+        BUCKETS,
+        Advanced,
+        Claim,
+        FirePlan,
+        HeartbeatReply,
+        Histogram,
+        JobCount,
+        Limits,
+        LogChunk,
+        LogRead,
+        LostAttempt,
+        NewJob,
+        NewStep,
+        NewWorkflow,
+        Started,
+        StdinRead,
+        StoreMetrics,
+        WorkerInfo,
+    )
+    from jobdock.models.spec import (
+        CONTAINER_LABEL,
+        MAX_KILL_GRACE,
+        JobSpec,
+        ScheduleSpec,
+    )
+    from jobdock.models.states import (
+        ACTIVE_STATES,
+        STEP_TRANSITIONS,
+        STREAM_NUMBERS,
+        STREAMS_BY_NUMBER,
+        TERMINAL_STATES,
+        TRANSITIONS,
+        WORKFLOW_TRANSITIONS,
+        JobState,
+        Reason,
+        StepState,
+        Stream,
+        WorkflowState,
+        can_transition,
+        sources_of,
+        step_sources,
+        workflow_sources,
+    )
+    from jobdock.models.units import (
+        MAX_COUNT,
+        MAX_CPUS,
+        MAX_DURATION,
+        MAX_PIDS,
+        MAX_SIZE,
+        parse_duration,
+        parse_size,
+        timestamp,
+    )
+    from jobdock.models.workflow import (
+        Flow,
+        StepSpec,
+        Workflow,
+        WorkflowPage,
+        WorkflowSpec,
+        WorkflowStep,
+        document,
+    )
+
+#: Where each public name lives: the module it is loaded from on first use.
+_HOMES = {
+    "AuditEntry": "jobdock.models.access",
+    "AuditPage": "jobdock.models.access",
+    "CreatedToken": "jobdock.models.access",
+    "SecretInfo": "jobdock.models.access",
+    "SecretList": "jobdock.models.access",
+    "StoredToken": "jobdock.models.access",
+    "TokenInfo": "jobdock.models.access",
+    "Duration": "jobdock.models.fields",
+    "OptionalDuration": "jobdock.models.fields",
+    "Size": "jobdock.models.fields",
+    "ANONYMOUS": "jobdock.models.jobs",
+    "Attempt": "jobdock.models.jobs",
+    "Job": "jobdock.models.jobs",
+    "JobPage": "jobdock.models.jobs",
+    "PruneResult": "jobdock.models.jobs",
+    "RunResult": "jobdock.models.jobs",
+    "Schedule": "jobdock.models.jobs",
+    "ScheduleList": "jobdock.models.jobs",
+    "WorkerList": "jobdock.models.jobs",
+    "WorkerRecord": "jobdock.models.jobs",
+    "Accounting": "jobdock.models.outcome",
+    "ExitStatus": "jobdock.models.outcome",
+    "Outcome": "jobdock.models.outcome",
+    "describe_exit": "jobdock.models.outcome",
+    "outcome_of": "jobdock.models.outcome",
+    "MAX_DEPTH": "jobdock.models.parsing",
+    "describe_error": "jobdock.models.parsing",
+    "invalid_spec": "jobdock.models.parsing",
+    "not_json": "jobdock.models.parsing",
+    "parse_spec": "jobdock.models.parsing",
+    "too_deep": "jobdock.models.parsing",
+    "Backoff": "jobdock.models.parts",
+    "Cache": "jobdock.models.parts",
+    "ENV_NAME": "jobdock.models.parts",
+    "Isolation": "jobdock.models.parts",
+    "Resources": "jobdock.models.parts",
+    "RetryPolicy": "jobdock.models.parts",
+    "RetryReason": "jobdock.models.parts",
+    "RootFilesystem": "jobdock.models.parts",
+    "SECRETS_DIR_ENV": "jobdock.models.parts",
+    "SecretRef": "jobdock.models.parts",
+    "check_secret_name": "jobdock.models.parts",
+    "normalize_image": "jobdock.models.parts",
+    "Advanced": "jobdock.models.records",
+    "BUCKETS": "jobdock.models.records",
+    "Claim": "jobdock.models.records",
+    "FirePlan": "jobdock.models.records",
+    "HeartbeatReply": "jobdock.models.records",
+    "Histogram": "jobdock.models.records",
+    "JobCount": "jobdock.models.records",
+    "Limits": "jobdock.models.records",
+    "LogChunk": "jobdock.models.records",
+    "LogRead": "jobdock.models.records",
+    "LostAttempt": "jobdock.models.records",
+    "NewJob": "jobdock.models.records",
+    "NewStep": "jobdock.models.records",
+    "NewWorkflow": "jobdock.models.records",
+    "Started": "jobdock.models.records",
+    "StdinRead": "jobdock.models.records",
+    "StoreMetrics": "jobdock.models.records",
+    "WorkerInfo": "jobdock.models.records",
+    "CONTAINER_LABEL": "jobdock.models.spec",
+    "JobSpec": "jobdock.models.spec",
+    "MAX_KILL_GRACE": "jobdock.models.spec",
+    "ScheduleSpec": "jobdock.models.spec",
+    "ACTIVE_STATES": "jobdock.models.states",
+    "JobState": "jobdock.models.states",
+    "Reason": "jobdock.models.states",
+    "STEP_TRANSITIONS": "jobdock.models.states",
+    "STREAMS_BY_NUMBER": "jobdock.models.states",
+    "STREAM_NUMBERS": "jobdock.models.states",
+    "StepState": "jobdock.models.states",
+    "Stream": "jobdock.models.states",
+    "TERMINAL_STATES": "jobdock.models.states",
+    "TRANSITIONS": "jobdock.models.states",
+    "WORKFLOW_TRANSITIONS": "jobdock.models.states",
+    "WorkflowState": "jobdock.models.states",
+    "can_transition": "jobdock.models.states",
+    "sources_of": "jobdock.models.states",
+    "step_sources": "jobdock.models.states",
+    "workflow_sources": "jobdock.models.states",
+    "MAX_COUNT": "jobdock.models.units",
+    "MAX_CPUS": "jobdock.models.units",
+    "MAX_DURATION": "jobdock.models.units",
+    "MAX_PIDS": "jobdock.models.units",
+    "MAX_SIZE": "jobdock.models.units",
+    "parse_duration": "jobdock.models.units",
+    "parse_size": "jobdock.models.units",
+    "timestamp": "jobdock.models.units",
+    "Flow": "jobdock.models.workflow",
+    "StepSpec": "jobdock.models.workflow",
+    "Workflow": "jobdock.models.workflow",
+    "WorkflowPage": "jobdock.models.workflow",
+    "WorkflowSpec": "jobdock.models.workflow",
+    "WorkflowStep": "jobdock.models.workflow",
+    "document": "jobdock.models.workflow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use, and keep it here."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'jobdock.models' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "ACTIVE_STATES",

@@ -1,7 +1,7 @@
 """What a user asks for: a job's spec (JobSpec) and a schedule's
 (ScheduleSpec), with the checks that span their fields.
 
-Imports only its siblings jobdock.models.parts and jobdock.models.units.
+Imports only its siblings jobdock.models.parts, .units and .fields.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from jobdock.models.base import Model
+from jobdock.models.fields import Duration, OptionalDuration, Size
 from jobdock.models.parts import (
     ENV_NAME,
     Cache,
@@ -22,7 +23,7 @@ from jobdock.models.parts import (
     SecretRef,
     normalize_image,
 )
-from jobdock.models.units import MAX_COUNT, Duration, OptionalDuration, Size
+from jobdock.models.units import MAX_COUNT
 
 #: A worker that can run image jobs offers this label (see JobSpec.requirements).
 CONTAINER_LABEL = "jobdock.io/container"
