@@ -105,6 +105,7 @@ if TYPE_CHECKING:
         JobSpec,
         ScheduleSpec,
     )
+    from jobdock.models.spec_fields import RunFields, StepFields
     from jobdock.models.states import (
         ACTIVE_STATES,
         STEP_TRANSITIONS,
@@ -145,6 +146,8 @@ if TYPE_CHECKING:
 
 #: Where each public name lives: the module it is loaded from on first use.
 _HOMES = {
+    "RunFields": "jobdock.models.spec_fields",
+    "StepFields": "jobdock.models.spec_fields",
     "AuditEntry": "jobdock.models.access",
     "AuditPage": "jobdock.models.access",
     "CreatedToken": "jobdock.models.access",
@@ -314,6 +317,7 @@ __all__ = [
     "RetryPolicy",
     "RetryReason",
     "RootFilesystem",
+    "RunFields",
     "RunResult",
     "Schedule",
     "ScheduleList",
@@ -324,6 +328,7 @@ __all__ = [
     "Size",
     "Started",
     "StdinRead",
+    "StepFields",
     "StepSpec",
     "StepState",
     "StoreMetrics",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
@@ -18,6 +18,9 @@ from jobdock.models.base import Model
 from jobdock.models.jobs import ANONYMOUS
 from jobdock.models.parsing import invalid_spec
 from jobdock.models.states import JobState, StepState, WorkflowState
+
+if TYPE_CHECKING:
+    from jobdock.models.spec_fields import StepFields
 
 _STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -167,12 +170,14 @@ class Flow:
         *,
         needs: Sequence[str] = (),
         revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
+        **job: Unpack[StepFields],
     ) -> Flow:
         """Add a step that runs ``command`` (other job spec fields as keywords,
         e.g. ``image=``, ``timeout=``, ``retry=``); ``revert`` is a command or
         a whole job spec."""
-        action = {**job, **({"command": list(command)} if command is not None else {})}
+        action: dict[str, Any] = dict(job)
+        if command is not None:
+            action["command"] = list(command)
         return self._add(name, action, needs, revert)
 
     def call(
@@ -183,11 +188,13 @@ class Flow:
         *,
         needs: Sequence[str] = (),
         revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
+        **job: Unpack[StepFields],
     ) -> Flow:
         """Add a step that calls ``function`` ('module:function') with
-        ``args`` as keyword arguments, in a Python subprocess on the worker."""
-        return self._add(name, {**job, "call": function, "args": dict(args or {})}, needs, revert)
+        ``args`` as keyword arguments, in a Python subprocess on the worker
+        (other job spec fields as keywords, as for :meth:`step`)."""
+        action: dict[str, Any] = {**job, "call": function, "args": dict(args or {})}
+        return self._add(name, action, needs, revert)
 
     def _add(
         self,
