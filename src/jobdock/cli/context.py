@@ -38,6 +38,9 @@ class Connection:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    #: The server is this command's own (``run --local``): the URL it is
+    #: given, no credentials from the options, the environment or a file.
+    own_server: bool = False
 
 
 def _print_version(given: bool) -> None:
@@ -141,9 +144,11 @@ def client_config(ctx: typer.Context, url: str | None) -> ClientConfig:
     """The server and credentials of a client command: its ``--url`` and the
     global options, else the environment and config file (without loading
     the server's Settings)."""
-    from jobdock.client_config import read_client_config
+    from jobdock.client_config import ClientConfig, read_client_config
 
     connection = ctx.ensure_object(Connection)
+    if connection.own_server and url is not None:
+        return ClientConfig(url=url)
     return read_client_config(
         url=url,
         token=connection.token,
