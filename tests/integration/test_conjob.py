@@ -202,13 +202,16 @@ def test_six_parallel_runs_with_three_a_second_give_three_rejected(
         images,
         conjob_max_concurrent_runs="9999",
         conjob_max_requests_per_second="3",
+        max_kill_grace="2",
     )
     try:
         answers = in_parallel(server.url, 6, "true")
         rejected = [a for a in answers if a.json()["conclusion"] == "REJECTED"]
         assert len(rejected) == 3, [a.status_code for a in answers]
         assert {a.status_code for a in rejected} == {503}
-        assert len(jobs_of(server.url)) == 3
+        jobs = jobs_of(server.url)
+        assert len(jobs) == 3
+        assert {job["spec"]["kill_grace"] for job in jobs} == {2.0}, "the server's maximum"
     finally:
         server.stop()
 

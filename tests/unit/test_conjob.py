@@ -110,7 +110,7 @@ async def test_with_queue_a_run_over_the_limit_waits_for_a_place() -> None:
     "settings",
     [
         {"conjob_container_runtime": "sysbox-runc"},  # not in container_runtimes
-        {"conjob_kill_grace": 400},  # over max_kill_grace
+        {"conjob_kill_grace": 86401},
         {"conjob_max_concurrent_runs": 0},
         {"cors_origins": ["pages.example"]},
         {"cors_origins": ["https://pages.example/path"]},

@@ -130,7 +130,7 @@ async def _fields(
         "image": image,
         "pull": _PULL[pull],
         "timeout": settings.conjob_timeout,
-        "kill_grace": settings.conjob_kill_grace,
+        "kill_grace": min(settings.conjob_kill_grace, settings.max_kill_grace),
         "container_runtime": settings.conjob_container_runtime,
         "remove_image": remove_image,
         "caches": [docker_cache(image)] if use_docker_cache else [],
