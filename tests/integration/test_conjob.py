@@ -175,7 +175,8 @@ def test_six_parallel_runs_with_a_limit_of_three_at_once_give_three_rejected(
         conjob_max_requests_per_second="9999",
     )
     try:
-        answers = in_parallel(server.url, 6, "sleep 2")
+        # Long enough that every call arrives while three run, on a busy machine too.
+        answers = in_parallel(server.url, 6, "sleep 4")
         rejected = [a for a in answers if a.status_code == 503]
         assert len(rejected) == 3, [a.status_code for a in answers]
         assert all(

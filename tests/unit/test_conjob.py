@@ -106,6 +106,16 @@ async def test_with_queue_a_run_over_the_limit_waits_for_a_place() -> None:
     assert order == ["first", "second"]
 
 
+async def test_with_queue_a_run_over_the_rate_waits_for_the_window() -> None:
+    limits = RunLimits(max_runs=None, per_second=1, queue=True)
+    loop = asyncio.get_running_loop()
+    async with limits.slot():
+        first = loop.time()
+    async with limits.slot() as ok:
+        assert ok
+        assert loop.time() - first >= 0.9, "admitted once the first run's second is over"
+
+
 @pytest.mark.parametrize(
     "settings",
     [
