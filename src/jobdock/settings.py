@@ -7,6 +7,7 @@ passes it down. Tests build their own.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,10 @@ from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, 
 #: below what 32-bit ids and user namespaces leave (and never -1).
 MIN_JOB_UID = 100_000
 MAX_JOB_UID = 2**31 - 2
+#: An origin as browsers send it: scheme://host[:port], nothing after.
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
+)
 
 
 def _default_home() -> Path:
@@ -199,8 +204,49 @@ class Settings(BaseSettings):
         default_factory=lambda: ["none", "bridge", "default"],
         description="Networks a job may name in network ('host' only if listed).",
     )
+    # -- ConJob's /job/run (docs/containers.md#conjobs-interface) --
     conjob_timeout: float | None = Field(
-        1800.0, gt=0, description="Time limit of a job run through ConJob's /job/run."
+        1800.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="Time limit of a job run through ConJob's /job/run (its maxTimeoutSeconds).",
+    )
+    conjob_kill_grace: Duration = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between SIGTERM and SIGKILL when a /job/run job times out "
+        "(ConJob's maxKillTimeoutSeconds); max_kill_grace where that is less.",
+    )
+    conjob_max_concurrent_runs: int | None = Field(
+        5,
+        ge=1,
+        le=MAX_COUNT,
+        description="Runs of /job/run at once on this server (ConJob's maxConcurrentRuns); "
+        "none: no limit.",
+    )
+    conjob_max_requests_per_second: int | None = Field(
+        5,
+        ge=1,
+        le=MAX_COUNT,
+        description="Runs of /job/run started in any one second (ConJob's "
+        "maxGlobalRequestsPerSecond); none: no limit.",
+    )
+    conjob_over_limit: Literal["reject", "queue"] = Field(
+        "reject",
+        description="A /job/run over a limit: answered 503 REJECTED at once, as ConJob does, "
+        "or held until the limits allow it.",
+    )
+    conjob_container_runtime: str | None = Field(
+        None,
+        description="The OCI runtime of /job/run's containers (ConJob's CONTAINER_RUNTIME); "
+        "one of container_runtimes. None: the engine's default.",
+    )
+    # -- browsers on other sites (docs/security.md, api/cors.py) --
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], or '*') whose pages may call the API "
+        "from a browser, with an API token; none by default.",
     )
     registry_auth: dict[str, RegistryAuth] = Field(
         default_factory=dict,
@@ -376,6 +422,21 @@ class Settings(BaseSettings):
         if (self.cert is None) != (self.key is None):
             raise ValueError("cert and key must be given together")
         return self
+
+    @model_validator(mode="after")
+    def _conjob_runtime_allowed(self) -> Settings:
+        runtime = self.conjob_container_runtime
+        if runtime is not None and runtime not in self.container_runtimes:
+            raise ValueError(f"conjob_container_runtime {runtime!r} is not in container_runtimes")
+        return self
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_syntax(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or '*'")
+        return value
 
     @field_validator("concurrency_limits")
     @classmethod
