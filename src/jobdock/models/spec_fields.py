@@ -42,6 +42,8 @@ class RunFields(TypedDict, total=False):
     pull: Literal["always", "if-not-present", "never"]
     caches: Sequence[Cache | Mapping[str, Any]]
     secrets: Sequence[SecretRef | Mapping[str, Any]]
+    secrets_path: str | None
+    remove_image: bool
     priority: int
     run_at: datetime | str | None
     allow_past: bool
