@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -119,9 +119,8 @@ class Sandbox:
         base = {"PATH": DEFAULT_PATH, "HOME": job_home(job, None)}
         environment = {**base, **(env or {}), **job.env}
         execution = await self._runtime.start(job, stdin, environment)
-        handle = SandboxJob(job, execution)
+        handle = SandboxJob(job, execution, on_end=self._jobs.discard)
         self._jobs.add(handle)
-        handle._ended.add_done_callback(lambda _: self._jobs.discard(handle))
         return handle
 
     async def run(
@@ -150,7 +149,12 @@ class SandboxJob:
     reads it from the start; the command is never slowed by a slow reader.
     """
 
-    def __init__(self, spec: JobSpec, execution: ProcessExecution) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        execution: ProcessExecution,
+        on_end: Callable[[SandboxJob], object] | None = None,
+    ) -> None:
         self.spec = spec
         self._execution = execution
         self.pid = execution.pid
@@ -164,6 +168,8 @@ class SandboxJob:
         self._result: SandboxResult | None = None
         self._finished_at: float | None = None
         self._ended: asyncio.Task[SandboxResult] = asyncio.ensure_future(self._supervise())
+        if on_end is not None:
+            self._ended.add_done_callback(lambda _: on_end(self))
 
     def status(self) -> SandboxStatus:
         """Where the command is now (no waiting)."""

@@ -23,7 +23,7 @@ from jobdock.models import JobSpec, Resources
 from jobdock.runtimes import ProcessRuntime, cgroups
 from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.orphans import read_stat
-from support import ServerProcess, eventually
+from support import ServerProcess, cgroups_missing, eventually
 
 
 def _why_not() -> str | None:
@@ -31,11 +31,7 @@ def _why_not() -> str | None:
         return "limits and isolation need root"
     if shutil.which("bwrap") is None:
         return "isolation needs bubblewrap (apt-get install bubblewrap)"
-    try:
-        cgroups.detect("jobdock-probe").remove_parent()
-    except OSError as exc:
-        return f"no usable cgroups: {exc}"
-    return None
+    return cgroups_missing()
 
 
 _REASON = _why_not()

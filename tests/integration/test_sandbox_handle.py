@@ -5,11 +5,11 @@ each from the start; and however a sandboxed run ends, no cgroup is left."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,7 +19,7 @@ import pytest
 from jobdock import JobState, Reason, Sandbox, SandboxJob, Stream
 from jobdock.errors import SpawnError
 from jobdock.runtimes import cgroups
-from support import eventually
+from support import cgroups_missing, eventually
 
 #: Prints 1, 2, 3 a tenth of a second apart.
 COUNT = ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"]
@@ -118,17 +118,7 @@ def _alive(pid: int | None) -> bool:
 # -- no cgroup is left, however a run ends ----------------------------------------------
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "cgroups need root"
-    try:
-        cgroups.detect("jobdock-probe").remove_parent()
-    except OSError as exc:
-        return f"no usable cgroups: {exc}"
-    return None
-
-
-needs_cgroups = pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")
+needs_cgroups = pytest.mark.skipif(cgroups_missing() is not None, reason=cgroups_missing() or "")
 
 
 def _groups(parent: str) -> list[Path]:
@@ -158,8 +148,10 @@ async def _spawn_error(box: Sandbox) -> None:
 
 
 async def _cancel(box: Sandbox) -> None:
-    run = asyncio.ensure_future(box.run(["sleep", "30"]))
-    await _until(lambda: bool(box._jobs))
+    marker = Path(tempfile.gettempdir()) / f"jobdock-test-{secrets.token_hex(8)}"
+    run = asyncio.ensure_future(box.run(["sh", "-c", f"touch {marker}; exec sleep 30"]))
+    assert await _until(marker.exists)
+    marker.unlink()
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
