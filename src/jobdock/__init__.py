@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     )
     from jobdock.sandbox import (
         Sandbox,
+        SandboxJob,
         SandboxResult,
+        SandboxStatus,
     )
     from jobdock.tasks import (
         AsyncTask,
@@ -100,7 +102,9 @@ _HOMES = {
     "Workflow": "jobdock.models",
     "WorkflowSpec": "jobdock.models",
     "Sandbox": "jobdock.sandbox",
+    "SandboxJob": "jobdock.sandbox",
     "SandboxResult": "jobdock.sandbox",
+    "SandboxStatus": "jobdock.sandbox",
     "AsyncTask": "jobdock.tasks",
     "Task": "jobdock.tasks",
     "TaskFailed": "jobdock.tasks",
@@ -146,7 +150,9 @@ __all__ = [
     "Reason",
     "RunResult",
     "Sandbox",
+    "SandboxJob",
     "SandboxResult",
+    "SandboxStatus",
     "ScheduleExists",
     "ScheduleNotFound",
     "SecretNotFound",

@@ -303,6 +303,11 @@ class Settings(BaseSettings):
         description="Require client certificates issued by this CA (PEM); the user is the "
         "certificate's common name.",
     )
+    tls_min_version: Literal["1.2", "1.3"] = Field(
+        "1.3",
+        description="The oldest TLS version the server accepts: 1.3 (as tjob requires), "
+        "or 1.2 for older clients.",
+    )
     admins: str = Field(
         "", description="Comma-separated users (certificate names) who are administrators."
     )
@@ -437,6 +442,12 @@ class Settings(BaseSettings):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or '*'")
         return value
+
+    @field_validator("tls_min_version", mode="before")
+    @classmethod
+    def _tls_version_as_text(cls, value: object) -> object:
+        # TOML's tls_min_version = 1.2 is a float.
+        return str(value) if isinstance(value, float) else value
 
     @field_validator("concurrency_limits")
     @classmethod

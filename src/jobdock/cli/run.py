@@ -177,7 +177,7 @@ def run(
         bool | None,
         typer.Option(
             "--isolate/--no-isolate",
-            help="Run a process job in new namespaces (PID 1, no network); default: as the "
+            help="Run a process job in new namespaces (its own PIDs, no network); default: as the "
             "server says.",
             rich_help_panel=_ISO,
         ),

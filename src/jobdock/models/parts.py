@@ -215,8 +215,9 @@ class RootFilesystem(Model):
 
 
 class Isolation(Model):
-    """Namespaces for a process job: it runs as PID 1 of its own PID
-    namespace (with its own /proc), in new mount, UTS and IPC namespaces."""
+    """Namespaces for a process job: it runs in its own PID namespace (with
+    its own /proc and /dev; an init is PID 1), in new mount, UTS and IPC
+    namespaces."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
