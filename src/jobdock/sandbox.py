@@ -16,12 +16,15 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, Unpack
 
 from jobdock.models import Accounting, ExitStatus, JobSpec, JobState, Reason, Stream, outcome_of
 from jobdock.runtimes.identity import job_home
 from jobdock.runtimes.isolation import Confinement
 from jobdock.runtimes.process import ProcessExecution, ProcessRuntime
+
+if TYPE_CHECKING:
+    from jobdock.models import RunFields
 
 #: PATH of a sandboxed command when ``env`` does not give one.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -105,7 +108,7 @@ class Sandbox:
         *,
         stdin: bytes = b"",
         env: Mapping[str, str] | None = None,
-        **spec: Any,
+        **spec: Unpack[RunFields],
     ) -> SandboxJob:
         """Start ``command`` and return at once with its handle. ``spec``
         takes JobSpec's fields (``resources``, ``isolation``, ``cwd``,
@@ -115,7 +118,7 @@ class Sandbox:
         directory, as ``subprocess.run``."""
         if spec.get("cwd") is None:
             spec["cwd"] = os.getcwd()
-        job = JobSpec(command=command, **spec)
+        job = JobSpec.model_validate({"command": command, **spec})
         base = {"PATH": DEFAULT_PATH, "HOME": job_home(job, None)}
         environment = {**base, **(env or {}), **job.env}
         execution = await self._runtime.start(job, stdin, environment)
@@ -129,7 +132,7 @@ class Sandbox:
         *,
         stdin: bytes = b"",
         env: Mapping[str, str] | None = None,
-        **spec: Any,
+        **spec: Unpack[RunFields],
     ) -> SandboxResult:
         """Run ``command`` to its end (see :meth:`start`). Cancelled, it
         kills the command and waits for it to be gone."""
@@ -301,7 +304,7 @@ async def _stop(execution: ProcessExecution, grace: float) -> ExitStatus:
     return status
 
 
-def run(command: list[str], *, stdin: bytes = b"", **spec: Any) -> SandboxResult:
+def run(command: list[str], *, stdin: bytes = b"", **spec: Unpack[RunFields]) -> SandboxResult:
     """Run ``command`` in a sandbox and wait for it (see :meth:`Sandbox.run`)."""
 
     async def once() -> SandboxResult:
