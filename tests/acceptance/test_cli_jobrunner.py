@@ -56,3 +56,112 @@ def test_run_require_that_is_not_key_value_is_one_line_and_exit_2(zoned: ServerP
     result = jobdock(zoned, "run", "--require", "zone", "--", "true")
     assert result.returncode == 2
     assert result.stderr == b"jobdock: --require 'zone' is not KEY=VALUE\n"
+
+
+# -- flow run --dry-run ------------------------------------------------------------------
+
+RELEASE = """\
+name: release
+params: {version: null}
+concurrency: 2
+steps:
+  - name: build
+    job: {command: [make, "VERSION={{ params.version }}"]}
+    revert: {command: [make, clean]}
+  - name: test-a
+    needs: [build]
+    job: {command: [sh, -c, "echo a"]}
+  - name: test-b
+    needs: [build]
+    job: {call: "team.checks:run", args: {v: 1}}
+  - name: deploy
+    needs: [test-a, test-b]
+    job: {command: [deploy, "{{ steps.test-b.output }}"]}
+"""
+
+
+def flow(
+    server: ServerProcess | None, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    url = server.url if server is not None else "http://127.0.0.1:9"
+    env = {**os.environ, "JOBDOCK_URL": url, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "jobdock", "flow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_dry_run_draws_the_step_graph_without_a_server(tmp_path: Path) -> None:
+    path = tmp_path / "release.yaml"
+    path.write_text(RELEASE)
+    # No server answers at the URL: nothing is submitted.
+    result = flow(None, "run", str(path), "--dry-run", "-p", "version=1.4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "release  4 steps, at most 2 at once",
+        "└── build  make VERSION=1.4",
+        "    ↩ revert: make clean",
+        "    ├── test-a  sh -c 'echo a'",
+        "    │   └── deploy  deploy '{{ steps.test-b.output }}'  (needs test-a, test-b)",
+        "    └── test-b  call team.checks:run",
+    ]
+
+
+def test_dry_run_submits_nothing(server: ServerProcess, tmp_path: Path) -> None:
+    path = tmp_path / "release.yaml"
+    path.write_text(RELEASE)
+    with Client(server.url) as client:
+        before = len(client.workflows(limit=1000).workflows)
+        result = flow(server, "run", str(path), "--dry-run", "-p", "version=1.4")
+        assert result.returncode == 0, result.stderr
+        assert len(client.workflows(limit=1000).workflows) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("needs: [test-a, test-b]", "needs: [test-a, nope]"),
+            "steps.3.needs.1: no step is named 'nope'",
+        ),
+        (
+            ("needs: [build]\n    job: {command: [sh", "needs: [deploy]\n    job: {command: [sh"),
+            "the needs form a cycle",
+        ),
+        (
+            ("concurrency: 2", "concurrency: 0"),
+            "concurrency: Input should be greater than or equal to 1",
+        ),
+        (
+            ("[make, clean]}", "[make, clean], timeout: soon}"),
+            "steps.0.revert.timeout: 'soon' is not a duration",
+        ),
+        (("{{ steps.test-b.output }}", "{{ steps.test-c.output }}"), "no step is named 'test-c'"),
+        (("steps:", "steps: [\n"), "is not valid YAML"),
+    ],
+)
+def test_dry_run_of_a_bad_document_is_one_line_naming_the_problem(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    assert change[0] in RELEASE
+    path.write_text(RELEASE.replace(*change, 1))
+    result = flow(None, "run", str(path), "--dry-run", "-p", "version=1.4")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"jobdock: {path}: ")
+    assert message in result.stderr
+
+
+def test_dry_run_names_a_parameter_without_a_value(tmp_path: Path) -> None:
+    path = tmp_path / "release.yaml"
+    path.write_text(RELEASE)
+    result = flow(None, "run", str(path), "--dry-run")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"jobdock: {path}: params.version: the parameter has no value (give it at submit)\n"
+    )

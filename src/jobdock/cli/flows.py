@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jobdock.cli.context import connect, url_option
-from jobdock.cli.exits import fail
+from jobdock.cli.exits import fail, one_line
 from jobdock.cli.render.output import (
     output_format,
     output_option,
@@ -29,7 +29,7 @@ from jobdock.cli.render.times import ago
 
 if TYPE_CHECKING:
     from jobdock.client import Client
-    from jobdock.models.workflow import Workflow
+    from jobdock.models.workflow import Workflow, WorkflowSpec
     from jobdock.registry import RegisteredFlow
 
 
@@ -53,7 +53,7 @@ def _flow_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def _flow_document(target: str, params: dict[str, Any]) -> Any:
+def _flow_document(target: str, params: dict[str, Any]) -> WorkflowSpec:
     """The document to submit: a file (JSON or YAML) with ``params``, or a
     registered workflow built with them."""
     from jobdock import registry
@@ -109,9 +109,19 @@ def flow_run(
     wait: Annotated[
         bool, typer.Option("--wait", help="Show it live until it ends; exit 1 unless it succeeded.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the document and draw its steps; submit nothing (no server needed).",
+        ),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Submit a workflow and print its id."""
+    if dry_run:
+        _dry_run(target, _flow_params(param))
+        return
     document = _flow_document(target, _flow_params(param))
     with connect(ctx, url) as client:
         workflow = client.submit_workflow(document)
@@ -121,6 +131,24 @@ def flow_run(
         final = _watch_flow(client, workflow.id, until_done=True)
     if final.state.value != "succeeded":
         raise typer.Exit(1)
+
+
+def _dry_run(target: str, params: dict[str, Any]) -> None:
+    """Check the document as far as can be done without a server and draw
+    its step graph (Jobrunner's ``post --hierarchy``); a bad one is one line
+    naming the file and the field."""
+    from rich.console import Console
+
+    from jobdock.cli.render.flow import plan
+    from jobdock.errors import JobdockError
+    from jobdock.workflows import check_document
+
+    try:
+        spec = _flow_document(target, params)
+        check_document(spec)
+    except JobdockError as exc:
+        fail(f"{target}: {one_line(exc)}")
+    Console().print(plan(spec))
 
 
 def flow_show(
