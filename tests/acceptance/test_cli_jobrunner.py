@@ -4,10 +4,14 @@
 
 from __future__ import annotations
 
-import json
 import os
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest
 from test_cli import jobdock
 
 from jobdock import Client
-from support import ServerProcess, eventually
+from support import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +169,117 @@ def test_dry_run_names_a_parameter_without_a_value(tmp_path: Path) -> None:
     assert result.stderr == (
         f"jobdock: {path}: params.version: the parameter has no value (give it at submit)\n"
     )
+
+
+# -- watching ------------------------------------------------------------------------------
+
+STAMP = r"\d\d:\d\d:\d\d  "
+
+
+def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The lines ``proc`` writes, as they come."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _until(lines: queue.Queue[str], match: str, timeout: float = 30) -> list[str]:
+    """Lines up to and with the first that matches ``match`` (a regex)."""
+    deadline = time.monotonic() + timeout
+    got: list[str] = []
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            line = lines.get(timeout=max(0.0, left))
+        except queue.Empty:
+            raise AssertionError(f"no line matching {match!r} in {timeout}s: {got}") from None
+        got.append(line)
+        if re.search(match, line):
+            return got
+
+
+def _gated(gate: Path, then: str = "true") -> str:
+    """A command that waits for the file ``gate``, then runs ``then``."""
+    return f"[sh, -c, 'until [ -e {gate} ]; do sleep 0.05; done; {then}']"
+
+
+def test_flow_show_watch_off_a_terminal_prints_each_change_as_a_line(
+    zoned: ServerProcess, tmp_path: Path
+) -> None:
+    built, deployed = tmp_path / "built", tmp_path / "deployed"
+    path = tmp_path / "demo.yaml"
+    path.write_text(
+        "name: demo\nsteps:\n"
+        f"  - {{name: build, job: {{command: {_gated(built)}}}, revert: {{command: ['true']}}}}\n"
+        f"  - {{name: deploy, needs: [build], job: {{command: {_gated(deployed, 'exit 2')}}}}}\n"
+    )
+    workflow_id = flow(zoned, "run", str(path)).stdout.strip()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobdock", "flow", "show", workflow_id, "--watch"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JOBDOCK_URL": zoned.url, "COLUMNS": "200"},
+    )
+    try:
+        lines = _lines_of(proc)
+        first = _until(lines, "step build  running")
+        assert re.fullmatch(f"{STAMP}workflow demo {workflow_id}  running", first[0])
+        with Client(zoned.url) as client:
+            jobs = [step.job_id for step in client.workflow(workflow_id).steps]
+        assert re.fullmatch(f"{STAMP}step build  running  (attempt 1  )?job {jobs[0]}", first[-1])
+        built.touch()
+        moved = _until(lines, "step deploy  running")
+        assert any(
+            re.fullmatch(f"{STAMP}step build  succeeded  attempt 1  job {jobs[0]}", line)
+            for line in moved
+        ), moved
+        deployed.touch()
+        ended = _until(lines, f"workflow demo {workflow_id}  failed")
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    moves = [re.sub(STAMP, "", line).split("  ")[:2] for line in ended]
+    assert ["step deploy", "failed"] in moves
+    assert ["step build", "reverted"] in moves
+    assert ended[-1].endswith(
+        f"workflow demo {workflow_id}  failed: step 'deploy' failed: exited with code 2"
+    )
+
+
+def test_flow_list_watch_prints_the_list_again_when_a_workflow_moves(
+    zoned: ServerProcess, tmp_path: Path
+) -> None:
+    ids = {}
+    for name in ("first", "second"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"name: {name}\nsteps:\n  - {{name: wait, job: {{command: {_gated(tmp_path / name)}}}}}\n"
+        )
+        ids[name] = flow(zoned, "run", str(path)).stdout.strip()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobdock", "flow", "list", "--watch"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JOBDOCK_URL": zoned.url, "COLUMNS": "200"},
+    )
+    try:
+        lines = _lines_of(proc)
+        shown = _until(lines, f"^{ids['first']}\tfirst\trunning\t0/1\t")
+        assert shown[0].startswith("WORKFLOW ID\tNAME\tSTATE\tSTEPS")
+        assert shown[1].startswith(f"{ids['second']}\tsecond\trunning\t0/1\t")
+        (tmp_path / "first").touch()
+        # The first finished: the list again, after a blank line, without it.
+        again = _until(lines, f"^{ids['second']}\t")
+        assert again[:2] == ["", "WORKFLOW ID\tNAME\tSTATE\tSTEPS\tCREATED"]
+        assert len(again) == 3
+    finally:
+        (tmp_path / "second").touch()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0

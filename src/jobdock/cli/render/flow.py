@@ -147,3 +147,48 @@ def plan(spec: WorkflowSpec) -> Tree:
     head.append(f"{spec.name}", style="bold")
     head.append(f"  {len(spec.steps)} steps, at most {spec.concurrency} at once")
     return _placed(Tree(head), spec.steps, lambda step: _planned(step, spec.params))
+
+
+def _step_seen(step: WorkflowStep) -> tuple[object, ...]:
+    return (step.state, step.attempt, step.job_id, step.revert_state, step.revert_job_id)
+
+
+def _step_line(step: WorkflowStep) -> str:
+    line = f"step {step.name}  {step.state.value}"
+    if step.state in (StepState.REVERTING, StepState.REVERTED, StepState.REVERT_FAILED):
+        if step.revert_job_id:
+            state = step.revert_state.value if step.revert_state else "gone"
+            line += f"  revert {state}  job {step.revert_job_id}"
+    elif step.job_id:
+        if step.attempt:
+            line += f"  attempt {step.attempt}"
+        line += f"  job {step.job_id}"
+    if step.error and step.state in (
+        StepState.FAILED,
+        StepState.CANCELLED,
+        StepState.REVERT_FAILED,
+    ):
+        line += f": {' '.join(step.error.split())}"
+    return line
+
+
+def changes(before: Workflow | None, after: Workflow) -> list[str]:
+    """What changed from ``before`` (None: nothing shown yet) to ``after``, a
+    line each (``flow show --watch`` off a terminal): the workflow's state,
+    and each step's state, attempt, job and revert; steps still pending are
+    not shown at first."""
+    lines = []
+    old = {step.name: _step_seen(step) for step in before.steps} if before else {}
+    for step in after.steps:
+        if before is None and step.state is StepState.PENDING:
+            continue
+        if old.get(step.name) != _step_seen(step):
+            lines.append(_step_line(step))
+    if before is None or before.state is not after.state:
+        line = f"workflow {after.name} {after.id}  {after.state.value}"
+        if after.error and after.state is not WorkflowState.SUCCEEDED:
+            line += f": {' '.join(after.error.split())}"
+        # At first the workflow, then its steps; later, the steps that moved it.
+        lines.insert(0 if before is None else len(lines), line)
+    stamp = time.strftime("%H:%M:%S")
+    return [f"{stamp}  {line}" for line in lines]
