@@ -297,6 +297,7 @@ async def submit_workflow(
         name=spec.name,
         params=spec.params,
         concurrency=spec.concurrency,
+        retries=spec.retries,
         steps=steps,
         created_at=time.time(),
         owner=owner,

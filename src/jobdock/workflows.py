@@ -25,10 +25,11 @@ from jobdock.models.workflow import WorkflowSpec, document
 from jobdock.templates import BadReference, Reference, output_value, references, render
 
 #: Labels of every job a workflow makes: its workflow's id, its step's name,
-#: and whether it is the step's revert.
+#: whether it is the step's revert, and the workflow's round (1 first).
 WORKFLOW_LABEL = "jobdock.io/workflow"
 STEP_LABEL = "jobdock.io/step"
 PHASE_LABEL = "jobdock.io/phase"
+ROUND_LABEL = "jobdock.io/round"
 #: The program a ``call`` step's job runs; the worker runs it as its own
 #: Python interpreter with ``-m jobdock.call``.
 CALL_PROGRAM = "jobdock.call"
