@@ -283,3 +283,55 @@ def test_flow_list_watch_prints_the_list_again_when_a_workflow_moves(
         (tmp_path / "second").touch()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+
+
+# -- whole-flow retries --------------------------------------------------------------------
+
+
+def test_a_failed_round_is_reverted_and_run_again(zoned: ServerProcess, tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    flaky = tmp_path / "second-time"
+    path = tmp_path / "webserver.yaml"
+    path.write_text(
+        "name: webserver\nretries: 2\nsteps:\n"
+        f"  - {{name: setup, job: {{command: [sh, -c, 'echo setup >> {journal}']}},"
+        f" revert: {{command: [sh, -c, 'echo undo >> {journal}']}}}}\n"
+        "  - name: serve\n    needs: [setup]\n"
+        f"    job: {{command: [sh, -c, 'test -e {flaky} || {{ touch {flaky}; exit 3; }}']}}\n"
+    )
+    dry = flow(None, "run", str(path), "--dry-run")
+    assert dry.stdout.splitlines()[0] == (
+        "webserver  2 steps, at most 4 at once, run again up to 2 times if a round fails"
+    )
+
+    result = flow(zoned, "run", str(path), "--wait")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert journal.read_text().split() == ["setup", "undo", "setup"]
+    lines = [re.sub(STAMP, "", line) for line in result.stdout.splitlines()]
+    workflow_id = lines[0].split()[2]
+    # The moves in between come as fast as the polls see them.
+    assert lines[0] == f"workflow webserver {workflow_id}  running  round 1"
+    assert f"workflow webserver {workflow_id}  succeeded  round 2" in lines
+    tree = flow(zoned, "show", workflow_id).stdout
+    assert "succeeded" in tree.splitlines()[0] and "round 2 of at most 3" in tree.splitlines()[0]
+    assert "↻ round 1 failed, reverted: step 'serve' failed: exited with code 3" in tree
+    with Client(zoned.url) as client:
+        record = client.workflow(workflow_id)
+    assert (record.state.value, record.round, record.retries) == ("succeeded", 2, 2)
+    [earlier] = record.rounds
+    assert {s.name: s.state.value for s in earlier.steps} == {
+        "setup": "reverted",
+        "serve": "failed",
+    }
+    assert {s.job_id for s in earlier.steps}.isdisjoint({s.job_id for s in record.steps})
+
+
+def test_retries_are_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text("name: many\nretries: 11\nsteps: [{name: a, job: {command: ['true']}}]\n")
+    result = flow(None, "run", str(path), "--dry-run")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"jobdock: {path}: retries: Input should be less than or equal to 10\n"
+    )

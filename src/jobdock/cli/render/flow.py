@@ -92,9 +92,17 @@ def tree(workflow: Workflow) -> Tree:
     head.append(workflow.state.value, style=_STYLE.get(workflow.state.value, ""))
     duration = _seconds(workflow.created_at, workflow.finished_at)
     head.append(f"  {duration}")
+    if workflow.retries:
+        head.append(f"  round {workflow.round} of at most {workflow.retries + 1}")
     if workflow.error and workflow.state is not WorkflowState.SUCCEEDED:
         head.append(f"\n{workflow.error}", style="red")
-    return _placed(Tree(head), workflow.steps, _label)
+    root = _placed(Tree(head), workflow.steps, _label)
+    for earlier in workflow.rounds:
+        text = Text(f"↻ round {earlier.number} failed, reverted", style="yellow")
+        if earlier.error:
+            text.append(f": {earlier.error}", style="red")
+        _placed(root.add(text), earlier.steps, _label)
+    return root
 
 
 def _placed(root: Tree, steps: Sequence[_S], label: Callable[[_S], Text]) -> Tree:
@@ -146,6 +154,8 @@ def plan(spec: WorkflowSpec) -> Tree:
     head = Text()
     head.append(f"{spec.name}", style="bold")
     head.append(f"  {len(spec.steps)} steps, at most {spec.concurrency} at once")
+    if spec.retries:
+        head.append(f", run again up to {spec.retries} times if a round fails")
     return _placed(Tree(head), spec.steps, lambda step: _planned(step, spec.params))
 
 
@@ -184,8 +194,10 @@ def changes(before: Workflow | None, after: Workflow) -> list[str]:
             continue
         if old.get(step.name) != _step_seen(step):
             lines.append(_step_line(step))
-    if before is None or before.state is not after.state:
+    if before is None or (before.state, before.round) != (after.state, after.round):
         line = f"workflow {after.name} {after.id}  {after.state.value}"
+        if after.retries:
+            line += f"  round {after.round}"
         if after.error and after.state is not WorkflowState.SUCCEEDED:
             line += f": {' '.join(after.error.split())}"
         # At first the workflow, then its steps; later, the steps that moved it.
