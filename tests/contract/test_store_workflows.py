@@ -35,9 +35,7 @@ def step(name: str, *needs: str, revert: bool = True, command: list[str] | None 
     )
 
 
-async def create(
-    store: Store, *steps: NewStep, concurrency: int = 4, retries: int = 0
-) -> Workflow:
+async def create(store: Store, *steps: NewStep, concurrency: int = 4, retries: int = 0) -> Workflow:
     new = NewWorkflow(new_job_id(), "test", {}, concurrency, list(steps), T0, retries=retries)
     return await store.create_workflow(new, PLAN)
 
