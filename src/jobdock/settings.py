@@ -79,6 +79,20 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Labels a worker offers to jobs that require them (besides arch and host).",
     )
+    label_checks: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="A shell command per label (one of labels), asked before the worker "
+        "claims a job that requires that label: exit 0 means it can take one now; any other "
+        "exit, or no answer within label_check_timeout, means not now (docs/scheduling.md).",
+    )
+    label_check_timeout: Duration = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How long a label check may take; one still running is killed and "
+        "counts as 'not now'.",
+    )
     lease_seconds: float = Field(
         10.0, gt=0, le=86400, description="How long a claim lasts unrenewed."
     )
@@ -475,6 +489,15 @@ class Settings(BaseSettings):
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _checks_of_offered_labels(self) -> Settings:
+        for key, command in self.label_checks.items():
+            if key not in self.labels:
+                raise ValueError(f"label_checks: {key!r} is not one of this worker's labels")
+            if not command.strip() or len(command) > 4096:
+                raise ValueError(f"label_checks: the check of {key!r} must be 1-4096 characters")
         return self
 
     @classmethod

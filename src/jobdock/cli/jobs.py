@@ -9,7 +9,6 @@ CLI's rendering.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +20,7 @@ from jobdock.cli.context import connect, lister, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
 from jobdock.cli.render.jobs import show_jobs, show_workers
 from jobdock.cli.render.output import output_format, output_option, print_documents
+from jobdock.cli.render.watch import watch
 from jobdock.cli.status import StatusLine
 from jobdock.errors import ApiError, JobdockError
 from jobdock.models.states import ACTIVE_STATES, JobState, Stream
@@ -79,30 +79,13 @@ def _print_jobs(jobs: list[ListedJob], quiet: bool, output: str) -> None:
 
 
 def _watch(jobs_now: Callable[[], list[ListedJob]], quiet: bool, output: str) -> None:
-    """``ps -w``: the list every _WATCH_EVERY seconds until Ctrl-C. A terminal
-    gets it redrawn in place; a pipe or file only the lists that differ from
-    the one before in their jobs or their states (each after a blank line)."""
-    terminal = sys.stdout.isatty()
-    shown: list[tuple[str, JobState, bool]] | None = None
-    try:
-        while True:
-            jobs = jobs_now()
-            seen = [(job.id, job.state, job.cancel_requested) for job in jobs]
-            if terminal or seen != shown:
-                if terminal:
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                elif shown is not None:
-                    typer.echo("")
-                _print_jobs(jobs, quiet, output)
-                sys.stdout.flush()
-                shown = seen
-            time.sleep(_WATCH_EVERY)
-    except KeyboardInterrupt:
-        return
-
-
-#: How often ``ps -w`` looks again (seconds).
-_WATCH_EVERY = 1.0
+    """``ps -w``: the list until Ctrl-C, printed again (off a terminal) when
+    its jobs or their states change."""
+    watch(
+        jobs_now,
+        lambda jobs: [(job.id, job.state, job.cancel_requested) for job in jobs],
+        lambda jobs: _print_jobs(jobs, quiet, output),
+    )
 
 
 def workers(

@@ -93,6 +93,12 @@ def run(
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE; repeatable.")
     ] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require", help="KEY=VALUE: run only on a worker with this label; repeatable."
+        ),
+    ] = None,
     on_worker_lost: Annotated[
         str | None, typer.Option(help="requeue (default) or fail, if the worker dies.")
     ] = None,

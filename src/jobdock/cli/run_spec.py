@@ -78,6 +78,7 @@ def _program(options: Mapping[str, Any]) -> dict[str, Any]:
     fields = {
         "env": pairs(options["env"], "--env"),
         "labels": pairs(options["label"], "--label"),
+        "requires": pairs(options["require"], "--require"),
         "cwd": options["workdir"],
         "timeout": duration(options["timeout"], "--timeout"),
         "kill_grace": duration(options["kill_grace"], "--kill-grace"),

@@ -139,6 +139,7 @@ if TYPE_CHECKING:
         StepSpec,
         Workflow,
         WorkflowPage,
+        WorkflowRound,
         WorkflowSpec,
         WorkflowStep,
         document,
@@ -243,6 +244,7 @@ _HOMES = {
     "WorkflowPage": "jobdock.models.workflow",
     "WorkflowSpec": "jobdock.models.workflow",
     "WorkflowStep": "jobdock.models.workflow",
+    "WorkflowRound": "jobdock.models.workflow",
     "document": "jobdock.models.workflow",
 }
 
@@ -340,6 +342,7 @@ __all__ = [
     "WorkerRecord",
     "Workflow",
     "WorkflowPage",
+    "WorkflowRound",
     "WorkflowSpec",
     "WorkflowState",
     "WorkflowStep",

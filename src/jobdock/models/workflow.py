@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 _STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The most times a workflow may be run again after a failed round.
+MAX_RETRIES = 10
 
 
 class StepSpec(Model):
@@ -65,6 +67,13 @@ class WorkflowSpec(Model):
         description="Parameters and their values ({{ params.NAME }}); null: must be given.",
     )
     concurrency: int = Field(4, ge=1, le=1000, description="The most steps running at once.")
+    retries: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="After a round failed and was reverted, run the whole workflow again "
+        "from its first steps, up to this many times (TaskFlow's Times around a flow).",
+    )
     steps: list[StepSpec] = Field(min_length=1, max_length=500)
 
     @field_validator("name")
@@ -118,8 +127,18 @@ class WorkflowStep(Model):
     )
 
 
+class WorkflowRound(Model):
+    """An earlier round of a workflow that failed and was reverted, with its
+    steps as they ended."""
+
+    number: int = Field(description="1 for the first round.")
+    error: str | None = Field(None, description="Why the round failed.")
+    ended_at: datetime
+    steps: list[WorkflowStep] = Field(default_factory=list)
+
+
 class Workflow(Model):
-    """The record of a workflow and its steps."""
+    """The record of a workflow and its steps (those of its current round)."""
 
     id: str
     name: str
@@ -130,7 +149,12 @@ class Workflow(Model):
     created_at: datetime
     finished_at: datetime | None = None
     error: str | None = Field(None, description="Why it failed, or which revert failed.")
+    retries: int = Field(0, description="How many times a failed round may run again.")
+    round: int = Field(1, description="The round it is in: 1, then 2 after a retry, ...")
     steps: list[WorkflowStep] = Field(default_factory=list)
+    rounds: list[WorkflowRound] = Field(
+        default_factory=list, description="The earlier rounds, each failed and reverted."
+    )
 
     @property
     def terminal(self) -> bool:
@@ -156,11 +180,17 @@ class Flow:
     """
 
     def __init__(
-        self, name: str, *, params: Mapping[str, Any] | None = None, concurrency: int = 4
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int = 4,
+        retries: int = 0,
     ) -> None:
         self.name = name
         self.params = dict(params or {})
         self.concurrency = concurrency
+        self.retries = retries
         self._steps: list[dict[str, Any]] = []
 
     def step(
@@ -218,6 +248,7 @@ class Flow:
                 "name": self.name,
                 "params": self.params,
                 "concurrency": self.concurrency,
+                "retries": self.retries,
                 "steps": self._steps,
             }
         )
