@@ -16,16 +16,17 @@ records, and the rules that need nothing but these values.
 - ``base``: the models' base class (each builds its validator on first use).
 
 ``from jobdock.models import X`` is the way to reach any of them. Each
-name is loaded from its module on first use (PEP 562), so that a module
-that needs only ``states`` or ``units`` (the CLI's start-up) does not load
-pydantic and every model. The package imports nothing of jobdock's but
-jobdock.errors.
+name is loaded from its module on first use (PEP 562, jobdock.lazy), so
+that a module that needs only ``states`` or ``units`` (the CLI's start-up)
+does not load pydantic and every model. The package imports nothing of
+jobdock's but jobdock.errors and jobdock.lazy.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jobdock.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from jobdock.models.access import (
@@ -249,18 +250,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use, and keep it here."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'jobdock.models' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 
 __all__ = [
