@@ -316,3 +316,16 @@ def make_token(home: Path, user: str, *extra: str) -> str:
     done = jobdock("tokens", "create", user, "--home", str(home), *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+def cgroups_missing() -> str | None:
+    """Why this host cannot give jobs cgroups (None: it can)."""
+    from jobdock.runtimes import cgroups
+
+    if os.geteuid() != 0:
+        return "cgroups need root"
+    try:
+        cgroups.detect("jobdock-probe").remove_parent()
+    except OSError as exc:
+        return f"no usable cgroups: {exc}"
+    return None

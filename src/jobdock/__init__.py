@@ -7,9 +7,9 @@ what they use: ``jobdock ps`` never loads the sandbox's runtimes.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from jobdock.lazy import lazy_exports
 from jobdock.version import __version__
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     )
     from jobdock.sandbox import (
         Sandbox,
+        SandboxJob,
         SandboxResult,
+        SandboxStatus,
     )
     from jobdock.tasks import (
         AsyncTask,
@@ -100,7 +102,9 @@ _HOMES = {
     "Workflow": "jobdock.models",
     "WorkflowSpec": "jobdock.models",
     "Sandbox": "jobdock.sandbox",
+    "SandboxJob": "jobdock.sandbox",
     "SandboxResult": "jobdock.sandbox",
+    "SandboxStatus": "jobdock.sandbox",
     "AsyncTask": "jobdock.tasks",
     "Task": "jobdock.tasks",
     "TaskFailed": "jobdock.tasks",
@@ -109,18 +113,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'jobdock' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
 
 
 __all__ = [
@@ -146,7 +139,9 @@ __all__ = [
     "Reason",
     "RunResult",
     "Sandbox",
+    "SandboxJob",
     "SandboxResult",
+    "SandboxStatus",
     "ScheduleExists",
     "ScheduleNotFound",
     "SecretNotFound",

@@ -21,7 +21,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import ValidationError
 
-from jobdock.client_errors import error_of, finished
+from jobdock.client_errors import error_of, finished, unreachable
 from jobdock.client_options import (
     ListFilters,
     LogOptions,
@@ -29,8 +29,8 @@ from jobdock.client_options import (
     TemplateRequest,
     WorkflowFilters,
 )
+from jobdock.credentials import USER_AGENT, from_environment
 from jobdock.credentials import Credentials as Credentials
-from jobdock.credentials import from_environment
 from jobdock.errors import ServerUnreachable
 from jobdock.handles import AsyncJobHandle, JobHandle
 from jobdock.loop_thread import start_loop_thread, stop_loop_thread
@@ -94,8 +94,8 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(timeout, read=None),
-            headers={"user-agent": "jobdock-client", **credentials.headers()},
-            verify=credentials.verify(),
+            headers={"user-agent": USER_AGENT, **credentials.headers()},
+            verify=credentials.verify(self.url),
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -112,9 +112,7 @@ class AsyncClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach the jobdock server at {self.url}: {exc}"
-            ) from None
+            raise unreachable(self.url, exc) from None
         if response.status_code >= 400:
             raise error_of(response)
         return response

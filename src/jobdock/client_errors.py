@@ -12,12 +12,15 @@ job, a workflow, a schedule, a secret, a token or a dispatch template.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import httpx
 
 from jobdock import errors as _server
-from jobdock.errors import ApiError, JobdockError
-from jobdock.models import Job, Workflow
+from jobdock.errors import ApiError, JobdockError, ServerUnreachable
+
+if TYPE_CHECKING:
+    from jobdock.models import Job, Workflow
 
 
 class _Answer(ApiError):
@@ -268,6 +271,12 @@ def _retry_after(response: httpx.Response, error: dict[str, object]) -> float:
     return 1.0
 
 
+def unreachable(url: str, exc: httpx.TransportError) -> ServerUnreachable:
+    """The error of a request that reached no server at ``url`` (the CLI
+    tells a refused connection from the others by the message and the cause)."""
+    return ServerUnreachable(f"cannot reach the jobdock server at {url}: {exc}")
+
+
 def answer_error(
     status: int, code: str, message: str, path: str, field: str | None = None
 ) -> ApiError:
@@ -302,6 +311,8 @@ def _transition(status: int, message: str, collection: str, ident: str) -> Illeg
 def finished(record: Job | Workflow, timeout: float | None) -> None:
     """Raise WaitTimeout unless ``record`` (read at the end of a wait) has finished."""
     if not record.terminal:
+        from jobdock.models import Job  # loaded with the record
+
         what = f"job {record.id}" if isinstance(record, Job) else f"workflow {record.id}"
         raise WaitTimeout(what, str(record.state.value), timeout or 0.0, record)
 

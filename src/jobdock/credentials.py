@@ -9,7 +9,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobdock.settings import load_settings
+from jobdock.client_config import read_client_config
+
+#: The user agent of jobdock's clients (the library and the CLI).
+USER_AGENT = "jobdock-client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +28,13 @@ class Credentials:
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def verify(self) -> ssl.SSLContext | bool:
-        """What httpx checks the server with: the system's CAs, or ``ca``."""
+    def verify(self, url: str | None = None) -> ssl.SSLContext | bool:
+        """What httpx checks the server at ``url`` with: the system's CAs, or
+        ``ca``; nothing for a plain ``http://`` server, whose connections
+        carry no TLS (building a context loads every system CA, a third of
+        a short command's run)."""
+        if url is not None and url.lower().startswith("http://"):
+            return False
         if self.ca is None and self.cert is None:
             return True
         context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
@@ -41,8 +49,9 @@ def from_environment(url: str | None, credentials: Credentials | None) -> tuple[
     JOBDOCK_URL, _TOKEN, _CA, _CERT, _KEY or the JOBDOCK_CONFIG file)."""
     if url is not None and credentials is not None:
         return url, credentials
-    settings = load_settings(url=url)
+    config = read_client_config(url=url)
     if credentials is None:
-        token = settings.token.get_secret_value() if settings.token else None
-        credentials = Credentials(token=token, ca=settings.ca, cert=settings.cert, key=settings.key)
-    return settings.url, credentials
+        credentials = Credentials(
+            token=config.token, ca=config.ca, cert=config.cert, key=config.key
+        )
+    return config.url, credentials

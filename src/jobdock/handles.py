@@ -43,6 +43,9 @@ class JobCalls(Protocol):
         follow: bool = False,
         offset: int = 0,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
     ) -> Iterator[tuple[Stream, bytes]]: ...
 
 
@@ -65,6 +68,9 @@ class AsyncJobCalls(Protocol):
         follow: bool = False,
         offset: int = 0,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[tuple[Stream, bytes]]: ...
 
 
@@ -165,6 +171,9 @@ class JobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: Literal[True] = True,
     ) -> Iterator[tuple[Stream, str]]: ...
 
@@ -175,6 +184,9 @@ class JobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: Literal[False],
     ) -> Iterator[tuple[Stream, bytes]]: ...
 
@@ -184,12 +196,24 @@ class JobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: bool = True,
     ) -> Iterator[tuple[Stream, str]] | Iterator[tuple[Stream, bytes]]:
         """The job's output in order as ``(stream, text)`` pieces (both
         streams, or ``stream``); ``follow``: until the job ends; ``text=False``:
-        the bytes as written."""
-        pieces = self._client.logs(self.id, stream=stream, follow=follow, attempt=attempt)
+        the bytes as written; ``tail``, ``since`` and ``timestamps`` as for
+        :meth:`jobdock.Client.logs`."""
+        pieces = self._client.logs(
+            self.id,
+            stream=stream,
+            follow=follow,
+            attempt=attempt,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+        )
         return _as_text(pieces) if text else pieces
 
 
@@ -234,6 +258,9 @@ class AsyncJobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: Literal[True] = True,
     ) -> AsyncIterator[tuple[Stream, str]]: ...
 
@@ -244,6 +271,9 @@ class AsyncJobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: Literal[False],
     ) -> AsyncIterator[tuple[Stream, bytes]]: ...
 
@@ -253,8 +283,19 @@ class AsyncJobHandle(Job):
         stream: Stream | None = None,
         follow: bool = False,
         attempt: int | None = None,
+        tail: int | None = None,
+        since: str | float | None = None,
+        timestamps: bool = False,
         text: bool = True,
     ) -> AsyncIterator[tuple[Stream, str]] | AsyncIterator[tuple[Stream, bytes]]:
         """As :meth:`JobHandle.logs`, an async iterator."""
-        pieces = self._client.logs(self.id, stream=stream, follow=follow, attempt=attempt)
+        pieces = self._client.logs(
+            self.id,
+            stream=stream,
+            follow=follow,
+            attempt=attempt,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+        )
         return _as_text_async(pieces) if text else pieces

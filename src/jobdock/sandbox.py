@@ -2,22 +2,29 @@
 in this process and get its outcome and output (library mode).
 
 The same runtime and confinement as a worker's (cgroups, bubblewrap), the
-same spec fields, the same outcome; nothing is stored. The synchronous
-:func:`run` wraps the asynchronous :meth:`Sandbox.run`.
+same spec fields, the same outcome; nothing is stored. :meth:`Sandbox.start`
+gives a :class:`SandboxJob` to hold while the command runs (its status, a
+stop from anywhere, its output for any number of readers, each from the
+start); :meth:`Sandbox.run` is ``start`` then ``wait``, and the synchronous
+:func:`run` wraps it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, Unpack
 
 from jobdock.models import Accounting, ExitStatus, JobSpec, JobState, Reason, Stream, outcome_of
 from jobdock.runtimes.identity import job_home
 from jobdock.runtimes.isolation import Confinement
-from jobdock.runtimes.process import ProcessRuntime
+from jobdock.runtimes.process import ProcessExecution, ProcessRuntime
+
+if TYPE_CHECKING:
+    from jobdock.models import RunFields
 
 #: PATH of a sandboxed command when ``env`` does not give one.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -41,12 +48,27 @@ class SandboxResult:
         return self.state is JobState.SUCCEEDED
 
 
+@dataclass(frozen=True, slots=True)
+class SandboxStatus:
+    """Where a sandboxed command is: running (``result`` None), or ended."""
+
+    state: JobState
+    pid: int | None
+    #: Epoch seconds.
+    started_at: float
+    finished_at: float | None
+    #: Output kept so far, both streams (within ``output_limit``).
+    output_bytes: int
+    result: SandboxResult | None
+
+
 class Sandbox:
     """Runs commands confined as the host allows; detects that once.
 
     ``unisolated`` says what to do when a command asks for limits or
     isolation this host cannot enforce: ``run`` it anyway (the result's
     accounting says ``isolation: none``) or ``refuse`` (SpawnError).
+    Leaving ``async with`` (or :meth:`close`) kills what still runs.
     """
 
     def __init__(
@@ -63,16 +85,46 @@ class Sandbox:
             cgroups_mode=cgroups, parent=parent, unconfined=unisolated, every_job=True
         )
         self._runtime = ProcessRuntime(self.confinement)
+        self._jobs: set[SandboxJob] = set()
 
     def close(self) -> None:
-        """Release the runtime's threads."""
+        """Kill what still runs (reaped, its group removed) and release the
+        runtime's threads."""
         self._runtime.close()
 
     async def __aenter__(self) -> Sandbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        try:
+            for job in list(self._jobs):
+                await job.stop(kill=True)
+        finally:
+            self.close()
+
+    async def start(
+        self,
+        command: list[str],
+        *,
+        stdin: bytes = b"",
+        env: Mapping[str, str] | None = None,
+        **spec: Unpack[RunFields],
+    ) -> SandboxJob:
+        """Start ``command`` and return at once with its handle. ``spec``
+        takes JobSpec's fields (``resources``, ``isolation``, ``cwd``,
+        ``timeout``, ``kill_grace``, ``output_limit``, ...); raises
+        pydantic's ValidationError for bad fields and SpawnError when the
+        command cannot start. Without a ``cwd`` it runs in this process's
+        directory, as ``subprocess.run``."""
+        if spec.get("cwd") is None:
+            spec["cwd"] = os.getcwd()
+        job = JobSpec.model_validate({"command": command, **spec})
+        base = {"PATH": DEFAULT_PATH, "HOME": job_home(job, None)}
+        environment = {**base, **(env or {}), **job.env}
+        execution = await self._runtime.start(job, stdin, environment)
+        handle = SandboxJob(job, execution, on_end=self._jobs.discard)
+        self._jobs.add(handle)
+        return handle
 
     async def run(
         self,
@@ -80,64 +132,169 @@ class Sandbox:
         *,
         stdin: bytes = b"",
         env: Mapping[str, str] | None = None,
-        **spec: Any,
+        **spec: Unpack[RunFields],
     ) -> SandboxResult:
-        """Run ``command`` to its end. ``spec`` takes JobSpec's fields
-        (``resources``, ``isolation``, ``cwd``, ``timeout``, ``kill_grace``,
-        ``output_limit``, ...); raises InvalidSpec-like pydantic errors for
-        bad fields and SpawnError when the command cannot start. Without a
-        ``cwd`` it runs in this process's directory, as ``subprocess.run``."""
-        if spec.get("cwd") is None:
-            spec["cwd"] = os.getcwd()
-        job = JobSpec(command=command, **spec)
-        base = {"PATH": DEFAULT_PATH, "HOME": job_home(job, None)}
-        environment = {**base, **(env or {}), **job.env}
-        execution = await self._runtime.start(job, stdin, environment)
-        output: dict[Stream, bytearray] = {Stream.STDOUT: bytearray(), Stream.STDERR: bytearray()}
-        stop_reason: Reason | None = None
-        limit = job.output_limit
-        stopping: list[asyncio.Future[ExitStatus]] = []
+        """Run ``command`` to its end (see :meth:`start`). Cancelled, it
+        kills the command and waits for it to be gone."""
+        job = await self.start(command, stdin=stdin, env=env, **spec)
+        try:
+            return await job.wait()
+        except BaseException:
+            await job.stop(kill=True)
+            raise
 
-        async def read() -> None:
-            nonlocal stop_reason
-            kept = 0
-            async for batch in execution.output():
+
+class SandboxJob:
+    """A command started by :meth:`Sandbox.start`, held while it runs.
+
+    Its timeout and output limit apply without anyone waiting. Its output
+    is kept (within ``output_limit``) so that every reader, however late,
+    reads it from the start; the command is never slowed by a slow reader.
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        execution: ProcessExecution,
+        on_end: Callable[[SandboxJob], object] | None = None,
+    ) -> None:
+        self.spec = spec
+        self._execution = execution
+        self.pid = execution.pid
+        self.started_at = execution.started_at
+        self._chunks: list[tuple[Stream, bytes]] = []
+        self._kept = 0
+        self._output_done = False
+        self._grown = asyncio.Event()
+        self._stop_reason: Reason | None = None
+        self._stopping: asyncio.Task[ExitStatus] | None = None
+        self._result: SandboxResult | None = None
+        self._finished_at: float | None = None
+        self._ended: asyncio.Task[SandboxResult] = asyncio.ensure_future(self._supervise())
+        if on_end is not None:
+            self._ended.add_done_callback(lambda _: on_end(self))
+
+    def status(self) -> SandboxStatus:
+        """Where the command is now (no waiting)."""
+        result = self._result
+        return SandboxStatus(
+            state=JobState.RUNNING if result is None else result.state,
+            pid=self.pid,
+            started_at=self.started_at,
+            finished_at=self._finished_at,
+            output_bytes=self._kept,
+            result=result,
+        )
+
+    async def wait(self, timeout: float | None = None) -> SandboxResult:
+        """Wait for the command to end and return how; after ``timeout``
+        seconds raises TimeoutError (the command goes on). Cancelling a
+        wait does not stop the command."""
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(self._ended)
+
+    async def stop(self, *, kill: bool = False) -> SandboxResult:
+        """Stop the command: SIGTERM to each of its processes, SIGKILL after
+        its ``kill_grace`` (at once with ``kill``); returns how it ended
+        (``cancelled``, unless it had ended already). Safe to call from any
+        task, any number of times."""
+        if not self._ended.done():
+            self._stop_reason = self._stop_reason or Reason.CANCELLED
+            if kill:
+                self._execution.kill()
+            else:
+                self._stop_once()
+        return await self.wait()
+
+    def __aiter__(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        return self.output()
+
+    async def output(self, stream: Stream | None = None) -> AsyncIterator[tuple[Stream, bytes]]:
+        """The output from the start, in order, as ``(Stream, bytes)``
+        pieces, until the command has ended and all of it is read
+        (``stream``: that stream only)."""
+        index = 0
+        while True:
+            while index < len(self._chunks):
+                piece = self._chunks[index]
+                index += 1
+                if stream is None or piece[0] is stream:
+                    yield piece
+            if self._output_done:
+                return
+            await self._grown.wait()
+
+    def _stop_once(self) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(_stop(self._execution, self.spec.kill_grace))
+
+    def _keep(self, stream: Stream, data: bytes) -> None:
+        limit = self.spec.output_limit
+        if limit is not None and self._kept + len(data) > limit:
+            data = data[: limit - self._kept]
+            if self.spec.on_output_limit == "stop" and self._stop_reason is None:
+                self._stop_reason = Reason.OUTPUT_LIMIT
+                self._stop_once()
+        if data:
+            self._kept += len(data)
+            self._chunks.append((stream, data))
+            self._wake()
+
+    def _wake(self) -> None:
+        self._grown.set()
+        self._grown = asyncio.Event()
+
+    async def _read(self) -> None:
+        try:
+            async for batch in self._execution.output():
                 for stream, data in batch:
-                    if limit is not None and kept + len(data) > limit:
-                        data = data[: limit - kept]
-                        if job.on_output_limit == "stop" and stop_reason is None:
-                            stop_reason = Reason.OUTPUT_LIMIT
-                            stopping.append(asyncio.ensure_future(_stop(execution, job.kill_grace)))
-                    kept += len(data)
-                    output[stream] += data
+                    self._keep(stream, data)
+        finally:
+            self._output_done = True
+            self._wake()
 
-        reader = asyncio.ensure_future(read())
+    async def _supervise(self) -> SandboxResult:
+        execution = self._execution
+        reader = asyncio.ensure_future(self._read())
         try:
             try:
-                status = await asyncio.wait_for(execution.wait(), job.timeout)
+                status = await asyncio.wait_for(execution.wait(), self.spec.timeout)
             except TimeoutError:
-                stop_reason = stop_reason or Reason.TIMEOUT
-                status = await _stop(execution, job.kill_grace)
-            except BaseException:
-                execution.kill()
-                raise
+                self._stop_reason = self._stop_reason or Reason.TIMEOUT
+                self._stop_once()
+                status = await execution.wait()
             await reader
+        except BaseException:
+            # Cancelled (the loop is closing): nothing may outlive it.
+            execution.kill()
+            reader.cancel()
+            await execution.wait()  # the group is removed before the exit is told
+            raise
         finally:
+            if self._stopping is not None:
+                self._stopping.cancel()
             await execution.close()
-        outcome = outcome_of(status, stop_reason, job.timeout)
+        self._finished_at = time.time()
+        self._result = self._outcome(status)
+        return self._result
+
+    def _outcome(self, status: ExitStatus) -> SandboxResult:
+        outcome = outcome_of(status, self._stop_reason, self.spec.timeout)
+        stdout = b"".join(data for stream, data in self._chunks if stream is Stream.STDOUT)
+        stderr = b"".join(data for stream, data in self._chunks if stream is Stream.STDERR)
         return SandboxResult(
             state=outcome.state,
             reason=outcome.reason,
             message=outcome.message,
             exit_code=status.exit_code,
             signal=status.signal,
-            stdout=bytes(output[Stream.STDOUT]),
-            stderr=bytes(output[Stream.STDERR]),
+            stdout=stdout,
+            stderr=stderr,
             accounting=status.accounting,
         )
 
 
-async def _stop(execution: Any, grace: float) -> ExitStatus:
+async def _stop(execution: ProcessExecution, grace: float) -> ExitStatus:
     execution.terminate()
     try:
         status: ExitStatus = await asyncio.wait_for(execution.wait(), grace)
@@ -147,7 +304,7 @@ async def _stop(execution: Any, grace: float) -> ExitStatus:
     return status
 
 
-def run(command: list[str], *, stdin: bytes = b"", **spec: Any) -> SandboxResult:
+def run(command: list[str], *, stdin: bytes = b"", **spec: Unpack[RunFields]) -> SandboxResult:
     """Run ``command`` in a sandbox and wait for it (see :meth:`Sandbox.run`)."""
 
     async def once() -> SandboxResult:
@@ -157,4 +314,4 @@ def run(command: list[str], *, stdin: bytes = b"", **spec: Any) -> SandboxResult
     return asyncio.run(once())
 
 
-__all__ = ["Sandbox", "SandboxResult", "run"]
+__all__ = ["Sandbox", "SandboxJob", "SandboxResult", "SandboxStatus", "run"]

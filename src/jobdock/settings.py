@@ -7,6 +7,7 @@ passes it down. Tests build their own.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,14 +29,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobdock.client_config import DEFAULT_URL
 from jobdock.errors import ConfigError
 from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, Resources, Size
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 #: The bounds of ``job_uids``: above the uids of system and login users,
 #: below what 32-bit ids and user namespaces leave (and never -1).
 MIN_JOB_UID = 100_000
 MAX_JOB_UID = 2**31 - 2
+#: An origin as browsers send it: scheme://host[:port], nothing after.
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
+)
 
 
 def _default_home() -> Path:
@@ -83,6 +88,20 @@ class Settings(BaseSettings):
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels a worker offers to jobs that require them (besides arch and host).",
+    )
+    label_checks: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="A shell command per label (one of labels), asked before the worker "
+        "claims a job that requires that label: exit 0 means it can take one now; any other "
+        "exit, or no answer within label_check_timeout, means not now (docs/scheduling.md).",
+    )
+    label_check_timeout: Duration = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How long a label check may take; one still running is killed and "
+        "counts as 'not now'.",
     )
     lease_seconds: float = Field(
         10.0, gt=0, le=86400, description="How long a claim lasts unrenewed."
@@ -209,8 +228,49 @@ class Settings(BaseSettings):
         default_factory=lambda: ["none", "bridge", "default"],
         description="Networks a job may name in network ('host' only if listed).",
     )
+    # -- ConJob's /job/run (docs/containers.md#conjobs-interface) --
     conjob_timeout: float | None = Field(
-        1800.0, gt=0, description="Time limit of a job run through ConJob's /job/run."
+        1800.0,
+        gt=0,
+        le=MAX_DURATION,
+        description="Time limit of a job run through ConJob's /job/run (its maxTimeoutSeconds).",
+    )
+    conjob_kill_grace: Duration = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between SIGTERM and SIGKILL when a /job/run job times out "
+        "(ConJob's maxKillTimeoutSeconds); max_kill_grace where that is less.",
+    )
+    conjob_max_concurrent_runs: int | None = Field(
+        5,
+        ge=1,
+        le=MAX_COUNT,
+        description="Runs of /job/run at once on this server (ConJob's maxConcurrentRuns); "
+        "none: no limit.",
+    )
+    conjob_max_requests_per_second: int | None = Field(
+        5,
+        ge=1,
+        le=MAX_COUNT,
+        description="Runs of /job/run started in any one second (ConJob's "
+        "maxGlobalRequestsPerSecond); none: no limit.",
+    )
+    conjob_over_limit: Literal["reject", "queue"] = Field(
+        "reject",
+        description="A /job/run over a limit: answered 503 REJECTED at once, as ConJob does, "
+        "or held until the limits allow it.",
+    )
+    conjob_container_runtime: str | None = Field(
+        None,
+        description="The OCI runtime of /job/run's containers (ConJob's CONTAINER_RUNTIME); "
+        "one of container_runtimes. None: the engine's default.",
+    )
+    # -- browsers on other sites (docs/security.md, api/cors.py) --
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], or '*') whose pages may call the API "
+        "from a browser, with an API token; none by default.",
     )
     registry_auth: dict[str, RegistryAuth] = Field(
         default_factory=dict,
@@ -266,6 +326,11 @@ class Settings(BaseSettings):
         None,
         description="Require client certificates issued by this CA (PEM); the user is the "
         "certificate's common name.",
+    )
+    tls_min_version: Literal["1.2", "1.3"] = Field(
+        "1.3",
+        description="The oldest TLS version the server accepts: 1.3 (as tjob requires), "
+        "or 1.2 for older clients.",
     )
     admins: str = Field(
         "", description="Comma-separated users (certificate names) who are administrators."
@@ -421,6 +486,27 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _conjob_runtime_allowed(self) -> Settings:
+        runtime = self.conjob_container_runtime
+        if runtime is not None and runtime not in self.container_runtimes:
+            raise ValueError(f"conjob_container_runtime {runtime!r} is not in container_runtimes")
+        return self
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_syntax(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or '*'")
+        return value
+
+    @field_validator("tls_min_version", mode="before")
+    @classmethod
+    def _tls_version_as_text(cls, value: object) -> object:
+        # TOML's tls_min_version = 1.2 is a float.
+        return str(value) if isinstance(value, float) else value
+
     @field_validator("concurrency_limits")
     @classmethod
     def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
@@ -447,6 +533,15 @@ class Settings(BaseSettings):
     def _heartbeat_within_lease(self) -> Settings:
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _checks_of_offered_labels(self) -> Settings:
+        for key, command in self.label_checks.items():
+            if key not in self.labels:
+                raise ValueError(f"label_checks: {key!r} is not one of this worker's labels")
+            if not command.strip() or len(command) > 4096:
+                raise ValueError(f"label_checks: the check of {key!r} must be 1-4096 characters")
         return self
 
     @classmethod

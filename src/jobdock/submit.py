@@ -22,9 +22,10 @@ from jobdock.models.workflow_moves import Planner
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.workflows import (
+    action_spec,
     check_graph,
     check_references,
-    job_spec,
+    located,
     placeholder_outputs,
     with_params,
 )
@@ -232,13 +233,6 @@ async def _check_secrets(store: Store, spec: JobSpec, owner: str) -> None:
 # -- workflows (docs/workflows.md) ----------------------------------------------------
 
 
-def _within(exc: InvalidSpec, prefix: str) -> InvalidSpec:
-    """The error of a step's job spec, with its field named from the document's root."""
-    field = f"{prefix}.{exc.field}" if exc.field else prefix
-    message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
-    return type(exc)(f"{field}: {message}", field=field)
-
-
 async def check_workflow(
     store: Store, spec: WorkflowSpec, policy: Policy, owner: str
 ) -> list[NewStep]:
@@ -275,15 +269,11 @@ async def _checked_action(
     where: str,
 ) -> dict[str, Any]:
     """A step's job or revert (at ``where``) with what the policy fills in."""
-    if "idempotency_key" in action:
-        raise InvalidSpec(
-            f"{where}.idempotency_key: a step's job cannot have one",
-            field=f"{where}.idempotency_key",
-        )
+    spec = action_spec(action, outputs, where)
     try:
-        job = await check_spec(store, job_spec(action, outputs), policy, owner)
+        job = await check_spec(store, spec, policy, owner)
     except InvalidSpec as exc:
-        raise _within(exc, where) from None
+        raise located(exc, where) from None
     # What the policy filled in; outputs never go in these fields.
     action["resources"] = job.resources.model_dump(mode="json", exclude_none=True)
     if job.output_limit is not None:
@@ -307,6 +297,7 @@ async def submit_workflow(
         name=spec.name,
         params=spec.params,
         concurrency=spec.concurrency,
+        retries=spec.retries,
         steps=steps,
         created_at=time.time(),
         owner=owner,

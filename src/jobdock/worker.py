@@ -9,7 +9,7 @@ Which runtime runs a job, and whether the container engine answers, is
 ``Engines``' (engines.py); a job's secrets are materialised by job_secrets.py;
 expired leases, leftovers, deadlines and schedules are Housekeeping's.
 
-Imports the engines, housekeeping (to move a workflow on when its step
+Imports the engines, the label checks, housekeeping (to move a workflow on when its step
 ends), the identities, logs, secrets, the store protocol, the runtimes' types
 and the foundation.
 """
@@ -33,6 +33,7 @@ from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnErro
 from jobdock.housekeeping import workflow_step_ended
 from jobdock.identities import Identities, run_as_refusal
 from jobdock.job_secrets import materialised, secret_values
+from jobdock.label_checks import LabelChecks
 from jobdock.logs import LogWriter
 from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
 from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
@@ -130,6 +131,7 @@ class Worker:
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
         self._unsubscribe_kill = store.events.on_kill(self._on_kill)
         self._vault = Vault.of(settings)
+        self._checks = LabelChecks(settings)
         self._identities = Identities(settings, store)
         self._limits = Limits(
             settings.max_running,
@@ -202,12 +204,15 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             try:
+                labels = self._claim_labels()
+                if self._checks:
+                    labels = await self._checks.offer(self.store, labels)
                 claims = await self.store.claim_jobs(
                     self.id,
                     min(free, CLAIM_BATCH),
                     time.time(),
                     settings.lease_seconds,
-                    self._claim_labels(),
+                    labels,
                     self._limits,
                 )
             except JobdockError as exc:

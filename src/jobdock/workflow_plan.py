@@ -13,7 +13,9 @@ of these that applies:
   (jobdock.submit.new_job, the server's policy applied);
 - a reverting or cancelling workflow skips its pending steps, stops its
   running ones and waits for them, then reverts its succeeded steps one at a
-  time, the latest to succeed first; a revert that fails stops it there.
+  time, the latest to succeed first; a revert that fails stops it there;
+- a reverting workflow whose reverts all ran, with retries left, runs again
+  from its first steps (the store keeps the steps of the round that failed).
 
 Imports the services it builds on (submit, workflows) and the store's
 move records.
@@ -31,6 +33,7 @@ from jobdock.models.records import NewJob
 from jobdock.models.workflow_moves import (
     FlowState,
     Move,
+    NextRound,
     StepMove,
     StepStatus,
     StopJob,
@@ -38,7 +41,7 @@ from jobdock.models.workflow_moves import (
 )
 from jobdock.submit import Policy, new_job
 from jobdock.templates import BadReference
-from jobdock.workflows import PHASE_LABEL, STEP_LABEL, WORKFLOW_LABEL, job_spec
+from jobdock.workflows import PHASE_LABEL, ROUND_LABEL, STEP_LABEL, WORKFLOW_LABEL, job_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,12 @@ def _job(
     InvalidSpec or BadReference when it cannot be made."""
     action = step.action if phase == "execute" else step.revert
     assert action is not None
-    labels = {WORKFLOW_LABEL: flow.id, STEP_LABEL: step.name, PHASE_LABEL: phase}
+    labels = {
+        WORKFLOW_LABEL: flow.id,
+        STEP_LABEL: step.name,
+        PHASE_LABEL: phase,
+        ROUND_LABEL: str(flow.round),
+    }
     spec = job_spec(action, _outputs(flow), labels)
     if spec.name is None:
         suffix = "" if phase == "execute" else ".revert"
@@ -159,6 +167,8 @@ def _unwind(flow: FlowState, now: float, policy: Policy) -> list[Move]:
             return [WorkflowMove(flow.state, WorkflowState.REVERT_FAILED, error)]
     to_revert = [s for s in flow.steps if s.state is StepState.SUCCEEDED and s.revert is not None]
     if not to_revert:
+        if flow.state is WorkflowState.REVERTING and flow.round <= flow.retries:
+            return [NextRound(flow.round)]
         cancelling = flow.state is WorkflowState.CANCELLING
         end = WorkflowState.CANCELLED if cancelling else WorkflowState.FAILED
         return [WorkflowMove(flow.state, end)]

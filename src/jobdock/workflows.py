@@ -25,10 +25,11 @@ from jobdock.models.workflow import WorkflowSpec, document
 from jobdock.templates import BadReference, Reference, output_value, references, render
 
 #: Labels of every job a workflow makes: its workflow's id, its step's name,
-#: and whether it is the step's revert.
+#: whether it is the step's revert, and the workflow's round (1 first).
 WORKFLOW_LABEL = "jobdock.io/workflow"
 STEP_LABEL = "jobdock.io/step"
 PHASE_LABEL = "jobdock.io/phase"
+ROUND_LABEL = "jobdock.io/round"
 #: The program a ``call`` step's job runs; the worker runs it as its own
 #: Python interpreter with ``-m jobdock.call``.
 CALL_PROGRAM = "jobdock.call"
@@ -154,6 +155,40 @@ def _check_reference(
         )
     if where.split(".")[0] not in OUTPUT_FIELDS:
         raise _invalid(f"a step's output may be used only in {', '.join(OUTPUT_FIELDS)}", field)
+
+
+def located(exc: InvalidSpec, where: str) -> InvalidSpec:
+    """The error of a step's job spec, with its field named from the
+    document's root (``where``: ``steps.2.job``)."""
+    field = f"{where}.{exc.field}" if exc.field else where
+    message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+    return type(exc)(f"{field}: {message}", field=field)
+
+
+def action_spec(action: dict[str, Any], outputs: Mapping[str, Any], where: str) -> JobSpec:
+    """A step's job or revert (at ``where``, parameters in) as the job spec
+    it makes with ``outputs``; raises InvalidSpec naming the field from the
+    document's root."""
+    if "idempotency_key" in action:
+        raise _invalid("a step's job cannot have one", f"{where}.idempotency_key")
+    try:
+        return job_spec(action, outputs)
+    except InvalidSpec as exc:
+        raise located(exc, where) from None
+
+
+def check_document(spec: WorkflowSpec) -> None:
+    """The checks of a document that need no server (``flow run --dry-run``):
+    its graph, its references, and each step's job and revert as a job spec.
+    The server's policy (its limits, the submitter's secrets) is checked at
+    submit. Raises InvalidSpec naming the first bad field."""
+    check_graph(spec)
+    check_references(spec)
+    outputs = placeholder_outputs(spec)
+    for i, step in enumerate(spec.steps):
+        for part, action in (("job", step.job), ("revert", step.revert)):
+            if action is not None:
+                action_spec(with_params(action, spec.params), outputs, f"steps.{i}.{part}")
 
 
 def with_params(action: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

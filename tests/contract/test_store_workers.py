@@ -80,3 +80,22 @@ async def test_an_owners_listing_shows_only_their_jobs_but_counts_all(store: Sto
     [listed] = await store.list_workers(since=T0 - 1, lost_before=T0 - 1, owner="alice")
 
     assert (listed.running, listed.busy) == ([mine.id], 2)
+
+
+async def test_wanted_labels_are_the_checked_keys_claimable_queued_jobs_require(
+    store: Store,
+) -> None:
+    offered = {"port": "8887", "gpu": "yes", "zone": "a"}
+    assert await store.wanted_labels(["port", "gpu"], offered, T0) == set()
+    await submit(store, requires={"port": "8887"})
+    # Not claimable by this worker: it needs a zone the worker lacks.
+    await submit(store, requires={"gpu": "yes", "zone": "b"})
+    # Past its queue deadline.
+    await submit(store, requires={"gpu": "yes"}, queue_timeout=1)
+
+    assert await store.wanted_labels(["port", "gpu"], offered, T0 + 5) == {"port"}
+    assert await store.wanted_labels(["gpu"], offered, T0 + 5) == set()
+    assert await store.wanted_labels(["port", "gpu"], offered, T0) == {"port", "gpu"}
+    [claimed] = await store.claim_jobs("w1", 10, T0 + 5, LEASE, offered)
+    assert claimed.spec.requires == {"port": "8887"}
+    assert await store.wanted_labels(["port", "gpu"], offered, T0 + 5) == set()

@@ -35,8 +35,8 @@ def step(name: str, *needs: str, revert: bool = True, command: list[str] | None 
     )
 
 
-async def create(store: Store, *steps: NewStep, concurrency: int = 4) -> Workflow:
-    new = NewWorkflow(new_job_id(), "test", {}, concurrency, list(steps), T0)
+async def create(store: Store, *steps: NewStep, concurrency: int = 4, retries: int = 0) -> Workflow:
+    new = NewWorkflow(new_job_id(), "test", {}, concurrency, list(steps), T0, retries=retries)
     return await store.create_workflow(new, PLAN)
 
 
@@ -235,3 +235,75 @@ async def test_workflows_are_listed_newest_first_by_owner(store: Store) -> None:
     assert [w.id for w in (await store.list_workflows(limit=1)).workflows] == [last]
     everyone: Any = await store.list_workflows(states=[WorkflowState.RUNNING])
     assert {w.id for w in everyone.workflows} == {first, other, last}
+
+
+# -- rounds: a workflow run again after a failed, reverted round ---------------------------
+
+
+async def test_a_failed_round_is_reverted_then_run_again_and_recorded(store: Store) -> None:
+    flow = await create(store, step("a"), step("b", "a"), retries=2)
+    await run_next(store)
+    first_jobs = [s.job_id for s in (await store.get_workflow(flow.id)).steps]
+    await run_next(store, code=1)  # b fails
+    assert await run_next(store) == {"a": "revert"}
+
+    again = await store.get_workflow(flow.id)
+    assert again.state is WorkflowState.RUNNING
+    assert (again.round, again.retries) == (2, 2)
+    assert states(again) == {"a": "running", "b": "pending"}
+    assert again.error is None
+    [earlier] = again.rounds
+    assert earlier.number == 1
+    assert earlier.error == "step 'b' failed: exited with code 1"
+    assert {s.name: s.state for s in earlier.steps} == {"a": "reverted", "b": "failed"}
+    assert [s.job_id for s in earlier.steps] == first_jobs
+    assert earlier.steps[1].job_state is JobState.FAILED
+    job = await store.get_job(again.steps[0].job_id or "")
+    assert job.labels["jobdock.io/round"] == "2"
+    assert again.steps[0].job_id not in first_jobs
+
+    await run_next(store)
+    await run_next(store)
+    done = await store.get_workflow(flow.id)
+    assert done.state is WorkflowState.SUCCEEDED
+    assert done.round == 2
+    assert len(done.rounds) == 1
+    [listed] = (await store.list_workflows(states=(), owner=None, limit=10, cursor=None)).workflows
+    assert listed.rounds == done.rounds
+
+
+async def test_a_workflow_fails_once_its_retries_are_spent(store: Store) -> None:
+    flow = await create(store, step("a", revert=False), retries=1)
+    await run_next(store, code=1)
+    assert (await store.get_workflow(flow.id)).round == 2
+    await run_next(store, code=1)
+
+    done = await store.get_workflow(flow.id)
+    assert done.state is WorkflowState.FAILED
+    assert done.round == 2
+    assert [r.number for r in done.rounds] == [1]
+    assert done.error == "step 'a' failed: exited with code 1"
+
+
+async def test_a_failed_revert_stops_the_retries(store: Store) -> None:
+    flow = await create(store, step("a"), step("b", "a"), retries=3)
+    await run_next(store)
+    await run_next(store, code=1)
+    await run_next(store, code=1)  # a's revert fails
+
+    done = await store.get_workflow(flow.id)
+    assert done.state is WorkflowState.REVERT_FAILED
+    assert (done.round, done.rounds) == (1, [])
+
+
+async def test_a_cancel_while_reverting_stops_the_next_round(store: Store) -> None:
+    flow = await create(store, step("a"), step("b", "a"), retries=3)
+    await run_next(store)
+    await run_next(store, code=1)  # b fails: a's revert is queued
+    stopping = await store.cancel_workflow(flow.id, T0 + 2, actor="ann", plan=PLAN)
+    assert stopping.state is WorkflowState.CANCELLING
+    await run_next(store)
+
+    done = await store.get_workflow(flow.id)
+    assert done.state is WorkflowState.CANCELLED
+    assert (done.round, done.rounds) == (1, [])

@@ -7,6 +7,7 @@ skipped with the reason (in CI, where scripts/test installs bwrap, they fail).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from jobdock.models import JobSpec, Resources
 from jobdock.runtimes import ProcessRuntime, cgroups
 from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.orphans import read_stat
-from support import ServerProcess, eventually
+from support import ServerProcess, cgroups_missing, eventually
 
 
 def _why_not() -> str | None:
@@ -30,11 +31,7 @@ def _why_not() -> str | None:
         return "limits and isolation need root"
     if shutil.which("bwrap") is None:
         return "isolation needs bubblewrap (apt-get install bubblewrap)"
-    try:
-        cgroups.detect("jobdock-probe").remove_parent()
-    except OSError as exc:
-        return f"no usable cgroups: {exc}"
-    return None
+    return cgroups_missing()
 
 
 _REASON = _why_not()
@@ -138,13 +135,71 @@ def test_a_busy_loop_under_a_quarter_cpu_uses_about_a_quarter_of_a_core(client: 
     assert used >= 0.25 * wall * 0.4, (used, wall)
 
 
-def test_an_isolated_job_is_pid_1_and_sees_only_its_own_processes(client: Client) -> None:
-    job = run(client, ["sh", "-c", "echo $$; ls -d /proc/[0-9]* | wc -l"], isolation=True)
+def test_an_isolated_job_sees_only_its_own_processes_under_an_init(client: Client) -> None:
+    script = "echo $$; cat /proc/1/comm; ls -d /proc/[0-9]* | wc -l"
+    job = run(client, ["sh", "-c", script], isolation=True)
 
     assert job.state is JobState.SUCCEEDED
-    pid, processes = stdout(client, job.id).split()
-    assert pid == "1"
-    assert int(processes) <= 4  # sh, ls, wc (and the subshell)
+    pid, init, processes = stdout(client, job.id).split()
+    assert (pid, init) == ("2", "bwrap")  # bubblewrap's init is PID 1
+    assert int(processes) <= 5  # the init, sh, ls, wc (and the subshell)
+
+
+DEVICES = "null zero full random urandom tty"
+
+
+@pytest.mark.parametrize(
+    "filesystem", ["host", "readonly", "rootfs"], ids=["host", "readonly", "rootfs"]
+)
+def test_every_isolated_job_has_a_usable_minimal_dev(
+    client: Client, filesystem: str, tmp_path: Path
+) -> None:
+    script = (
+        "echo x >/dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c"
+        " && head -c 4 /dev/random | wc -c && ! echo x 2>/dev/null >/dev/full"
+        f" && for d in {DEVICES}; do test -c /dev/$d || echo missing $d; done"
+        " && test -d /dev/pts && test -c /dev/pts/ptmx && echo shared >/dev/shm/x && echo ok"
+    )
+    isolation: dict[str, object] = {"filesystem": filesystem, "user": "nobody"}
+    if filesystem == "rootfs":
+        isolation["filesystem"] = {"rootfs": str(_busybox_rootfs(tmp_path))}
+        isolation.pop("user")  # the rootfs has no setpriv
+    job = run(client, ["sh", "-c", script], isolation=isolation, cwd="/")
+
+    assert job.state is JobState.SUCCEEDED, (job.message, _stderr(client, job.id))
+    assert stdout(client, job.id).split() == ["4", "4", "4", "ok"]
+
+
+def _busybox_rootfs(directory: Path) -> Path:
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("a rootfs needs busybox (apt-get install busybox-static)")
+    root = directory / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(busybox, root / "bin" / "busybox")
+    for applet in ("sh", "echo", "head", "wc", "test", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+    return root
+
+
+def _stderr(client: Client, job_id: str) -> str:
+    return b"".join(data for _, data in client.logs(job_id, stream=Stream.STDERR)).decode()
+
+
+def test_stop_of_an_isolated_job_without_a_sigterm_handler_is_prompt(client: Client) -> None:
+    # sleep installs no handler: as PID 1 it would ignore SIGTERM for the
+    # whole grace; under the init it ends at once, as without isolation.
+    grace = 30
+    job = client.submit({"command": ["sleep", "600"], "isolation": True, "kill_grace": grace})
+    eventually(lambda: client.get(job.id).state is JobState.RUNNING, timeout=30)
+
+    started = time.monotonic()
+    client.cancel(job.id)
+    job = client.wait(job.id, timeout=60)
+
+    assert job.state is JobState.CANCELLED
+    assert time.monotonic() - started < 5, "stop waited for the grace"
+    assert job.exit_code == 128 + 15  # bwrap: the command died of SIGTERM
 
 
 def _reaches(client: Client, port: int, **spec: object) -> str:
@@ -274,3 +329,40 @@ async def test_cgroup_v2_groups_hold_the_job_kill_what_it_left_and_are_removed()
     eventually(lambda: not _alive(escaped), what="the escaped child")
     assert status.accounting is not None and status.accounting.cpu_seconds is not None
     assert confinement.hierarchy.leftovers() == []
+
+
+async def test_without_cgroups_a_stop_still_reaches_the_isolated_command_itself() -> None:
+    # No group to list: the namespace's processes are found below bwrap,
+    # which is spared (signalled, it would end the namespace with SIGKILL).
+    confinement = Confinement(None, shutil.which("bwrap"), problem="none in this test")
+    runtime = ProcessRuntime(confinement)
+    script = "trap 'echo stopped; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
+    spec = JobSpec(command=["sh", "-c", script], isolation=True)
+    try:
+        execution = await runtime.start(spec, b"", {"PATH": os.environ["PATH"]})
+        output = execution.output()
+        assert (await anext(output))[0][1] == b"ready\n"
+        execution.terminate()
+        status = await asyncio.wait_for(execution.wait(), 10)
+        rest = b"".join([data async for batch in output for _, data in batch])
+    finally:
+        runtime.close()
+
+    assert rest.endswith(b"stopped\n")  # its trap ran: SIGTERM, not a SIGKILL
+    assert status.exit_code == 0
+
+
+async def test_a_stop_at_the_very_start_of_an_isolated_job_is_not_lost() -> None:
+    # Before bwrap has made the namespace and started the command, its init
+    # is all there is, and it drops SIGTERM: the stop waits for the command.
+    confinement = Confinement.detect(parent="jobdock-test-early-stop", every_job=True)
+    runtime = ProcessRuntime(confinement)
+    spec = JobSpec(command=["sleep", "600"], isolation=True)
+    try:
+        for _ in range(5):
+            execution = await runtime.start(spec, b"", {"PATH": os.environ["PATH"]})
+            execution.terminate()
+            status = await asyncio.wait_for(execution.wait(), 10)
+            assert status.exit_code == 128 + 15
+    finally:
+        runtime.close()

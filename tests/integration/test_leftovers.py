@@ -12,18 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobdock import Client, JobState
-from jobdock.runtimes import cgroups
-from support import ServerProcess, eventually
-
-
-def _cgroups_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "cgroups need root"
-    try:
-        cgroups.detect("jobdock-probe").remove_parent()
-    except OSError as exc:
-        return f"no usable cgroups: {exc}"
-    return None
+from support import ServerProcess, cgroups_missing, eventually
 
 
 @pytest.fixture(scope="module", params=["cgroups", "no-cgroups"])
@@ -31,7 +20,7 @@ def client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Client]:
     settings = {"cgroups": "off"} if request.param == "no-cgroups" else {}
-    if request.param == "cgroups" and (why := _cgroups_missing()) is not None:
+    if request.param == "cgroups" and (why := cgroups_missing()) is not None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(f"cgroups are required in CI: {why}", pytrace=False)
         pytest.skip(why)

@@ -125,6 +125,18 @@ def test_logs_are_text_as_a_run_result_is_and_bytes_on_request(client: Client) -
     assert raw == b"\xc3\xa9 ok \xff\n"
 
 
+def test_a_handle_gives_the_tail_of_its_logs_with_arrival_times(client: Client) -> None:
+    result = client.run({"command": ["sh", "-c", "echo one; echo two; echo three"]})
+    job = client.get(result.job.id)
+
+    last = "".join(piece for _, piece in job.logs(tail=1))
+    stamped = "".join(piece for _, piece in job.logs(tail=2, timestamps=True)).splitlines()
+
+    assert last == "three\n"
+    assert [line.split(" ", 1)[1] for line in stamped] == ["two", "three"]
+    assert all(line.split(" ", 1)[0].startswith("20") for line in stamped), stamped
+
+
 # -- tasks ------------------------------------------------------------------------------
 
 MODULE = """

@@ -1,5 +1,6 @@
 """Mutual TLS on a real server: the user is the client certificate's common
-name; no certificate, another CA's, an expired one, or old TLS are refused."""
+name; no certificate, another CA's, an expired one, or old TLS are refused
+(TLS 1.2 only where tls_min_version allows it)."""
 
 from __future__ import annotations
 
@@ -127,10 +128,38 @@ def test_an_expired_certificate_is_refused(
     assert refused(tls_server, context(pki, expired))
 
 
-def test_the_server_accepts_tls_1_2_and_up_only(pki: Path) -> None:
+def test_the_server_context_takes_tls_1_3_and_the_clients_certificate(pki: Path) -> None:
     settings = Settings(
         tls_cert=pki / "server.pem", tls_key=pki / "server-key.pem", tls_ca=pki / "ca.pem"
     )
     ctx = server_context(settings)
-    assert ctx.minimum_version is ssl.TLSVersion.TLSv1_2
+    assert ctx.minimum_version is ssl.TLSVersion.TLSv1_3
     assert ctx.verify_mode is ssl.CERT_OPTIONAL
+
+
+def tls_1_2_only(pki: Path, name: str) -> ssl.SSLContext:
+    ctx = context(pki, user(pki, name))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def test_a_tls_1_2_client_is_refused_by_default(tls_server: ServerProcess, pki: Path) -> None:
+    assert refused(tls_server, tls_1_2_only(pki, "alice"))
+    modern = httpx.get(f"{tls_server.url}/v1/jobs", verify=context(pki, user(pki, "alice")))
+    assert modern.status_code == 200
+
+
+def test_tls_1_2_is_accepted_when_the_server_allows_it(pki: Path, tmp_path: Path) -> None:
+    server = start_mtls_server(tmp_path, pki, tls_min_version="1.2")
+    try:
+        response = httpx.get(f"{server.url}/v1/jobs", verify=tls_1_2_only(pki, "alice"))
+    finally:
+        server.stop()
+
+    assert response.status_code == 200
+
+
+def test_an_unknown_tls_version_is_refused_naming_the_setting() -> None:
+    with pytest.raises(ValueError, match="tls_min_version"):
+        Settings(tls_min_version="1.1")  # type: ignore[arg-type]
+    assert Settings(tls_min_version=1.2).tls_min_version == "1.2"  # type: ignore[arg-type]

@@ -72,7 +72,13 @@ def test_the_exported_exceptions_are_the_raised_ones() -> None:
     assert issubclass(jobdock.WaitTimeout, TimeoutError)
 
 
-_PUBLIC_CLASSES = [jobdock.Client, jobdock.AsyncClient, jobdock.JobHandle, jobdock.AsyncJobHandle]
+_PUBLIC_CLASSES = [
+    jobdock.Client,
+    jobdock.AsyncClient,
+    jobdock.JobHandle,
+    jobdock.AsyncJobHandle,
+    jobdock.SandboxJob,
+]
 
 
 @pytest.mark.parametrize("cls", _PUBLIC_CLASSES, ids=lambda cls: cls.__name__)

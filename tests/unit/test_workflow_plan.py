@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from jobdock.models import JobState, StepState, WorkflowState
-from jobdock.models.workflow_moves import FlowState, StepMove, StepStatus, StopJob, WorkflowMove
+from jobdock.models.workflow_moves import (
+    FlowState,
+    NextRound,
+    StepMove,
+    StepStatus,
+    StopJob,
+    WorkflowMove,
+)
 from jobdock.settings import Settings
 from jobdock.submit import Policy
 from jobdock.workflow_plan import plan_moves
-from jobdock.workflows import STEP_LABEL, WORKFLOW_LABEL
+from jobdock.workflows import ROUND_LABEL, STEP_LABEL, WORKFLOW_LABEL
 
 POLICY = Policy(Settings(max_stdin_bytes=1024))
 NOW = 1_700_000_000.0
@@ -78,3 +85,25 @@ def test_unwinding_stops_running_steps_then_reverts_the_latest_first() -> None:
     assert plan_moves(flow(state=cancelling), NOW, POLICY) == [
         WorkflowMove(cancelling, WorkflowState.CANCELLED)
     ]
+
+
+def test_a_reverted_round_with_retries_left_runs_again() -> None:
+    reverted = (step("a", state=StepState.REVERTED), step("b", "a", state=StepState.FAILED))
+    reverting = replace(flow(*reverted, state=WorkflowState.REVERTING), round=2, retries=2)
+    spent = replace(reverting, round=3)
+    cancelling = replace(reverting, state=WorkflowState.CANCELLING)
+
+    assert plan_moves(reverting, NOW, POLICY) == [NextRound(2)]
+    assert plan_moves(spent, NOW, POLICY) == [
+        WorkflowMove(WorkflowState.REVERTING, WorkflowState.FAILED)
+    ]
+    assert plan_moves(cancelling, NOW, POLICY) == [
+        WorkflowMove(WorkflowState.CANCELLING, WorkflowState.CANCELLED)
+    ]
+
+
+def test_a_steps_job_is_labelled_with_the_round() -> None:
+    (move,) = plan_moves(replace(flow(step("a")), round=3, retries=5), NOW, POLICY)
+
+    assert isinstance(move, StepMove) and move.job is not None
+    assert move.job.spec.labels[ROUND_LABEL] == "3"

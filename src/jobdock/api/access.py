@@ -84,7 +84,13 @@ async def whoami(request: Request) -> Identity:
 async def set_secret(name: str, request: Request) -> Response:
     """Store the request body as the value of your secret ``name``,
     encrypted with the server's key (replacing any earlier value)."""
-    _secret_name(name)
+    await save_secret(request, _secret_name(name))
+    return Response(status_code=204)
+
+
+async def save_secret(request: Request, name: str) -> None:
+    """Store the request's body as the caller's secret ``name``, encrypted
+    (InvalidRequest when empty or too long)."""
     value = await request.body()
     if not value:
         raise InvalidRequest("the secret's value (the request body) is empty", field="value")
@@ -93,7 +99,6 @@ async def set_secret(name: str, request: Request) -> Response:
     vault: Vault = request.app.state.vault
     stored = vault.encrypt(value)
     await store_of(request).set_secret(principal(request).name, name, stored, time.time())
-    return Response(status_code=204)
 
 
 @router.get("/secrets", response_model=SecretList, summary="List your secrets")

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from jobdock.api.access import router as access_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
+from jobdock.api.conjob_limits import RunLimits
+from jobdock.api.cors import Cors
 from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
 from jobdock.api.errors import GUARDED, drop_framework_validation, install_error_handlers, responses
@@ -105,6 +107,7 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
             app.state.policy = policy
             app.state.planner = planner = WorkflowPlanner(policy)
             app.state.waiting = Waiting(store, settings)
+            app.state.conjob_limits = RunLimits.of(settings)
             if engines is not None:
                 stack.push_async_callback(engines.aclose)
                 node = Node(store, settings, engines, planner)
@@ -142,6 +145,10 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(RefuseNul)
     # Outside every route: no one reads more than the limit.
     app.add_middleware(BodyLimit, limit=settings.max_request_body)
+    if settings.cors_origins:
+        # Outside the same-origin check and authentication: a preflight
+        # carries no credentials, and refusals carry CORS headers too.
+        app.add_middleware(Cors, origins=settings.cors_origins)
     # Outermost of all: every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jobdock.api.errors import send_error
+from jobdock.api.origin import CROSS_ORIGIN
 from jobdock.auth import LOCAL_USER, Principal, hash_matches, token_id_of
 from jobdock.errors import AmbiguousReference, Forbidden, JobNotFound, Unauthenticated
 from jobdock.settings import Settings
@@ -80,6 +81,10 @@ async def resolve(scope: Scope, settings: Settings, store: Store) -> Principal:
     header = _header(scope, b"authorization")
     if header is not None:
         return await _token_principal(header, store)
+    if scope.get(CROSS_ORIGIN):
+        # A browser sends its client certificate whoever's page asks: a
+        # page of another site must show a token (api/cors.py).
+        raise Unauthenticated("a call from another site's page needs an API token")
     if settings.tls_ca is not None:
         name = client_cert_name(scope)
         if name is None:

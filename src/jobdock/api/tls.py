@@ -20,17 +20,18 @@ from typing import Any
 from jobdock.api.limits import HeaderDeadline
 from jobdock.settings import Settings
 
-#: TLS versions below this are refused.
-MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+#: The versions ``tls_min_version`` may name; older ones are always refused.
+VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def server_context(settings: Settings) -> ssl.SSLContext:
     """The TLS context of a server configured with tls_cert/tls_key (and
     tls_ca: client certificates from that CA are verified and asked for;
-    a request without one is refused by the app, with a 401)."""
+    a request without one is refused by the app, with a 401). Versions
+    below ``tls_min_version`` (by default 1.3) fail the handshake."""
     assert settings.tls_cert is not None and settings.tls_key is not None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = MINIMUM_VERSION
+    context.minimum_version = VERSIONS[settings.tls_min_version]
     context.load_cert_chain(settings.tls_cert, settings.tls_key)
     if settings.tls_ca is not None:
         context.load_verify_locations(cafile=settings.tls_ca)

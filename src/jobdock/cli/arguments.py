@@ -7,7 +7,7 @@ Imports the foundation only (models) and :mod:`jobdock.cli.exits`.
 from __future__ import annotations
 
 from jobdock.cli.exits import fail
-from jobdock.models import parse_duration
+from jobdock.models.units import parse_duration
 
 
 def pairs(values: list[str] | None, what: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from jobdock.cli.exits import EXIT_CANCELLED, EXIT_JOBDOCK, exit_code_of, fail, one_line
 from jobdock.cli.status import StatusLine
 from jobdock.errors import JobdockError
-from jobdock.models import Reason, Stream
+from jobdock.models.states import Reason, Stream
 
 if TYPE_CHECKING:
     from jobdock.client import Client, Credentials

@@ -19,7 +19,10 @@ import typer
 from jobdock.cli.exits import fail
 
 if TYPE_CHECKING:
-    from jobdock.client import Client, Credentials
+    from jobdock.cli.listing import Lister
+    from jobdock.client import Client
+    from jobdock.client_config import ClientConfig
+    from jobdock.credentials import Credentials
     from jobdock.settings import Settings
 
 url_option = typer.Option(
@@ -35,6 +38,9 @@ class Connection:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    #: The server is this command's own (``run --local``): the URL it is
+    #: given, no credentials from the options, the environment or a file.
+    own_server: bool = False
 
 
 def _print_version(given: bool) -> None:
@@ -85,8 +91,17 @@ def connect(ctx: typer.Context, url: str | None) -> Client:
     global options' credentials."""
     from jobdock.client import Client  # on use: the CLI starts fast (docs/architecture.md)
 
-    settings = _settings(ctx, url)
-    return Client(settings.url, credentials=_credentials(settings))
+    config = client_config(ctx, url)
+    return Client(config.url, credentials=credentials_of(config))
+
+
+def lister(ctx: typer.Context, url: str | None) -> Lister:
+    """A connection for ``ps`` and ``workers``, which list the server's
+    records without the client and its models (they start faster)."""
+    from jobdock.cli.listing import Lister
+
+    config = client_config(ctx, url)
+    return Lister(config, credentials_of(config))
 
 
 def local_workdir(ctx: typer.Context, url: str | None, given: str | None) -> str | None:
@@ -101,8 +116,8 @@ def local_workdir(ctx: typer.Context, url: str | None, given: str | None) -> str
     no longer exists."""
     if given is not None and os.path.isabs(given):
         return given
-    settings = _settings(ctx, url)
-    if not is_local(settings.url) or (given is None and settings.token is not None):
+    config = client_config(ctx, url)
+    if not is_local(config.url) or (given is None and config.token is not None):
         return given
     try:
         return os.path.abspath(given or os.getcwd())
@@ -125,9 +140,16 @@ def is_local(url: str) -> bool:
         return False
 
 
-def _settings(ctx: typer.Context, url: str | None) -> Settings:
+def client_config(ctx: typer.Context, url: str | None) -> ClientConfig:
+    """The server and credentials of a client command: its ``--url`` and the
+    global options, else the environment and config file (without loading
+    the server's Settings)."""
+    from jobdock.client_config import ClientConfig, read_client_config
+
     connection = ctx.ensure_object(Connection)
-    return load_settings(
+    if connection.own_server and url is not None:
+        return ClientConfig(url=url)
+    return read_client_config(
         url=url,
         token=connection.token,
         ca=connection.ca,
@@ -136,13 +158,8 @@ def _settings(ctx: typer.Context, url: str | None) -> Settings:
     )
 
 
-def _credentials(settings: Settings) -> Credentials:
-    """The credentials the settings name."""
-    from jobdock.client import Credentials
+def credentials_of(config: ClientConfig) -> Credentials:
+    """The credentials ``config`` names."""
+    from jobdock.credentials import Credentials
 
-    return Credentials(
-        token=settings.token.get_secret_value() if settings.token else None,
-        ca=settings.ca,
-        cert=settings.cert,
-        key=settings.key,
-    )
+    return Credentials(token=config.token, ca=config.ca, cert=config.cert, key=config.key)

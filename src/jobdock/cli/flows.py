@@ -10,6 +10,7 @@ inside the commands that use them.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jobdock.cli.context import connect, url_option
-from jobdock.cli.exits import fail
+from jobdock.cli.exits import fail, one_line
 from jobdock.cli.render.output import (
     output_format,
     output_option,
@@ -29,7 +30,7 @@ from jobdock.cli.render.times import ago
 
 if TYPE_CHECKING:
     from jobdock.client import Client
-    from jobdock.models.workflow import Workflow
+    from jobdock.models.workflow import Workflow, WorkflowSpec
     from jobdock.registry import RegisteredFlow
 
 
@@ -53,7 +54,7 @@ def _flow_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def _flow_document(target: str, params: dict[str, Any]) -> Any:
+def _flow_document(target: str, params: dict[str, Any]) -> WorkflowSpec:
     """The document to submit: a file (JSON or YAML) with ``params``, or a
     registered workflow built with them."""
     from jobdock import registry
@@ -72,29 +73,39 @@ def _flow_document(target: str, params: dict[str, Any]) -> Any:
     return registry.build(target, params)
 
 
-def _watch_flow(client: Client, workflow_id: str, *, until_done: bool) -> Any:
-    """Draw the workflow, redrawn live until it finishes (``until_done``)."""
+def _watch_flow(client: Client, workflow_id: str, *, until_done: bool) -> Workflow:
+    """Draw the workflow, redrawn live until it finishes (``until_done``);
+    off a terminal, each change a line as it comes, then the final tree."""
     from rich.console import Console
     from rich.live import Live
 
-    from jobdock.cli.render.flow import tree
+    from jobdock.cli.render.flow import changes, tree
 
     workflow = client.workflow(workflow_id)
     console = Console()
-    if not console.is_terminal:
-        # Not a terminal: no redrawing, only the tree as it ends.
-        while until_done and not workflow.terminal:
-            time.sleep(0.5)
-            workflow = client.workflow(workflow_id)
+    if until_done and not console.is_terminal:
+        before = None
+        while True:
+            for line in changes(before, workflow):
+                typer.echo(line)
+            sys.stdout.flush()
+            if workflow.terminal:
+                break
+            time.sleep(_WATCH_FLOW_EVERY)
+            before, workflow = workflow, client.workflow(workflow_id)
     if not until_done or workflow.terminal or not console.is_terminal:
         console.print(tree(workflow))
         return workflow
     with Live(tree(workflow), console=console, refresh_per_second=4) as live:
         while not workflow.terminal:
-            time.sleep(0.5)
+            time.sleep(_WATCH_FLOW_EVERY)
             workflow = client.workflow(workflow_id)
             live.update(tree(workflow))
     return workflow
+
+
+#: How often ``flow show --watch`` asks again (seconds).
+_WATCH_FLOW_EVERY = 0.5
 
 
 def flow_run(
@@ -109,9 +120,19 @@ def flow_run(
     wait: Annotated[
         bool, typer.Option("--wait", help="Show it live until it ends; exit 1 unless it succeeded.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the document and draw its steps; submit nothing (no server needed).",
+        ),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """Submit a workflow and print its id."""
+    if dry_run:
+        _dry_run(target, _flow_params(param))
+        return
     document = _flow_document(target, _flow_params(param))
     with connect(ctx, url) as client:
         workflow = client.submit_workflow(document)
@@ -121,6 +142,24 @@ def flow_run(
         final = _watch_flow(client, workflow.id, until_done=True)
     if final.state.value != "succeeded":
         raise typer.Exit(1)
+
+
+def _dry_run(target: str, params: dict[str, Any]) -> None:
+    """Check the document as far as can be done without a server and draw
+    its step graph (Jobrunner's ``post --hierarchy``); a bad one is one line
+    naming the file and the field."""
+    from rich.console import Console
+
+    from jobdock.cli.render.flow import plan
+    from jobdock.errors import JobdockError
+    from jobdock.workflows import check_document
+
+    try:
+        spec = _flow_document(target, params)
+        check_document(spec)
+    except JobdockError as exc:
+        fail(f"{target}: {one_line(exc)}")
+    Console().print(plan(spec))
 
 
 def flow_show(
@@ -143,20 +182,41 @@ def flow_list(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Finished ones too.")] = False,
     limit: Annotated[int, typer.Option("-n", help="At most this many.")] = 50,
     output: Annotated[str | None, output_option] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Refresh until Ctrl-C: redrawn on a terminal; else printed again when a "
+            "workflow comes, goes, changes state or finishes a step.",
+        ),
+    ] = False,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
     """List submitted workflows, newest first (unfinished ones unless --all)."""
+    from jobdock.cli.render.watch import watch as watching
+
     output = output_format(output)
     states = () if all_ else ("running", "reverting", "cancelling")
     with connect(ctx, url) as client:
-        page = client.workflows(states=states, limit=limit)
-    if print_records(page.workflows, output):
+        if not watch:
+            _show_workflows(client.workflows(states=states, limit=limit).workflows, output)
+            return
+        watching(
+            lambda: client.workflows(states=states, limit=limit).workflows,
+            lambda found: [(w.id, w.state, _progress(w)) for w in found],
+            lambda found: _show_workflows(found, output),
+        )
+
+
+def _show_workflows(found: list[Workflow], output: str) -> None:
+    if print_records(found, output):
         return
     columns = ("WORKFLOW ID", "NAME", "STATE", "STEPS", "CREATED")
     wide = output == "wide"
     show_table(
         (*columns, "OWNER", "ERROR") if wide else columns,
-        (_workflow_row(workflow, wide) for workflow in page.workflows),
+        (_workflow_row(workflow, wide) for workflow in found),
         wrap={"ERROR"},
         styles={"STATE": state_style},
     )

@@ -9,7 +9,6 @@ CLI's rendering.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,17 +16,17 @@ import typer
 
 from jobdock.cli.arguments import duration, pairs
 from jobdock.cli.attach import copy_output
-from jobdock.cli.context import connect, url_option
+from jobdock.cli.context import connect, lister, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, EXIT_TIMEOUT, exit_code_of, fail, one_line
 from jobdock.cli.render.jobs import show_jobs, show_workers
 from jobdock.cli.render.output import output_format, output_option, print_documents
+from jobdock.cli.render.watch import watch
 from jobdock.cli.status import StatusLine
 from jobdock.errors import ApiError, JobdockError
-from jobdock.models import ACTIVE_STATES, JobState, Stream
+from jobdock.models.states import ACTIVE_STATES, JobState, Stream
 
 if TYPE_CHECKING:
-    from jobdock.client import Client
-    from jobdock.models import Job
+    from jobdock.cli.listing import ListedJob
 
 
 def ps(
@@ -63,14 +62,15 @@ def ps(
             fail(f"--state {item!r} is not one of {', '.join(sorted(valid))}", 2)
     if not states and not all_:
         states = sorted(s.value for s in ACTIVE_STATES)
-    with connect(ctx, url) as client:
+    labels = pairs(label, "--label")
+    with lister(ctx, url) as listing:
         if watch:
-            _watch(lambda: _list_jobs(client, states, label, name, last), quiet, output)
+            _watch(lambda: listing.jobs(states, labels, name, last), quiet, output)
         else:
-            _print_jobs(_list_jobs(client, states, label, name, last), quiet, output)
+            _print_jobs(listing.jobs(states, labels, name, last), quiet, output)
 
 
-def _print_jobs(jobs: list[Job], quiet: bool, output: str) -> None:
+def _print_jobs(jobs: list[ListedJob], quiet: bool, output: str) -> None:
     if quiet:
         for job in jobs:
             typer.echo(job.id)
@@ -78,52 +78,14 @@ def _print_jobs(jobs: list[Job], quiet: bool, output: str) -> None:
     show_jobs(jobs, output)
 
 
-def _watch(jobs_now: Callable[[], list[Job]], quiet: bool, output: str) -> None:
-    """``ps -w``: the list every _WATCH_EVERY seconds until Ctrl-C. A terminal
-    gets it redrawn in place; a pipe or file only the lists that differ from
-    the one before in their jobs or their states (each after a blank line)."""
-    terminal = sys.stdout.isatty()
-    shown: list[tuple[str, JobState, bool]] | None = None
-    try:
-        while True:
-            jobs = jobs_now()
-            seen = [(job.id, job.state, job.cancel_requested) for job in jobs]
-            if terminal or seen != shown:
-                if terminal:
-                    sys.stdout.write("\x1b[H\x1b[2J")
-                elif shown is not None:
-                    typer.echo("")
-                _print_jobs(jobs, quiet, output)
-                sys.stdout.flush()
-                shown = seen
-            time.sleep(_WATCH_EVERY)
-    except KeyboardInterrupt:
-        return
-
-
-#: How often ``ps -w`` looks again (seconds).
-_WATCH_EVERY = 1.0
-
-
-def _list_jobs(
-    client: Client, states: list[str], label: list[str] | None, name: str | None, last: int
-) -> list[Job]:
-    """Up to ``last`` jobs, newest first, page by page."""
-    jobs: list[Job] = []
-    cursor = None
-    while len(jobs) < last:
-        page = client.list(
-            states=states,
-            labels=pairs(label, "--label"),
-            name=name,
-            limit=min(500, last - len(jobs)),
-            cursor=cursor,
-        )
-        jobs += page.jobs
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    return jobs
+def _watch(jobs_now: Callable[[], list[ListedJob]], quiet: bool, output: str) -> None:
+    """``ps -w``: the list until Ctrl-C, printed again (off a terminal) when
+    its jobs or their states change."""
+    watch(
+        jobs_now,
+        lambda jobs: [(job.id, job.state, job.cancel_requested) for job in jobs],
+        lambda jobs: _print_jobs(jobs, quiet, output),
+    )
 
 
 def workers(
@@ -133,8 +95,8 @@ def workers(
 ) -> None:
     """List the workers: labels, last heartbeat, running jobs."""
     output = output_format(output)
-    with connect(ctx, url) as client:
-        found = client.workers()
+    with lister(ctx, url) as listing:
+        found = listing.workers()
     show_workers(found, output)
 
 

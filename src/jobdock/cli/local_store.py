@@ -7,7 +7,6 @@ Imports the settings; the store (and SQLAlchemy) only when it is opened.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,6 +23,8 @@ T = TypeVar("T")
 def in_store(settings: Settings, use: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``use`` on the store the settings name (opened, migrated, closed);
     a store that cannot be opened stops the command with one line."""
+    import asyncio  # on use: the CLI starts without it
+
     try:
         return asyncio.run(on_store(settings, use))
     except JobdockError as exc:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from jobdock.cli.attach import attach
-from jobdock.cli.context import connect, local_workdir, url_option
+from jobdock.cli.context import Connection, connect, local_workdir, url_option
 from jobdock.cli.exits import EXIT_JOBDOCK, fail, one_line
-from jobdock.cli.run_spec import spec_of
+from jobdock.cli.run_spec import spec_of, with_job_file
 from jobdock.cli.stdin import StdinSender
 from jobdock.errors import JobdockError
 
@@ -35,6 +35,29 @@ def run(
         list[str] | None,
         typer.Argument(help="The program and its arguments (with --image: replaces CMD)."),
     ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="A job file: the API's job spec in YAML or JSON; options given here "
+            "override its fields.",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="FIELD=VALUE: set a field of the -f job file (dotted: resources.memory)."
+        ),
+    ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local",
+            help="Run it on this machine with a server of its own (temporary, embedded), "
+            "not on the --url server.",
+        ),
+    ] = False,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the job id and return.")
     ] = False,
@@ -69,6 +92,12 @@ def run(
     name: Annotated[str | None, typer.Option(help="A name for the job.")] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE; repeatable.")
+    ] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require", help="KEY=VALUE: run only on a worker with this label; repeatable."
+        ),
     ] = None,
     on_worker_lost: Annotated[
         str | None, typer.Option(help="requeue (default) or fail, if the worker dies.")
@@ -154,7 +183,7 @@ def run(
         bool | None,
         typer.Option(
             "--isolate/--no-isolate",
-            help="Run a process job in new namespaces (PID 1, no network); default: as the "
+            help="Run a process job in new namespaces (its own PIDs, no network); default: as the "
             "server says.",
             rich_help_panel=_ISO,
         ),
@@ -211,10 +240,39 @@ def run(
     # their one list (spec_of reads them in the order it checks them).
     if rm and detach:
         fail("--rm needs the job followed here; with --detach, use --keep-for", 2)
+    if local and detach:
+        fail("--local runs the job while this command runs; it cannot --detach", 2)
     spec = spec_of(locals())
-    if image is None and (cwd := local_workdir(ctx, url, workdir)):
-        spec["cwd"] = cwd
-    _submit(ctx, url, spec, detach=detach, remove=rm)
+    if file is not None:
+        spec = with_job_file(file, spec, set_ or [])
+    elif set_:
+        fail("--set sets fields of a job file: give it with -f FILE", 2)
+    if not local:
+        _run(ctx, url, spec, workdir, detach=detach, remove=rm)
+        return
+    from jobdock.cli.local_server import local_server
+
+    ctx.obj = Connection(own_server=True)  # none of the --url server's credentials
+    with local_server() as local_url:
+        _run(ctx, local_url, spec, workdir, detach=False, remove=rm)
+
+
+def _run(
+    ctx: typer.Context,
+    url: str | None,
+    spec: dict[str, Any],
+    workdir: str | None,
+    *,
+    detach: bool,
+    remove: bool,
+) -> None:
+    """Submit ``spec`` to the server at ``url``, from this directory (a
+    process job whose spec names no ``cwd``: see local_workdir)."""
+    if spec.get("image") is None and "cwd" not in spec:
+        cwd = local_workdir(ctx, url, workdir)
+        if cwd:
+            spec["cwd"] = cwd
+    _submit(ctx, url, spec, detach=detach, remove=remove)
 
 
 def _submit(

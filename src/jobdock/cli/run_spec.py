@@ -15,7 +15,7 @@ from typing import Any
 
 from jobdock.cli.arguments import duration, pairs
 from jobdock.cli.exits import fail
-from jobdock.models import parse_duration
+from jobdock.models.units import parse_duration
 
 #: Scheduling options that go into the spec as they are (None: not given).
 _SCHEDULING = (
@@ -45,12 +45,40 @@ def spec_of(options: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+#: The fields whose keys a job file and the options both give are merged
+#: (an option's key wins); any other field given as an option replaces the file's.
+_MERGED = ("env", "labels", "requires", "resources")
+
+
+def with_job_file(path: str, options_spec: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The job file's spec (its variables from this environment, then
+    ``overrides``), with the fields the options gave put over it. A bad
+    file stops the command with exit status 2 and one line naming it."""
+    import os
+
+    from jobdock.jobfiles import JobFileError, load_job_file
+
+    try:
+        spec = load_job_file(path, os.environ, overrides)
+    except JobFileError as exc:
+        fail(exc.message, 2)
+    for key, value in options_spec.items():
+        if key == "command" and not value:
+            continue
+        if key in _MERGED and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
 def _program(options: Mapping[str, Any]) -> dict[str, Any]:
     """The fields saying what runs, and how, that were given."""
     entrypoint = options["entrypoint"]
     fields = {
         "env": pairs(options["env"], "--env"),
         "labels": pairs(options["label"], "--label"),
+        "requires": pairs(options["require"], "--require"),
         "cwd": options["workdir"],
         "timeout": duration(options["timeout"], "--timeout"),
         "kill_grace": duration(options["kill_grace"], "--kill-grace"),

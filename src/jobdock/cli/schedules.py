@@ -6,7 +6,7 @@ Imports the client (through :mod:`jobdock.cli.context`) and the CLI's rendering.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,7 +20,9 @@ from jobdock.cli.render.output import (
     state_style,
 )
 from jobdock.cli.render.times import local_time
-from jobdock.models import Schedule
+
+if TYPE_CHECKING:
+    from jobdock.models import Schedule
 
 #: Names are per owner: an admin names another user's schedule with --owner.
 _schedule_owner = typer.Option(

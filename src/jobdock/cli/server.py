@@ -9,7 +9,6 @@ the store) only inside the command that runs them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -110,6 +109,8 @@ def worker(
 
 async def _run_worker(settings: Settings) -> None:
     """Run a worker on the settings' store until SIGTERM or SIGINT."""
+    import asyncio
+
     from jobdock.identities import shared_store_problem
     from jobdock.node import Node
     from jobdock.store.factory import open_store
@@ -135,6 +136,8 @@ def db_upgrade(
     home: Annotated[str | None, typer.Option(help="Data directory.")] = None,
 ) -> None:
     """Bring the store's schema up to date."""
+    import asyncio
+
     settings = load_settings(db=db, home=home)
     asyncio.run(on_store(settings, _untouched))
     typer.echo(f"store {settings.db_url} is up to date")

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from jobdock.cli.render.times import span
 from jobdock.errors import JobdockError
-from jobdock.models import Job, JobState
+from jobdock.models.states import JobState
 
 if TYPE_CHECKING:
     from jobdock.client import Client
+    from jobdock.models import Job
 
 _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 #: How often the job is looked at, and the spinner turns.

@@ -1,7 +1,7 @@
 """The parts of a job spec: its retry policy and backoff, resource limits,
 container caches, secret references and process isolation.
 
-Imports only jobdock.models.units.
+Imports only jobdock.models.units and .fields.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from jobdock.models.base import Model
-from jobdock.models.units import MAX_CPUS, MAX_PIDS, Duration, Size
+from jobdock.models.fields import Duration, Size
+from jobdock.models.units import MAX_CPUS, MAX_PIDS
 
 #: The reasons a retry policy may name: every way an attempt can fail.
 RetryReason = Literal[
@@ -214,8 +215,9 @@ class RootFilesystem(Model):
 
 
 class Isolation(Model):
-    """Namespaces for a process job: it runs as PID 1 of its own PID
-    namespace (with its own /proc), in new mount, UTS and IPC namespaces."""
+    """Namespaces for a process job: it runs in its own PID namespace (with
+    its own /proc and /dev; an init is PID 1), in new mount, UTS and IPC
+    namespaces."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

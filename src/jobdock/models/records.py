@@ -184,6 +184,7 @@ class NewWorkflow:
     steps: list[NewStep]
     created_at: float
     owner: str = ANONYMOUS
+    retries: int = 0
 
 
 @dataclass(slots=True)

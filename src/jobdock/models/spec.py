@@ -1,7 +1,7 @@
 """What a user asks for: a job's spec (JobSpec) and a schedule's
 (ScheduleSpec), with the checks that span their fields.
 
-Imports only its siblings jobdock.models.parts and jobdock.models.units.
+Imports only its siblings jobdock.models.parts, .units and .fields.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
 
 from jobdock.models.base import Model
+from jobdock.models.fields import Duration, OptionalDuration, Size
 from jobdock.models.parts import (
     ENV_NAME,
     Cache,
@@ -22,7 +23,7 @@ from jobdock.models.parts import (
     SecretRef,
     normalize_image,
 )
-from jobdock.models.units import MAX_COUNT, Duration, OptionalDuration, Size
+from jobdock.models.units import MAX_COUNT
 
 #: A worker that can run image jobs offers this label (see JobSpec.requirements).
 CONTAINER_LABEL = "jobdock.io/container"
@@ -129,6 +130,17 @@ class JobSpec(Model):
         default_factory=list,
         description="The owner's secrets given to the job, as env vars or files.",
     )
+    secrets_path: str | None = Field(
+        None,
+        max_length=1024,
+        description="Image jobs: where the directory of the job's secret files appears in "
+        "the container, read-only (default: the path in $JOBDOCK_SECRETS_DIR).",
+    )
+    remove_image: bool = Field(
+        False,
+        description="Image jobs: remove the image from the engine after the run, unless "
+        "another container uses it (ConJob's remove_image).",
+    )
     # -- scheduling (docs/scheduling.md) --
     priority: int = Field(
         0, ge=-(2**31), le=2**31 - 1, description="Higher starts first; then submission order."
@@ -217,6 +229,15 @@ class JobSpec(Model):
     def _image_reference(cls, value: str | None) -> str | None:
         return None if value is None else normalize_image(value)
 
+    @field_validator("secrets_path")
+    @classmethod
+    def _secrets_path_absolute(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith("/") or ":" in value or "\0" in value or value.rstrip("/") == ""
+        ):
+            raise ValueError("must be an absolute path without ':', not '/'")
+        return value
+
     @field_validator("network", "container_runtime")
     @classmethod
     def _engine_name(cls, value: str | None) -> str | None:
@@ -299,9 +320,11 @@ class JobSpec(Model):
         if self.image is None:
             if not self.command:
                 raise ValueError("command: give a command, or an image to run")
-            for name in ("entrypoint", "user", "network", "container_runtime"):
+            for name in ("entrypoint", "user", "network", "container_runtime", "secrets_path"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: applies to image jobs only")
+            if self.remove_image:
+                raise ValueError("remove_image: applies to image jobs only")
             if self.caches:
                 raise ValueError("caches: apply to image jobs only")
         elif self.resources.io_read_bps or self.resources.io_write_bps:

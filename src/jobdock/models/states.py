@@ -114,11 +114,20 @@ class WorkflowState(StrEnum):
 
 
 #: Legal moves of a workflow. ``revert_failed`` is final: it waits for a human.
+#: A reverted round runs again (``reverting`` -> ``running``) while the
+#: workflow has retries left; a cancel then stops it (-> ``cancelling``).
 WORKFLOW_TRANSITIONS: dict[WorkflowState, frozenset[WorkflowState]] = {
     WorkflowState.RUNNING: frozenset(
         {WorkflowState.SUCCEEDED, WorkflowState.REVERTING, WorkflowState.CANCELLING}
     ),
-    WorkflowState.REVERTING: frozenset({WorkflowState.FAILED, WorkflowState.REVERT_FAILED}),
+    WorkflowState.REVERTING: frozenset(
+        {
+            WorkflowState.FAILED,
+            WorkflowState.REVERT_FAILED,
+            WorkflowState.RUNNING,
+            WorkflowState.CANCELLING,
+        }
+    ),
     WorkflowState.CANCELLING: frozenset({WorkflowState.CANCELLED, WorkflowState.REVERT_FAILED}),
     WorkflowState.SUCCEEDED: frozenset(),
     WorkflowState.FAILED: frozenset(),

@@ -1,17 +1,17 @@
 """Units a spec is written in: durations and sizes, parsed from numbers or
 strings like ``10m`` and ``64m``, and the bounds every value stays within;
-epoch seconds as datetimes.
+epoch seconds as datetimes. (The pydantic field types that parse them are
+in :mod:`jobdock.models.fields`.)
 
-Imports nothing of jobdock's.
+Imports nothing of jobdock's, nor pydantic: the CLI parses its options with
+these as it starts.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator
+from typing import Any
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,7 +57,8 @@ def parse_duration(value: str | float | int) -> float:
     return seconds
 
 
-def _duration_or_none(value: Any) -> Any:
+def duration_or_none(value: Any) -> Any:
+    """:func:`parse_duration` of ``value``, None for None."""
     return None if value is None else parse_duration(value)
 
 
@@ -88,12 +89,6 @@ def parse_size(value: str | int | float) -> int:
     if size > MAX_SIZE:
         raise ValueError(f"a size must be at most {MAX_SIZE} bytes (8 PiB)")
     return size
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-OptionalDuration = Annotated[float | None, BeforeValidator(_duration_or_none)]
-
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 #: The most cores a job may ask for (the kernel's CFS quota stays in range).

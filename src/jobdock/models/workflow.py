@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
@@ -19,9 +19,14 @@ from jobdock.models.jobs import ANONYMOUS
 from jobdock.models.parsing import invalid_spec
 from jobdock.models.states import JobState, StepState, WorkflowState
 
+if TYPE_CHECKING:
+    from jobdock.models.spec_fields import StepFields
+
 _STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The most times a workflow may be run again after a failed round.
+MAX_RETRIES = 10
 
 
 class StepSpec(Model):
@@ -62,6 +67,13 @@ class WorkflowSpec(Model):
         description="Parameters and their values ({{ params.NAME }}); null: must be given.",
     )
     concurrency: int = Field(4, ge=1, le=1000, description="The most steps running at once.")
+    retries: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="After a round failed and was reverted, run the whole workflow again "
+        "from its first steps, up to this many times (TaskFlow's Times around a flow).",
+    )
     steps: list[StepSpec] = Field(min_length=1, max_length=500)
 
     @field_validator("name")
@@ -115,8 +127,18 @@ class WorkflowStep(Model):
     )
 
 
+class WorkflowRound(Model):
+    """An earlier round of a workflow that failed and was reverted, with its
+    steps as they ended."""
+
+    number: int = Field(description="1 for the first round.")
+    error: str | None = Field(None, description="Why the round failed.")
+    ended_at: datetime
+    steps: list[WorkflowStep] = Field(default_factory=list)
+
+
 class Workflow(Model):
-    """The record of a workflow and its steps."""
+    """The record of a workflow and its steps (those of its current round)."""
 
     id: str
     name: str
@@ -127,7 +149,12 @@ class Workflow(Model):
     created_at: datetime
     finished_at: datetime | None = None
     error: str | None = Field(None, description="Why it failed, or which revert failed.")
+    retries: int = Field(0, description="How many times a failed round may run again.")
+    round: int = Field(1, description="The round it is in: 1, then 2 after a retry, ...")
     steps: list[WorkflowStep] = Field(default_factory=list)
+    rounds: list[WorkflowRound] = Field(
+        default_factory=list, description="The earlier rounds, each failed and reverted."
+    )
 
     @property
     def terminal(self) -> bool:
@@ -153,11 +180,17 @@ class Flow:
     """
 
     def __init__(
-        self, name: str, *, params: Mapping[str, Any] | None = None, concurrency: int = 4
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int = 4,
+        retries: int = 0,
     ) -> None:
         self.name = name
         self.params = dict(params or {})
         self.concurrency = concurrency
+        self.retries = retries
         self._steps: list[dict[str, Any]] = []
 
     def step(
@@ -167,12 +200,14 @@ class Flow:
         *,
         needs: Sequence[str] = (),
         revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
+        **job: Unpack[StepFields],
     ) -> Flow:
         """Add a step that runs ``command`` (other job spec fields as keywords,
         e.g. ``image=``, ``timeout=``, ``retry=``); ``revert`` is a command or
         a whole job spec."""
-        action = {**job, **({"command": list(command)} if command is not None else {})}
+        action: dict[str, Any] = dict(job)
+        if command is not None:
+            action["command"] = list(command)
         return self._add(name, action, needs, revert)
 
     def call(
@@ -183,11 +218,13 @@ class Flow:
         *,
         needs: Sequence[str] = (),
         revert: Sequence[str] | Mapping[str, Any] | None = None,
-        **job: Any,
+        **job: Unpack[StepFields],
     ) -> Flow:
         """Add a step that calls ``function`` ('module:function') with
-        ``args`` as keyword arguments, in a Python subprocess on the worker."""
-        return self._add(name, {**job, "call": function, "args": dict(args or {})}, needs, revert)
+        ``args`` as keyword arguments, in a Python subprocess on the worker
+        (other job spec fields as keywords, as for :meth:`step`)."""
+        action: dict[str, Any] = {**job, "call": function, "args": dict(args or {})}
+        return self._add(name, action, needs, revert)
 
     def _add(
         self,
@@ -211,6 +248,7 @@ class Flow:
                 "name": self.name,
                 "params": self.params,
                 "concurrency": self.concurrency,
+                "retries": self.retries,
                 "steps": self._steps,
             }
         )

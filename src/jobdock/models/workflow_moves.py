@@ -51,6 +51,9 @@ class FlowState:
     state: WorkflowState
     concurrency: int
     steps: tuple[StepStatus, ...]
+    #: The round it is in (1 first) and how many times a failed one may run again.
+    round: int = 1
+    retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +82,21 @@ class WorkflowMove:
 
 
 @dataclass(frozen=True, slots=True)
+class NextRound:
+    """Round ``round`` failed and was reverted: record its steps and run the
+    workflow again from its first steps (``reverting`` -> ``running``)."""
+
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
 class StopJob:
     """Ask a running step's job to stop."""
 
     job_id: str
 
 
-Move = StepMove | WorkflowMove | StopJob
+Move = StepMove | WorkflowMove | StopJob | NextRound
 #: The planner: the moves to make now of a workflow's state at a time
 #: (none: nothing to do until a job ends).
 Planner = Callable[[FlowState, float], Sequence[Move]]

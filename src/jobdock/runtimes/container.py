@@ -125,9 +125,11 @@ class ContainerRuntime:
             binds = [await self._cache_bind(cache, info.owner) for cache in spec.caches]
             secrets_dir = env.get(SECRETS_DIR_ENV)
             if secrets_dir:
-                # The job's secret files, at the same path, read-only (the
-                # engine must run on this machine to see them).
-                binds.append(f"{secrets_dir}:{secrets_dir}:ro")
+                # The job's secret files, read-only, at the same path or the
+                # spec's (the engine must run on this machine to see them).
+                target = spec.secrets_path or secrets_dir
+                binds.append(f"{secrets_dir}:{target}:ro")
+                env = {**env, SECRETS_DIR_ENV: target}
             config = self._config(spec, bool(stdin), env, info, binds)
             container = await self.engine.create(
                 config, name=container_name(info.job_id, info.attempt)
@@ -156,6 +158,7 @@ class ContainerRuntime:
             started_at,
             spec.resources.memory,
             spec.kill_grace,
+            spec.image if spec.remove_image else None,
         )
 
     async def user_namespaces(self) -> tuple[bool, str]:
@@ -321,8 +324,11 @@ class ContainerExecution:
         started_at: float,
         memory_limit: int | None,
         grace: float,
+        remove_image: str | None = None,
     ) -> None:
         self.container = container
+        #: The image to remove after the container (the spec's remove_image).
+        self._remove_image = remove_image
         self.started_at = started_at
         self._engine = engine
         self._stream = stream
@@ -388,3 +394,5 @@ class ContainerExecution:
             if task is not None and not task.done():
                 task.cancel()
         await self._engine.remove(self.container)
+        if self._remove_image is not None:
+            await self._engine.remove_image(self._remove_image)

@@ -216,6 +216,17 @@ class Engine:
             if exc.status != 404:
                 raise
 
+    async def remove_image(self, image: str) -> bool:
+        """Remove ``image`` unless a container (running or not) uses it:
+        never forced. Whether it was removed."""
+        try:
+            await self._request("DELETE", f"/images/{quote(image, safe='/:@')}")
+        except EngineError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     async def containers(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         """All containers (running or not) carrying every label given."""
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})

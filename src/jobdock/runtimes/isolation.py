@@ -170,24 +170,31 @@ def _remark(missing: str | None) -> str | None:
 def bwrap_argv(
     bwrap: str, isolation: Isolation, cwd: str, command: list[str], run_as: RunAs | None = None
 ) -> list[str]:
-    """The bubblewrap command line that runs ``command`` isolated: as PID 1
-    of new PID, mount, UTS and IPC namespaces (and network, unless 'host').
-    bwrap itself runs as root (it makes the namespaces); the command runs
-    as the spec's user, else as ``run_as``."""
-    argv = [bwrap, "--unshare-pid", "--unshare-uts", "--unshare-ipc", "--as-pid-1"]
+    """The bubblewrap command line that runs ``command`` isolated, in new
+    PID, mount, UTS and IPC namespaces (and network, unless 'host'), with a
+    /dev and /proc of its own. bwrap itself runs as root (it makes the
+    namespaces); the command runs as the spec's user, else as ``run_as``.
+
+    PID 1 of the namespace is bwrap's own init, and the command is PID 2:
+    the kernel drops a signal that PID 1 has no handler for, so a command
+    that were PID 1 would ignore the SIGTERM of a stop and wait out the
+    whole grace. The init reaps what is orphaned in the namespace, and when
+    the command exits bwrap exits with its status and the rest of the
+    namespace is killed. It forwards no signal: a stop signals every
+    process of the namespace itself (``ProcessExecution.terminate``)."""
+    argv = [bwrap, "--unshare-pid", "--unshare-uts", "--unshare-ipc"]
     # If jobdock dies, bwrap's child goes with it.
     argv += ["--die-with-parent", "--hostname", "jobdock"]
     if isolation.network == "none":
         argv.append("--unshare-net")
     filesystem = isolation.filesystem
     if isinstance(filesystem, RootFilesystem):
-        argv += ["--bind", filesystem.rootfs, "/", "--dev", "/dev", "--proc", "/proc"]
+        argv += ["--bind", filesystem.rootfs, "/"]
     elif filesystem == "readonly":
-        argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        argv += ["--perms", "1777", "--tmpfs", "/tmp"]
+        argv += ["--ro-bind", "/", "/", "--perms", "1777", "--tmpfs", "/tmp"]
     else:
-        argv += ["--bind", "/", "/", "--proc", "/proc"]
-    argv += ["--chdir", cwd, "--"]
+        argv += ["--bind", "/", "/"]
+    argv += [*_DEVICES, "--proc", "/proc", "--chdir", cwd, "--"]
     if isolation.user is not None or isolation.group is not None:
         argv += _setpriv(isolation.user, isolation.group, run_as)
     elif run_as is not None:
@@ -195,9 +202,16 @@ def bwrap_argv(
     return argv + command
 
 
+#: Every isolated job's /dev, whatever its file system: bwrap's minimal one
+#: (null, zero, full, random, urandom, tty, a private devpts at /dev/pts)
+#: and a private /dev/shm anyone may write. Binding the host's /dev would
+#: not do: bubblewrap binds ``nodev``, so no device in it could be opened.
+_DEVICES = ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+
+
 def setpriv_argv(uid: int, gid: int) -> list[str]:
     """setpriv (util-linux) drops to the uid and gid, with no supplementary
-    groups, and execs the command (which stays PID 1 under bwrap)."""
+    groups, and execs the command."""
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 

@@ -54,6 +54,9 @@ DRAIN_SECONDS = 1.0
 _F_SETPIPE_SZ = 1031
 #: Threads that start processes, so that several can wait for exec at once.
 SPAWN_THREADS = 4
+#: How long a stop of an isolated job waits for bwrap to have started its
+#: command (a stop during the namespace's set-up would be lost).
+_SETUP_SECONDS = 2.0
 #: When the processes killed at a job's end are reaped (seconds after it).
 _COLLECT_AFTER = (0.05, 1.0)
 
@@ -61,6 +64,30 @@ _COLLECT_AFTER = (0.05, 1.0)
 _TICKS = os.sysconf("SC_CLK_TCK")
 #: How far a process's recorded start may be from what /proc says (ticks).
 START_TOLERANCE = _TICKS // 2
+
+
+def descendants(pid: int, depth: int | None = None) -> list[int]:
+    """The processes below ``pid`` (children, theirs, ... down to ``depth``
+    levels), from /proc."""
+    found: list[int] = []
+    parents = [(pid, 0)]
+    while parents:
+        parent, level = parents.pop()
+        if depth is not None and level >= depth:
+            continue
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as file:
+                    children = [int(child) for child in file.read().split()]
+            except OSError:
+                continue
+            found += children
+            parents += [(child, level + 1) for child in children]
+    return found
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -96,9 +123,16 @@ class ProcessRuntime:
         # Jobs without a group need the worker to adopt what they leave.
         everyone_grouped = confinement.hierarchy is not None and confinement.every_job
         self._orphans = None if everyone_grouped else Orphans()
+        #: Executions whose exit has not been seen yet.
+        self._live: set[ProcessExecution] = set()
 
     def close(self) -> None:
+        """Release the threads; kill, reap and remove the group of every job
+        still running (one whose caller was cancelled before its exit was
+        seen), so that nothing outlives the runtime."""
         self._spawners.shutdown(wait=True)
+        for execution in list(self._live):
+            execution.abandon()
         self._cleaner.finish()
         if self.confinement.hierarchy is not None:
             self.confinement.hierarchy.remove_parent()
@@ -127,8 +161,10 @@ class ProcessRuntime:
         plan = self.confinement.plan(spec, run_as)
         name = f"{info.job_id}.{info.attempt}" if info is not None else "job.0"
         loop = asyncio.get_running_loop()
-        proc, ticks, started_at, group = await loop.run_in_executor(
+        handoff = _Handoff()
+        spawning = loop.run_in_executor(
             self._spawners,
+            handoff.spawn,
             self._spawn,
             spec,
             plan,
@@ -137,8 +173,18 @@ class ProcessRuntime:
             dict(env),
             run_as,
         )
-        orphans = self._orphans
-        return ProcessExecution(proc, stdin, ticks, started_at, group, plan, self._cleaner, orphans)
+        try:
+            proc, ticks, started_at, group = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            # The spawning thread goes on: what it starts is ended there, or
+            # here; the cancelled caller goes on once it is gone.
+            handoff.abandon()
+            with contextlib.suppress(Exception):
+                await spawning
+            raise
+        return ProcessExecution(
+            proc, stdin, ticks, started_at, group, plan, self._cleaner, self._orphans, self._live
+        )
 
     def _spawn(
         self,
@@ -174,6 +220,50 @@ class ProcessRuntime:
         except BaseException:
             cgroups.remove(group)
             raise
+
+
+_Spawned = tuple[subprocess.Popen[bytes], int, float, "cgroups.Group | None"]
+
+
+class _Handoff:
+    """Hands a spawned process from the spawning thread to its caller, or
+    ends it when the caller was cancelled meanwhile (nobody would watch it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._spawned: _Spawned | None = None
+
+    def spawn(self, spawn: Callable[..., _Spawned], *args: object) -> _Spawned:
+        spawned = spawn(*args)
+        with self._lock:
+            if not self._abandoned:
+                self._spawned = spawned
+                return spawned
+        _discard(*spawned)
+        return spawned
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned, spawned = True, self._spawned
+        if spawned is not None:
+            _discard(*spawned)
+
+
+def _discard(
+    proc: subprocess.Popen[bytes], _ticks: int, _started: float, group: cgroups.Group | None
+) -> None:
+    """Kill a job nobody watches, reap it and remove its group (blocking)."""
+    if group is not None:
+        group.kill()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    if group is not None and not cgroups.remove(group):
+        _log.warning("could not remove cgroup %s: processes are still in it", group.path)
 
 
 class _Cleaner:
@@ -277,9 +367,13 @@ class ProcessExecution:
         plan: Plan | None = None,
         cleaner: _Cleaner | None = None,
         orphans: Orphans | None = None,
+        live: set[ProcessExecution] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._proc = proc
+        #: The runtime's executions not yet reaped: this one until it is.
+        self._live = live if live is not None else set()
+        self._live.add(self)
         self._group = group
         self._orphans = orphans
         self._plan = plan
@@ -334,6 +428,7 @@ class ProcessExecution:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._reaped = True
+        self._live.discard(self)
         if self._stdin_task is not None:
             # Input still to come (stdin_stream) has no one to read it.
             self._stdin_task.cancel()
@@ -345,10 +440,15 @@ class ProcessExecution:
         if self._group is None or self._cleaner is None:
             self._set_exit(result)
         else:
-            removal = self._loop.run_in_executor(
-                self._cleaner.threads, self._cleaner.remove, self._group
-            )
-            removal.add_done_callback(lambda _: self._set_exit(result))
+            try:
+                removal = self._loop.run_in_executor(
+                    self._cleaner.threads, self._cleaner.remove, self._group
+                )
+            except RuntimeError:  # the runtime is closed: no thread is left
+                self._cleaner.remove(self._group)
+                self._set_exit(result)
+            else:
+                removal.add_done_callback(lambda _: self._set_exit(result))
         if self._streams:
             self._loop.call_later(DRAIN_SECONDS, self._close_pipes)
 
@@ -390,22 +490,59 @@ class ProcessExecution:
             os.killpg(self._proc.pid, sig)
 
     def terminate(self) -> None:
+        if self._plan is not None and self._plan.namespaced:
+            self._terminate_namespace(time.monotonic() + _SETUP_SECONDS)
+            return
         group = self._group
         if group is None or self._reaped:
             self._signal(signal.SIGTERM)
             return
-        # Every process of the job, also those that left its process group;
-        # bwrap itself (when namespaced) waits for its child and reports it.
-        spared = self._proc.pid if self._plan is not None and self._plan.namespaced else None
+        # Every process of the job, also those that left its process group.
         for pid in group.pids():
-            if pid != spared:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _terminate_namespace(self, deadline: float) -> None:
+        """SIGTERM to every process of the job's PID namespace: those below
+        bwrap's init. bwrap itself is spared (it waits for its child and
+        reports how it ended; signalled, it would die and take the namespace
+        with it by SIGKILL), and so is the init, which ignores it anyway."""
+        if self._reaped:
+            return
+        bwrap = self._proc.pid
+        init = set(descendants(bwrap, depth=1))
+        targets = [pid for pid in descendants(bwrap) if pid not in init]
+        if not targets and time.monotonic() < deadline:
+            # bwrap is still making the namespace: the command is not there
+            # yet, and the signal would be lost on PID 1.
+            self._loop.call_later(0.005, self._terminate_namespace, deadline)
+            return
+        for pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def kill(self) -> None:
         if self._group is not None and not self._reaped:
             self._group.kill()
         self._signal(signal.SIGKILL)
+
+    def abandon(self) -> None:
+        """End the job now, when nobody will await its exit (the runtime
+        closes): kill it, reap it and remove its group (blocking)."""
+        if self._reaped:
+            return
+        self._reaped = True
+        self._live.discard(self)
+        for fd in [self._pidfd, *self._streams]:
+            with contextlib.suppress(Exception):  # the loop may be closed already
+                self._loop.remove_reader(fd)
+        os.close(self._pidfd)
+        _discard(self._proc, 0, 0.0, self._group)
+        self._streams.clear()
+        self._files.clear()
+        status = ExitStatus(signal=signal.SIGKILL)
+        with contextlib.suppress(RuntimeError):  # the same
+            self._set_exit(status)
 
     async def close(self) -> None:
         """Nothing else to release: the process is reaped and its pipes are closed."""

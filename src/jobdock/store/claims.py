@@ -179,6 +179,26 @@ def _fail_invalid(conn: Connection, job_id: str, attempt: int, why: str, now: fl
     )
 
 
+#: The label keys that queued jobs require, each key once.
+_REQUIRED_KEYS = {
+    "sqlite": "SELECT DISTINCT r.key FROM jobs, json_each(jobs.requires) AS r",
+    "postgresql": "SELECT DISTINCT r.key FROM jobs,"
+    " jsonb_object_keys(CAST(jobs.requires AS jsonb)) AS r(key)",
+}
+
+
+def wanted_labels(conn: Connection, keys: Sequence[str], labels: str, now: float) -> set[str]:
+    """Which of the label ``keys`` a queued job requires that a worker with
+    ``labels`` (a JSON object) could claim now."""
+    dialect = conn.dialect.name
+    query = text(
+        f"{_REQUIRED_KEYS[dialect]} WHERE jobs.state = :queued AND jobs.requires IS NOT NULL"
+        f" AND {_HAS_LABELS[dialect]} AND (jobs.start_by IS NULL OR jobs.start_by > :now)"
+    )
+    found = conn.execute(query, {"queued": _QUEUED, "labels": labels, "now": now}).scalars()
+    return set(found) & set(keys)
+
+
 #: Scheduled and retrying jobs whose time has come become queued (only
 #: they have a not_before: see schema.py).
 _PROMOTE = Prepared(

@@ -138,6 +138,12 @@ class AttemptStore(Protocol):
     async def next_due(self) -> float | None:
         """The earliest time a scheduled or retrying job becomes due."""
 
+    async def wanted_labels(
+        self, keys: Sequence[str], labels: Mapping[str, str], now: float
+    ) -> set[str]:
+        """Which of the label ``keys`` some queued job requires that a worker
+        offering ``labels`` could claim now (whose checks to run first)."""
+
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
         """Record that the attempt's process started (fenced)."""
 

@@ -269,6 +269,10 @@ workflows = Table(
     Column("advanced_at", Float),
     Column("finished_at", Float),
     Column("error", Text),
+    # How many times a failed round may run again, and the round it is in
+    # (migration 0013).
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("round", Integer, nullable=False, server_default="1"),
     Index("ix_workflows_state", "state"),
     Index("ix_workflows_owner_seq", "owner", "seq"),
 )
@@ -293,6 +297,18 @@ workflow_steps = Table(
     # 1, 2, ...: the order in which steps succeeded; reverts run backwards.
     Column("completed", Integer),
     Column("error", Text),
+)
+
+#: The earlier rounds of a workflow, each failed and reverted (migration
+#: 0013): its error and its steps as they ended (JSON, WorkflowStep records).
+workflow_rounds = Table(
+    "workflow_rounds",
+    metadata,
+    Column("workflow_id", String(32), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("error", Text),
+    Column("ended_at", Float, nullable=False),
+    Column("steps", Text, nullable=False),
 )
 
 # -- what deleted jobs contributed to the metrics (migration 0007, docs/metrics.md) --

@@ -331,6 +331,13 @@ class SqlStore:
     async def next_due(self) -> float | None:
         return await self._read(claims.next_due)
 
+    async def wanted_labels(
+        self, keys: Sequence[str], labels: Mapping[str, str], now: float
+    ) -> set[str]:
+        if not keys:
+            return set()
+        return await self._read(claims.wanted_labels, keys, json.dumps(dict(labels)), now)
+
     # -- logs ------------------------------------------------------------------
 
     async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:

@@ -35,10 +35,11 @@ from jobdock.models import (
     timestamp,
 )
 from jobdock.models.records import Advanced, NewWorkflow
-from jobdock.models.workflow import Workflow, WorkflowPage, WorkflowStep
+from jobdock.models.workflow import Workflow, WorkflowPage, WorkflowRound, WorkflowStep
 from jobdock.models.workflow_moves import (
     FlowState,
     Move,
+    NextRound,
     Planner,
     StepMove,
     StepStatus,
@@ -47,7 +48,7 @@ from jobdock.models.workflow_moves import (
 )
 from jobdock.store import jobs as ops
 from jobdock.store.access import record
-from jobdock.store.schema import jobs, log_chunks, workflow_steps, workflows
+from jobdock.store.schema import jobs, log_chunks, workflow_rounds, workflow_steps, workflows
 
 _ACTIVE = [WorkflowState.RUNNING, WorkflowState.REVERTING, WorkflowState.CANCELLING]
 #: Rounds of one advance at most (each round moves something or ends it).
@@ -73,6 +74,8 @@ def insert_workflow(conn: Connection, new: NewWorkflow, plan: Planner) -> Advanc
             params=json.dumps(new.params),
             concurrency=new.concurrency,
             created_at=new.created_at,
+            retries=new.retries,
+            round=1,
         )
     )
     conn.execute(
@@ -136,7 +139,29 @@ def _step(row: Row[Any]) -> WorkflowStep:
     )
 
 
-def _workflow(row: Row[Any], steps: list[WorkflowStep]) -> Workflow:
+def _rounds(conn: Connection, workflow_ids: Sequence[str]) -> dict[str, list[WorkflowRound]]:
+    """The earlier rounds of the workflows, oldest first."""
+    found: dict[str, list[WorkflowRound]] = {}
+    rows = conn.execute(
+        select(workflow_rounds)
+        .where(workflow_rounds.c.workflow_id.in_(list(workflow_ids)))
+        .order_by(workflow_rounds.c.workflow_id, workflow_rounds.c.number)
+    )
+    for row in rows:
+        found.setdefault(row.workflow_id, []).append(
+            WorkflowRound(
+                number=row.number,
+                error=row.error,
+                ended_at=timestamp(row.ended_at),
+                steps=[WorkflowStep.model_validate(step) for step in json.loads(row.steps)],
+            )
+        )
+    return found
+
+
+def _workflow(
+    row: Row[Any], steps: list[WorkflowStep], rounds: list[WorkflowRound] | None = None
+) -> Workflow:
     return Workflow(
         id=row.id,
         name=row.name,
@@ -147,7 +172,10 @@ def _workflow(row: Row[Any], steps: list[WorkflowStep]) -> Workflow:
         created_at=timestamp(row.created_at),
         finished_at=timestamp(row.finished_at),
         error=row.error,
+        retries=row.retries,
+        round=row.round,
         steps=steps,
+        rounds=rounds or [],
     )
 
 
@@ -156,7 +184,7 @@ def get_workflow(conn: Connection, workflow_id: str) -> Workflow:
     if row is None:
         raise WorkflowNotFound(workflow_id)
     steps = [_step(step) for step in conn.execute(_steps_query([workflow_id]))]
-    return _workflow(row, steps)
+    return _workflow(row, steps, _rounds(conn, [workflow_id]).get(workflow_id))
 
 
 def list_workflows(
@@ -177,11 +205,14 @@ def list_workflows(
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
     rows = rows[:limit]
     steps: dict[str, list[WorkflowStep]] = {}
+    rounds: dict[str, list[WorkflowRound]] = {}
     if rows:
-        for step in conn.execute(_steps_query([row.id for row in rows])):
+        ids = [row.id for row in rows]
+        for step in conn.execute(_steps_query(ids)):
             steps.setdefault(step.workflow_id, []).append(_step(step))
+        rounds = _rounds(conn, ids)
     return WorkflowPage(
-        workflows=[_workflow(row, steps.get(row.id, [])) for row in rows],
+        workflows=[_workflow(row, steps.get(row.id, []), rounds.get(row.id)) for row in rows],
         next_cursor=next_cursor,
     )
 
@@ -189,11 +220,18 @@ def list_workflows(
 def cancel_workflow(
     conn: Connection, workflow_id: str, now: float, actor: str | None, plan: Planner
 ) -> Advanced:
-    """Move a running workflow to ``cancelling`` and on; one already
-    stopping is left alone; a finished one raises WorkflowFinished."""
+    """Move a running workflow to ``cancelling`` and on, and a reverting one
+    that would run again (retries left); one already stopping is left
+    alone; a finished one raises WorkflowFinished."""
+    would_retry = and_(
+        workflows.c.state == WorkflowState.REVERTING.value, workflows.c.round <= workflows.c.retries
+    )
     moved = conn.execute(
         update(workflows)
-        .where(workflows.c.id == workflow_id, workflows.c.state == WorkflowState.RUNNING.value)
+        .where(
+            workflows.c.id == workflow_id,
+            or_(workflows.c.state == WorkflowState.RUNNING.value, would_retry),
+        )
         .values(
             state=WorkflowState.CANCELLING.value,
             error=f"cancelled by {actor}" if actor else "cancelled",
@@ -288,6 +326,8 @@ def _flow_state(conn: Connection, workflow: Row[Any]) -> FlowState:
         state=WorkflowState(workflow.state),
         concurrency=workflow.concurrency,
         steps=steps,
+        round=workflow.round,
+        retries=workflow.retries,
     )
 
 
@@ -323,6 +363,8 @@ def _apply(
             changed |= _step_move(conn, workflow_id, move, result)
         elif isinstance(move, WorkflowMove):
             changed |= _move(conn, workflow_id, move, now)
+        elif isinstance(move, NextRound):
+            changed |= _next_round(conn, workflow_id, move, now)
         else:
             _stop(conn, move, now, result)
             changed = True  # it stopped, or it ended meanwhile: the next round records it
@@ -368,6 +410,50 @@ def _move(conn: Connection, workflow_id: str, move: WorkflowMove, now: float) ->
             .values(**values)
         ).rowcount
     )
+
+
+def _next_round(conn: Connection, workflow_id: str, move: NextRound, now: float) -> bool:
+    """Record the steps of the round that failed and was reverted, and run
+    the workflow again from its first steps."""
+    error = conn.execute(select(workflows.c.error).where(workflows.c.id == workflow_id)).scalar()
+    moved = conn.execute(
+        update(workflows)
+        .where(
+            workflows.c.id == workflow_id,
+            workflows.c.state == WorkflowState.REVERTING.value,
+            workflows.c.round == move.round,
+        )
+        .values(
+            state=WorkflowState.RUNNING.value, round=move.round + 1, error=None, advanced_at=now
+        )
+    ).rowcount
+    if not moved:
+        return False
+    steps = [
+        _step(row).model_dump(mode="json") for row in conn.execute(_steps_query([workflow_id]))
+    ]
+    conn.execute(
+        insert(workflow_rounds).values(
+            workflow_id=workflow_id,
+            number=move.round,
+            error=error,
+            ended_at=now,
+            steps=json.dumps(steps),
+        )
+    )
+    conn.execute(
+        update(workflow_steps)
+        .where(workflow_steps.c.workflow_id == workflow_id)
+        .values(
+            state=StepState.PENDING.value,
+            job_id=None,
+            revert_job_id=None,
+            output=None,
+            completed=None,
+            error=None,
+        )
+    )
+    return True
 
 
 def _stop(conn: Connection, move: StopJob, now: float, result: Advanced) -> None:

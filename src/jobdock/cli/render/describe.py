@@ -11,13 +11,17 @@ import shlex
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from jobdock.cli.render.jobs import labels_text, status
 from jobdock.cli.render.output import STATE_STYLES
 from jobdock.cli.render.times import ago, local_time, span
-from jobdock.models import Attempt, Job, Reason
+from jobdock.models.states import Reason
+
+if TYPE_CHECKING:
+    from jobdock.models import Attempt, Job
 
 
 def outcome(attempt: Attempt) -> str:

@@ -1,16 +1,21 @@
 """How ``jobdock ps`` and ``jobdock workers`` show their rows: the columns,
-each cell as text, and the wider set ``-o wide`` adds. Imports the models
-and the CLI's times and output."""
+each cell as text, and the wider set ``-o wide`` adds; a job's status as
+``ps`` and ``describe`` word it. Imports the states, the listed records and
+the CLI's times and output (not the models: ``ps`` starts without them)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-from jobdock.cli.render.output import print_records, show_table, state_style
+from jobdock.cli.render.output import print_documents, show_table, state_style
 from jobdock.cli.render.times import ago, since, span
-from jobdock.models import Job, JobState, Reason
-from jobdock.models.jobs import WorkerRecord
+from jobdock.models.states import JobState, Reason
+
+if TYPE_CHECKING:
+    from jobdock.cli.listing import ListedJob, ListedWorker
 
 _PS = ("JOB ID", "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS")
 _PS_WIDE = (*_PS, "OWNER", "ATTEMPT", "LABELS")
@@ -18,7 +23,27 @@ _WORKERS = ("WORKER", "LABELS", "HEARTBEAT", "RUNNING", "STATUS")
 _WORKERS_WIDE = (*_WORKERS, "HOST", "JOBS")
 
 
-def status(job: Job) -> str:
+class Timeline(Protocol):
+    """What a job's status is made of: a :class:`jobdock.models.Job` or a
+    :class:`~jobdock.cli.listing.ListedJob`."""
+
+    @property
+    def state(self) -> JobState: ...
+    @property
+    def terminal(self) -> bool: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def next_attempt_at(self) -> datetime | None: ...
+    @property
+    def reason(self) -> Reason | None: ...
+    @property
+    def exit_code(self) -> int | None: ...
+
+
+def status(job: Timeline) -> str:
     """A job's state as ``ps`` shows it: with how long, and how it ended."""
     if job.state is JobState.RUNNING:
         return f"running {since(job.started_at)}" if job.started_at else "running"
@@ -40,19 +65,20 @@ def labels_text(labels: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def _ps_row(job: Job, wide: bool) -> tuple[str, ...]:
-    command = " ".join(job.spec.command)
+def _ps_row(job: ListedJob, wide: bool) -> tuple[str, ...]:
+    command = " ".join(job.command)
     if not wide and len(command) > 40:
         command = command[:39] + "…"
-    row = (job.id, job.name or "", job.spec.image or "", command, ago(job.created_at), status(job))
+    row = (job.id, job.name or "", job.image or "", command, ago(job.created_at), status(job))
     if not wide:
         return row
     return (*row, job.owner, str(job.attempt), labels_text(job.labels))
 
 
-def show_jobs(jobs: Sequence[Job], output: str) -> None:
+def show_jobs(jobs: Sequence[ListedJob], output: str) -> None:
     """``ps``'s listing in the ``-o`` format (``""``: the table)."""
-    if print_records(jobs, output):
+    if output in ("json", "yaml"):
+        print_documents([job.record for job in jobs], output)
         return
     wide = output == "wide"
     show_table(
@@ -63,7 +89,7 @@ def show_jobs(jobs: Sequence[Job], output: str) -> None:
     )
 
 
-def _worker_row(item: WorkerRecord, wide: bool) -> tuple[str, ...]:
+def _worker_row(item: ListedWorker, wide: bool) -> tuple[str, ...]:
     row = (
         item.id,
         labels_text(item.labels),
@@ -74,15 +100,16 @@ def _worker_row(item: WorkerRecord, wide: bool) -> tuple[str, ...]:
     return (*row, item.host, ",".join(item.running)) if wide else row
 
 
-def _worker_status(item: WorkerRecord) -> str:
+def _worker_status(item: ListedWorker) -> str:
     if item.stopped_at or item.state == "stopped":
         return "stopped"
     return "lost" if item.state == "lost" else f"up {since(item.started_at)}"
 
 
-def show_workers(found: Sequence[WorkerRecord], output: str) -> None:
+def show_workers(found: Sequence[ListedWorker], output: str) -> None:
     """``workers``'s listing in the ``-o`` format (``""``: the table)."""
-    if print_records(found, output):
+    if output in ("json", "yaml"):
+        print_documents([item.record for item in found], output)
         return
     wide = output == "wide"
     show_table(

@@ -4,8 +4,8 @@ table. A table on a terminal is drawn by :func:`.tables.print_table`, with
 each state in its colour unless ``NO_COLOR`` is set (https://no-color.org);
 anywhere else (a pipe, a file) it is plain text, tab-separated, one row a
 line under the header line, never wrapped or cut, for ``cut``, ``awk`` and
-``sort``. Imports pydantic's BaseModel for typing only; yaml and rich are
-loaded by the formats that need them."""
+``sort``. Imports pydantic's BaseModel for typing only; yaml is loaded by
+the format that needs it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from jobdock.cli.exits import fail
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-    from rich.console import OverflowMethod
+
+    from jobdock.cli.render.tables import Overflow
 
 #: The ``-o`` option of the listing commands.
 output_option = typer.Option(
@@ -95,7 +96,7 @@ def show_table(
     rows: Iterable[Sequence[str]],
     *,
     wrap: bool | Collection[str] = False,
-    overflow: OverflowMethod = "ellipsis",
+    overflow: Overflow = "ellipsis",
     styles: dict[str, Callable[[str], str]] | None = None,
 ) -> None:
     """A table on a terminal (``styles``: a column's cell -> its style, used

@@ -5,7 +5,7 @@ A token may carry a rate limit of its own (``jobdock tokens create
 docs/security.md "Rate limits"). NULL: the user's.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
