@@ -22,7 +22,7 @@ from jobdock import Client
 from jobdock.credentials import Credentials
 from jobdock.dispatch import load_templates
 from jobdock.errors import ConfigError
-from jobdock.settings import Settings
+from jobdock.settings import Settings, load_settings
 from support import ServerProcess, eventually, jobdock, make_token
 
 DOCS = Path(__file__).parents[2] / "docs" / "dispatch.md"
@@ -187,6 +187,10 @@ def test_a_filter_using_what_jobdock_lacks_is_refused_at_start_naming_it(tmp_pat
     load_templates(Settings(dispatch_templates={"t": '{command: ["echo", "a@sha256"]}'}))
     with pytest.raises(ConfigError, match="dispatch_default_template"):
         load_templates(Settings(dispatch_default_template="nope"))
+    # A prefix, never the whole environment.
+    for pattern in ("*", "A*B*", "*_KEY"):
+        with pytest.raises(ConfigError, match="dispatch_env"):
+            load_settings(dispatch_env=[pattern])
     done = jobdock(
         "serve",
         "--home",
