@@ -74,9 +74,11 @@ class Dispatcher:
 
     async def render(self, name: str | None, request: DispatchRequest) -> JobSpec:
         """The spec the template ``name`` (None: the default template) makes
-        of ``request`` (not checked against the server's policy yet). Raises TemplateNotFound,
-        InvalidJson for a body that is not JSON, TemplateFailed (or its
-        TemplateTimeout, TemplateOutputTooLarge) and TemplateSpecInvalid."""
+        of ``request`` (not checked against the server's policy yet): the
+        filter's spec, or the one its Docker manifest asks for. Raises
+        TemplateNotFound, InvalidJson for a body that is not JSON,
+        TemplateFailed (or its TemplateTimeout, TemplateOutputTooLarge) and
+        TemplateSpecInvalid."""
         template = self._template(name)
         limit = self._settings.dispatch_max_bytes
         if len(request.body) > limit:

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobdock.errors import TemplateSpecInvalid
 
-#: A container's name, as Docker allows it; the job's name and idempotency key.
+#: The longest Name: it becomes the job's name and idempotency key (200 each).
 _MAX_NAME = 200
 
 
@@ -31,7 +31,7 @@ def spec_of_manifest(manifest: dict[str, Any], template: str) -> dict[str, Any]:
     TemplateSpecInvalid naming the field it cannot take."""
     spec: dict[str, Any] = {}
     given = {key: value for key, value in manifest.items() if value is not None}
-    host = given.pop("HostConfig", None) or {}
+    host = given.pop("HostConfig", {})
     if not isinstance(host, dict):
         raise _refused(template, "HostConfig", "must be an object")
     for key, value in given.items():
@@ -123,13 +123,14 @@ def _restart(spec: dict[str, Any], value: Any, template: str) -> None:
     }
 
 
-def _resource(key: str, scale: float = 1.0) -> Reader:
+def _resource(key: str, name: str, scale: int | float = 1) -> Reader:
+    """A HostConfig limit as ``resources.NAME`` (Docker's 0: no limit)."""
+
     def read(spec: dict[str, Any], value: Any, template: str) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise _refused(template, f"HostConfig.{key}", "must be a number")
+            raise _refused(template, f"HostConfig.{key}", "must be a number, 0 or more")
         if value:
-            name = {"Memory": "memory", "NanoCpus": "cpus", "PidsLimit": "pids"}[key]
-            spec.setdefault("resources", {})[name] = value * scale if scale != 1 else value
+            spec.setdefault("resources", {})[name] = value * scale
 
     return read
 
@@ -171,8 +172,8 @@ _HOST: dict[str, Reader] = {
     "NetworkMode": _network,
     "RestartPolicy": _restart,
     "LogConfig": _ignored,
-    "Memory": _resource("Memory"),
-    "NanoCpus": _resource("NanoCpus", 1e-9),
-    "PidsLimit": _resource("PidsLimit"),
+    "Memory": _resource("Memory", "memory"),
+    "NanoCpus": _resource("NanoCpus", "cpus", 1e-9),
+    "PidsLimit": _resource("PidsLimit", "pids"),
     "Runtime": _copy("container_runtime", "HostConfig.Runtime"),
 }
