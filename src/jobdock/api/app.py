@@ -25,6 +25,8 @@ from jobdock.api.origin import SameOrigin
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.stdin import router as stdin_router
 from jobdock.api.submit_path import DirectRoutes, direct_routes
+from jobdock.api.trace import TraceId
+from jobdock.api.webhooks import router as webhooks_router
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, Template, load_templates
@@ -56,6 +58,7 @@ ROUTERS = (
     schedules_router,
     workflows_router,
     metrics_router,
+    webhooks_router,
 )
 
 
@@ -136,8 +139,10 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(RefuseNul)
     # Outside every route: no one reads more than the limit.
     app.add_middleware(BodyLimit, limit=settings.max_request_body)
-    # Outermost of all: every request is counted and timed, refused ones too.
+    # Every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
+    # Outermost of all: every response names its trace (X-B3-TraceId).
+    app.add_middleware(TraceId)
 
 
 def _add_healthz(app: FastAPI) -> None:
