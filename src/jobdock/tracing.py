@@ -56,7 +56,10 @@ def start(settings: Settings) -> bool:
         return _provider is not None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    resource = Resource.create({"service.name": "jobdock", "service.version": __version__})
+    resource = Resource.create({"service.version": __version__})
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        # Unless OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) names it.
+        resource = resource.merge(Resource({"service.name": "jobdock"}))
     provider = TracerProvider(resource=resource, id_generator=_TraceIdOfRequest())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _provider = provider

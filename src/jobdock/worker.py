@@ -418,6 +418,7 @@ class Worker:
             if attempt.stop_reason is not None or attempt.released:
                 attempt.stop(attempt.stop_reason, kill=attempt.kill_asked)
             await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
+            _log.debug("attempt started (pid %s)", execution.pid)
             exit_status = await self._wait(attempt, execution)
             await pump
         except EngineUnavailable as exc:
@@ -441,6 +442,7 @@ class Worker:
         outcome = retried(self._outcome(attempt, exit_status, writer), claim)
         with tracing.span("finish", **{"jobdock.state": outcome.state.value}):
             await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+        _log.debug("attempt ended: %s", outcome.state.value)
         await workflow_step_ended(store, self.planner, claim, outcome)
 
     def _writer(self, attempt: _Attempt, redactor: Redactor | None) -> LogWriter:
