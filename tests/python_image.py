@@ -13,10 +13,14 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from engines import EngineMissing, busybox_rootfs
+from engines import Engine, EngineMissing, busybox_rootfs
 
+#: The base image's name in the test engines.
+BASE = "localhost/jobdock-python-base:3.11"
 PYTHON = Path("/usr/bin/python3.11")
 STDLIB = Path("/usr/lib/python3.11")
+#: Debian's ensurepip installs pip from these (python3-pip-whl).
+WHEELS = Path("/usr/share/python-wheels")
 CACHE = Path.home() / ".cache" / "jobdock-tests"
 #: The image's environment: the libraries' directories, since it has no ld.so.cache.
 ENV = [
@@ -36,9 +40,12 @@ def _libraries(binaries: list[Path]) -> set[Path]:
             check=False,
         ).stdout
         for line in out.splitlines():
+            if line.endswith(":"):  # the name of the next binary
+                continue
             parts = line.split()
             path = parts[2] if "=>" in parts and len(parts) > 2 else (parts[0] if parts else "")
-            if path.startswith("/"):
+            # The system's: a wheel's own libraries come with the wheel.
+            if path.startswith(("/lib", "/usr/lib")):
                 found.add(Path(path))
     return found
 
@@ -46,12 +53,12 @@ def _libraries(binaries: list[Path]) -> set[Path]:
 def python_rootfs(site_packages: Path) -> bytes:
     """The base image's root filesystem (a tar); its libraries cover the
     compiled modules under ``site_packages`` (the wheels the image installs)."""
-    if not (PYTHON.exists() and (STDLIB / "ensurepip").is_dir()):
+    if not (PYTHON.exists() and (STDLIB / "ensurepip").is_dir() and WHEELS.is_dir()):
         raise EngineMissing("Debian's python3.11 and python3.11-venv are not installed")
     binaries = [PYTHON, *STDLIB.glob("lib-dynload/*.so"), *site_packages.rglob("*.so*")]
     libraries = sorted(_libraries([b for b in binaries if b.is_file()]))
     key = hashlib.sha256(
-        "\n".join(f"{p}:{p.stat().st_size}" for p in [PYTHON, *libraries]).encode()
+        "\n".join(f"{p}:{p.stat().st_size}" for p in [PYTHON, WHEELS, *libraries]).encode()
     ).hexdigest()[:16]
     cached = CACHE / f"python-base-{key}.tar"
     if cached.exists():
@@ -73,10 +80,11 @@ def python_rootfs(site_packages: Path) -> bytes:
         tar.add(
             STDLIB,
             "usr/lib/python3.11",
-            filter=lambda info: None
-            if "/dist-packages" in info.name or "/test/" in info.name
-            else info,
+            filter=lambda info: (
+                None if "/dist-packages" in info.name or "/test/" in info.name else info
+            ),
         )
+        tar.add(WHEELS, str(WHEELS).lstrip("/"))
         for library in libraries:
             real = library.resolve()
             tar.add(real, str(library).lstrip("/"))
@@ -86,3 +94,20 @@ def python_rootfs(site_packages: Path) -> bytes:
     partial.write_bytes(data)
     partial.rename(cached)
     return data
+
+
+def import_base(engine: Engine, site_packages: Path) -> str:
+    """Import the base image into ``engine``; its name."""
+    changes = [f"ENV {variable}" for variable in ENV] + ['CMD ["python3"]']
+    params: list[tuple[str, str]] = [("fromSrc", "-"), ("repo", BASE)]
+    params += [("changes", change) for change in changes]
+    with engine.http() as http:
+        response = http.post(
+            "/images/create",
+            params=params,
+            content=python_rootfs(site_packages),
+            headers={"Content-Type": "application/x-tar"},
+            timeout=300,
+        )
+        response.raise_for_status()
+    return BASE

@@ -34,9 +34,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.received.append(
-                        Received(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, body
-                        )
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from receivers import Receiver
 
+from receivers import Receiver
 from support import ServerProcess, WorkerProcess, eventually
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from receivers import Receiver
 
+from receivers import Receiver
 from support import ServerProcess, eventually, free_port
 
 SECRET = "s3cret-for-the-tests"
@@ -86,7 +87,7 @@ def test_a_receiver_that_is_down_gets_retries_with_backoff_each_in_the_log(
     assert all(d["url"] == down and not d["ok"] and d["status"] is None for d in log)
     assert all("Connect" in d["error"] for d in log), log
     times = [datetime.fromisoformat(d["at"]).timestamp() for d in log]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps[0] >= 0.3 and gaps[1] >= 0.6, gaps
 
 
