@@ -56,6 +56,23 @@ def test_every_response_echoes_the_callers_trace_id_or_gives_a_new_one(tmp_path:
     assert submitted.json()["trace_id"] == "a3ce929d0e0e4736", "the job stores its trace id"
 
 
+def test_with_traces_off_a_job_still_gets_a_traceparent_in_its_callers_trace(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path / "home").start()
+    try:
+        submitted = _finished(
+            server, ["sh", "-c", 'echo "$TRACEPARENT"'], **{"X-B3-TraceId": "4bf92f3577b34da6"}
+        )
+        given = _output(server, submitted.json()["id"]).strip()
+    finally:
+        server.stop()
+
+    found = TRACEPARENT.match(given)
+    assert found is not None, given
+    assert found[1] == "0000000000000000" + "4bf92f3577b34da6"
+
+
 def test_json_log_lines_parse_and_carry_the_trace_job_and_attempt_ids(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "home", log_level="debug", log_format="json").start()
     try:
@@ -122,8 +139,8 @@ def test_one_trace_per_job_from_the_submit_request_through_a_separate_worker(
         server = ServerProcess(tmp_path / "server", args=("--no-worker",), db=pg_url)
         server.env.update(otel)
         server.start()
-        worker = WorkerProcess(tmp_path / "worker", pg_url)
-        worker.env.update(otel)
+        worker = WorkerProcess(tmp_path / "worker", pg_url, log_format="json")
+        worker.env.update(otel, JOBDOCK_LOG_LEVEL="debug")
         worker.start()
         try:
             first = _finished(server, ["sh", "-c", 'echo "$TRACEPARENT"'])
@@ -155,6 +172,9 @@ def test_one_trace_per_job_from_the_submit_request_through_a_separate_worker(
     assert found[1] == trace_id, "the job's TRACEPARENT is in its trace"
     assert found[2] == by_name["run"][2], "its parent is the run span"
     assert int(found[3], 16) & 1, "sampled"
+    worker_lines = [json.loads(line) for line in worker.log().splitlines() if line.strip()]
+    about_job = [r for r in worker_lines if r.get("job_id") == job_id]
+    assert about_job and all(r["trace_id"] == b3 and r["attempt"] == 1 for r in about_job)
     # The second job, with its caller's B3 id, is a trace of its own.
     other = {s[0] for s in spans if s[1] == "0af7651916cd43dd".rjust(32, "0")}
     assert {"submit", "run"} <= other
