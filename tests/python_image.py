@@ -98,16 +98,5 @@ def python_rootfs(site_packages: Path) -> bytes:
 
 def import_base(engine: Engine, site_packages: Path) -> str:
     """Import the base image into ``engine``; its name."""
-    changes = [f"ENV {variable}" for variable in ENV] + ['CMD ["python3"]']
-    params: list[tuple[str, str]] = [("fromSrc", "-"), ("repo", BASE)]
-    params += [("changes", change) for change in changes]
-    with engine.http() as http:
-        response = http.post(
-            "/images/create",
-            params=params,
-            content=python_rootfs(site_packages),
-            headers={"Content-Type": "application/x-tar"},
-            timeout=300,
-        )
-        response.raise_for_status()
+    engine.import_image(BASE, python_rootfs(site_packages), None, ["python3"], ENV)
     return BASE
