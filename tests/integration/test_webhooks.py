@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from receivers import Receiver
-from support import ServerProcess, eventually, free_port
+from support import ServerProcess, eventually, free_port, make_token
 
 SECRET = "s3cret-for-the-tests"
 
@@ -139,3 +139,35 @@ def test_the_servers_default_webhook_serves_jobs_that_name_none(tmp_path: Path) 
 
     assert job["spec"]["webhooks"] == [f"{receiver.url}/default"]
     assert json.loads(got[0].body)["job"]["id"] == job["id"]
+
+
+def test_a_jobs_delivery_log_is_its_owners_alone(tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        home = tmp_path / "home"
+        server = ServerProcess(
+            home, tokens="true", jobs_as_server="true", webhook_allow=json.dumps([receiver.url])
+        )
+        home.mkdir(parents=True)
+        alice, bob = make_token(home, "alice"), make_token(home, "bob")
+        server.start()
+        try:
+            job = httpx.post(
+                f"{server.url}/v1/jobs",
+                json={"command": ["true"], "webhooks": [f"{receiver.url}/a"]},
+                headers={"Authorization": f"Bearer {alice}"},
+            ).json()
+            eventually(lambda: receiver.requests("/a"), timeout=20)
+
+            def log_as(token: str) -> httpx.Response:
+                return httpx.get(
+                    f"{server.url}/v1/jobs/{job['id']}/webhooks",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+
+            hers = eventually(lambda: (r := log_as(alice)).json()["deliveries"] and r, timeout=10)
+            his = log_as(bob)
+        finally:
+            server.stop()
+
+    assert hers.json()["deliveries"][0]["ok"] is True
+    assert his.status_code == 404, his.text
