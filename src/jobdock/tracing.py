@@ -16,36 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import Span as Span
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from typing import TYPE_CHECKING, Any
 
 from jobdock.correlation import current_trace, traceparent_of
 from jobdock.settings import Settings
 from jobdock.version import __version__
 
+if TYPE_CHECKING:
+    # The SDK is imported only where traces are on: it costs a CLI command
+    # that never traces a tenth of a second.
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span as Span
+    from opentelemetry.trace import Tracer
+
 _log = logging.getLogger(__name__)
-_propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
-
-
-class _TraceIdOfRequest(RandomIdGenerator):
-    """Trace ids as the request's B3 id says (correlation.py): a new trace
-    begun while serving a request gets the id its caller was answered with."""
-
-    def generate_trace_id(self) -> int:
-        ids = current_trace()
-        if ids is not None:
-            return int(ids.trace_id, 16)
-        return super().generate_trace_id()
 
 
 def start(settings: Settings) -> bool:
@@ -55,6 +41,21 @@ def start(settings: Settings) -> bool:
     if _provider is not None or not settings.tracing_enabled:
         return _provider is not None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class _TraceIdOfRequest(RandomIdGenerator):
+        """Trace ids as the request's B3 id says (correlation.py): a new
+        trace begun while serving a request gets the id its caller was
+        answered with."""
+
+        def generate_trace_id(self) -> int:
+            ids = current_trace()
+            if ids is not None:
+                return int(ids.trace_id, 16)
+            return super().generate_trace_id()
 
     resource = Resource.create({"service.version": __version__})
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
@@ -80,20 +81,25 @@ def enabled() -> bool:
     return _provider is not None
 
 
-def _tracer() -> trace.Tracer:
+def _tracer() -> Tracer:
     assert _provider is not None
     return _provider.get_tracer("jobdock", __version__)
 
 
-def _context_of(traceparent: str | None) -> otel_context.Context | None:
+def _context_of(traceparent: str | None) -> Context | None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     if traceparent is None:
         return None
-    return _propagator.extract({"traceparent": traceparent})
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
 
 def _traceparent_of(span: Span) -> str | None:
+    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
     return carrier.get("traceparent")
 
 
@@ -105,6 +111,8 @@ def request_span(name: str, traceparent: str | None, **attributes: Any) -> Itera
     if _provider is None:
         yield
         return
+    from opentelemetry.trace import SpanKind
+
     with _tracer().start_as_current_span(
         name, context=_context_of(traceparent), kind=SpanKind.SERVER, attributes=attributes
     ):
@@ -117,9 +125,12 @@ def job_traceparent() -> tuple[str | None, str | None]:
     ids = current_trace()
     if ids is None:
         return None, None
-    span = trace.get_current_span()
-    if _provider is not None and span.get_span_context().is_valid:
-        return ids.b3, _traceparent_of(span)
+    if _provider is not None:
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        if span.get_span_context().is_valid:
+            return ids.b3, _traceparent_of(span)
     return ids.b3, ids.traceparent or traceparent_of(ids.b3)
 
 
@@ -142,6 +153,8 @@ def job_span(
     if _provider is None or traceparent is None:
         yield None, traceparent
         return
+    from opentelemetry.trace import SpanKind
+
     with _tracer().start_as_current_span(
         name, context=_context_of(traceparent), kind=SpanKind.CONSUMER, attributes=attributes
     ) as current:
@@ -153,6 +166,8 @@ def record(name: str, traceparent: str | None, began: float, **attributes: Any) 
     seconds) and ends now: a worker's claim, made for many jobs at once."""
     if _provider is None or traceparent is None:
         return
+    from opentelemetry.trace import SpanKind
+
     started = _tracer().start_span(
         name,
         context=_context_of(traceparent),
@@ -166,4 +181,6 @@ def record(name: str, traceparent: str | None, began: float, **attributes: Any) 
 def failed(current: Span | None, message: str) -> None:
     """Mark a span as ended in error."""
     if current is not None:
+        from opentelemetry.trace import Status, StatusCode
+
         current.set_status(Status(StatusCode.ERROR, message))

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from jobdock import job_stdin, tracing
 from jobdock.correlation import for_job
@@ -44,10 +45,12 @@ from jobdock.runtimes.identity import job_home
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import Policy
-from jobdock.tracing import Span
 from jobdock.vault import Redactor, Vault
 from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import CALL_PROGRAM
+
+if TYPE_CHECKING:
+    from jobdock.tracing import Span
 
 _log = logging.getLogger(__name__)
 
