@@ -143,8 +143,10 @@ class Webhooks:
         return float(waits + settings.webhook_tries * settings.webhook_timeout + 60.0)
 
     async def start(self) -> None:
-        """Begin sending (nothing to do when no webhook can be named)."""
-        if not (self.settings.webhook_allow or self.settings.webhooks):
+        """Begin sending, where webhooks are configured (a node without any
+        webhook setting sends none: it could not sign them)."""
+        settings = self.settings
+        if not (settings.webhook_allow or settings.webhooks or settings.webhook_secret):
             return
         self._client = httpx.AsyncClient(
             timeout=self.settings.webhook_timeout, follow_redirects=False, trust_env=False

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from receivers import Receiver
-from support import ServerProcess, eventually, free_port, make_token
+from support import ServerProcess, WorkerProcess, eventually, free_port, make_token
 
 SECRET = "s3cret-for-the-tests"
 
@@ -171,3 +171,23 @@ def test_a_jobs_delivery_log_is_its_owners_alone(tmp_path: Path) -> None:
 
     assert hers.json()["deliveries"][0]["ok"] is True
     assert his.status_code == 404, his.text
+
+
+def test_a_separate_worker_sends_the_webhooks_of_an_api_only_servers_jobs(
+    tmp_path: Path, pg_url: str
+) -> None:
+    with Receiver() as receiver:
+        hooks = {"webhook_allow": json.dumps([receiver.url]), "webhook_secret": SECRET}
+        server = ServerProcess(tmp_path / "server", args=("--no-worker",), db=pg_url, **hooks)
+        server.start()
+        worker = WorkerProcess(tmp_path / "worker", pg_url, **hooks).start()
+        try:
+            job = _submit(server, webhooks=[f"{receiver.url}/w"]).json()
+            got = eventually(lambda: receiver.requests("/w"), timeout=30)
+            log = eventually(lambda: _deliveries(server, job["id"]), timeout=10)
+        finally:
+            worker.stop()
+            server.stop()
+
+    assert json.loads(got[0].body)["job"]["state"] == "succeeded"
+    assert [d["ok"] for d in log] == [True]
