@@ -21,9 +21,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Remove every ``JOBDOCK_*`` setting from the environment before any test
     module is imported, so that a developer's own settings (a token, a server
     URL, a home) never reach the tests, nor the servers and CLIs they start
-    with a copy of ``os.environ``. A test that wants one sets it itself."""
+    with a copy of ``os.environ``. A test that wants one sets it itself.
+    ``OTEL_*`` too: a developer's collector would turn traces on."""
     for name in list(os.environ):
-        if name.startswith("JOBDOCK_") and not name.startswith(_TEST_KNOBS):
+        if name.startswith("OTEL_") or (
+            name.startswith("JOBDOCK_") and not name.startswith(_TEST_KNOBS)
+        ):
             del os.environ[name]
 
 

@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -137,14 +138,19 @@ class Engine:
         return httpx.Client(transport=transport, base_url="http://engine", timeout=60)
 
     def import_image(
-        self, image: str, rootfs: bytes, entrypoint: list[str] | None, cmd: list[str] | None
+        self,
+        image: str,
+        rootfs: bytes,
+        entrypoint: list[str] | None,
+        cmd: list[str] | None,
+        env: Sequence[str] = ("PATH=/bin",),
     ) -> None:
         changes = []
         if entrypoint:
             changes.append(f"ENTRYPOINT {json.dumps(entrypoint)}")
         if cmd:
             changes.append(f"CMD {json.dumps(cmd)}")
-        changes.append("ENV PATH=/bin")
+        changes += [f"ENV {variable}" for variable in env]
         params: list[tuple[str, str]] = [("fromSrc", "-"), ("repo", image)]
         params += [("changes", change) for change in changes]
         with self.http() as http:

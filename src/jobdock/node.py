@@ -13,6 +13,7 @@ from jobdock.housekeeping import Housekeeping
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
 from jobdock.submit import Policy
+from jobdock.webhooks import Webhooks
 from jobdock.worker import Worker
 from jobdock.workflow_plan import WorkflowPlanner
 
@@ -42,6 +43,7 @@ class Node:
             planner,
             running_here=lambda job_id: job_id in self.worker.running,
         )
+        self.webhooks = Webhooks(store, settings)
 
     async def start(self) -> None:
         """Say how jobs are confined; resolve what was lost before this start;
@@ -50,11 +52,13 @@ class Node:
         await self.housekeeping.start()
         await self.engines.watch(self._engine_back)
         await self.worker.start()
+        await self.webhooks.start()
 
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop the worker (draining its jobs for ``drain_seconds``), then the
         housekeeping; close the engines if they are this node's."""
         await self.worker.stop(drain_seconds)
+        await self.webhooks.stop()
         await self.housekeeping.stop()
         if self._own_engines:
             await self.engines.aclose()

@@ -427,6 +427,39 @@ class Settings(BaseSettings):
         description="With authentication on, a bearer token that may read /metrics "
         "(besides admins), for Prometheus.",
     )
+    # -- operating it: logs, traces, webhooks (docs/operating.md) ---------------------
+    log_format: Literal["human", "json"] = Field(
+        "human",
+        description="The server's and worker's log lines: one human format, or one "
+        "JSON object per line.",
+    )
+    tracing: bool | None = Field(
+        None,
+        description="Export OpenTelemetry traces over OTLP; default: on when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and "
+        "OTEL_SDK_DISABLED is not true). The OTEL_* variables configure the exporter.",
+    )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="URL prefixes (scheme://host[:port][/path]) webhooks may be sent to; a "
+        "job naming any other is refused (422). Empty: no webhooks.",
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Webhooks of jobs that name none (the server's default); allowed as given.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="The HMAC-SHA256 key of webhooks' X-Jobdock-Signature header."
+    )
+    webhook_tries: int = Field(5, ge=1, le=20, description="Tries per webhook before giving up.")
+    webhook_backoff: Duration = Field(
+        1.0, gt=0, le=3600, description="Seconds before a webhook's second try; doubled each try."
+    )
+    webhook_timeout: Duration = Field(
+        10.0, gt=0, le=300, description="Seconds one webhook request may take."
+    )
     token: SecretStr | None = Field(None, description="The API token a client sends.")
     ca: Path | None = Field(
         None, description="The CA a client checks the server's certificate with."
@@ -449,6 +482,19 @@ class Settings(BaseSettings):
         """The allow-listed variables of the server's environment that
         templates see as ``$env`` (those that are set)."""
         return dict(self._dispatch_env_values)
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether traces are exported: ``tracing``, else whether the standard
+        OTEL_* environment names an OTLP endpoint (and does not disable the SDK)."""
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return False
+        if self.tracing is not None:
+            return self.tracing
+        return any(
+            os.environ.get(name)
+            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
 
     @property
     def auth_enabled(self) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jobdock import tracing
 from jobdock.errors import InvalidSpec, UnknownSecret
 from jobdock.identities import run_as_refusal
 from jobdock.models import ANONYMOUS, Job, JobSpec, Resources
@@ -21,6 +22,8 @@ from jobdock.models.workflow import Workflow, WorkflowSpec
 from jobdock.models.workflow_moves import Planner
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
+from jobdock.tracing import job_traceparent
+from jobdock.webhooks import checked_webhooks
 from jobdock.workflows import (
     action_spec,
     check_graph,
@@ -143,7 +146,9 @@ def new_job(spec: JobSpec, owner: str, policy: Policy, now: float) -> NewJob:
     (see :meth:`Policy.check`; raises InvalidSpec). It does no I/O, so
     that a store transaction may call it (through a workflow's planner)."""
     spec, stdin = policy.check(spec, owner)
-    return NewJob(new_job_id(), spec, stdin, now, owner)
+    spec = checked_webhooks(spec, policy.settings)
+    trace_id, traceparent = job_traceparent()
+    return NewJob(new_job_id(), spec, stdin, now, owner, trace_id, traceparent)
 
 
 #: A run_at this far in the past is still taken as "now" (clocks differ a little).
@@ -167,15 +172,23 @@ async def submit_job(
     with its idempotency key). A secret it references must be one of the
     owner's; the server's policy applies first (see :class:`Policy`)."""
     now = time.time()
-    new = await _checked_job(store, spec, policy, owner, now)
-    run_at = new.spec.run_at
-    if run_at is not None and not new.spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
-        raise InvalidSpec(
-            f"run_at: {run_at.isoformat()} is in the past "
-            "(set allow_past to run such a job at once)",
-            field="run_at",
-        )
-    job = await store.create_job(new)
+    # The submit span: the one a job's attempts continue (tracing.py).
+    with tracing.span("submit", **{"jobdock.owner": owner}) as span:
+        new = await _checked_job(store, spec, policy, owner, now)
+        run_at = new.spec.run_at
+        if (
+            run_at is not None
+            and not new.spec.allow_past
+            and run_at.timestamp() < now - PAST_TOLERANCE
+        ):
+            raise InvalidSpec(
+                f"run_at: {run_at.isoformat()} is in the past "
+                "(set allow_past to run such a job at once)",
+                field="run_at",
+            )
+        job = await store.create_job(new)
+        if span is not None:
+            span.set_attribute("jobdock.job_id", job.id)
     return Submitted(job, job.id == new.id)
 
 

@@ -26,8 +26,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from jobdock import job_stdin
+from jobdock import job_stdin, tracing
+from jobdock.correlation import for_job
 from jobdock.engines import ENGINE_PROBE_SECONDS, Engines
 from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.housekeeping import workflow_step_ended
@@ -47,6 +49,9 @@ from jobdock.submit import Policy
 from jobdock.vault import Redactor, Vault
 from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import CALL_PROGRAM
+
+if TYPE_CHECKING:
+    from jobdock.tracing import Span
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +78,8 @@ class _Attempt:
         self.kill_asked = False
         self.fenced = False
         self.released = False
+        #: The trace context the job's process is given (TRACEPARENT).
+        self.traceparent: str | None = claim.traceparent
         self._stopper: asyncio.Task[None] | None = None
 
     def stop(self, reason: Reason | None, *, kill: bool = False) -> None:
@@ -203,6 +210,7 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            claimed_at = time.time()
             try:
                 labels = self._claim_labels()
                 if self._checks:
@@ -220,6 +228,7 @@ class Worker:
                 await asyncio.sleep(settings.poll_seconds)
                 continue
             for claim in claims:
+                tracing.record("claim", claim.traceparent, claimed_at, **_span_ids(claim))
                 attempt = _Attempt(claim, settings.max_kill_grace)
                 self._running[claim.job_id] = attempt
                 task = asyncio.create_task(self._run(attempt))
@@ -260,6 +269,16 @@ class Worker:
 
     async def _run(self, attempt: _Attempt) -> None:
         claim = attempt.claim
+        # Its log lines name the job and its trace; its spans join that trace.
+        with (
+            for_job(claim.job_id, claim.attempt, claim.trace_id),
+            tracing.job_span("run", claim.traceparent, **_span_ids(claim)) as (span, parent),
+        ):
+            attempt.traceparent = parent
+            await self._run_traced(attempt, span)
+
+    async def _run_traced(self, attempt: _Attempt, span: Span | None) -> None:
+        claim = attempt.claim
         try:
             await self._execute(attempt)
         except FencedOff:
@@ -269,6 +288,7 @@ class Worker:
             )
         except Exception as exc:
             _log.exception("attempt %d of job %s failed in jobdock", claim.attempt, claim.job_id)
+            tracing.failed(span, f"{type(exc).__name__}: {exc}")
             if attempt.execution is not None:
                 attempt.execution.kill()
             # The attempt ends here, whatever went wrong: left running, its
@@ -278,9 +298,13 @@ class Worker:
             del self._running[claim.job_id]
             self._slot_free.set()
 
-    def _env(self, claim: Claim, run_as: RunAs | None) -> dict[str, str]:
+    def _env(self, attempt: _Attempt, run_as: RunAs | None) -> dict[str, str]:
         # Never the server's own environment (its secret_key may be there).
+        claim = attempt.claim
         env = {"JOBDOCK_JOB_ID": claim.job_id, "JOBDOCK_ATTEMPT": str(claim.attempt)}
+        if attempt.traceparent is not None:
+            # The job's own spans join its trace (W3C trace context).
+            env["TRACEPARENT"] = attempt.traceparent
         if claim.spec.image is None:
             # A container's PATH and HOME are its image's.
             env["PATH"] = self.settings.job_path
@@ -306,7 +330,7 @@ class Worker:
             await self._fail_to_start(claim, exc)
             return
         with materialised(claim.spec.secrets, values, run_as) as (secret_env, redactor):
-            env = {**self._env(claim, run_as), **secret_env}
+            env = {**self._env(attempt, run_as), **secret_env}
             await self._execute_with(attempt, env, redactor, run_as)
 
     async def _fail_to_start(self, claim: Claim, exc: SpawnError) -> None:
@@ -319,7 +343,10 @@ class Worker:
             finished_at=time.time(),
         )
         failed = retried(failed, claim)
-        await self._persist(lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed))
+        with tracing.span("finish", **{"jobdock.state": failed.state.value}):
+            await self._persist(
+                lambda: self.store.finish_attempt(claim.job_id, claim.attempt, failed)
+            )
         await workflow_step_ended(self.store, self.planner, claim, failed)
 
     async def _end_broken(self, claim: Claim, exc: Exception) -> None:
@@ -399,6 +426,7 @@ class Worker:
             if attempt.stop_reason is not None or attempt.released:
                 attempt.stop(attempt.stop_reason, kill=attempt.kill_asked)
             await self._persist(lambda: store.mark_started(claim.job_id, claim.attempt, started))
+            _log.debug("attempt started (pid %s)", execution.pid)
             exit_status = await self._wait(attempt, execution)
             await pump
         except EngineUnavailable as exc:
@@ -420,7 +448,9 @@ class Worker:
             await self._give_back(claim, "the worker shut down")
             return
         outcome = retried(self._outcome(attempt, exit_status, writer), claim)
-        await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+        with tracing.span("finish", **{"jobdock.state": outcome.state.value}):
+            await self._persist(lambda: store.finish_attempt(claim.job_id, claim.attempt, outcome))
+        _log.debug("attempt ended: %s", outcome.state.value)
         await workflow_step_ended(store, self.planner, claim, outcome)
 
     def _writer(self, attempt: _Attempt, redactor: Redactor | None) -> LogWriter:
@@ -524,3 +554,8 @@ class Worker:
                     attempt.fence()
             for job_id in reply.cancel:
                 self._on_cancel(job_id, job_id in reply.kill)
+
+
+def _span_ids(claim: Claim) -> dict[str, str | int]:
+    """The attributes that name a claim's job in its spans."""
+    return {"jobdock.job_id": claim.job_id, "jobdock.attempt": claim.attempt}

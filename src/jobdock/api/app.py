@@ -29,6 +29,8 @@ from jobdock.api.rates import SubmitRates, limits_of
 from jobdock.api.schedules import router as schedules_router
 from jobdock.api.stdin import router as stdin_router
 from jobdock.api.submit_path import DirectRoutes, direct_routes
+from jobdock.api.trace import TraceId
+from jobdock.api.webhooks import router as webhooks_router
 from jobdock.api.workers import router as workers_router
 from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, Template, load_templates
@@ -60,6 +62,7 @@ ROUTERS = (
     schedules_router,
     workflows_router,
     metrics_router,
+    webhooks_router,
 )
 
 
@@ -149,8 +152,10 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         # Outside the same-origin check and authentication: a preflight
         # carries no credentials, and refusals carry CORS headers too.
         app.add_middleware(Cors, origins=settings.cors_origins)
-    # Outermost of all: every request is counted and timed, refused ones too.
+    # Every request is counted and timed, refused ones too.
     app.add_middleware(CountRequests, metrics=http_metrics)
+    # Outermost of all: every response names its trace (X-B3-TraceId).
+    app.add_middleware(TraceId)
 
 
 def _add_healthz(app: FastAPI) -> None:

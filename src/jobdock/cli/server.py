@@ -44,6 +44,9 @@ def serve(
     ] = False,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="human, or json: one object per line \\[human].")
+    ] = None,
     tokens: Annotated[
         bool | None, typer.Option("--tokens", help="Require an API token on every request.")
     ] = None,
@@ -67,6 +70,7 @@ def serve(
         labels=pairs(label, "--label") or None,
         config=config,
         log_level=log_level,
+        log_format=log_format,
         tokens=tokens,
         tls_cert=tls_cert,
         tls_key=tls_key,
@@ -85,6 +89,9 @@ def worker(
     ] = None,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="human, or json: one object per line \\[human].")
+    ] = None,
 ) -> None:
     """Run jobs from a shared store (PostgreSQL), without serving the API.
 
@@ -98,13 +105,20 @@ def worker(
         labels=pairs(label, "--label") or None,
         config=config,
         log_level=log_level,
+        log_format=log_format,
     )
     _configure_logging(settings)
     _check_identities(settings)
     _protect_server_files(settings)
     import uvloop
 
-    uvloop.run(_run_worker(settings))
+    from jobdock import tracing
+
+    tracing.start(settings)
+    try:
+        uvloop.run(_run_worker(settings))
+    finally:
+        tracing.stop()
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -154,22 +168,13 @@ def _check_store(settings: Settings) -> None:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # uvicorn says its start and stop as "uvicorn.error"; they are no errors.
-    logging.getLogger("uvicorn.error").addFilter(_as_uvicorn)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from jobdock.log_format import configure_logging
+
+    configure_logging(settings)
     # The event loop shares the GIL with the writer and spawner threads; a
     # thread that wakes for it waits up to this long (default 5 ms) for a turn.
     # 1 ms cut p50 submit->start latency and raised throughput in bench/.
     sys.setswitchinterval(0.001)
-
-
-def _as_uvicorn(record: logging.LogRecord) -> bool:
-    record.name = "uvicorn"
-    return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -269,7 +274,13 @@ def _serve(settings: Settings, *, embedded_worker: bool = True) -> None:
             fail(f"cannot load the TLS certificate, key or CA: {exc}")
     server = uvicorn.Server(config)
     _announce(settings, tls=tls)
-    server.run()
+    from jobdock import tracing
+
+    tracing.start(settings)
+    try:
+        server.run()
+    finally:
+        tracing.stop()
     if not server.started:
         fail(f"could not start the server on {settings.host}:{settings.port} (see above)")
 

@@ -85,6 +85,9 @@ class Job(Model):
     message: str | None = None
     attempt: int = Field(0, description="The number of the latest attempt (0: never started).")
     cancel_requested: bool = False
+    trace_id: str | None = Field(
+        None, description="The X-B3-TraceId of the request that submitted it (docs/operating.md)."
+    )
     next_attempt_at: datetime | None = Field(
         None, description="While retrying: when the next attempt may start."
     )
@@ -112,6 +115,24 @@ class JobPage(Model):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+
+class WebhookDelivery(Model):
+    """One try of one of a job's webhooks (docs/operating.md)."""
+
+    url: str
+    try_number: int = Field(description="1 for the first try of this URL.")
+    at: datetime = Field(description="When the try began.")
+    status: int | None = Field(None, description="The receiver's HTTP status; null: none.")
+    ok: bool = Field(description="Whether the receiver took it (a 2xx answer).")
+    error: str | None = Field(None, description="Why it failed, when it did.")
+    seconds: float = Field(description="How long the try took.")
+
+
+class WebhookDeliveries(Model):
+    """A job's webhook delivery log, oldest try first."""
+
+    deliveries: list[WebhookDelivery]
 
 
 class WorkerRecord(Model):

@@ -26,6 +26,10 @@ class NewJob:
     stdin: bytes
     created_at: float
     owner: str = ANONYMOUS
+    #: The submit request's X-B3-TraceId, and the W3C traceparent that the
+    #: job's attempts continue (docs/operating.md); None outside a request.
+    trace_id: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,9 @@ class Claim:
     failures: int = 0
     #: The job's total deadline (epoch seconds), if it has one.
     finish_by: float | None = None
+    #: The job's trace: see NewJob.
+    trace_id: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

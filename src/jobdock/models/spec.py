@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from jobdock.models.base import Model
 from jobdock.models.fields import Duration, OptionalDuration, Size
@@ -194,6 +201,12 @@ class JobSpec(Model):
     on_output_limit: Literal["stop", "drop"] = Field(
         "stop",
         description="Past output_limit: stop the job (reason output_limit), or drop the rest.",
+    )
+    webhooks: list[Annotated[str, StringConstraints(min_length=1, max_length=2000)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="URLs POSTed the job's record when it ends (signed, retried); each must "
+        "be within the server's webhook_allow. Default: the server's webhooks.",
     )
 
     @model_validator(mode="before")

@@ -90,6 +90,8 @@ def _claiming(claim: Any) -> Any:
             jobs.c.priority,
             jobs.c.failures,
             jobs.c.finish_by,
+            jobs.c.trace_id,
+            jobs.c.traceparent,
         )
     )
 
@@ -155,6 +157,8 @@ def claim_jobs(
                 owner=row.owner,
                 failures=row.failures,
                 finish_by=row.finish_by,
+                trace_id=row.trace_id,
+                traceparent=row.traceparent,
             )
         )
     return claims

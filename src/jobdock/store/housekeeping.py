@@ -17,7 +17,7 @@ from jobdock.errors import IllegalTransition, JobNotFound
 from jobdock.models import JobState, Reason
 from jobdock.store import stdin, tally
 from jobdock.store.metrics import runtime
-from jobdock.store.schema import attempts, jobs, log_chunks
+from jobdock.store.schema import attempts, jobs, log_chunks, webhook_deliveries
 from jobdock.store.statements import announce
 
 #: At most this many jobs are deleted in one transaction.
@@ -114,6 +114,7 @@ def _delete_jobs(conn: Connection, ids: list[str]) -> int:
     """Delete these jobs (all finished) with their attempts and logs; what
     they counted moves to the tally. Returns how many were deleted."""
     conn.execute(delete(log_chunks).where(log_chunks.c.job_id.in_(ids)))
+    conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.job_id.in_(ids)))
     gone_attempts = conn.execute(
         delete(attempts)
         .where(attempts.c.job_id.in_(ids))

@@ -43,7 +43,7 @@ from jobdock.store.statements import announce, param
 _RUNNING = JobState.RUNNING.value
 _RETRYING = JobState.RETRYING.value
 _CANCELLABLE = [s.value for s in sources_of(JobState.CANCELLED) if s != JobState.RUNNING]
-_HIDDEN = ("stdin", "lease_expires_at", "lost_count", "requires")
+_HIDDEN = ("stdin", "lease_expires_at", "lost_count", "requires", "traceparent", "hooks_due")
 _JOB_COLUMNS = [c for c in jobs.c if c.name not in _HIDDEN]
 
 #: The columns a spec's scheduling fields set (see :func:`scheduling_values`).
@@ -69,6 +69,9 @@ _INSERT_NAMES = (
     "created_at",
     "requires",
     "owner",
+    "trace_id",
+    "traceparent",
+    "hooks_due",
     *_SCHEDULING,
 )
 _INSERT_FIXED = {
@@ -124,6 +127,10 @@ def _insert_values(job: NewJob) -> dict[str, Any]:
         "created_at": job.created_at,
         "requires": json.dumps(requires) if requires else None,
         "owner": job.owner,
+        "trace_id": job.trace_id,
+        "traceparent": job.traceparent,
+        # Owed once the job ends (webhooks.py delivers them).
+        "hooks_due": 0.0 if spec.webhooks else None,
         **scheduling_values(job),
     }
 
@@ -197,6 +204,7 @@ def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
         message=row.message,
         attempt=row.attempt,
         cancel_requested=bool(row.cancel_requested),
+        trace_id=row.trace_id,
         next_attempt_at=timestamp(row.not_before) if row.state == _RETRYING else None,
         attempts=[
             Attempt(

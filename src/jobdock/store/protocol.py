@@ -30,6 +30,7 @@ from jobdock.models import (
     WorkflowPage,
     WorkflowState,
 )
+from jobdock.models.jobs import WebhookDelivery
 from jobdock.models.outcome import Outcome
 from jobdock.models.records import (
     Claim,
@@ -371,6 +372,24 @@ class WorkflowStore(Protocol):
         worker died first); returns how many."""
 
 
+class WebhookStore(Protocol):
+    """The webhooks jobs owe once they end, and the log of every try
+    (store/webhooks.py, docs/operating.md)."""
+
+    async def claim_webhooks(self, now: float, until: float, limit: int) -> list[str]:
+        """Up to ``limit`` ended jobs whose webhooks are due, each claimed
+        for this caller until ``until`` (then another may take it over)."""
+
+    async def record_delivery(self, job_id: str, delivery: WebhookDelivery) -> None:
+        """Add one try to the job's delivery log."""
+
+    async def webhooks_sent(self, job_id: str) -> None:
+        """The job owes no more webhooks."""
+
+    async def list_deliveries(self, job_id: str) -> list[WebhookDelivery]:
+        """The job's delivery log, oldest try first."""
+
+
 class MetricsStore(Protocol):
     """What a metrics scrape reads (docs/metrics.md, store/metrics.py)."""
 
@@ -390,6 +409,7 @@ class Store(
     ScheduleStore,
     WorkflowStore,
     MetricsStore,
+    WebhookStore,
     Protocol,
 ):
     """Persistence of jobs, attempts and logs: every role, and the store's

@@ -73,6 +73,13 @@ jobs = Table(
     Column("keep_for", Float),
     # Failed attempts that spent the retry budget.
     Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    # -- operating (migration 0014, docs/operating.md) --
+    # The submit request's X-B3-TraceId, and the traceparent its attempts continue.
+    Column("trace_id", String(32)),
+    Column("traceparent", String(64)),
+    # Set while the job's webhooks are owed: 0 until it ends; then, while a
+    # server delivers them, the end of that server's claim on the delivery.
+    Column("hooks_due", Float),
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_name", "name"),
     Index("ix_jobs_worker", "worker_id"),
@@ -108,6 +115,13 @@ Index(
     jobs.c.not_before,
     sqlite_where=jobs.c.not_before.is_not(None),
     postgresql_where=jobs.c.not_before.is_not(None),
+)
+#: Jobs whose webhooks are owed.
+Index(
+    "ix_jobs_hooks_due",
+    jobs.c.hooks_due,
+    sqlite_where=jobs.c.hooks_due.is_not(None),
+    postgresql_where=jobs.c.hooks_due.is_not(None),
 )
 #: Jobs under a concurrency key: counted and claimed under the limits.
 Index(
@@ -350,4 +364,21 @@ job_identities = Table(
     metadata,
     Column("owner", String(128), primary_key=True),
     Column("uid", BigInteger, nullable=False, unique=True),
+)
+
+#: Each try of each webhook of a job (migration 0014): the delivery log.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    # The receiver's HTTP status, or NULL when none answered.
+    Column("status", Integer),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("seconds", Float, nullable=False),
+    Index("ix_webhook_deliveries_job", "job_id", "seq"),
 )

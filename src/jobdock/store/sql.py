@@ -61,6 +61,7 @@ from jobdock.models import (
     WorkflowState,
     timestamp,
 )
+from jobdock.models.jobs import WebhookDelivery
 from jobdock.models.workflow_moves import Planner
 from jobdock.store import (
     access,
@@ -74,6 +75,7 @@ from jobdock.store import (
     postgres,
     sqlite,
     stdin,
+    webhooks,
     workers,
 )
 from jobdock.store import schedules as schedule_ops
@@ -201,6 +203,7 @@ class SqlStore:
             spec=spec.without_stdin(),
             stdin_bytes=len(job.stdin),
             created_at=timestamp(job.created_at),
+            trace_id=job.trace_id,
         )
 
     async def get_job(self, job_id: str) -> Job:
@@ -541,6 +544,20 @@ class SqlStore:
         count, advanced = await self._write(workflow_ops.advance_all, now, plan)
         self._advanced(advanced)
         return int(count)
+
+    # -- webhooks --------------------------------------------------------------
+
+    async def claim_webhooks(self, now: float, until: float, limit: int) -> list[str]:
+        return await self._write(webhooks.claim_webhooks, now, until, limit)
+
+    async def record_delivery(self, job_id: str, delivery: WebhookDelivery) -> None:
+        await self._write(webhooks.record_delivery, job_id, delivery)
+
+    async def webhooks_sent(self, job_id: str) -> None:
+        await self._write(webhooks.webhooks_sent, job_id)
+
+    async def list_deliveries(self, job_id: str) -> list[WebhookDelivery]:
+        return await self._read(webhooks.list_deliveries, job_id)
 
     # -- metrics ---------------------------------------------------------------
 
