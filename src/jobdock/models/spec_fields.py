@@ -57,6 +57,7 @@ class RunFields(TypedDict, total=False):
     isolation: Isolation | Mapping[str, Any] | bool | None
     output_limit: Bytes | None
     on_output_limit: Literal["stop", "drop"]
+    webhooks: Sequence[str]
 
 
 class StepFields(RunFields, total=False):
