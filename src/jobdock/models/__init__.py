@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from jobdock.models.jobs import (
         ANONYMOUS,
         Attempt,
+        AttemptInputs,
         Job,
         JobPage,
         PruneResult,
@@ -160,6 +161,7 @@ _HOMES = {
     "Size": "jobdock.models.fields",
     "ANONYMOUS": "jobdock.models.jobs",
     "Attempt": "jobdock.models.jobs",
+    "AttemptInputs": "jobdock.models.jobs",
     "Job": "jobdock.models.jobs",
     "JobPage": "jobdock.models.jobs",
     "PruneResult": "jobdock.models.jobs",
@@ -284,6 +286,7 @@ __all__ = [
     "Accounting",
     "Advanced",
     "Attempt",
+    "AttemptInputs",
     "AuditEntry",
     "AuditPage",
     "Backoff",
