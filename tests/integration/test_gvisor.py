@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 import engines
@@ -80,3 +82,69 @@ def test_a_runsc_jobs_memory_limit_holds(server: ServerProcess) -> None:
     )
 
     assert job.reason is Reason.OOM or job.exit_code != 0  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def process_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("gvisor-process")).start()
+    yield server
+    server.stop()
+
+
+def test_a_process_job_runs_under_runsc_do_in_gvisors_kernel(
+    process_server: ServerProcess,
+) -> None:
+    spec = {
+        "command": [
+            "sh",
+            "-c",
+            "dmesg | head -1; cat; echo err >&2; echo x > /etc/jobdock-gv; exit 5",
+        ],
+        "stdin": "in\n",
+        "isolation": {"sandbox": "gvisor"},
+        "cwd": "/tmp",
+    }
+    with Client(process_server.url) as client:
+        result = client.run(spec)
+
+    assert "gVisor" in result.stdout
+    assert result.stdout.endswith("in\n") and result.stderr == "err\n"
+    assert result.job.exit_code == 5
+    assert result.job.attempts[-1].inputs.runtime == "runsc"  # type: ignore[union-attr]
+    assert not Path("/etc/jobdock-gv").exists()  # its writes stay in its overlay
+
+
+def test_a_gvisor_process_jobs_timeout_stops_it(process_server: ServerProcess) -> None:
+    spec = {
+        "command": ["sleep", "60"],
+        "isolation": {"sandbox": "gvisor"},
+        "timeout": 1,
+        "kill_grace": 1,
+    }
+    with Client(process_server.url) as client:
+        job = client.run(spec).job
+
+    assert job.reason is Reason.TIMEOUT
+    assert (job.finished_at - job.started_at).total_seconds() < 10  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("isolation", "field"),
+    [
+        ({"sandbox": "gvisor", "user": "nobody"}, "user"),
+        ({"sandbox": "gvisor", "group": "0"}, "group"),
+        ({"sandbox": "gvisor", "filesystem": "host"}, "filesystem"),
+    ],
+)
+def test_what_gvisor_cannot_give_is_a_422_naming_the_field(
+    process_server: ServerProcess, isolation: dict[str, str], field: str
+) -> None:
+    response = httpx.post(
+        f"{process_server.url}/v1/jobs",
+        json={"command": ["true"], "isolation": isolation},
+        timeout=30,
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert f"{field}: sandbox gvisor" in error["message"]

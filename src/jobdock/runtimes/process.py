@@ -371,7 +371,7 @@ def _pinned(
             "limits": dict(plan.limits)
             if plan.limits
             else spec.resources.model_dump(exclude_none=True),
-            "runtime": "process",
+            "runtime": "runsc" if plan.forwards_signals else "process",
         }
     )
 
@@ -515,6 +515,11 @@ class ProcessExecution:
             os.killpg(self._proc.pid, sig)
 
     def terminate(self) -> None:
+        if self._plan is not None and self._plan.forwards_signals:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if not self._reaped:
+                    os.kill(self._proc.pid, signal.SIGTERM)
+            return
         if self._plan is not None and self._plan.namespaced:
             self._terminate_namespace(time.monotonic() + _SETUP_SECONDS)
             return
