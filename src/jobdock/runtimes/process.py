@@ -486,6 +486,11 @@ class ProcessExecution:
         kernel knows (the OOM killer, the process limit)."""
         plan = self._plan
         assert plan is not None
+        code = status.exit_code
+        if plan.forwards_signals and code is not None and 128 < code <= 128 + 64:
+            # runsc reports its job's death by a signal as 128 + the signal,
+            # as a shell (and a container engine) does.
+            status = ExitStatus(signal=code - 128)
         usage = self._group.usage() if self._group is not None else cgroups.Usage()
         accounting = Accounting(plan.isolation, plan.limits, usage.peak_memory, usage.cpu_seconds)
         status = replace(status, accounting=accounting, message=plan.remark)
