@@ -148,3 +148,21 @@ def test_what_gvisor_cannot_give_is_a_422_naming_the_field(
     assert response.status_code == 422
     error = response.json()["error"]
     assert f"{field}: sandbox gvisor" in error["message"]
+
+
+def test_a_gvisor_process_jobs_memory_limit_holds_the_whole_sandbox(
+    process_server: ServerProcess,
+) -> None:
+    # The attempt's cgroup holds runsc's processes: the job's memory is theirs.
+    hog = "x=$(head -c 300000000 /dev/zero | tr '\\0' x); echo survived"
+    spec = {
+        "command": ["sh", "-c", hog],
+        "isolation": {"sandbox": "gvisor"},
+        "resources": {"memory": 128 << 20},
+    }
+    with Client(process_server.url) as client:
+        result = client.run(spec)
+
+    assert "survived" not in result.stdout
+    assert result.job.reason is Reason.OOM
+    assert result.job.attempts[-1].isolation == "cgroup v1+gvisor"

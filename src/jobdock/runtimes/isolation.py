@@ -204,9 +204,19 @@ def runsc_argv(runsc: str, isolation: Isolation, cwd: str, command: list[str]) -
     platform (the one that runs on these machines: docs/isolation.md): the
     host's file system (or the rootfs) read-only under a private writable
     overlay, no network unless 'host'. runsc forwards a stop's signals to
-    the job."""
+    the job. It makes no cgroup of its own (--ignore-cgroups): the sandbox
+    stays in the attempt's, whose limits then hold it all."""
     network = "host" if isolation.network == "host" else "none"
-    argv = [runsc, "--platform=ptrace", f"--network={network}", "do", "--quiet", "--cwd", cwd]
+    argv = [
+        runsc,
+        "--platform=ptrace",
+        "--ignore-cgroups",
+        f"--network={network}",
+        "do",
+        "--quiet",
+        "--cwd",
+        cwd,
+    ]
     if isinstance(isolation.filesystem, RootFilesystem):
         argv += ["--root", isolation.filesystem.rootfs]
     return [*argv, "--", *command]
