@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 import engines
@@ -163,7 +164,19 @@ def test_another_users_job_is_no_such_job(setup: Setup) -> None:
     assert "alice's" not in done.stdout
 
 
-def test_secrets_are_named_and_given_here_never_fetched(setup: Setup) -> None:
+def test_a_jobs_stdin_is_read_back_by_its_owner_only(setup: Setup) -> None:
+    job_id = setup.finished({"image": engines.BUSYBOX, "command": ["cat"], "stdin": "private"})
+
+    def stdin_as(user: str) -> httpx.Response:
+        headers = {"authorization": f"Bearer {setup.tokens[user]}"}
+        return httpx.get(f"{setup.server.url}/v1/jobs/{job_id}/stdin", headers=headers)
+
+    assert (stdin_as("alice").status_code, stdin_as("alice").content) == (200, b"private")
+    assert stdin_as("bob").status_code == 404
+    assert stdin_as("bob").json()["error"]["code"] == "not_found"
+
+
+def test_secrets_are_named_and_given_here_never_fetched(setup: Setup, tmp_path: Path) -> None:
     with setup.client() as client:
         client.set_secret("api-token", SERVER_SECRET.encode())
     job_id = setup.finished(
@@ -174,14 +187,19 @@ def test_secrets_are_named_and_given_here_never_fetched(setup: Setup) -> None:
         }
     )
 
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("# local values\napi-token=from-file\n")
+
     refused = setup.jobdock("repro", job_id)
     given = setup.jobdock("repro", job_id, "--secret", "api-token=MINE", MINE="local")
+    from_file = setup.jobdock("repro", job_id, "--env-file", str(env_file))
     without = setup.jobdock("repro", job_id, "--without-secrets")
 
     assert refused.returncode == 2
     assert "api-token" in refused.stderr and "--secret" in refused.stderr
     assert (given.returncode, given.stdout) == (0, "token of 5 chars\n"), given.stderr
     assert SERVER_SECRET not in given.stdout + given.stderr
+    assert (from_file.returncode, from_file.stdout) == (0, "token of 9 chars\n"), from_file.stderr
     assert (without.returncode, without.stdout) == (0, "token of 0 chars\n"), without.stderr
 
 
