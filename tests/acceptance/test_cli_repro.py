@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ def setup(dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory) -> 
         docker_host=dockerd.url,
         namespace=engines.NAMESPACE,
         secret_key=generate_key(),
+        container_runtimes='["runc", "runsc"]',
     )
     tokens = {user: make_token(home, user) for user in ("alice", "bob")}
     server.start()
@@ -212,4 +214,22 @@ def test_a_process_job_is_reproduced_with_its_stdin(setup: Setup, tmp_path: Path
 
     assert done.returncode == 4, done.stderr
     assert done.stdout.strip() == "5"
+    assert "verdict: same" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("runsc") is None, reason="gVisor's runsc is not installed")
+def test_a_runsc_job_is_reproduced_under_runsc(setup: Setup) -> None:
+    job_id = setup.finished(
+        {
+            "image": engines.BUSYBOX,
+            "container_runtime": "runsc",
+            "network": "none",
+            "command": ["sh", "-c", "dmesg | grep -c 'Starting gVisor'; exit 6"],
+        }
+    )
+
+    done = setup.jobdock("repro", job_id, "--compare")
+
+    assert done.returncode == 6, done.stderr
+    assert done.stdout == "1\n"
     assert "verdict: same" in done.stderr
