@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobdock.models import AttemptInputs, JobSpec
-from jobdock.runtimes.base import Stdin
+from jobdock.runtimes.base import RunAs, Stdin
+from jobdock.runtimes.isolation import Plan
 
 
 def base_inputs(spec: JobSpec, stdin: Stdin, env: Mapping[str, str]) -> AttemptInputs:
@@ -67,6 +68,25 @@ def container_inputs(
             "user": config.get("User") or base.user,
             "runtime": host.get("Runtime") or "runc",
             "isolation": "container",
+        }
+    )
+
+
+def process_inputs(
+    spec: JobSpec, stdin: Stdin, env: Mapping[str, str], plan: Plan, run_as: RunAs | None
+) -> AttemptInputs:
+    """What a process job really ran: its command in its directory, as its
+    user, under the plan's confinement and limits."""
+    user = spec.user or (f"{run_as.uid}:{run_as.gid}" if run_as is not None else None)
+    return base_inputs(spec, stdin, env).model_copy(
+        update={
+            "cwd": spec.cwd or "/",
+            "user": user,
+            "isolation": plan.isolation,
+            "limits": dict(plan.limits)
+            if plan.limits
+            else spec.resources.model_dump(exclude_none=True),
+            "runtime": "runsc" if plan.forwards_signals else "process",
         }
     )
 

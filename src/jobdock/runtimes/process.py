@@ -38,7 +38,7 @@ from jobdock.models import AttemptInputs, JobSpec, Reason, Stream
 from jobdock.models.outcome import Accounting, ExitStatus
 from jobdock.runtimes import cgroups, identity
 from jobdock.runtimes.base import AttemptInfo, RunAs, Stdin
-from jobdock.runtimes.inputs import base_inputs
+from jobdock.runtimes.inputs import process_inputs
 from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
@@ -186,7 +186,7 @@ class ProcessRuntime:
         execution = ProcessExecution(
             proc, stdin, ticks, started_at, group, plan, self._cleaner, self._orphans, self._live
         )
-        execution.inputs = _pinned(spec, stdin, env, plan, run_as)
+        execution.inputs = process_inputs(spec, stdin, env, plan, run_as)
         return execution
 
     def _spawn(
@@ -355,25 +355,6 @@ def _spawn_message(spec: JobSpec, exc: OSError) -> str:
     if exc.filename is not None and exc.filename == cwd:
         return identity.cwd_missing(spec) or f"cannot use working directory {cwd}: {what}"
     return f"cannot run {spec.command[0]!r}: {what}{identity.in_cwd(spec.command[0], cwd)}"
-
-
-def _pinned(
-    spec: JobSpec, stdin: Stdin, env: Mapping[str, str], plan: Plan, run_as: RunAs | None
-) -> AttemptInputs:
-    """What a process job really ran: its command in its directory, as its
-    user, under the plan's confinement and limits."""
-    user = spec.user or (f"{run_as.uid}:{run_as.gid}" if run_as is not None else None)
-    return base_inputs(spec, stdin, env).model_copy(
-        update={
-            "cwd": spec.cwd or "/",
-            "user": user,
-            "isolation": plan.isolation,
-            "limits": dict(plan.limits)
-            if plan.limits
-            else spec.resources.model_dump(exclude_none=True),
-            "runtime": "runsc" if plan.forwards_signals else "process",
-        }
-    )
 
 
 class ProcessExecution:
