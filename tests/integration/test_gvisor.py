@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 import engines
-from jobdock.client import Client
+from jobdock.client import Client, Credentials
 from jobdock.models import JobState, Reason
-from support import ServerProcess
+from support import ServerProcess, make_token
 
 pytestmark = pytest.mark.skipif(
     shutil.which("runsc") is None, reason="gVisor's runsc is not installed (apt-get install runsc)"
@@ -166,3 +166,22 @@ def test_a_gvisor_process_jobs_memory_limit_holds_the_whole_sandbox(
     assert "survived" not in result.stdout
     assert result.job.reason is Reason.OOM
     assert result.job.attempts[-1].isolation == "cgroup v1+gvisor"
+
+
+def test_a_server_of_many_users_runs_no_gvisor_process_job(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # runsc do runs the job as root in its kernel, reading the host's files
+    # as root: never for one of many users' jobs.
+    home = tmp_path_factory.mktemp("gvisor-tokens")
+    server = ServerProcess(home, args=["--tokens"])
+    token = make_token(home, "alice")
+    server.start()
+    try:
+        with Client(server.url, credentials=Credentials(token=token)) as client:
+            job = client.run({"command": ["true"], "isolation": {"sandbox": "gvisor"}}).job
+    finally:
+        server.stop()
+
+    assert (job.state, job.reason) == (JobState.FAILED, Reason.SPAWN_ERROR)
+    assert "sandbox gvisor" in (job.message or "")
