@@ -147,11 +147,14 @@ def test_a_missing_image_is_said_plainly_and_never_replaced(setup: Setup) -> Non
     setup.dockerd.import_image("localhost/gone:1", rootfs, None, ["echo", "impostor"])
 
     done = setup.jobdock("repro", job_id)
+    pulled = setup.jobdock("repro", job_id, "--pull")
 
-    assert done.returncode == 125
-    assert "impostor" not in done.stdout
+    assert done.returncode == pulled.returncode == 125
+    assert "impostor" not in done.stdout + pulled.stdout
     assert "does not have" in done.stderr and "docker load" in done.stderr
     assert len(done.stderr.splitlines()) == 1
+    # An image id has no registry digest to pull it by: said so, nothing else run.
+    assert "--pull cannot fetch it" in pulled.stderr
 
 
 def test_another_users_job_is_no_such_job(setup: Setup) -> None:
