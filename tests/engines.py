@@ -38,6 +38,9 @@ IMAGES: dict[str, tuple[list[str] | None, list[str] | None]] = {
     ),
 }
 BUSYBOX = "localhost/busybox:1"
+#: How the test dockerd runs gVisor's runsc (MACHINE.md: ptrace is the
+#: platform that works here; jobs get no network under it).
+RUNSC_ARGS = ["--platform=ptrace", "--network=none"]
 START_TIMEOUT = 60.0
 
 PODMAN_CONF = """\
@@ -210,7 +213,20 @@ class Dockerd(Engine):
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",
+            *self._runsc(),
         ]
+
+    def _runsc(self) -> list[str]:
+        """gVisor's runsc as the runtime ``runsc``, where it is installed
+        (its ptrace platform: the only one that runs here, see MACHINE.md).
+        dockerd's --add-runtime takes no arguments: a daemon.json does."""
+        runsc = shutil.which("runsc")
+        if runsc is None:
+            return []
+        config = self.dir / "daemon.json"
+        runtime = {"path": runsc, "runtimeArgs": RUNSC_ARGS}
+        config.write_text(json.dumps({"runtimes": {"runsc": runtime}}))
+        return ["--config-file", str(config)]
 
 
 class Podman(Engine):

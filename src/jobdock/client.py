@@ -238,6 +238,11 @@ class AsyncClient:
         response = await self._request("POST", path, content=data, params=params)
         return int(response.json()["bytes"])
 
+    async def stdin(self, job_id: str) -> bytes:
+        """The stdin given with the job's spec (empty: none)."""
+        response = await self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}/stdin")
+        return response.content
+
     async def workers(self) -> builtins.list[WorkerRecord]:
         """The workers known to the server's store."""
         response = await self._request("GET", "/v1/workers")
@@ -474,6 +479,10 @@ class Client:
     def delete(self, job_id: str) -> None:
         """Delete a finished job with its logs (409 if it has not finished)."""
         self._portal.call(self.aio.delete, job_id)
+
+    def stdin(self, job_id: str) -> bytes:
+        """As AsyncClient.stdin."""
+        return self._portal.call(self.aio.stdin, job_id)
 
     def send_stdin(self, job_id: str, data: Iterable[bytes], eof: bool = True) -> int:
         """As AsyncClient.send_stdin; ``data`` is read on this thread, a piece at a time."""

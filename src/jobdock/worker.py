@@ -419,7 +419,14 @@ class Worker:
     ) -> None:
         """Store the output of a started attempt, and its outcome."""
         claim, store = attempt.claim, self.store
-        started = Started(execution.pid, execution.pid_start, HOST, execution.started_at)
+        inputs = execution.inputs
+        started = Started(
+            execution.pid,
+            execution.pid_start,
+            HOST,
+            execution.started_at,
+            None if inputs is None else inputs.model_dump(mode="json"),
+        )
         writer = self._writer(attempt, redactor)
         pump = asyncio.ensure_future(writer.pump(execution.output()))
         try:

@@ -231,6 +231,20 @@ def test_a_container_jobs_page_shows_its_image_and_container(
     expect(page.locator("#attempts tr[data-attempt]")).to_contain_text(f"jobdock-{job.id}-1")
 
 
+def test_a_container_jobs_page_shows_what_its_attempt_really_ran(
+    page: Any, docker_server: ServerProcess
+) -> None:
+    with Client(docker_server.url) as client:
+        job = client.submit({"image": engines.BUSYBOX, "command": ["true"], "env": {"K": "v"}})
+        client.wait(job.id, timeout=120)
+        inputs = client.get(job.id).attempts[-1].inputs
+    assert inputs is not None and inputs.image_digest is not None
+    page.goto(docker_server.url + f"/ui/jobs/{job.id}")
+    expect(page.locator("#image-digest")).to_have_text(inputs.image_digest)
+    expect(page.locator("#inputs")).to_contain_text("runc")
+    expect(page.locator("#inputs")).to_contain_text("K")
+
+
 def test_an_unknown_job_shows_its_error_instead_of_loading(
     page: Any, ui_server: ServerProcess
 ) -> None:

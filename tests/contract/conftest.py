@@ -7,8 +7,9 @@ RUNTIMES.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ class RuntimeCase:
     name: str
     runtime: Runtime
     image: str | None = None
+    #: Fields every spec of the case gets (a container runtime, a sandbox).
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: Why the job's processes cannot be watched from the host, where they
+    #: cannot (gVisor: its kernel has pids of its own).
+    own_kernel: str | None = None
 
     @property
     def on_host(self) -> bool:
@@ -62,7 +68,7 @@ class RuntimeCase:
     def spec(self, command: list[str], **fields: Any) -> JobSpec:
         if self.image is not None:
             fields.setdefault("image", self.image)
-        return JobSpec(command=command, **fields)
+        return JobSpec(command=command, **{**self.fields, **fields})
 
 
 def _process_in_cgroups() -> ProcessRuntime:
@@ -80,12 +86,27 @@ def _container_case(name: str) -> Callable[[pytest.FixtureRequest], RuntimeCase]
     return make
 
 
+def _gvisor(request: pytest.FixtureRequest, container: bool) -> RuntimeCase:
+    """gVisor's runsc: as dockerd's runtime ``runsc`` (tests/engines.py
+    registers it), or around a process job (``sandbox: gvisor``)."""
+    if shutil.which("runsc") is None:
+        pytest.skip("gVisor's runsc is not installed (apt-get install runsc)")
+    if container:
+        case = _container_case("docker")(request)
+        return RuntimeCase("docker-runsc", case.runtime, case.image, {"container_runtime": "runsc"})
+    sandbox = {"isolation": {"sandbox": "gvisor", "filesystem": "readonly"}}
+    why = "gVisor's kernel has processes of its own, which the host does not see"
+    return RuntimeCase("process-gvisor", _process_in_cgroups(), None, sandbox, why)
+
+
 #: name -> a function of the test's fixture request that makes the runtime.
 RUNTIMES: dict[str, Callable[[pytest.FixtureRequest], RuntimeCase]] = {
     "process": lambda _: RuntimeCase("process", ProcessRuntime()),
     "process-cgroup": lambda _: RuntimeCase("process-cgroup", _process_in_cgroups()),
     "docker": _container_case("docker"),
     "podman": _container_case("podman"),
+    "docker-runsc": lambda request: _gvisor(request, container=True),
+    "process-gvisor": lambda request: _gvisor(request, container=False),
 }
 
 StoreOpener = Callable[[], Awaitable[Store]]

@@ -15,7 +15,7 @@ import pytest
 from store_actions import AFTER_LEASE, LEASE, OUT, T0, claim, exited, submit
 
 from jobdock.errors import FencedOff, StoreError
-from jobdock.models import Job, JobState, Reason, timestamp
+from jobdock.models import AttemptInputs, Job, JobState, Reason, timestamp
 from jobdock.store import LogChunk, Outcome, Started, Store
 
 # -- claiming --------------------------------------------------------------------
@@ -205,6 +205,28 @@ async def test_mark_started_records_where_the_attempt_runs(store: Store) -> None
     assert record.started_at == timestamp(T0 + 1)
     assert record.attempts[0].pid == 4242
     assert record.attempts[0].started_at == timestamp(T0 + 1)
+
+
+async def test_mark_started_records_what_the_attempt_really_ran(store: Store) -> None:
+    job = await submit(store)
+    got = await claim(store)
+    inputs = AttemptInputs(
+        image="localhost/app:1",
+        image_digest="localhost/app@sha256:" + "a" * 64,
+        image_id="sha256:" + "b" * 64,
+        command=["sh", "-c", "true"],
+        env=["HOME", "WHO"],
+        stdin_bytes=3,
+        stdin_sha256="c" * 64,
+        limits={"memory": 1 << 20},
+        runtime="runsc",
+    )
+
+    await store.mark_started(
+        job.id, got.attempt, Started(1, 1, "node-1", T0 + 1, inputs.model_dump(mode="json"))
+    )
+
+    assert (await store.get_job(job.id)).attempts[0].inputs == inputs
 
 
 # -- finishing -------------------------------------------------------------------

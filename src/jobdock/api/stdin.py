@@ -1,5 +1,7 @@
 """``POST /v1/jobs/{id}/stdin``: the stdin of a job submitted with
-``stdin_stream``, sent as its client reads it (``jobdock run -i``).
+``stdin_stream``, sent as its client reads it (``jobdock run -i``); ``GET``
+of the same path: the stdin given with a job's spec, read back (``jobdock
+repro`` runs the job again with it).
 
 The body is read as it arrives and stored piece by piece (job_stdin.py),
 so it is bounded by ``max_stdin_stream``, not by ``max_request_body``
@@ -82,3 +84,26 @@ async def send_stdin(
         # The client went away: what it sent is kept, the input stays open.
         return Response(status_code=400)
     return StdinReceipt(job_id=job_id, bytes=size, eof=eof)
+
+
+@router.get(
+    "/jobs/{job_id}/stdin",
+    summary="Read the stdin a job was given",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        **responses(JobNotFound, StdinClosed),
+    },
+)
+async def get_stdin(job_id: str, request: Request) -> Response:
+    """The stdin given with the job's spec (``stdin`` or ``stdin_base64``;
+    empty: none), to whoever may read the job; another user's job is
+    answered as one that does not exist. A streamed stdin (``stdin_stream``)
+    is not kept once the job has finished: 409."""
+    store, who = store_of(request), principal(request)
+    job = await store.get_job(job_id)
+    if not who.may_see(job.owner):
+        raise JobNotFound(job_id)
+    if job.spec.stdin_stream:
+        raise StdinClosed(job_id, "it was streamed (stdin_stream), and is not kept")
+    return Response(await store.job_stdin(job_id), media_type="application/octet-stream")

@@ -18,7 +18,18 @@ import typer
 # typer keeps its click inside: the exception its parser raises on a usage error.
 from typer._click.exceptions import ClickException
 
-from jobdock.cli import describe, export, flows, jobs, run, schedules, server, templates, users
+from jobdock.cli import (
+    describe,
+    export,
+    flows,
+    jobs,
+    repro,
+    run,
+    schedules,
+    server,
+    templates,
+    users,
+)
 from jobdock.cli.context import global_options
 from jobdock.cli.exits import EXIT_CANCELLED, Failure, one_line, usage_error
 from jobdock.errors import ConfigError, JobdockError
@@ -41,6 +52,7 @@ app.command("workers")(jobs.workers)
 app.command("inspect")(jobs.inspect)
 app.command("describe")(describe.describe)
 app.command("export")(export.export)
+app.command("repro")(repro.repro)
 app.command("logs")(jobs.logs)
 app.command("stop")(jobs.stop)
 app.command("kill")(jobs.kill)

@@ -7,13 +7,16 @@ Imports the client (through :mod:`jobdock.cli.context`) and the rendering.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobdock.cli.context import connect, url_option
 from jobdock.cli.exits import fail
 from jobdock.cli.render.export import docker_line, job_file, shell_line
+
+if TYPE_CHECKING:
+    from jobdock.models import Job
 
 _FORMATS = ("yaml", "json", "docker", "shell")
 
@@ -42,8 +45,17 @@ def export(
     elif fmt == "docker":
         if job.spec.image is None:
             fail(f"job {job.id} is a process job: use --format shell", 2)
-        typer.echo(docker_line(spec, job.spec.image), nl=False)
+        typer.echo(docker_line(spec, pinned_image(job) or job.spec.image), nl=False)
     else:
         if job.spec.image is not None:
             fail(f"job {job.id} is an image job: use --format docker", 2)
         typer.echo(shell_line(spec), nl=False)
+
+
+def pinned_image(job: Job) -> str | None:
+    """The image the job's latest started attempt really ran, by digest
+    (None: no attempt recorded one)."""
+    for attempt in reversed(job.attempts):
+        if attempt.inputs is not None and attempt.inputs.image_digest:
+            return attempt.inputs.image_digest
+    return None

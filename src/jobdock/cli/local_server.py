@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,13 +32,15 @@ START_SECONDS = 60.0
 
 
 @contextmanager
-def local_server() -> Iterator[str]:
-    """A ``jobdock serve`` on a temporary home while the block runs; its URL."""
+def local_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A ``jobdock serve`` on a temporary home while the block runs; its URL.
+    ``settings``: ``JOBDOCK_*`` variables of its own (``jobdock repro``'s
+    engine, secret key and container runtime)."""
     home = Path(tempfile.mkdtemp(prefix="jobdock-local-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("JOBDOCK_")}
-    env |= {"JOBDOCK_HOME": str(home / "home"), "JOBDOCK_LOG_LEVEL": "warning"}
+    env |= {"JOBDOCK_HOME": str(home / "home"), "JOBDOCK_LOG_LEVEL": "warning", **(settings or {})}
     log = (home / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "jobdock", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from jobdock.models.jobs import (
         ANONYMOUS,
         Attempt,
+        AttemptInputs,
         Job,
         JobPage,
         PruneResult,
@@ -162,6 +163,7 @@ _HOMES = {
     "Size": "jobdock.models.fields",
     "ANONYMOUS": "jobdock.models.jobs",
     "Attempt": "jobdock.models.jobs",
+    "AttemptInputs": "jobdock.models.jobs",
     "Job": "jobdock.models.jobs",
     "JobPage": "jobdock.models.jobs",
     "PruneResult": "jobdock.models.jobs",
@@ -276,6 +278,7 @@ __all__ = [
     "Accounting",
     "Advanced",
     "Attempt",
+    "AttemptInputs",
     "AuditEntry",
     "AuditPage",
     "Backoff",

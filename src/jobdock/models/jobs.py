@@ -25,6 +25,33 @@ from jobdock.models.states import JobState, Reason
 ANONYMOUS = "anonymous"
 
 
+class AttemptInputs(Model):
+    """What an attempt really ran, recorded when it started: enough to run
+    exactly it again (``jobdock repro``), never a secret or an env value."""
+
+    image: str | None = Field(None, description="The image reference the spec gave.")
+    image_digest: str | None = Field(
+        None,
+        description="The image that ran: its repo digest (NAME@sha256:...) where the engine "
+        "knows one, else its image id (sha256:...).",
+    )
+    image_id: str | None = Field(None, description="The engine's id of the image that ran.")
+    command: list[str] = Field(
+        default_factory=list, description="The command that ran (the image's CMD if none given)."
+    )
+    entrypoint: list[str] | None = Field(None, description="The entrypoint that ran (images).")
+    env: list[str] = Field(default_factory=list, description="The names of its env variables.")
+    stdin_bytes: int | None = Field(None, description="Size of its stdin (null: streamed).")
+    stdin_sha256: str | None = Field(None, description="sha256 of its stdin (null: streamed).")
+    cwd: str | None = Field(None, description="Its working directory.")
+    user: str | None = Field(None, description="The user it ran as.")
+    limits: dict[str, Any] = Field(default_factory=dict, description="The limits it ran under.")
+    isolation: str | None = Field(None, description="How it was confined.")
+    runtime: str | None = Field(
+        None, description="What ran it: 'process', or the container runtime (runc, runsc...)."
+    )
+
+
 class Attempt(Model):
     """One try at running a job, claimed by one worker under one fencing token."""
 
@@ -48,6 +75,9 @@ class Attempt(Model):
     limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
     peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
     cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
+    inputs: AttemptInputs | None = Field(
+        None, description="What it really ran (recorded when it started; null before that)."
+    )
 
 
 def container_name(job_id: str, attempt: int) -> str:

@@ -235,3 +235,26 @@ class Isolation(Model):
         description="host: the host's file system; readonly: the host's, read-only, with a "
         "private writable /tmp; {rootfs: DIR}: DIR as the root.",
     )
+    sandbox: Literal["bwrap", "gvisor"] = Field(
+        "bwrap",
+        description="bwrap: namespaces of the host's kernel (bubblewrap); gvisor: gVisor's "
+        "user-space kernel (runsc do), whose file system is the host's (or the rootfs) under a "
+        "private writable overlay, and whose jobs run as root inside it (no user or group).",
+    )
+
+    @model_validator(mode="after")
+    def _gvisor_gives_what_it_can(self) -> Isolation:
+        if self.sandbox != "gvisor":
+            return self
+        for name in ("user", "group"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name}: sandbox gvisor runs the job as root inside its own kernel; "
+                    f"it takes no {name}"
+                )
+        if self.filesystem == "host" and "filesystem" in self.model_fields_set:
+            raise ValueError(
+                "filesystem: sandbox gvisor never writes to the host's file system: "
+                "use readonly (its writes go to a private overlay) or {rootfs: DIR}"
+            )
+        return self

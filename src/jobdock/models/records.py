@@ -134,6 +134,8 @@ class Started:
     pid_start: int | None
     host: str
     started_at: float
+    #: What the attempt really ran (AttemptInputs as JSON), where the runtime says.
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from jobdock.models import JobSpec, Stream
+from jobdock.models import AttemptInputs, JobSpec, Stream
 from jobdock.models.outcome import ExitStatus
 
 #: What a job reads on its stdin: bytes given with the spec, or pieces as
@@ -49,6 +49,8 @@ class Execution(Protocol):
     #: names the process even after its pid is reused), and epoch seconds.
     pid_start: int | None
     started_at: float
+    #: What the attempt really ran (recorded on it when it starts).
+    inputs: AttemptInputs | None
 
     def output(self) -> AsyncIterator[list[tuple[Stream, bytes]]]:
         """Batches of output in arrival order; ends when both streams are closed.

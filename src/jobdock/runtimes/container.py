@@ -26,11 +26,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from jobdock.errors import EngineError, EngineUnavailable, ImageNotFound, JobdockError, SpawnError
-from jobdock.models import SECRETS_DIR_ENV, Cache, JobSpec, Reason, Stream
+from jobdock.models import SECRETS_DIR_ENV, AttemptInputs, Cache, JobSpec, Reason, Stream
 from jobdock.models.jobs import container_name
 from jobdock.models.outcome import ExitStatus
 from jobdock.runtimes.base import AttemptInfo, Stdin
 from jobdock.runtimes.engine import AttachStream, Engine, EngineAddress
+from jobdock.runtimes.inputs import base_inputs, container_inputs
 from jobdock.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class ContainerRuntime:
             container = await self.engine.create(
                 config, name=container_name(info.job_id, info.attempt)
             )
+            inputs = await self._pinned(spec, stdin, env, container)
         except EngineUnavailable:
             raise
         except EngineError as exc:
@@ -159,7 +161,26 @@ class ContainerRuntime:
             spec.resources.memory,
             spec.kill_grace,
             spec.image if spec.remove_image else None,
+            inputs,
         )
+
+    async def _pinned(
+        self, spec: JobSpec, stdin: Stdin, env: Mapping[str, str], container: str
+    ) -> AttemptInputs:
+        """What the created container will run: the image it was made from
+        (by digest: a tag moved later does not change it) and the command,
+        entrypoint, directory and user the engine resolved."""
+        assert spec.image is not None
+        base = base_inputs(spec, stdin, env)
+        try:
+            record = await self.engine.inspect(container)
+            image = await self.engine.image_inspect(str(record["Image"]))
+        except EngineUnavailable:
+            raise
+        except (EngineError, KeyError) as exc:
+            _log.warning("cannot tell which image container %s runs: %s", container[:12], exc)
+            return base.model_copy(update={"image": spec.image})
+        return container_inputs(base, spec.image, record, image)
 
     async def user_namespaces(self) -> tuple[bool, str]:
         """Whether a container's root is apart from the host's root, and
@@ -325,8 +346,10 @@ class ContainerExecution:
         memory_limit: int | None,
         grace: float,
         remove_image: str | None = None,
+        inputs: AttemptInputs | None = None,
     ) -> None:
         self.container = container
+        self.inputs = inputs
         #: The image to remove after the container (the spec's remove_image).
         self._remove_image = remove_image
         self.started_at = started_at

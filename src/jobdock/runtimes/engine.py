@@ -143,6 +143,13 @@ class Engine:
             raise
         return True
 
+    async def image_inspect(self, image: str) -> dict[str, Any]:
+        """The engine's record of ``image`` (a reference or an id): its Id,
+        RepoDigests and Config."""
+        response = await self._request("GET", f"/images/{quote(image, safe='/:@')}/json")
+        result: dict[str, Any] = response.json()
+        return result
+
     async def pull(self, image: str, auth: Mapping[str, str] | None = None) -> None:
         """Pull ``image``; raises ImageNotFound when the registry refuses it."""
         name, _, tag = _split_reference(image)

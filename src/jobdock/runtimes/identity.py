@@ -55,12 +55,15 @@ def job_home(spec: JobSpec, run_as: RunAs | None) -> str:
 def cwd_missing(spec: JobSpec) -> str | None:
     """Why the job's working directory is not there for it, or None: it is
     not on this host (or not a directory), or it is under the /tmp that a
-    read-only job has its own of. (Under a rootfs it is the rootfs's.)"""
+    read-only job has its own of. (Under a rootfs it is the rootfs's; under
+    gVisor the host's /tmp is seen, under its overlay.)"""
     cwd = spec.cwd or "/"
-    filesystem = spec.isolation.filesystem if isinstance(spec.isolation, Isolation) else "host"
+    isolation = spec.isolation if isinstance(spec.isolation, Isolation) else None
+    filesystem = isolation.filesystem if isolation is not None else "host"
     if filesystem not in ("host", "readonly"):
         return None
-    if filesystem == "readonly" and (cwd + "/").startswith("/tmp/"):
+    gvisor = isolation is not None and isolation.sandbox == "gvisor"
+    if filesystem == "readonly" and not gvisor and (cwd + "/").startswith("/tmp/"):
         return f"working directory {cwd} is under /tmp, which a read-only job has its own of"
     return _not_a_directory(cwd)
 

@@ -41,6 +41,9 @@ class Plan:
     limits: dict[str, Any] = field(default_factory=dict)
     #: Said on the attempt when the job runs with less than it asked for.
     remark: str | None = None
+    #: The main process forwards signals to the job (runsc do): a stop
+    #: signals it alone, not every process of its group.
+    forwards_signals: bool = False
 
 
 def default_parent(home: Path) -> str:
@@ -67,6 +70,7 @@ class Confinement:
         isolate_by_default: bool = False,
         allow_host_network: bool = True,
         every_job: bool = False,
+        runsc: str | None = None,
     ) -> None:
         self.hierarchy = hierarchy
         #: Whether a job that sets no limit and is not isolated gets a group
@@ -79,6 +83,8 @@ class Confinement:
         self.unconfined = unconfined
         self.isolate_by_default = isolate_by_default
         self.allow_host_network = allow_host_network
+        #: gVisor's runsc, for jobs asking for ``sandbox: gvisor``.
+        self.runsc = runsc
 
     @classmethod
     def detect(
@@ -101,7 +107,8 @@ class Confinement:
             except OSError as exc:
                 problem = f"cannot use cgroups: {exc.strerror or exc}"
         bwrap = shutil.which("bwrap") if os.geteuid() == 0 else None
-        return cls(hierarchy, bwrap, problem=problem, **policy)
+        runsc = shutil.which("runsc") if os.geteuid() == 0 else None
+        return cls(hierarchy, bwrap, problem=problem, runsc=runsc, **policy)
 
     def describe(self) -> str:
         """One line for the start-up log."""
@@ -135,7 +142,10 @@ class Confinement:
         """What the job asks for that this host cannot give, or None."""
         if asks_for_limits(spec) and self.hierarchy is None:
             return f"resource limits need cgroups: {self.problem}"
-        if self.isolation_of(spec) is not None and self.bwrap is None:
+        isolation = self.isolation_of(spec)
+        if isolation is not None and isolation.sandbox == "gvisor":
+            return None if self.runsc else "sandbox gvisor needs runsc, which is not installed"
+        if isolation is not None and self.bwrap is None:
             return "isolation needs bubblewrap (bwrap), which is not installed or not usable"
         return None
 
@@ -149,6 +159,8 @@ class Confinement:
         if missing is not None and self.unconfined == "refuse":
             raise SpawnError(f"cannot run this job as asked: {missing}")
         limits = spec.resources.model_dump(exclude_none=True)
+        if isolation is not None and isolation.sandbox == "gvisor":
+            return self._gvisor_plan(spec, isolation, run_as, missing, limits)
         if self.hierarchy is None and (isolation is None or self.bwrap is None):
             return Plan(spec.command, None, False, "none", {}, _remark(missing))
         if isolation is None and not (self.every_job or asks_for_limits(spec)):
@@ -161,6 +173,53 @@ class Confinement:
             return Plan(argv, None, True, "namespaces", {}, _remark(missing))
         label = f"cgroup v{self.hierarchy.version}+namespaces"
         return Plan(argv, spec.resources, True, label, limits)
+
+    def _gvisor_plan(
+        self,
+        spec: JobSpec,
+        isolation: Isolation,
+        run_as: RunAs | None,
+        missing: str | None,
+        limits: dict[str, Any],
+    ) -> Plan:
+        """The plan of a job under gVisor (``runsc do``), in a cgroup where
+        it sets limits (the sandbox's processes are all in it)."""
+        if self.runsc is None:
+            if self.unconfined == "refuse" or missing is None:
+                raise SpawnError("sandbox gvisor needs runsc, which is not installed here")
+            return Plan(spec.command, None, False, "none", {}, _remark(missing))
+        if run_as is not None:
+            # runsc do runs the job as root in its kernel, reading the host's
+            # files as root: never for a job of one of many users.
+            raise SpawnError("sandbox gvisor cannot run a job as its owner's uid on this server")
+        argv = runsc_argv(self.runsc, isolation, spec.cwd or "/", spec.command)
+        if self.hierarchy is None or not asks_for_limits(spec):
+            return Plan(argv, None, False, "gvisor", {}, forwards_signals=True)
+        label = f"cgroup v{self.hierarchy.version}+gvisor"
+        return Plan(argv, spec.resources, False, label, limits, forwards_signals=True)
+
+
+def runsc_argv(runsc: str, isolation: Isolation, cwd: str, command: list[str]) -> list[str]:
+    """``runsc do`` running ``command`` in gVisor's kernel, on its ptrace
+    platform (the one that runs on these machines: docs/isolation.md): the
+    host's file system (or the rootfs) read-only under a private writable
+    overlay, no network unless 'host'. runsc forwards a stop's signals to
+    the job. It makes no cgroup of its own (--ignore-cgroups): the sandbox
+    stays in the attempt's, whose limits then hold it all."""
+    network = "host" if isolation.network == "host" else "none"
+    argv = [
+        runsc,
+        "--platform=ptrace",
+        "--ignore-cgroups",
+        f"--network={network}",
+        "do",
+        "--quiet",
+        "--cwd",
+        cwd,
+    ]
+    if isinstance(isolation.filesystem, RootFilesystem):
+        argv += ["--root", isolation.filesystem.rootfs]
+    return [*argv, "--", *command]
 
 
 def _remark(missing: str | None) -> str | None:

@@ -34,10 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from jobdock.errors import SpawnError
-from jobdock.models import JobSpec, Reason, Stream
+from jobdock.models import AttemptInputs, JobSpec, Reason, Stream
 from jobdock.models.outcome import Accounting, ExitStatus
 from jobdock.runtimes import cgroups, identity
 from jobdock.runtimes.base import AttemptInfo, RunAs, Stdin
+from jobdock.runtimes.inputs import process_inputs
 from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
 from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
 
@@ -182,9 +183,11 @@ class ProcessRuntime:
             with contextlib.suppress(Exception):
                 await spawning
             raise
-        return ProcessExecution(
+        execution = ProcessExecution(
             proc, stdin, ticks, started_at, group, plan, self._cleaner, self._orphans, self._live
         )
+        execution.inputs = process_inputs(spec, stdin, env, plan, run_as)
+        return execution
 
     def _spawn(
         self,
@@ -357,6 +360,9 @@ def _spawn_message(spec: JobSpec, exc: OSError) -> str:
 class ProcessExecution:
     """A running process job."""
 
+    #: What the attempt really ran (set by the runtime that started it).
+    inputs: AttemptInputs | None = None
+
     def __init__(
         self,
         proc: subprocess.Popen[bytes],
@@ -461,6 +467,11 @@ class ProcessExecution:
         kernel knows (the OOM killer, the process limit)."""
         plan = self._plan
         assert plan is not None
+        code = status.exit_code
+        if plan.forwards_signals and code is not None and 128 < code <= 128 + 64:
+            # runsc reports its job's death by a signal as 128 + the signal,
+            # as a shell (and a container engine) does.
+            status = ExitStatus(signal=code - 128)
         usage = self._group.usage() if self._group is not None else cgroups.Usage()
         accounting = Accounting(plan.isolation, plan.limits, usage.peak_memory, usage.cpu_seconds)
         status = replace(status, accounting=accounting, message=plan.remark)
@@ -490,6 +501,11 @@ class ProcessExecution:
             os.killpg(self._proc.pid, sig)
 
     def terminate(self) -> None:
+        if self._plan is not None and self._plan.forwards_signals:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if not self._reaped:
+                    os.kill(self._proc.pid, signal.SIGTERM)
+            return
         if self._plan is not None and self._plan.namespaced:
             self._terminate_namespace(time.monotonic() + _SETUP_SECONDS)
             return

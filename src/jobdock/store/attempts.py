@@ -43,6 +43,7 @@ _START_ATTEMPT = Prepared(
             pid_start=param("pid_start"),
             host=param("host"),
             started_at=param("at"),
+            inputs=param("inputs"),
         )
     )
 )
@@ -87,6 +88,7 @@ def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) 
         pid_start=started.pid_start,
         host=started.host,
         at=started.started_at,
+        inputs=None if started.inputs is None else json.dumps(started.inputs),
     )
     announce(conn, f"job:{job_id}")
 

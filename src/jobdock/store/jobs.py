@@ -224,6 +224,7 @@ def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
                 limits=json.loads(a.limits) if isinstance(a.limits, str) else a.limits,
                 peak_memory=a.peak_memory,
                 cpu_seconds=a.cpu_seconds,
+                inputs=json.loads(a.inputs) if isinstance(a.inputs, str) else a.inputs,
             )
             for a in attempt_rows
         ],

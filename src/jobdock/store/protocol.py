@@ -234,6 +234,10 @@ class StdinStore(Notifying, Protocol):
     async def delete_stdin(self, job_id: str) -> None:
         """Forget the job's stdin."""
 
+    async def job_stdin(self, job_id: str) -> bytes:
+        """The stdin given with the job's spec (not a streamed one; empty:
+        none), kept with the job; raises JobNotFound."""
+
 
 class WorkerStore(Protocol):
     """Workers, as they start, beat and stop, with what each runs

@@ -157,6 +157,9 @@ attempts = Table(
     Column("limits", JSON),
     Column("peak_memory", BigInteger),
     Column("cpu_seconds", Float),
+    # What the attempt really ran (models.AttemptInputs as JSON: the image's
+    # digest, command, env names, stdin's hash...), written when it started.
+    Column("inputs", JSON),
     Index("ix_attempts_host_finished", "host", "finished_at"),
 )
 

@@ -391,6 +391,9 @@ class SqlStore:
     async def delete_stdin(self, job_id: str) -> None:
         await self._write(stdin.delete_stdin, job_id)
 
+    async def job_stdin(self, job_id: str) -> bytes:
+        return await self._read(stdin.job_stdin, job_id)
+
     # -- workers ---------------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> None:

@@ -98,3 +98,11 @@ def drop_finished(conn: Connection) -> int:
     stored); returns how many pieces went."""
     live = exists().where(jobs.c.id == stdin_chunks.c.job_id, jobs.c.state.not_in(_FINISHED))
     return int(conn.execute(delete(stdin_chunks).where(~live)).rowcount)
+
+
+def job_stdin(conn: Connection, job_id: str) -> bytes:
+    """The stdin given with the job's spec (empty: none); raises JobNotFound."""
+    row = conn.execute(select(jobs.c.stdin).where(jobs.c.id == job_id)).first()
+    if row is None:
+        raise JobNotFound(job_id)
+    return bytes(row.stdin or b"")

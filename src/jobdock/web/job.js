@@ -87,6 +87,37 @@ function attemptRows(job) {
   );
 }
 
+/** What the latest started attempt really ran (its pinned inputs): the
+ * image's digest, the resolved command, env names, stdin's hash... */
+function inputsView(job) {
+  const last = [...job.attempts].reverse().find((a) => a.inputs);
+  if (!last) return "";
+  const i = last.inputs;
+  const code = (text) => (text ? h("code", {}, text) : "");
+  const words = (list) => (list && list.length ? list.join(" ") : "");
+  const stdin = i.stdin_bytes === null ? "streamed" : `${size(i.stdin_bytes)}, sha256 ${i.stdin_sha256}`;
+  return [
+    h("h2", {}, `Ran with (attempt ${last.number})`),
+    h(
+      "div",
+      { id: "inputs" },
+      facts([
+        ["Image", i.image ? code(i.image) : ""],
+        ["Digest", i.image_digest ? h("code", { id: "image-digest" }, i.image_digest) : ""],
+        ["Entrypoint", code(words(i.entrypoint))],
+        ["Command", code(words(i.command))],
+        ["Env names", code(words(i.env))],
+        ["Stdin", stdin],
+        ["Working dir", code(i.cwd)],
+        ["User", code(i.user)],
+        ["Limits", Object.entries(i.limits || {}).map(([k, v]) => `${k}=${v}`).join(" ")],
+        ["Isolation", i.isolation],
+        ["Runtime", i.runtime],
+      ]),
+    ),
+  ];
+}
+
 /** The log pane: output of each attempt in turn, stdout and stderr apart. */
 class LogPane {
   constructor(id) {
@@ -234,6 +265,7 @@ export default {
           attemptRows(job),
           "Not started yet.",
         ),
+        inputsView(job),
       );
     };
     const refresh = async () => {

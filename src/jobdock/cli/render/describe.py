@@ -109,6 +109,32 @@ def _attempts(job: Job) -> list[str]:
     return _table(("#", "WORKER", "STARTED", "TOOK", "OUTCOME", "MESSAGE"), rows)
 
 
+def inputs_lines(job: Job) -> list[str]:
+    """What the latest started attempt really ran (its pinned inputs)."""
+    pinned = next((a.inputs for a in reversed(job.attempts) if a.inputs is not None), None)
+    if pinned is None:
+        return []
+    rows: list[tuple[str, str]] = []
+    if pinned.image is not None:
+        rows.append(("Image", f"{pinned.image} = {pinned.image_digest or '?'}"))
+    if pinned.entrypoint:
+        rows.append(("Entrypoint", shlex.join(pinned.entrypoint)))
+    rows.append(("Command", shlex.join(pinned.command) if pinned.command else "-"))
+    rows.append(("Env", " ".join(pinned.env) or "-"))
+    if pinned.stdin_bytes is None:
+        rows.append(("Stdin", "streamed"))
+    else:
+        rows.append(("Stdin", f"{pinned.stdin_bytes} bytes, sha256 {pinned.stdin_sha256}"))
+    rows.append(("Working dir", pinned.cwd or "-"))
+    rows.append(("User", pinned.user or "-"))
+    limits = " ".join(f"{key}={value}" for key, value in pinned.limits.items())
+    rows.append(("Limits", limits or "-"))
+    rows.append(("Isolation", pinned.isolation or "-"))
+    rows.append(("Runtime", pinned.runtime or "-"))
+    width = max(len(key) for key, _ in rows) + 2
+    return ["", "Ran with:", *(f"  {key + ':':<{width}}{value}" for key, value in rows)]
+
+
 def events(job: Job) -> list[tuple[datetime, str]]:
     """What happened to the job, oldest first, as its record tells it."""
     found = [(job.created_at, "submitted")]
@@ -135,6 +161,6 @@ def describe_lines(job: Job, colour: bool) -> list[str]:
     fields = list(_fields(job, colour))
     width = max(len(key) for key, _ in fields) + 2
     lines = [f"{key + ':':<{width}}{value}" for key, value in fields]
-    lines += ["", "Attempts:", *_attempts(job), "", "Events:"]
+    lines += ["", "Attempts:", *_attempts(job), *inputs_lines(job), "", "Events:"]
     lines += _table(("WHEN", "EVENT"), [(_when(at), text) for at, text in events(job)])
     return lines
