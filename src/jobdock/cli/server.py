@@ -86,6 +86,12 @@ def worker(
     ] = None,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="process (this machine) or slurm (sbatch each job).")
+    ] = None,
+    slurm_partition: Annotated[
+        str | None, typer.Option(help="The Slurm partition jobs go to (docs/slurm.md).")
+    ] = None,
 ) -> None:
     """Run jobs from a shared store (PostgreSQL), without serving the API.
 
@@ -99,6 +105,8 @@ def worker(
         labels=pairs(label, "--label") or None,
         config=config,
         log_level=log_level,
+        runtime=runtime,
+        slurm_partition=slurm_partition,
     )
     _configure_logging(settings)
     _check_identities(settings)

@@ -48,6 +48,12 @@ class Attempt(Model):
     limits: dict[str, Any] | None = Field(None, description="The limits that applied.")
     peak_memory: int | None = Field(None, description="Peak memory use in bytes.")
     cpu_seconds: float | None = Field(None, description="CPU time used (user and system).")
+    engine_job: str | None = Field(
+        None, description="The cluster engine's job that runs the attempt (a Slurm job id)."
+    )
+    engine_state: str | None = Field(
+        None, description="What the engine last said of that job, e.g. 'PENDING (Resources)'."
+    )
 
 
 def container_name(job_id: str, attempt: int) -> str:

@@ -216,6 +216,8 @@ def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
                 limits=json.loads(a.limits) if isinstance(a.limits, str) else a.limits,
                 peak_memory=a.peak_memory,
                 cpu_seconds=a.cpu_seconds,
+                engine_job=a.engine_job,
+                engine_state=a.engine_state,
             )
             for a in attempt_rows
         ],

@@ -143,6 +143,10 @@ attempts = Table(
     Column("limits", JSON),
     Column("peak_memory", BigInteger),
     Column("cpu_seconds", Float),
+    # The cluster engine's job that runs the attempt (a Slurm job id), and
+    # what the engine last said of it ('PENDING (Resources)').
+    Column("engine_job", String(64)),
+    Column("engine_state", String(255)),
     Index("ix_attempts_host_finished", "host", "finished_at"),
 )
 
