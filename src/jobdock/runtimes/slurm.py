@@ -154,7 +154,12 @@ class SlurmRuntime:
             shutil.rmtree(job_dir, ignore_errors=True)
             return None
         if job is not None and job.active:
-            await slurm_cli.rename(slurm_id, name)
+            try:
+                await slurm_cli.rename(slurm_id, name)
+            except SlurmUnavailable as exc:
+                # It ended meanwhile (its exit record says how), or slurmctld
+                # is away: a stop of the older attempt's is then not fenced off.
+                _log.warning("cannot rename Slurm job %s: %s", slurm_id, exc.message)
         _write(job_dir / "attempt", str(info.attempt))
         _log.info("attempt %d of job %s follows Slurm job %s", info.attempt, info.job_id, slurm_id)
         return SlurmExecution(slurm_id, name, job_dir, info.attempt, self._watcher)
@@ -338,13 +343,12 @@ class SlurmExecution:
         its id at once and then why it waits each time that changes."""
         said = "submitted"
         await note(self.slurm_id, said)
-        while not self._exit.done():
+        while not self._exit.done() and not self._running:
             job = self._job
-            if job is not None and job.waiting:
+            if job is not None and job.waiting and job.reason not in ("None", ""):
                 now = f"{job.state} ({job.reason})"
-            elif self._running:
-                await note(self.slurm_id, f"RUNNING on {job.node if job else '?'}")
-                return
+            elif job is not None and job.waiting:
+                now = job.state
             else:
                 now = said
             if now != said:
@@ -352,6 +356,10 @@ class SlurmExecution:
                 said = now
             self._changed.clear()
             await self._changed.wait()
+        job = self._job
+        if job is not None:
+            # RUNNING, or how it ended if that came first (within one poll).
+            await note(self.slurm_id, f"{job.state} on {job.node}" if job.node else job.state)
 
     # -- the Execution interface ------------------------------------------------
 
