@@ -185,13 +185,6 @@ class SpawnError(JobdockError):
         super().__init__(message)
 
 
-class AttemptLost(JobdockError):
-    """The attempt was lost through no fault of its job (the cluster's node
-    failed, or the job was preempted): it is given back to run again."""
-
-    code = "attempt_lost"
-
-
 class ConfigError(JobdockError):
     """The configuration is invalid."""
 

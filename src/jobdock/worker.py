@@ -29,14 +29,7 @@ from dataclasses import replace
 
 from jobdock import job_stdin
 from jobdock.engines import ENGINE_PROBE_SECONDS, Engines
-from jobdock.errors import (
-    AttemptLost,
-    EngineUnavailable,
-    FencedOff,
-    JobdockError,
-    SpawnError,
-    StoreError,
-)
+from jobdock.errors import EngineUnavailable, FencedOff, JobdockError, SpawnError, StoreError
 from jobdock.housekeeping import workflow_step_ended
 from jobdock.identities import Identities, run_as_refusal
 from jobdock.job_secrets import materialised, secret_values
@@ -45,7 +38,7 @@ from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
 from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
 from jobdock.models.records import Claim, Limits, Started, WorkerInfo
 from jobdock.retry import retried
-from jobdock.runtimes.base import AttemptInfo, Execution, RunAs, Stdin
+from jobdock.runtimes.base import AttemptInfo, AttemptLost, Execution, RunAs, Stdin
 from jobdock.runtimes.identity import job_home
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store

@@ -86,7 +86,9 @@ def test_a_job_pending_in_slurm_shows_why_until_it_runs(
     go = tmp_path / "go"
     with Client(server.url) as client:
         holder = client.submit(
-            slurm_spec(["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"], resources=everything)
+            slurm_spec(
+                ["sh", "-c", f"until [ -e {go} ]; do sleep 0.05; done"], resources=everything
+            )
         )
         eventually(lambda: client.get(holder.id).attempts[0].started_at, TIMEOUT, "the holder")
         waiter = client.submit(slurm_spec(["echo", "ran"], resources=everything))

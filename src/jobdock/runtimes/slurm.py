@@ -37,11 +37,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jobdock.errors import AttemptLost, SpawnError
+from jobdock.errors import SpawnError
 from jobdock.models import JobSpec, Reason, Stream
 from jobdock.models.outcome import ExitStatus
 from jobdock.runtimes import slurm_cli
-from jobdock.runtimes.base import AttemptInfo, Stdin
+from jobdock.runtimes.base import AttemptInfo, AttemptLost, Stdin
 from jobdock.runtimes.identity import cwd_missing
 from jobdock.runtimes.slurm_cli import SlurmJob, SlurmUnavailable
 
