@@ -63,6 +63,7 @@ def slurm_options(settings: Settings) -> SlurmOptions:
         qos=settings.slurm_qos,
         allowed=settings.slurm_allowed,
         poll_seconds=settings.slurm_poll_seconds,
+        conf=settings.slurm_conf,
     )
 
 

@@ -358,6 +358,10 @@ class Settings(BaseSettings):
         description="Where each attempt's script, stdin, output and exit record are kept: a "
         "directory the submit host and the nodes share (default $JOBDOCK_HOME/slurm).",
     )
+    slurm_conf: str | None = Field(
+        default_factory=lambda: os.environ.get("SLURM_CONF"),
+        description="The slurm.conf the Slurm tools read (default: $SLURM_CONF, else Slurm's).",
+    )
     slurm_poll_seconds: float = Field(
         0.25, gt=0, le=60, description="How often the Slurm runtime asks squeue and reads output."
     )

@@ -40,7 +40,11 @@ DEADLINE = 30.0
 async def runtime(slurm_cluster: slurm.SlurmCluster, tmp_path: Path) -> AsyncIterator[SlurmRuntime]:
     runtime = SlurmRuntime(
         SlurmOptions(
-            tmp_path / "slurm", partition="main", allowed={"partition": ["other"]}, poll_seconds=0.1
+            tmp_path / "slurm",
+            partition="main",
+            allowed={"partition": ["other"]},
+            poll_seconds=0.1,
+            conf=str(slurm_cluster.conf),
         )
     )
     yield runtime

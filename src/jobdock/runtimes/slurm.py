@@ -74,6 +74,8 @@ class SlurmOptions:
     #: partition/account/qos -> the values a job may choose with its labels.
     allowed: Mapping[str, list[str]] = field(default_factory=dict)
     poll_seconds: float = 0.25
+    #: The slurm.conf the tools read (None: Slurm's default).
+    conf: str | None = None
 
 
 class SlurmRuntime:
@@ -81,7 +83,8 @@ class SlurmRuntime:
 
     def __init__(self, options: SlurmOptions) -> None:
         self.options = options
-        self._watcher = _Watcher(options.poll_seconds)
+        self.tools = slurm_cli.Tools(options.conf)
+        self._watcher = _Watcher(self.tools, options.poll_seconds)
 
     def close(self) -> None:
         self._watcher.close()
@@ -102,7 +105,7 @@ class SlurmRuntime:
             None, _prepare, job_dir, spec, stdin, env, info
         )
         try:
-            slurm_id = await slurm_cli.sbatch(
+            slurm_id = await self.tools.sbatch(
                 [f"--job-name={name}", *options], str(job_dir / "script")
             )
         except SlurmUnavailable:
@@ -125,9 +128,10 @@ class SlurmRuntime:
             chosen[what] = wanted
         argv = [f"--{what}={value}" for what, value in chosen.items() if value]
         log = job_dir / "slurm.log"
-        # The script's environment is Slurm's SLURM_* and the job's own
-        # (written into the script), never the worker's.
-        argv += ["--export=NONE", "--no-requeue", f"--output={log}", f"--error={log}"]
+        # The script starts with sbatch's environment (slurm_cli.Tools: a
+        # plain PATH and SLURM_CONF) and Slurm's SLURM_*; the job's own is in
+        # the script. Never the worker's.
+        argv += ["--export=ALL", "--no-requeue", f"--output={log}", f"--error={log}"]
         argv.append(f"--chdir={spec.cwd or (info.run_as.home if info.run_as else '/')}")
         resources = spec.resources
         if resources is not None and resources.cpus is not None:
@@ -149,13 +153,13 @@ class SlurmRuntime:
         except OSError:
             shutil.rmtree(job_dir, ignore_errors=True)
             return None
-        job = (await slurm_cli.squeue([slurm_id])).get(slurm_id)
+        job = (await self.tools.squeue([slurm_id])).get(slurm_id)
         if not (job is not None and job.active) and not (job_dir / "exit").exists():
             shutil.rmtree(job_dir, ignore_errors=True)
             return None
         if job is not None and job.active:
             try:
-                await slurm_cli.rename(slurm_id, name)
+                await self.tools.rename(slurm_id, name)
             except SlurmUnavailable as exc:
                 # It ended meanwhile (its exit record says how), or slurmctld
                 # is away: a stop of the older attempt's is then not fenced off.
@@ -299,7 +303,7 @@ class SlurmExecution:
             self._fail(AttemptLost(f"Slurm job {self.slurm_id} is gone and left no exit record"))
             return
         else:
-            code = await slurm_cli.exit_code(self.slurm_id)
+            code = await self._watcher.tools.exit_code(self.slurm_id)
             if code is not None and code[1]:
                 status = ExitStatus(signal=code[1])
             elif code is not None and code[0]:
@@ -398,7 +402,7 @@ class SlurmExecution:
 
     async def _scancel(self, how: str | None) -> None:
         try:
-            await slurm_cli.scancel(self.slurm_id, signal=how, name=self.name)
+            await self._watcher.tools.scancel(self.slurm_id, signal=how, name=self.name)
         except SlurmUnavailable as exc:
             _log.warning("cannot stop Slurm job %s: %s", self.slurm_id, exc.message)
 
@@ -463,7 +467,8 @@ def _explained(status: ExitStatus, state: str | None, stopped: bool, slurm_id: s
 class _Watcher:
     """Asks squeue about every followed job at once, each poll."""
 
-    def __init__(self, poll_seconds: float) -> None:
+    def __init__(self, tools: slurm_cli.Tools, poll_seconds: float) -> None:
+        self.tools = tools
         self.poll_seconds = poll_seconds
         self._followed: dict[str, SlurmExecution] = {}
         self._task: asyncio.Task[None] | None = None
@@ -487,7 +492,7 @@ class _Watcher:
         while self._followed:
             followed = dict(self._followed)
             try:
-                jobs = await slurm_cli.squeue(list(followed))
+                jobs = await self.tools.squeue(list(followed))
             except SlurmUnavailable as exc:
                 _log.warning("cannot follow Slurm jobs: %s", exc.message)
             else:
