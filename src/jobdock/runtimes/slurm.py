@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -57,6 +58,9 @@ CHOICES = {"partition": "slurm.partition", "account": "slurm.account", "qos": "s
 #: Slurm's time limit is in minutes and the worker times jobs itself: the
 #: limit is a backstop, this much past the job's timeout and grace.
 TIME_MARGIN = 60.0
+
+#: How long a job just submitted may be missing from squeue before it counts as gone.
+UNLISTED_SECONDS = 10.0
 
 #: Called with the Slurm job id and what Slurm says of it (e.g. ``PENDING
 #: (Resources)``), to record on the attempt.
@@ -174,14 +178,17 @@ def _check_command(spec: JobSpec, env: Mapping[str, str]) -> None:
     file system): a missing one is said at once, as for a process job."""
     missing = cwd_missing(spec)
     if missing is not None:
-        raise SpawnError(missing)
+        raise SpawnError(missing, errno=errno.ENOENT)
     command = spec.command[0]
     if "/" in command:
         path = command if os.path.isabs(command) else os.path.join(spec.cwd or "/", command)
-        if not os.access(path, os.X_OK):
-            raise SpawnError(f"cannot run {command!r}: not an executable file")
+        if not os.path.exists(path):
+            raise SpawnError(f"cannot run {command!r}: No such file", errno=errno.ENOENT)
+        if not os.access(path, os.X_OK) or os.path.isdir(path):
+            raise SpawnError(f"cannot run {command!r}: Permission denied", errno=errno.EACCES)
     elif shutil.which(command, path=env.get("PATH", os.defpath)) is None:
-        raise SpawnError(f"cannot run {command!r}: No such file or directory (not in PATH)")
+        message = f"cannot run {command!r}: No such file or directory (not in PATH)"
+        raise SpawnError(message, errno=errno.ENOENT)
 
 
 def _write(path: Path, text: str) -> None:
@@ -265,6 +272,7 @@ class SlurmExecution:
         self._sent: int | None = None
         self._detached = False
         self._calls: set[asyncio.Task[None]] = set()
+        self._known_by = time.monotonic() + UNLISTED_SECONDS
         watcher.follow(self)
 
     # -- following --------------------------------------------------------------
@@ -277,7 +285,10 @@ class SlurmExecution:
         if self._buffered < HIGH_WATER:
             self._read(READ_SIZE)
         record = _read_record(self._dir)
-        if job is not None and job.waiting:
+        if job is None and record is None and time.monotonic() < self._known_by:
+            # Not listed yet (a busy slurmctld, a federation): ask again.
+            pass
+        elif job is not None and job.waiting:
             pass
         elif job is not None and job.active:
             # Slurm says RUNNING a little before the script runs: a signal
