@@ -14,6 +14,7 @@ on one machine never share a cgroup path.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -142,7 +143,9 @@ class SlurmCluster:
     def _spawn(self, *argv: str) -> None:
         log = open(self.dir / f"{argv[0]}.out", "wb")  # noqa: SIM115 (the daemon's, for its life)
         env = {**os.environ, **self.env}
-        self._procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=env))
+        self._procs.append(
+            subprocess.Popen(argv, stdout=log, stderr=log, env=env, preexec_fn=_die_with_parent)
+        )
         log.close()
 
     def tool(self, *argv: str) -> str:
@@ -194,6 +197,14 @@ class SlurmCluster:
                 proc.wait()
         self._procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """A daemon gets SIGTERM when the test session dies without stopping it."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def wait_no_jobs(cluster: SlurmCluster, timeout: float = 30.0) -> list[str]:
