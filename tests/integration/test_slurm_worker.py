@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,26 @@ def test_a_job_whose_node_fails_runs_again_without_spending_its_retries(
     assert job.state is JobState.SUCCEEDED
     assert job.attempts[0].reason is Reason.WORKER_LOST
     assert "NODE_FAIL" in (job.attempts[0].message or "")
+
+
+def test_many_followers_get_a_slurm_jobs_output_live_and_whole(
+    server: ServerProcess, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    script = f"echo first; until [ -e {go} ]; do sleep 0.05; done; seq 1 50000"
+    expected = b"first\n" + b"".join(b"%d\n" % n for n in range(1, 50001))
+    with Client(server.url) as client:
+        job = client.submit(slurm_spec(["sh", "-c", script]))
+        eventually(lambda: b"first" in logs(client, job.id), TIMEOUT, "the first line, live")
+
+        def follow(offset: int) -> bytes:
+            with Client(server.url) as own:
+                return b"".join(d for _, d in own.logs(job.id, follow=True, offset=offset))
+
+        with ThreadPoolExecutor(8) as pool:
+            followers = [pool.submit(follow, offset) for offset in (0, 0, 0, 0, 3, 6, 100, 1000)]
+            go.touch()
+            received = [f.result(timeout=TIMEOUT) for f in followers]
+
+    assert received[:4] == [expected] * 4
+    assert received[4:] == [expected[3:], expected[6:], expected[100:], expected[1000:]]
