@@ -59,6 +59,8 @@ CHOICES = {"partition": "slurm.partition", "account": "slurm.account", "qos": "s
 #: limit is a backstop, this much past the job's timeout and grace.
 TIME_MARGIN = 60.0
 
+#: How long a submit is tried again while slurmctld cannot be reached.
+SUBMIT_RETRY_SECONDS = 120.0
 #: How long a job just submitted may be missing from squeue before it counts as gone.
 UNLISTED_SECONDS = 10.0
 
@@ -109,14 +111,27 @@ class SlurmRuntime:
             None, _prepare, job_dir, spec, stdin, env, info
         )
         try:
-            slurm_id = await self.tools.sbatch(
-                [f"--job-name={name}", *options], str(job_dir / "script")
-            )
+            slurm_id = await self._sbatch([f"--job-name={name}", *options], job_dir / "script")
         except SlurmUnavailable:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         _write(job_dir / "slurm_id", slurm_id)
         return SlurmExecution(slurm_id, name, job_dir, info.attempt, self._watcher)
+
+    async def _sbatch(self, options: list[str], script: Path) -> str:
+        """Submit; while slurmctld cannot be reached, try again with backoff
+        for up to SUBMIT_RETRY_SECONDS (the attempt holds its claim), so
+        that a controller's restart fails no job."""
+        delay, give_up = 0.5, time.monotonic() + SUBMIT_RETRY_SECONDS
+        while True:
+            try:
+                return await self.tools.sbatch(options, str(script))
+            except SlurmUnavailable as exc:
+                if not exc.transient or time.monotonic() + delay > give_up:
+                    raise
+                _log.warning("cannot submit to Slurm (%s); trying again", exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _sbatch_options(self, spec: JobSpec, info: AttemptInfo, job_dir: Path) -> list[str]:
         opts = self.options

@@ -56,6 +56,21 @@ CALL_SECONDS = 60.0
 class SlurmUnavailable(SpawnError):
     """A Slurm tool failed (slurmctld does not answer, or refused the request)."""
 
+    @property
+    def transient(self) -> bool:
+        """Whether slurmctld could not be reached (rather than refusing)."""
+        return any(word in self.message for word in _UNREACHABLE)
+
+
+#: What the tools say when slurmctld cannot be reached (or this process ran out of time).
+_UNREACHABLE = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Communication connection failure",
+    "Zero Bytes were transmitted",
+    "did not answer",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SlurmJob:
