@@ -23,27 +23,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_runtime import (  # the contract cases that apply, collected here too
-    Finished,
-    collect,
-    read_until,
-    test_a_command_that_does_not_exist_raises_spawn_error_naming_it,
-    test_a_file_that_is_not_executable_raises_spawn_error_naming_it,
-    test_a_job_given_no_input_reads_end_of_file_at_once,
-    test_a_job_killed_by_a_signal_reports_the_signal,
-    test_a_job_that_does_not_read_its_input_still_ends_normally,
-    test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill,
-    test_a_reader_that_falls_behind_still_gets_all_the_output,
-    test_a_working_directory_that_does_not_exist_raises_spawn_error_naming_it,
-    test_large_output_on_both_streams_arrives_separately_and_completely,
-    test_stdin_reaches_the_job_byte_for_byte,
-    test_stdout_and_stderr_arrive_separately_and_completely,
-    test_terminate_stops_a_sleeping_job,
-    test_the_end_of_the_main_process_kills_children_that_left_its_session,
-    test_the_exit_code_of_the_command_is_reported,
-    test_the_job_runs_with_the_environment_and_directory_it_is_given,
-    test_when_the_main_process_exits_the_processes_it_left_behind_are_killed,
-)
+import test_runtime
+from test_runtime import Finished, collect, read_until
 
 import slurm
 from conftest import RuntimeCase  # tests/contract/conftest.py
@@ -54,25 +35,26 @@ from jobdock.runtimes.base import AttemptInfo
 from jobdock.runtimes.slurm import SlurmExecution, SlurmOptions, SlurmRuntime
 from jobdock.submit import new_job_id
 
-#: The contract suite's cases this module runs on Slurm (imported above).
-CONTRACT = [
-    test_a_command_that_does_not_exist_raises_spawn_error_naming_it,
-    test_a_file_that_is_not_executable_raises_spawn_error_naming_it,
-    test_a_job_given_no_input_reads_end_of_file_at_once,
-    test_a_job_killed_by_a_signal_reports_the_signal,
-    test_a_job_that_does_not_read_its_input_still_ends_normally,
-    test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill,
-    test_a_reader_that_falls_behind_still_gets_all_the_output,
-    test_a_working_directory_that_does_not_exist_raises_spawn_error_naming_it,
-    test_large_output_on_both_streams_arrives_separately_and_completely,
-    test_stdin_reaches_the_job_byte_for_byte,
-    test_stdout_and_stderr_arrive_separately_and_completely,
-    test_terminate_stops_a_sleeping_job,
-    test_the_end_of_the_main_process_kills_children_that_left_its_session,
-    test_the_exit_code_of_the_command_is_reported,
-    test_the_job_runs_with_the_environment_and_directory_it_is_given,
-    test_when_the_main_process_exits_the_processes_it_left_behind_are_killed,
-]
+#: The contract suite's cases that apply, collected here to run on Slurm.
+CONTRACT = (
+    "test_a_command_that_does_not_exist_raises_spawn_error_naming_it",
+    "test_a_file_that_is_not_executable_raises_spawn_error_naming_it",
+    "test_a_job_given_no_input_reads_end_of_file_at_once",
+    "test_a_job_killed_by_a_signal_reports_the_signal",
+    "test_a_job_that_does_not_read_its_input_still_ends_normally",
+    "test_a_job_that_ignores_sigterm_survives_terminate_and_dies_on_kill",
+    "test_a_reader_that_falls_behind_still_gets_all_the_output",
+    "test_a_working_directory_that_does_not_exist_raises_spawn_error_naming_it",
+    "test_large_output_on_both_streams_arrives_separately_and_completely",
+    "test_stdin_reaches_the_job_byte_for_byte",
+    "test_stdout_and_stderr_arrive_separately_and_completely",
+    "test_terminate_stops_a_sleeping_job",
+    "test_the_end_of_the_main_process_kills_children_that_left_its_session",
+    "test_the_exit_code_of_the_command_is_reported",
+    "test_the_job_runs_with_the_environment_and_directory_it_is_given",
+    "test_when_the_main_process_exits_the_processes_it_left_behind_are_killed",
+)
+globals().update({name: getattr(test_runtime, name) for name in CONTRACT})
 
 ENV = {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
 #: Every wait ends by then (a Slurm job takes a second or two to start).
