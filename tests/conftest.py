@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import engines
+import slurm
 from jobdock import Client
 from pg import PostgresServer, PostgresUnavailable, find_bindir, server_user
 from support import ServerProcess, in_ci
@@ -168,3 +169,28 @@ def _cgroups_of_killed_servers(tmp_path_factory: pytest.TempPathFactory) -> Iter
         for group in hierarchy.leftovers():
             cgroups.remove(group)
         hierarchy.remove_parent()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[slurm.SlurmCluster]:
+    """A one-node Slurm cluster for the session (tests/slurm.py), its tools
+    reached through SLURM_CONF; skipped where Slurm is not installed, except
+    in CI. At the end no Slurm job may be left."""
+    try:
+        cluster = slurm.SlurmCluster().start()
+    except slurm.SlurmMissing as exc:
+        if in_ci():
+            pytest.fail(f"Slurm is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"Slurm is not available: {exc}")
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+        left = slurm.wait_no_jobs(cluster)
+        assert not left, f"Slurm jobs left behind: {left}"
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before

@@ -23,6 +23,7 @@ from jobdock.runtimes.base import Runtime
 from jobdock.runtimes.container import ContainerRuntime
 from jobdock.runtimes.isolation import Confinement, default_parent
 from jobdock.runtimes.process import ProcessRuntime
+from jobdock.runtimes.slurm import SlurmOptions, SlurmRuntime
 from jobdock.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -46,6 +47,26 @@ def confinement_of(settings: Settings) -> Confinement:
     )
 
 
+def _process_runtime(settings: Settings) -> Runtime:
+    """What runs process jobs: this machine, or the Slurm cluster it submits to."""
+    if settings.runtime == "slurm":
+        return SlurmRuntime(slurm_options(settings))
+    return ProcessRuntime(confinement_of(settings))
+
+
+def slurm_options(settings: Settings) -> SlurmOptions:
+    """How a worker submits to Slurm, from its settings."""
+    return SlurmOptions(
+        directory=settings.slurm_dir or settings.home / "slurm",
+        partition=settings.slurm_partition,
+        account=settings.slurm_account,
+        qos=settings.slurm_qos,
+        allowed=settings.slurm_allowed,
+        poll_seconds=settings.slurm_poll_seconds,
+        conf=settings.slurm_conf,
+    )
+
+
 class Engines:
     """The runtimes this server runs jobs on, and the health of its engine."""
 
@@ -56,7 +77,7 @@ class Engines:
         containers: ContainerRuntime | None = None,
     ) -> None:
         self.settings = settings
-        self.process: Runtime = process or ProcessRuntime(confinement_of(settings))
+        self.process: Runtime = process or _process_runtime(settings)
         self.containers = containers or (
             ContainerRuntime(settings) if settings.containers else None
         )

@@ -467,6 +467,35 @@ class Settings(BaseSettings):
     cert: Path | None = Field(None, description="A client's certificate (PEM), for mutual TLS.")
     key: Path | None = Field(None, description="The key of a client's certificate (PEM).")
 
+    # -- the Slurm runtime (issue 24; docs/slurm.md) -----------------------------
+    runtime: Literal["process", "slurm"] = Field(
+        "process",
+        description="What runs a worker's process jobs: this machine ('process') or a "
+        "Slurm cluster ('slurm': each attempt submitted with sbatch).",
+    )
+    slurm_partition: str | None = Field(
+        None, max_length=128, description="The partition jobs go to (default: Slurm's own)."
+    )
+    slurm_account: str | None = Field(None, max_length=128, description="sbatch --account.")
+    slurm_qos: str | None = Field(None, max_length=128, description="sbatch --qos.")
+    slurm_allowed: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="What a job may choose with its labels slurm.partition, slurm.account "
+        "and slurm.qos: e.g. {partition = ['main', 'gpu']}; nothing by default.",
+    )
+    slurm_dir: Path | None = Field(
+        None,
+        description="Where each attempt's script, stdin, output and exit record are kept: a "
+        "directory the submit host and the nodes share (default $JOBDOCK_HOME/slurm).",
+    )
+    slurm_conf: str | None = Field(
+        default_factory=lambda: os.environ.get("SLURM_CONF"),
+        description="The slurm.conf the Slurm tools read (default: $SLURM_CONF, else Slurm's).",
+    )
+    slurm_poll_seconds: float = Field(
+        0.25, gt=0, le=60, description="How often the Slurm runtime asks squeue and reads output."
+    )
+
     #: Values of the ``dispatch_env`` variables, read with the settings.
     _dispatch_env_values: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -41,7 +41,7 @@ from jobdock.models import CONTAINER_LABEL, JobState, Reason, Stream
 from jobdock.models.outcome import ExitStatus, Outcome, outcome_of
 from jobdock.models.records import Claim, Limits, Started, WorkerInfo
 from jobdock.retry import retried
-from jobdock.runtimes.base import AttemptInfo, Execution, RunAs, Stdin
+from jobdock.runtimes.base import AttemptInfo, AttemptLost, Execution, RunAs, Stdin
 from jobdock.runtimes.identity import job_home
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store
@@ -188,7 +188,12 @@ class Worker:
                 _log.info("releasing %d running job(s) for another worker", len(pending))
                 for attempt in list(self._running.values()):
                     attempt.released = True
-                    attempt.stop(None)
+                    # A Slurm job is left running for the job's next attempt to adopt.
+                    detach = getattr(attempt.execution, "detach", None)
+                    if detach is not None:
+                        detach()
+                    else:
+                        attempt.stop(None)
                 await asyncio.wait(pending)
         for task in self._loops:
             task.cancel()
@@ -399,6 +404,7 @@ class Worker:
             return
         attempt.execution = execution
         try:
+            await self._until_running(claim, execution)
             await self._supervise(attempt, execution, redactor)
         finally:
             try:
@@ -407,6 +413,20 @@ class Worker:
                 _log.warning(
                     "cannot clean up attempt %d of job %s: %s", claim.attempt, claim.job_id, exc
                 )
+
+    async def _until_running(self, claim: Claim, execution: Execution) -> None:
+        """For a cluster engine's job (Slurm): wait until it runs, recording
+        its id and why it waits on the attempt (a stop cancels it meanwhile)."""
+        until_running = getattr(execution, "until_running", None)
+        if until_running is None:
+            return
+
+        async def note(engine_job: str, state: str) -> None:
+            await self._persist(
+                lambda: self.store.note_engine(claim.job_id, claim.attempt, engine_job, state)
+            )
+
+        await until_running(note)
 
     def _stdin(self, claim: Claim) -> Stdin:
         """The attempt's stdin: the spec's, or its streamed input from the first byte."""
@@ -445,6 +465,11 @@ class Worker:
             await self.engines.down(exc)
             message = f"attempt {claim.attempt} given back: {exc.message} while it ran"
             await self._give_back(claim, message)
+            return
+        except AttemptLost as exc:
+            # Its node failed or it was preempted: run again, as if its worker was lost.
+            await pump
+            await self._give_back(claim, f"attempt {claim.attempt} given back: {exc.message}")
             return
         except BaseException:
             pump.cancel()

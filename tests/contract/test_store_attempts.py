@@ -111,6 +111,9 @@ STALE_WRITES: dict[str, Callable[[Store, str, int], Awaitable[None]]] = {
     "finish_attempt": lambda store, job_id, attempt: store.finish_attempt(
         job_id, attempt, exited(0, at=T0 + 50)
     ),
+    "note_engine": lambda store, job_id, attempt: store.note_engine(
+        job_id, attempt, "4242", "PENDING (Resources)"
+    ),
 }
 
 

@@ -92,6 +92,12 @@ def worker(
     log_format: Annotated[
         str | None, typer.Option(help="human, or json: one object per line \\[human].")
     ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="process (this machine) or slurm (sbatch each job).")
+    ] = None,
+    slurm_partition: Annotated[
+        str | None, typer.Option(help="The Slurm partition jobs go to (docs/slurm.md).")
+    ] = None,
 ) -> None:
     """Run jobs from a shared store (PostgreSQL), without serving the API.
 
@@ -106,6 +112,8 @@ def worker(
         config=config,
         log_level=log_level,
         log_format=log_format,
+        runtime=runtime,
+        slurm_partition=slurm_partition,
     )
     _configure_logging(settings)
     _check_identities(settings)

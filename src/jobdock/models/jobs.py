@@ -78,6 +78,12 @@ class Attempt(Model):
     inputs: AttemptInputs | None = Field(
         None, description="What it really ran (recorded when it started; null before that)."
     )
+    engine_job: str | None = Field(
+        None, description="The cluster engine's job that runs the attempt (a Slurm job id)."
+    )
+    engine_state: str | None = Field(
+        None, description="What the engine last said of that job, e.g. 'PENDING (Resources)'."
+    )
 
 
 def container_name(job_id: str, attempt: int) -> str:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from jobdock.errors import JobdockError
 from jobdock.models import AttemptInputs, JobSpec, Stream
 from jobdock.models.outcome import ExitStatus
 
@@ -39,6 +40,15 @@ class AttemptInfo:
     owner: str = "anonymous"
     #: The identity its processes get; None: the server's own (auth off).
     run_as: RunAs | None = None
+
+
+class AttemptLost(JobdockError):
+    """Raised by :meth:`Execution.wait` when the attempt was lost through no
+    fault of its job (a cluster's node failed, or the job was preempted):
+    the worker gives it back to run again, as when a worker is lost. Never
+    an answer of the server's."""
+
+    code = "attempt_lost"
 
 
 class Execution(Protocol):

@@ -93,6 +93,30 @@ def mark_started(conn: Connection, job_id: str, attempt: int, started: Started) 
     announce(conn, f"job:{job_id}")
 
 
+_NOTE_JOB = Prepared(lambda _: update(jobs).where(held()).values(attempt=jobs.c.attempt))
+_NOTE_ATTEMPT = Prepared(
+    lambda _: (
+        update(attempts)
+        .where(attempts.c.job_id == param("job_id"), attempts.c.number == param("attempt"))
+        .values(engine_job=param("engine_job"), engine_state=param("engine_state"))
+    )
+)
+_NOTE = _JobAndAttempt(_NOTE_JOB, _NOTE_ATTEMPT)
+
+
+def note_engine(
+    conn: Connection, job_id: str, attempt: int, engine_job: str, engine_state: str
+) -> None:
+    _NOTE.run(
+        conn,
+        job_id=job_id,
+        attempt=attempt,
+        engine_job=engine_job[:64],
+        engine_state=engine_state[:255],
+    )
+    announce(conn, f"job:{job_id}")
+
+
 #: What a finished attempt records besides its result.
 _ACCOUNTING = ("stdout_bytes", "stderr_bytes", "isolation", "limits", "peak_memory", "cpu_seconds")
 

@@ -225,6 +225,8 @@ def _load_job(row: Row[Any], attempt_rows: Sequence[Row[Any]]) -> Job:
                 peak_memory=a.peak_memory,
                 cpu_seconds=a.cpu_seconds,
                 inputs=json.loads(a.inputs) if isinstance(a.inputs, str) else a.inputs,
+                engine_job=a.engine_job,
+                engine_state=a.engine_state,
             )
             for a in attempt_rows
         ],

@@ -148,6 +148,12 @@ class AttemptStore(Protocol):
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
         """Record that the attempt's process started (fenced)."""
 
+    async def note_engine(
+        self, job_id: str, attempt: int, engine_job: str, engine_state: str
+    ) -> None:
+        """Record the cluster engine's job of the attempt and what the engine
+        says of it (fenced): a Slurm job id, 'PENDING (Resources)'."""
+
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
         """Record how the attempt ended and give the job its final state (fenced)."""
 

@@ -160,6 +160,10 @@ attempts = Table(
     # What the attempt really ran (models.AttemptInputs as JSON: the image's
     # digest, command, env names, stdin's hash...), written when it started.
     Column("inputs", JSON),
+    # The cluster engine's job that runs the attempt (a Slurm job id), and
+    # what the engine last said of it ('PENDING (Resources)').
+    Column("engine_job", String(64)),
+    Column("engine_state", String(255)),
     Index("ix_attempts_host_finished", "host", "finished_at"),
 )
 

@@ -292,6 +292,12 @@ class SqlStore:
         await self._write(attempts.mark_started, job_id, attempt, started)
         self.events.job_changed(job_id)
 
+    async def note_engine(
+        self, job_id: str, attempt: int, engine_job: str, engine_state: str
+    ) -> None:
+        await self._write(attempts.note_engine, job_id, attempt, engine_job, engine_state)
+        self.events.job_changed(job_id)
+
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
         def finish(conn: Connection) -> None:
             attempts.finish_attempt(conn, job_id, attempt, outcome)
