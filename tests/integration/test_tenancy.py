@@ -20,8 +20,14 @@ from jobdock.submit import new_job_id
 from jobdock.vault import generate_key
 from support import ServerProcess, eventually, jobdock, make_token
 
-#: A job that ignores SIGTERM: only SIGKILL ends it.
-STUBBORN = ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+#: A job that ignores SIGTERM: only SIGKILL ends it (once it has said "ready").
+STUBBORN = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"]
+
+
+def ignoring_sigterm(client: Client, job_id: str) -> None:
+    """Wait until the STUBBORN job runs and ignores SIGTERM: a SIGTERM sent
+    as it starts, before its trap, would end it (on a busy machine)."""
+    eventually(lambda: b"ready" in b"".join(data for _, data in client.logs(job_id)), 30)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +138,7 @@ def test_a_kill_grace_above_the_servers_maximum_is_refused(users: Users) -> None
 def test_a_job_that_ignores_sigterm_is_killed_at_once(users: Users, who: str) -> None:
     with users.client("alice") as alice, users.client(who) as killer:
         job = alice.submit({"command": STUBBORN, "kill_grace": "1m"})
-        eventually(lambda: alice.get(job.id).state is JobState.RUNNING, 30)
+        ignoring_sigterm(alice, job.id)
         alice.cancel(job.id)  # SIGTERM, ignored: a minute's grace begins
         asked = time.monotonic()
 
@@ -147,7 +153,7 @@ def test_jobdock_kill_ends_a_job_at_once(users: Users) -> None:
     env = {"JOBDOCK_URL": users.server.url, "JOBDOCK_TOKEN": users.tokens["alice"]}
     with users.client("alice") as alice:
         job = alice.submit({"command": STUBBORN, "kill_grace": "1m"})
-        eventually(lambda: alice.get(job.id).state is JobState.RUNNING, 30)
+        ignoring_sigterm(alice, job.id)
 
         done = jobdock("stop", "--now", job.id, env=env)
 
@@ -196,7 +202,7 @@ def test_a_stored_job_with_a_longer_grace_gets_only_the_servers_maximum(
 
         job_id = asyncio.run(store_job())
         with Client(server.url) as client:
-            eventually(lambda: client.get(job_id).state is JobState.RUNNING, 30)
+            ignoring_sigterm(client, job_id)
             asked = time.monotonic()
 
             client.cancel(job_id)

@@ -248,28 +248,28 @@ def run(
     elif set_:
         fail("--set sets fields of a job file: give it with -f FILE", 2)
     if not local:
-        _run(ctx, url, spec, workdir, detach=detach, remove=rm)
+        _run(ctx, url, spec, detach=detach, remove=rm)
         return
     from jobdock.cli.local_server import local_server
 
     ctx.obj = Connection(own_server=True)  # none of the --url server's credentials
     with local_server() as local_url:
-        _run(ctx, local_url, spec, workdir, detach=False, remove=rm)
+        _run(ctx, local_url, spec, detach=False, remove=rm)
 
 
 def _run(
     ctx: typer.Context,
     url: str | None,
     spec: dict[str, Any],
-    workdir: str | None,
     *,
     detach: bool,
     remove: bool,
 ) -> None:
-    """Submit ``spec`` to the server at ``url``, from this directory (a
-    process job whose spec names no ``cwd``: see local_workdir)."""
-    if spec.get("image") is None and "cwd" not in spec:
-        cwd = local_workdir(ctx, url, workdir)
+    """Submit ``spec`` to the server at ``url``; a process job runs in this
+    directory, or its ``-w`` or job file's ``cwd`` taken from here (see
+    local_workdir)."""
+    if spec.get("image") is None:
+        cwd = local_workdir(ctx, url, spec.get("cwd"))
         if cwd:
             spec["cwd"] = cwd
     _submit(ctx, url, spec, detach=detach, remove=remove)
