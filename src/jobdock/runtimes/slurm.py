@@ -39,11 +39,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from jobdock.errors import SpawnError
-from jobdock.models import JobSpec, Reason, Stream
+from jobdock.models import AttemptInputs, JobSpec, Reason, Stream
 from jobdock.models.outcome import ExitStatus
 from jobdock.runtimes import slurm_cli
 from jobdock.runtimes.base import AttemptInfo, AttemptLost, Stdin
 from jobdock.runtimes.identity import cwd_missing
+from jobdock.runtimes.inputs import base_inputs
 from jobdock.runtimes.slurm_cli import SlurmJob, SlurmUnavailable
 
 _log = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ class SlurmRuntime:
             raise SpawnError("the Slurm runtime takes the stdin given with the job, not a stream")
         job_dir = self.options.directory / info.job_id
         name = f"jobdock-{info.job_id}.{info.attempt}"
+        inputs = base_inputs(spec, stdin, env).model_copy(update={"runtime": "slurm"})
         adopted = await self._adopt(job_dir, name, info)
         if adopted is not None:
+            adopted.inputs = inputs
             return adopted
         options = self._sbatch_options(spec, info, job_dir)
         _check_command(spec, env)
@@ -116,7 +119,9 @@ class SlurmRuntime:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         _write(job_dir / "slurm_id", slurm_id)
-        return SlurmExecution(slurm_id, name, job_dir, info.attempt, self._watcher)
+        execution = SlurmExecution(slurm_id, name, job_dir, info.attempt, self._watcher)
+        execution.inputs = inputs
+        return execution
 
     async def _sbatch(self, options: list[str], script: Path) -> str:
         """Submit; while slurmctld cannot be reached, try again with backoff
@@ -271,6 +276,8 @@ class SlurmExecution:
         self.pid: int | None = None
         self.pid_start: int | None = None
         self.started_at = time.time()
+        #: What it runs (the spec's parts: no image, no local process).
+        self.inputs: AttemptInputs | None = None
         self._dir = job_dir
         self._attempt = attempt
         self._watcher = watcher
