@@ -26,10 +26,9 @@ import os
 import secrets
 import signal
 import subprocess
-import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -39,8 +38,9 @@ from jobdock.models.outcome import Accounting, ExitStatus
 from jobdock.runtimes import cgroups, identity
 from jobdock.runtimes.base import AttemptInfo, RunAs, Stdin
 from jobdock.runtimes.inputs import process_inputs
-from jobdock.runtimes.isolation import Confinement, Plan, setpriv_argv
-from jobdock.runtimes.orphans import Orphans, now_ticks, read_stat
+from jobdock.runtimes.isolation import Confinement, Plan
+from jobdock.runtimes.orphans import Orphans, read_stat
+from jobdock.runtimes.spawn import Cleaner, Handoff, discard, spawn_process
 
 _log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class ProcessRuntime:
         self.confinement = confinement or Confinement(problem="no confinement was configured")
         self._devnull: int | None = None
         self._spawners = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="jobdock-spawn")
-        self._cleaner = _Cleaner(self._spawners)
+        self._cleaner = Cleaner(self._spawners)
         confinement = self.confinement
         # Jobs without a group need the worker to adopt what they leave.
         everyone_grouped = confinement.hierarchy is not None and confinement.every_job
@@ -162,7 +162,7 @@ class ProcessRuntime:
         plan = self.confinement.plan(spec, run_as)
         name = f"{info.job_id}.{info.attempt}" if info is not None else "job.0"
         loop = asyncio.get_running_loop()
-        handoff = _Handoff()
+        handoff = Handoff()
         spawning = loop.run_in_executor(
             self._spawners,
             handoff.spawn,
@@ -212,149 +212,17 @@ class ProcessRuntime:
                 raise SpawnError(f"cannot use working directory {cwd}: {problem}")
         hierarchy, orphans = self.confinement.hierarchy, self._orphans
         if plan.resources is None or hierarchy is None:
-            return (*_spawn(spec, plan, stdin, env, None, run_as, orphans), None)
+            return (*spawn_process(spec, plan, stdin, env, None, run_as, orphans), None)
         try:
             group = hierarchy.create(name, plan.resources, spec.cwd or "/")
         except (OSError, ValueError, OverflowError) as exc:
             raise SpawnError(f"cannot set the job's limits: {exc}") from None
         try:
             with group.joining() as join:
-                return (*_spawn(spec, plan, stdin, env, join, run_as, orphans), group)
+                return (*spawn_process(spec, plan, stdin, env, join, run_as, orphans), group)
         except BaseException:
             cgroups.remove(group)
             raise
-
-
-_Spawned = tuple[subprocess.Popen[bytes], int, float, "cgroups.Group | None"]
-
-
-class _Handoff:
-    """Hands a spawned process from the spawning thread to its caller, or
-    ends it when the caller was cancelled meanwhile (nobody would watch it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._abandoned = False
-        self._spawned: _Spawned | None = None
-
-    def spawn(self, spawn: Callable[..., _Spawned], *args: object) -> _Spawned:
-        spawned = spawn(*args)
-        with self._lock:
-            if not self._abandoned:
-                self._spawned = spawned
-                return spawned
-        _discard(*spawned)
-        return spawned
-
-    def abandon(self) -> None:
-        with self._lock:
-            self._abandoned, spawned = True, self._spawned
-        if spawned is not None:
-            _discard(*spawned)
-
-
-def _discard(
-    proc: subprocess.Popen[bytes], _ticks: int, _started: float, group: cgroups.Group | None
-) -> None:
-    """Kill a job nobody watches, reap it and remove its group (blocking)."""
-    if group is not None:
-        group.kill()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-    if group is not None and not cgroups.remove(group):
-        _log.warning("could not remove cgroup %s: processes are still in it", group.path)
-
-
-class _Cleaner:
-    """Removes the groups of finished jobs. A group whose last processes are
-    not gone yet (a zombie its new parent has not reaped) is retried after
-    later jobs and when the runtime closes, instead of holding up the
-    outcome of its job."""
-
-    #: How long a job's end waits for its group to go.
-    WAIT_SECONDS = 0.5
-    #: How long closing the runtime waits for the stragglers.
-    CLOSE_SECONDS = 5.0
-
-    def __init__(self, threads: ThreadPoolExecutor) -> None:
-        self.threads = threads
-        self._pending: set[cgroups.Group] = set()
-        self._lock = threading.Lock()
-
-    def remove(self, group: cgroups.Group) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, set()
-        left = {g for g in pending if not cgroups.remove(g, 0)}
-        if not cgroups.remove(group, self.WAIT_SECONDS):
-            left.add(group)
-        if left:
-            with self._lock:
-                self._pending |= left
-
-    def finish(self) -> None:
-        for group in self._pending:
-            if not cgroups.remove(group, self.CLOSE_SECONDS):
-                _log.warning("could not remove cgroup %s: processes are still in it", group.path)
-        self._pending.clear()
-
-
-def _spawn(
-    spec: JobSpec,
-    plan: Plan,
-    stdin: int,
-    env: dict[str, str],
-    preexec: Callable[[], None] | None,
-    run_as: RunAs | None,
-    orphans: Orphans | None = None,
-) -> tuple[subprocess.Popen[bytes], int, float]:
-    argv, umask = plan.argv, -1  # -1: the server's own umask
-    if run_as is not None:
-        # The child starts as root, in its group (v1: the spawning thread's;
-        # v2: joined in preexec_fn, which CPython runs after any setuid, so
-        # it must be root then), and execs setpriv, which drops to the uid
-        # and execs the command. Popen(user=) would lose vfork: forking the
-        # whole server per job cut throughput to a third (bench_core).
-        # Under bwrap, bwrap starts as root and drops inside (bwrap_argv).
-        umask = identity.UMASK
-        if not plan.namespaced:
-            identity.check_command(spec.command[0], env.get("PATH"), spec.cwd or "/", run_as)
-            argv = setpriv_argv(run_as.uid, run_as.gid) + argv
-    # Both taken just before the fork: the boot-relative time is at most a
-    # tick or two before the start time the kernel records (reading /proc
-    # after would cost more), and the wall-clock time is when the job started.
-    ticks, started_at = now_ticks(), time.time()
-    with contextlib.nullcontext() if orphans is None else orphans.spawning(ticks):
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=spec.cwd or "/",
-                env=env,
-                start_new_session=True,
-                preexec_fn=preexec,
-                umask=umask,
-            )
-        except OSError as exc:
-            raise SpawnError(_spawn_message(spec, exc), errno=exc.errno) from None
-        except (ValueError, TypeError, OverflowError) as exc:
-            # What Popen refuses before it forks (a NUL byte in a path or an argument).
-            raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from None
-        if orphans is not None:
-            orphans.started(proc.pid, ticks, env)
-    return proc, ticks, started_at
-
-
-def _spawn_message(spec: JobSpec, exc: OSError) -> str:
-    what, cwd = exc.strerror or str(exc), spec.cwd or "/"
-    if exc.filename is not None and exc.filename == cwd:
-        return identity.cwd_missing(spec) or f"cannot use working directory {cwd}: {what}"
-    return f"cannot run {spec.command[0]!r}: {what}{identity.in_cwd(spec.command[0], cwd)}"
 
 
 class ProcessExecution:
@@ -371,7 +239,7 @@ class ProcessExecution:
         started_at: float,
         group: cgroups.Group | None = None,
         plan: Plan | None = None,
-        cleaner: _Cleaner | None = None,
+        cleaner: Cleaner | None = None,
         orphans: Orphans | None = None,
         live: set[ProcessExecution] | None = None,
     ) -> None:
@@ -553,7 +421,7 @@ class ProcessExecution:
             with contextlib.suppress(Exception):  # the loop may be closed already
                 self._loop.remove_reader(fd)
         os.close(self._pidfd)
-        _discard(self._proc, 0, 0.0, self._group)
+        discard(self._proc, 0, 0.0, self._group)
         self._streams.clear()
         self._files.clear()
         status = ExitStatus(signal=signal.SIGKILL)
