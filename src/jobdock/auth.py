@@ -33,6 +33,9 @@ class Principal:
 
     name: str
     admin: bool = False
+    #: The id of the agent token the request came with (docs/agents.md):
+    #: such a principal reaches the agent routes only. None for users.
+    agent_token: str | None = None
 
     def may_see(self, owner: str) -> bool:
         """Whether this user may see and act on a job of ``owner``."""
@@ -92,18 +95,24 @@ async def create_token(
     user: str,
     *,
     admin: bool = False,
+    agent: bool = False,
     expires_in: float | None = None,
     actor: str = ANONYMOUS,
 ) -> CreatedToken:
     """Make a token for ``user``, valid for ``expires_in`` seconds (or until
-    revoked), and store its hash; ``actor`` goes in the audit log. Raises
-    ValueError for a bad user name."""
+    revoked), and store its hash; ``actor`` goes in the audit log. An
+    ``agent`` token runs jobs as ``jobdock agent`` and does nothing else.
+    Raises ValueError for a bad user name, or an agent token asked to be
+    an admin's."""
     check_user_name(user)
+    if agent and admin:
+        raise ValueError("an agent token cannot be an admin's (--agent and --admin)")
     made, now = new_token(), time.time()
     info = TokenInfo(
         id=made.id,
         user=user,
         admin=admin,
+        agent=agent,
         created_at=timestamp(now),
         expires_at=timestamp(now + expires_in) if expires_in is not None else None,
     )

@@ -18,7 +18,18 @@ import typer
 # typer keeps its click inside: the exception its parser raises on a usage error.
 from typer._click.exceptions import ClickException
 
-from jobdock.cli import describe, export, flows, jobs, run, schedules, server, templates, users
+from jobdock.cli import (
+    agent,
+    describe,
+    export,
+    flows,
+    jobs,
+    run,
+    schedules,
+    server,
+    templates,
+    users,
+)
 from jobdock.cli.context import global_options
 from jobdock.cli.exits import EXIT_CANCELLED, Failure, one_line, usage_error
 from jobdock.errors import ConfigError, JobdockError
@@ -35,6 +46,7 @@ app.callback()(global_options)
 # Commands, in the order ``jobdock --help`` lists them.
 app.command("serve")(server.serve)
 app.command("worker")(server.worker)
+app.command("agent")(agent.agent)
 app.command("run", context_settings={"allow_interspersed_args": False})(run.run)
 app.command("ps")(jobs.ps)
 app.command("workers")(jobs.workers)

@@ -22,6 +22,9 @@ class TokenInfo(Model):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    agent: bool = Field(
+        False, description="An agent's token: it reaches the agent routes only (docs/agents.md)."
+    )
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the token may be used at ``now``."""

@@ -61,6 +61,7 @@ def _token_info(row: Row[Any]) -> TokenInfo:
         created_at=timestamp(row.created_at),
         expires_at=timestamp(row.expires_at),
         revoked_at=timestamp(row.revoked_at),
+        agent=bool(row.agent),
     )
 
 
@@ -70,6 +71,7 @@ def create_token(conn: Connection, info: TokenInfo, token_hash: str) -> None:
             id=info.id,
             user_name=info.user,
             admin=info.admin,
+            agent=info.agent,
             hash=token_hash,
             created_at=info.created_at.timestamp(),
             expires_at=info.expires_at.timestamp() if info.expires_at else None,

@@ -202,6 +202,8 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("revoked_at", Float),
+    # An agent token (migration 0018) reaches the agent routes only.
+    Column("agent", Boolean, nullable=False, server_default=false()),
 )
 
 user_secrets = Table(
