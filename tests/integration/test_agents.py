@@ -1,0 +1,258 @@
+"""``jobdock agent``: a worker that reaches a real ``jobdock serve`` over HTTP
+on loopback with an agent token (docs/agents.md). The server has tokens on
+and its embedded worker has concurrency 0, so every job here ran on an
+agent; leases are FAST_SETTINGS' (lease 2 s, heartbeat 0.5 s)."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agents import Site, ran_once, site_of
+from jobdock import JobState, Reason
+from jobdock.vault import generate_key
+from support import FAST_SETTINGS, eventually, jobdock
+
+LEASE = float(FAST_SETTINGS["JOBDOCK_LEASE_SECONDS"])
+HEARTBEAT = float(FAST_SETTINGS["JOBDOCK_HEARTBEAT_SECONDS"])
+#: Allowance for a 2-core machine busy with the server, agents and jobs.
+MARGIN = 3.0
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from site_of(tmp_path, secret_key=generate_key())
+
+
+def test_an_agent_runs_jobs_and_is_listed_beside_other_workers(site: Site) -> None:
+    agent = site.agent(labels={"zone": "a"}, args=["--concurrency", "4"]).wait_started()
+    ids = [
+        site.submit({"command": ["sh", "-c", f"echo out-{n}; echo err-{n} >&2; exit {n % 2}"]})
+        for n in range(6)
+    ]
+    for n, job_id in enumerate(ids):
+        job = site.finished(job_id)
+        assert job.state is (JobState.FAILED if n % 2 else JobState.SUCCEEDED)
+        assert job.exit_code == n % 2
+        assert job.attempts[-1].worker == agent.id
+        assert site.output(job_id) == f"out-{n}\n".encode()
+        assert site.output(job_id, "stderr") == f"err-{n}\n".encode()
+    listed = site.http.get("/v1/workers").json()["workers"]
+    mine = [w for w in listed if w["id"] == agent.id]
+    assert mine and mine[0]["labels"]["zone"] == "a" and mine[0]["concurrency"] == 4
+    assert mine[0]["state"] == "alive"
+    assert agent.id is not None and agent.id.startswith("agent-")
+
+
+def test_a_job_that_requires_a_label_runs_only_on_the_agent_that_offers_it(site: Site) -> None:
+    plain = site.agent().wait_started()
+    gpu = site.agent(labels={"gpu": "1"}).wait_started()
+    ids = [site.submit({"command": ["true"], "requires": {"gpu": "1"}}) for _ in range(5)]
+    for job_id in ids:
+        job = site.finished(job_id)
+        assert job.state is JobState.SUCCEEDED
+        assert job.attempts[-1].worker == gpu.id != plain.id
+
+
+def test_a_claim_is_a_long_poll_answered_as_soon_as_a_job_is_queued(site: Site) -> None:
+    site.agent().wait_started()
+    # Past the first long poll: the agent now waits on the server.
+    time.sleep(0.5)
+    started = time.monotonic()
+    job = site.finished(site.submit({"command": ["true"]}))
+    assert job.state is JobState.SUCCEEDED
+    # Far below the poll interval of a worker that polls (and the 30 s wait).
+    assert time.monotonic() - started < 2.0
+
+
+def test_secrets_reach_an_agent_job_and_are_masked_in_its_output(site: Site) -> None:
+    site.agent().wait_started()
+    assert site.http.put("/v1/secrets/pw", content=b"s3cret-value").status_code in (200, 204)
+    job_id = site.submit(
+        {
+            "command": ["sh", "-c", 'test "$PW" = s3cret-value && echo "got $PW"'],
+            "secrets": [{"name": "pw", "env": "PW"}],
+        }
+    )
+    job = site.finished(job_id)
+    assert job.state is JobState.SUCCEEDED, job.message
+    assert b"s3cret-value" not in site.output(job_id)
+
+
+def test_stop_and_kill_reach_a_job_on_an_agent(site: Site) -> None:
+    site.agent().wait_started()
+    job_id = site.submit({"command": ["sleep", "60"]})
+    eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to start")
+    assert site.http.post(f"/v1/jobs/{job_id}/cancel").status_code in (200, 202)
+    job = site.finished(job_id, timeout=10)
+    assert job.state is JobState.CANCELLED and job.reason is Reason.CANCELLED
+
+
+def test_a_timeout_and_an_output_limit_apply_on_an_agent(site: Site) -> None:
+    site.agent().wait_started()
+    timed = site.submit({"command": ["sleep", "30"], "timeout": 0.5})
+    limited = site.submit(
+        {
+            "command": ["sh", "-c", "head -c 100000 /dev/zero; sleep 30"],
+            "output_limit": 1000,
+            "on_output_limit": "stop",
+        }
+    )
+    job = site.finished(timed, timeout=15)
+    assert job.reason is Reason.TIMEOUT
+    job = site.finished(limited, timeout=15)
+    assert job.reason is Reason.OUTPUT_LIMIT
+    assert len(site.output(limited)) == 1000
+
+
+def test_output_is_streamed_while_the_job_runs_and_arrives_byte_exact(site: Site) -> None:
+    site.agent().wait_started()
+    slow = site.submit({"command": ["sh", "-c", "echo first; sleep 30"]})
+    eventually(lambda: site.output(slow) == b"first\n", 20, "the first line while it runs")
+    assert site.job(slow).state is JobState.RUNNING
+    site.http.post(f"/v1/jobs/{slow}/cancel")
+    big = site.submit({"command": ["sh", "-c", "seq 1 2000000"]})
+    job = site.finished(big, timeout=60)
+    assert job.state is JobState.SUCCEEDED
+    expected = "".join(f"{n}\n" for n in range(1, 2000001)).encode()
+    got = site.output(big)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert job.attempts[-1].stdout_bytes == len(expected)
+
+
+def test_sigterm_drains_then_hands_jobs_back_without_counting_them(site: Site) -> None:
+    agent = site.agent().wait_started()
+    short = site.submit({"command": ["sleep", "0.3"]})
+    long = site.submit({"command": ["sleep", "60"]})
+    eventually(
+        lambda: all(site.job(j).state is JobState.RUNNING for j in (short, long)),
+        20,
+        "both jobs to run",
+    )
+    assert agent.stop(signal.SIGTERM) == 0
+    assert site.job(short).state is JobState.SUCCEEDED
+    given_back = site.job(long)
+    assert given_back.state is JobState.QUEUED
+    assert given_back.attempts[-1].reason is Reason.WORKER_LOST
+    # Handed back, not lost: another agent runs it from the start.
+    other = site.agent().wait_started()
+    eventually(lambda: site.job(long).attempts[-1].worker == other.id, 20, "the next attempt")
+
+
+def test_a_killed_agents_jobs_are_taken_over_within_lease_and_heartbeat(site: Site) -> None:
+    doomed = site.agent().wait_started()
+    job_id = site.submit({"command": ["sh", "-c", "sleep 1; echo done"]})
+    eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to start")
+    doomed.kill()
+    killed_at = time.monotonic()
+    survivor = site.agent().wait_started()
+    job = site.finished(job_id, timeout=LEASE + HEARTBEAT + MARGIN + 10)
+    assert ran_once(job)
+    assert job.attempts[-1].worker == survivor.id
+    assert [a.reason for a in job.attempts] == [Reason.WORKER_LOST, Reason.EXITED]
+    assert time.monotonic() - killed_at < LEASE + HEARTBEAT + MARGIN + 3
+    assert site.output(job_id) == b"done\n"
+
+
+def test_revoking_an_agent_token_loses_its_attempts_at_once(site: Site) -> None:
+    agent = site.agent().wait_started()
+    job_id = site.submit({"command": ["sleep", "60"]})
+    eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to start")
+    token_id = site.agent_token.split("_")[1]
+    done = jobdock("tokens", "revoke", token_id, "--home", str(site.server.home))
+    assert done.returncode == 0, done.stderr
+    job = site.job(job_id)
+    assert job.state is JobState.QUEUED
+    assert job.attempts[-1].reason is Reason.WORKER_LOST
+    # The agent learns at its next heartbeat and kills the job's process.
+    eventually(lambda: "lost its lease" in agent.log(), 10, "the agent to stop the job")
+
+
+def test_the_agent_refuses_a_bad_server_url_in_one_line(tmp_path: Path) -> None:
+    done = jobdock("agent", "--server", "ftp://example", "--home", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--server" in done.stderr
+
+
+# -- token walls --------------------------------------------------------------------------
+
+
+def _operations(site: Site) -> list[tuple[str, str]]:
+    document = httpx.get(f"{site.server.url}/openapi.json").json()
+    found = []
+    for path, methods in document["paths"].items():
+        for method in methods:
+            concrete = path.replace("{", "x").replace("}", "")
+            found.append((method.upper(), concrete))
+    return found
+
+
+def test_an_agent_token_is_refused_by_every_route_but_the_agent_routes(site: Site) -> None:
+    agent_headers = {"authorization": f"Bearer {site.agent_token}"}
+    public = {"/healthz", "/", "/openapi.json"}
+    checked = 0
+    for method, path in _operations(site):
+        if path.startswith("/v1/agent/") or path in public:
+            continue
+        answer = httpx.request(method, f"{site.server.url}{path}", headers=agent_headers)
+        assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
+        assert answer.json()["error"]["code"] == "forbidden"
+        checked += 1
+    assert checked > 30
+
+
+def test_a_user_token_is_refused_by_every_agent_route(site: Site) -> None:
+    admin = jobdock("tokens", "create", "root", "--admin", "--home", str(site.server.home))
+    assert admin.returncode == 0, admin.stderr
+    agent_routes = [(m, p) for m, p in _operations(site) if p.startswith("/v1/agent/")]
+    assert len(agent_routes) >= 10
+    for token in (site.user_token, admin.stdout.strip()):
+        for method, path in agent_routes:
+            answer = httpx.request(
+                method, f"{site.server.url}{path}", headers={"authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
+    for method, path in agent_routes:
+        assert httpx.request(method, f"{site.server.url}{path}").status_code == 401
+
+
+def test_an_agent_cannot_act_as_another_agents_worker(site: Site) -> None:
+    other = jobdock("tokens", "create", "box2", "--agent", "--home", str(site.server.home))
+    assert other.returncode == 0, other.stderr
+    agent = site.agent().wait_started()
+    job_id = site.submit({"command": ["sleep", "60"]})
+    eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to start")
+    attempt = site.job(job_id).attempt
+    intruder = {"authorization": f"Bearer {other.stdout.strip()}"}
+    url = site.server.url
+    beat = httpx.post(
+        f"{url}/v1/agent/heartbeat",
+        json={"worker_id": agent.id, "running": {job_id: attempt}},
+        headers=intruder,
+    )
+    assert beat.status_code == 403
+    secrets = httpx.get(f"{url}/v1/agent/attempts/{job_id}/{attempt}/secrets", headers=intruder)
+    assert secrets.status_code == 409 and secrets.json()["error"]["code"] == "fenced_off"
+    finish = httpx.post(
+        f"{url}/v1/agent/attempts/{job_id}/{attempt}/release",
+        json={"message": "mine now"},
+        headers=intruder,
+    )
+    assert finish.status_code == 409
+    assert site.job(job_id).state is JobState.RUNNING
+
+
+def test_an_agent_token_is_made_and_listed_by_the_cli(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    both = jobdock("tokens", "create", "x", "--agent", "--admin", "--home", home)
+    assert both.returncode == 2 and both.stderr.count("\n") == 1
+    made = jobdock("tokens", "create", "x", "--agent", "--home", home)
+    assert made.returncode == 0 and "(agent)" in made.stderr
+    listed = jobdock("tokens", "ls", "--home", home)
+    assert "agent" in listed.stdout
