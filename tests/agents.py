@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from jobdock import Job, JobState, Reason
+from jobdock.models import ACTIVE_STATES
 from support import ServerProcess, WorkerProcess, eventually, make_token
 
 
@@ -49,21 +50,25 @@ class Site:
     """A server with agent tokens and the agents of one test; ``close()``
     ends them all."""
 
-    def __init__(self, base: Path, server: ServerProcess) -> None:
+    def __init__(self, base: Path, server: ServerProcess, db: str | None = None) -> None:
         self.base = base
         self.server = server
         self.agents: list[AgentProcess] = []
-        self.user_token = make_token(server.home, "alice")
-        self.agent_token = make_token(server.home, "box", "--agent")
+        store = ("--db", db) if db else ()
+        self.user_token = make_token(server.home, "alice", *store)
+        self.agent_token = make_token(server.home, "box", "--agent", *store)
         self.http = httpx.Client(
             base_url=server.url, headers={"authorization": f"Bearer {self.user_token}"}, timeout=30
         )
 
-    def agent(self, *, token: str | None = None, **options: Any) -> AgentProcess:
-        """An agent with the site's agent token (or ``token``), launched."""
+    def agent(
+        self, *, token: str | None = None, url: str | None = None, **options: Any
+    ) -> AgentProcess:
+        """An agent with the site's agent token (or ``token``) of the site's
+        server (or the one at ``url``), launched."""
         proc = AgentProcess(
             self.base / f"agent-{len(self.agents)}",
-            self.server.url,
+            url or self.server.url,
             token or self.agent_token,
             **options,
         )
@@ -84,6 +89,20 @@ class Site:
         return eventually(
             lambda: (job := self.job(job_id)).terminal and job, timeout, f"job {job_id} to end"
         )
+
+    def submit_many(self, specs: Sequence[dict[str, Any]]) -> list[str]:
+        return [self.submit(spec) for spec in specs]
+
+    def all_finished(self, ids: Sequence[str], timeout: float) -> dict[str, Job]:
+        """The records of the jobs ``ids`` once every one has ended."""
+
+        def none_active() -> bool:
+            active = [("state", state.value) for state in ACTIVE_STATES]
+            page = self.http.get("/v1/jobs", params=[*active, ("limit", "1")]).json()
+            return not page["jobs"]
+
+        eventually(none_active, timeout, f"{len(ids)} jobs to end")
+        return {job_id: self.job(job_id) for job_id in ids}
 
     def output(self, job_id: str, stream: str = "stdout") -> bytes:
         response = self.http.get(f"/v1/jobs/{job_id}/logs", params={"stream": stream})
@@ -111,13 +130,15 @@ class Site:
                 proc.proc.wait()
 
 
-def site_of(base: Path, **settings: str) -> Iterator[Site]:
+def site_of(base: Path, db: str | None = None, **settings: str) -> Iterator[Site]:
     """A started server (tokens on; its embedded worker runs no jobs, with
     concurrency 0, but its housekeeping reaps lost attempts) as a Site, for
     a fixture; closed (agents first) after the test."""
+    if db is not None:
+        settings["db"] = db
     server = ServerProcess(base / "server", tokens="true", concurrency="0", **settings)
     server.start()
-    site = Site(base, server)
+    site = Site(base, server, db)
     try:
         yield site
     finally:

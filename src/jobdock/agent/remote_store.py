@@ -214,7 +214,7 @@ class RemoteStore:
         await self._retried("POST", "/workers", json=body)
 
     async def unregister_worker(self, worker_id: str, now: float) -> None:
-        await self._call("DELETE", f"/workers/{worker_id}")
+        await self._call("POST", "/workers/stopped", json={"worker_id": worker_id})
 
     async def claim_jobs(
         self,

@@ -71,7 +71,8 @@ _Label = Annotated[str, Field(max_length=256)]
 _JobId = Annotated[str, Path(max_length=64)]
 _Number = Annotated[int, Path(ge=1, le=1_000_000_000)]
 _ERRORS = (Forbidden, InvalidRequest, *JSON_BODY)
-_ATTEMPT_ERRORS = (*_ERRORS, FencedOff)
+#: A job deleted under its attempt may answer not_found.
+_ATTEMPT_ERRORS = (*_ERRORS, FencedOff, JobNotFound)
 
 
 class AgentHello(BaseModel):
@@ -273,15 +274,21 @@ async def register(request: Request, body: AgentWorker) -> Stored:
     return Stored()
 
 
-@router.delete(
-    "/workers/{worker_id}",
+class StoppedWorker(BaseModel):
+    """An agent's worker that stopped."""
+
+    worker_id: _Id
+
+
+@router.post(
+    "/workers/stopped",
     response_model=Stored,
     summary="Record that an agent's worker stopped",
     responses=responses(*_ERRORS),
 )
-async def unregister(request: Request, worker_id: Annotated[str, Path(max_length=200)]) -> Stored:
+async def unregister(request: Request, body: StoppedWorker) -> Stored:
     """Record that the agent's worker stopped."""
-    await store_of(request).unregister_worker(_own_worker(request, worker_id), time.time())
+    await store_of(request).unregister_worker(_own_worker(request, body.worker_id), time.time())
     return Stored()
 
 
