@@ -3,6 +3,7 @@ with agents in mind, and reading jobs as a user would."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -145,6 +146,10 @@ def site_of(base: Path, db: str | None = None, **settings: str) -> Iterator[Site
         site.close()
         server.stop()
         print(site.logs())
+
+
+#: site_of as a context manager, for a test that sets the server up itself.
+site_at = contextlib.contextmanager(site_of)
 
 
 def ran_once(job: Job) -> bool:

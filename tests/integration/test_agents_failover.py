@@ -12,15 +12,16 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agents import Site, ran_once, site_of
+from agents import Site, ran_once, site_at, site_of
 from cutoff import CutOff
 from jobdock import JobState, Reason
-from support import FAST_SETTINGS, eventually
+from support import FAST_SETTINGS, ServerProcess, eventually
 
 LEASE = float(FAST_SETTINGS["JOBDOCK_LEASE_SECONDS"])
 HEARTBEAT = float(FAST_SETTINGS["JOBDOCK_HEARTBEAT_SECONDS"])
@@ -50,6 +51,14 @@ def check_once(site: Site, jobs: dict[str, Any], specs: list[dict[str, Any]]) ->
     assert not wrong, f"{len(wrong)} jobs did not run exactly once: {wrong[:10]}"
 
 
+def _succeeded(site: Site, ids: list[str]) -> int:
+    return sum(site.job(i).state is JobState.SUCCEEDED for i in ids)
+
+
+def _reached(site: Site, ids: list[str], target: int) -> bool:
+    return _succeeded(site, ids) >= target
+
+
 def test_jobs_of_killed_agents_are_taken_over_and_each_runs_once(site: Site) -> None:
     rng = random.Random(18)
     agents = [site.agent(args=["--concurrency", "8"]) for _ in range(3)]
@@ -57,17 +66,15 @@ def test_jobs_of_killed_agents_are_taken_over_and_each_runs_once(site: Site) -> 
         agent.wait_started()
     specs = mixed(rng, 150)
     ids = site.submit_many(specs)
-    for _ in range(2):
+    for round in range(2):
+        if round:
+            ids += site.submit_many(mixed(rng, 30))
         # A random agent dies mid-run and a new one takes its place.
-        eventually(
-            lambda: sum(site.job(i).state is JobState.SUCCEEDED for i in ids[:40]) > 10,
-            30,
-            "some jobs to finish",
-        )
+        target = _succeeded(site, ids) + 10
+        eventually(partial(_reached, site, list(ids), target), 30, "more jobs to finish")
         victim = rng.choice([a for a in site.agents if a.running])
         victim.kill()
         site.agent(args=["--concurrency", "8"]).wait_started()
-        ids += site.submit_many(mixed(rng, 30))
     jobs = site.all_finished(ids, timeout=120)
     check_once(site, jobs, specs)
     lost = [a for job in jobs.values() for a in job.attempts if a.reason is Reason.WORKER_LOST]
@@ -81,7 +88,7 @@ def test_the_server_restarted_under_running_agents_records_each_job_once(
     tmp_path: Path,
 ) -> None:
     # A lease longer than the restart: the agents renew theirs once it is back.
-    for site in site_of(tmp_path, lease_seconds="15", heartbeat_seconds="0.5"):
+    with site_at(tmp_path, lease_seconds="15", heartbeat_seconds="0.5") as site:
         for _ in range(2):
             site.agent(args=["--concurrency", "16"]).wait_started()
         ids = site.submit_many([{"command": ["sh", "-c", f"sleep 2; echo {n}"]} for n in range(20)])
@@ -100,9 +107,7 @@ def test_the_server_restarted_under_running_agents_records_each_job_once(
 
 
 def test_agents_on_two_postgresql_servers_run_each_job_once(pg_url: str, tmp_path: Path) -> None:
-    for site in site_of(tmp_path, db=pg_url):
-        from support import ServerProcess
-
+    with site_at(tmp_path, db=pg_url) as site:
         second = ServerProcess(
             tmp_path / "server-2", tokens="true", concurrency="0", db=pg_url
         ).start()
@@ -124,41 +129,42 @@ def test_agents_on_two_postgresql_servers_run_each_job_once(pg_url: str, tmp_pat
 
 
 def test_an_agent_cut_off_for_less_than_a_lease_loses_no_byte(tmp_path: Path) -> None:
-    for site in site_of(tmp_path, lease_seconds="8", heartbeat_seconds="0.5"):
-        with CutOff(site.server.port) as proxy:
-            agent = site.agent(url=proxy.url).wait_started()
-            script = "for i in $(seq 1 400); do echo line-$i; sleep 0.01; done"
-            job_id = site.submit({"command": ["sh", "-c", script]})
-            eventually(lambda: site.output(job_id).startswith(b"line-1\n"), 20, "output")
-            proxy.cut()
-            time.sleep(2)  # the cut's length is the test's point, not a wait
-            proxy.restore()
-            job = site.finished(job_id, timeout=30)
-            assert job.state is JobState.SUCCEEDED
-            assert [a.reason for a in job.attempts] == [Reason.EXITED]
-            expected = "".join(f"line-{i}\n" for i in range(1, 401)).encode()
-            assert site.output(job_id) == expected
-            assert "cannot be reached" in agent.log()
+    with (
+        site_at(tmp_path, lease_seconds="8", heartbeat_seconds="0.5") as site,
+        CutOff(site.server.port) as proxy,
+    ):
+        agent = site.agent(url=proxy.url).wait_started()
+        script = "for i in $(seq 1 400); do echo line-$i; sleep 0.01; done"
+        job_id = site.submit({"command": ["sh", "-c", script]})
+        eventually(lambda: site.output(job_id).startswith(b"line-1\n"), 20, "output")
+        proxy.cut()
+        time.sleep(2)  # the cut's length is the test's point, not a wait
+        proxy.restore()
+        job = site.finished(job_id, timeout=30)
+        assert job.state is JobState.SUCCEEDED
+        assert [a.reason for a in job.attempts] == [Reason.EXITED]
+        expected = "".join(f"line-{i}\n" for i in range(1, 401)).encode()
+        assert site.output(job_id) == expected
+        assert "cannot be reached" in agent.log()
 
 
 def test_an_agent_cut_off_past_its_lease_has_its_late_result_refused(tmp_path: Path) -> None:
-    for site in site_of(tmp_path):
-        with CutOff(site.server.port) as proxy:
-            cut_agent = site.agent(url=proxy.url).wait_started()
-            job_id = site.submit({"command": ["sh", "-c", "sleep 3; echo $JOBDOCK_ATTEMPT"]})
-            eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to run")
-            proxy.cut()
-            # The job is requeued once the lease ends; another agent runs it.
-            eventually(
-                lambda: site.job(job_id).state is JobState.QUEUED, LEASE + HEARTBEAT + 8, "requeue"
-            )
-            other = site.agent().wait_started()
-            job = site.finished(job_id, timeout=30)
-            proxy.restore()
-            assert job.state is JobState.SUCCEEDED
-            assert [a.reason for a in job.attempts] == [Reason.WORKER_LOST, Reason.EXITED]
-            assert job.attempts[-1].worker == other.id
-            assert site.output(job_id) == b"2\n"
-            # Back, the cut-off agent learns its attempt is lost; the record stands.
-            eventually(lambda: "lost its lease" in cut_agent.log(), 20, "the agent to learn")
-            assert site.job(job_id).attempts[-1].worker == other.id
+    with site_at(tmp_path) as site, CutOff(site.server.port) as proxy:
+        cut_agent = site.agent(url=proxy.url).wait_started()
+        job_id = site.submit({"command": ["sh", "-c", "sleep 3; echo $JOBDOCK_ATTEMPT"]})
+        eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to run")
+        proxy.cut()
+        # The job is requeued once the lease ends; another agent runs it.
+        eventually(
+            lambda: site.job(job_id).state is JobState.QUEUED, LEASE + HEARTBEAT + 8, "requeue"
+        )
+        other = site.agent().wait_started()
+        job = site.finished(job_id, timeout=30)
+        proxy.restore()
+        assert job.state is JobState.SUCCEEDED
+        assert [a.reason for a in job.attempts] == [Reason.WORKER_LOST, Reason.EXITED]
+        assert job.attempts[-1].worker == other.id
+        assert site.output(job_id) == b"2\n"
+        # Back, the cut-off agent learns its attempt is lost; the record stands.
+        eventually(lambda: "lost its lease" in cut_agent.log(), 20, "the agent to learn")
+        assert site.job(job_id).attempts[-1].worker == other.id

@@ -15,6 +15,7 @@ clock and ``lease_seconds``, whatever the agent's clock says.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -325,7 +326,16 @@ async def wait(request: Request, body: WaitRequest) -> WaitReply:
     due = await store.next_due()
     if due is not None:
         seconds = max(0.0, min(seconds, due - time.time()))
-    now = await store.events.work_since(body.generation, seconds)
+    try:
+        now = await store.events.work_since(body.generation, seconds)
+    except asyncio.CancelledError:
+        # The server is shutting down (uvicorn cancels what outlives its
+        # graceful shutdown): the agent is told to claim again, and will
+        # find the server away or back, instead of a traceback here.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return WaitReply(work=True, generation=store.events.work_generation)
     return WaitReply(work=now != body.generation or seconds < body.seconds, generation=now)
 
 
