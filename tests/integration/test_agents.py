@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import engines
 from agents import Site, ran_once, site_of
 from jobdock import JobState, Reason
 from jobdock.vault import generate_key
@@ -256,3 +257,21 @@ def test_an_agent_token_is_made_and_listed_by_the_cli(tmp_path: Path) -> None:
     assert made.returncode == 0 and "(agent)" in made.stderr
     listed = jobdock("tokens", "ls", "--home", home)
     assert "agent" in listed.stdout
+
+
+# -- container jobs ---------------------------------------------------------------------
+
+
+def test_an_agent_runs_container_jobs_on_its_own_engine(
+    site: Site, dockerd: engines.Engine
+) -> None:
+    # The server has no engine; the agent has the session's dockerd.
+    agent = site.agent(docker_host=dockerd.url, namespace=engines.NAMESPACE).wait_started()
+    job_id = site.submit(
+        {"image": engines.BUSYBOX, "command": ["sh", "-c", "echo in-a-container; exit 3"]}
+    )
+    job = site.finished(job_id, timeout=60)
+    assert job.state is JobState.FAILED and job.exit_code == 3, job.message
+    assert job.attempts[-1].worker == agent.id
+    assert job.attempts[-1].container is not None
+    assert site.output(job_id) == b"in-a-container\n"
