@@ -109,7 +109,7 @@ class RemoteStore:
         credentials: Credentials,
         *,
         spool_dir: Path,
-        memory_budget: int = 1 << 20,
+        memory_budget: int = 8 << 20,
         disk_budget: int = 256 << 20,
         timeout: float = 30.0,
     ) -> None:

@@ -237,9 +237,13 @@ async def _held(request: Request, job_id: str, attempt: int) -> str | None:
         raise FencedOff(job_id, attempt)
     workflow = job.spec.labels.get(WORKFLOW_LABEL)
     checked[key] = workflow
+    _trim(checked)
+    return workflow
+
+
+def _trim(checked: OrderedDict[tuple[str, str, int], str | None]) -> None:
     while len(checked) > _CHECKED_MAX:
         checked.popitem(last=False)
-    return workflow
 
 
 def _forget(request: Request, job_id: str, attempt: int) -> None:
@@ -311,6 +315,11 @@ async def claim(request: Request, body: ClaimRequest) -> ClaimReply:
         dict(body.labels),
         _limits(settings),
     )
+    # These attempts are this agent's: its later writes need not read the job.
+    checked, prefix = _checked(request.app.state), worker_prefix(principal(request))
+    for held in claims:
+        checked[(prefix, held.job_id, held.attempt)] = held.spec.labels.get(WORKFLOW_LABEL)
+    _trim(checked)
     return ClaimReply(claims=[claim_to_json(c) for c in claims], generation=generation)
 
 
