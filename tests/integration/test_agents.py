@@ -275,3 +275,17 @@ def test_an_agent_runs_container_jobs_on_its_own_engine(
     assert job.attempts[-1].worker == agent.id
     assert job.attempts[-1].container is not None
     assert site.output(job_id) == b"in-a-container\n"
+
+
+def test_an_agent_with_tokens_on_runs_process_jobs_as_their_owners_uid(site: Site) -> None:
+    agent = site.agent(tokens="true").wait_started()
+    job_id = site.submit({"command": ["id", "-u"]})
+    job = site.finished(job_id)
+    assert job.state is JobState.SUCCEEDED, job.message
+    assert job.attempts[-1].worker == agent.id
+    uid = int(site.output(job_id))
+    assert uid != 0
+    # The same uid for the owner's next job: the server allocated it once.
+    again = site.submit({"command": ["id", "-u"]})
+    site.finished(again)
+    assert int(site.output(again)) == uid

@@ -320,27 +320,18 @@ class RemoteStore:
             del self._attempts[job_id]
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
-        try:
-            await self._flush(job_id, attempt)
-            await self._call(
-                "POST",
-                self._path(job_id, attempt, "finish"),
-                json=outcome_to_json(outcome),
-                fence=(job_id, attempt),
-            )
-        except FencedOff:
-            await self._forget(job_id, attempt)
-            raise
-        await self._forget(job_id, attempt)
+        await self._end(job_id, attempt, "finish", outcome_to_json(outcome))
 
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
+        await self._end(job_id, attempt, "release", {"message": message})
+
+    async def _end(self, job_id: str, attempt: int, what: str, body: dict[str, Any]) -> None:
+        """Store the attempt's output, then record its end (``what``):
+        nothing is reported ended before its output is stored."""
         try:
             await self._flush(job_id, attempt)
             await self._call(
-                "POST",
-                self._path(job_id, attempt, "release"),
-                json={"message": message},
-                fence=(job_id, attempt),
+                "POST", self._path(job_id, attempt, what), json=body, fence=(job_id, attempt)
             )
         except FencedOff:
             await self._forget(job_id, attempt)
