@@ -289,3 +289,19 @@ def test_an_agent_with_tokens_on_runs_process_jobs_as_their_owners_uid(site: Sit
     again = site.submit({"command": ["id", "-u"]})
     site.finished(again)
     assert int(site.output(again)) == uid
+
+
+def test_stdin_reaches_an_agent_job_given_and_streamed(site: Site) -> None:
+    site.agent().wait_started()
+    given = site.submit({"command": ["cat"], "stdin": "given input\n"})
+    streamed = site.submit({"command": ["cat"], "stdin_stream": True})
+    eventually(lambda: site.job(streamed).state is JobState.RUNNING, 20, "the job to start")
+    for piece, eof in ((b"first ", False), (b"second\n", True)):
+        answer = site.http.post(
+            f"/v1/jobs/{streamed}/stdin", content=piece, params={"eof": str(eof).lower()}
+        )
+        assert answer.status_code == 200, answer.text
+    assert site.finished(given).state is JobState.SUCCEEDED
+    assert site.output(given) == b"given input\n"
+    assert site.finished(streamed).state is JobState.SUCCEEDED
+    assert site.output(streamed) == b"first second\n"
