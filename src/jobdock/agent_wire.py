@@ -22,8 +22,8 @@ from jobdock.models.outcome import Outcome
 from jobdock.models.records import Claim, HeartbeatReply, LogChunk, Started, StdinRead
 from jobdock.models.spec import JobSpec
 
-#: The content type of a batch of output chunks.
-CHUNKS_TYPE = "application/x-jobdock-chunks"
+#: The content type of a batch of output chunks (their framing is encode_chunks).
+CHUNKS_TYPE = "application/octet-stream"
 #: The most chunks one request may carry.
 MAX_CHUNKS = 4096
 

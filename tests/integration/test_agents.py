@@ -16,7 +16,9 @@ import pytest
 
 import engines
 from agents import Site, ran_once, site_of
-from jobdock import JobState, Reason
+from jobdock import JobState, Reason, Stream
+from jobdock.agent_wire import CHUNKS_TYPE, encode_chunks
+from jobdock.models.records import LogChunk
 from jobdock.vault import generate_key
 from support import FAST_SETTINGS, eventually, jobdock
 
@@ -175,6 +177,14 @@ def test_revoking_an_agent_token_loses_its_attempts_at_once(site: Site) -> None:
     eventually(lambda: "lost its lease" in agent.log(), 10, "the agent to stop the job")
 
 
+def test_an_agent_with_a_user_token_stops_with_one_line(site: Site, tmp_path: Path) -> None:
+    done = jobdock(
+        "agent", "--server", site.server.url, "--token", site.user_token, "--home", str(tmp_path)
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "agent token" in done.stderr, done.stderr
+
+
 def test_the_agent_refuses_a_bad_server_url_in_one_line(tmp_path: Path) -> None:
     done = jobdock("agent", "--server", "ftp://example", "--home", str(tmp_path))
     assert done.returncode == 2
@@ -305,3 +315,43 @@ def test_stdin_reaches_an_agent_job_given_and_streamed(site: Site) -> None:
     assert site.output(given) == b"given input\n"
     assert site.finished(streamed).state is JobState.SUCCEEDED
     assert site.output(streamed) == b"first second\n"
+
+
+# -- the agent routes, as an agent calls them --------------------------------------------
+
+
+def test_output_sent_again_after_a_lost_answer_is_stored_once(site: Site) -> None:
+    agent = httpx.Client(
+        base_url=f"{site.server.url}/v1/agent",
+        headers={"authorization": f"Bearer {site.agent_token}"},
+    )
+    prefix = agent.post("/hello").json()["worker_prefix"]
+    worker = f"{prefix}test"
+    body = {"id": worker, "host": "here", "labels": {}, "concurrency": 1}
+    assert agent.post("/workers", json=body).status_code == 200
+    job_id = site.submit({"command": ["true"]})
+    claims = agent.post("/claim", json={"worker_id": worker, "limit": 1, "labels": {}}).json()
+    [claim] = claims["claims"]
+    assert claim["job_id"] == job_id
+    logs = f"/attempts/{job_id}/{claim['attempt']}/logs"
+    first = [LogChunk(1, Stream.STDOUT, 0, 0, b"one "), LogChunk(2, Stream.STDOUT, 4, 4, b"two ")]
+    again = [*first, LogChunk(3, Stream.STDOUT, 8, 8, b"three\n")]
+    headers = {"content-type": CHUNKS_TYPE}
+    assert agent.post(logs, content=encode_chunks(first), headers=headers).status_code == 200
+    # The answer was lost: the agent sends from its last acknowledged chunk on.
+    answer = agent.post(
+        logs, content=encode_chunks(again), headers=headers, params={"resume": "true"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert site.output(job_id) == b"one two three\n"
+    outcome = {"state": "succeeded", "reason": "exited", "message": "ok", "finished_at": 1.0}
+    outcome |= {"exit_code": 0, "stdout_bytes": 14}
+    finish = agent.post(f"/attempts/{job_id}/{claim['attempt']}/finish", json=outcome)
+    assert finish.status_code == 200, finish.text
+    assert site.job(job_id).state is JobState.SUCCEEDED
+    # The attempt has ended: a late write is refused by its fence.
+    late = agent.post(logs, content=encode_chunks(again[2:]), headers=headers)
+    assert late.status_code == 409 and late.json()["error"]["code"] == "fenced_off"
+    assert site.output(job_id) == b"one two three\n"
+    bad = agent.post(logs, content=b"not chunks", headers=headers)
+    assert bad.status_code == 422

@@ -40,7 +40,6 @@ class _OnDisk:
 
     position: int
     size: int
-    seq: int
     chunk: LogChunk  # with empty data
 
 
@@ -137,7 +136,7 @@ class Output:
             os.unlink(name)  # it lives as long as this descriptor
             self._file, self._end = fd, 0
         os.pwrite(self._file, chunk.data, self._end)
-        kept = _OnDisk(self._end, len(chunk.data), chunk.seq, _without_data(chunk))
+        kept = _OnDisk(self._end, len(chunk.data), _without_data(chunk))
         self._end += len(chunk.data)
         return kept
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobdock.cli.arguments import pairs
 from jobdock.cli.context import load_settings
 from jobdock.cli.exits import fail
+
+if TYPE_CHECKING:
+    from jobdock.credentials import Credentials
+    from jobdock.settings import Settings
 
 
 # A declaration of the command's options.
@@ -68,15 +72,13 @@ def agent(
     uvloop.run(_run(settings, client.url, credentials))
 
 
-async def _run(settings: object, url: str, credentials: object) -> None:
+async def _run(settings: Settings, url: str, credentials: Credentials) -> None:
+    """Run the agent until SIGTERM or SIGINT; a failure is one line."""
     import asyncio
 
     from jobdock.agent.runner import run_agent
-    from jobdock.credentials import Credentials
     from jobdock.errors import JobdockError
-    from jobdock.settings import Settings
 
-    assert isinstance(settings, Settings) and isinstance(credentials, Credentials)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signo in (signal.SIGTERM, signal.SIGINT):
