@@ -30,6 +30,8 @@ Send = Callable[[list[LogChunk], bool], Awaitable[None]]
 
 #: The most bytes one request carries.
 BATCH_BYTES = 4 << 20
+#: How long a flush waits before it says the output is not yet stored.
+FLUSH_SECONDS = 5.0
 #: Between tries of a send that failed: from the first to the longest.
 FIRST_RETRY, MAX_RETRY = 0.05, 5.0
 
@@ -103,12 +105,20 @@ class Output:
         if self.fenced:
             raise FencedOff(self.job_id, self.attempt)
 
-    async def flush(self) -> None:
-        """Wait until every chunk taken is stored; FencedOff if the server refused."""
+    async def flush(self, timeout: float = FLUSH_SECONDS) -> None:
+        """Wait until every chunk taken is stored; FencedOff if the server
+        refused, StoreError if it is not done within ``timeout`` (the sends
+        go on: ask again, as the worker does with any write the store did
+        not take, until it gives up at the end of its drain)."""
         self._closed = True
         self._more.set()
         if self._task is not None:
-            await asyncio.shield(self._task)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                raise StoreError(
+                    f"{self.held} bytes of the output of job {self.job_id} are not yet stored"
+                ) from None
         if self.fenced:
             raise FencedOff(self.job_id, self.attempt)
 
