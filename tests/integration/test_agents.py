@@ -173,8 +173,12 @@ def test_revoking_an_agent_token_loses_its_attempts_at_once(site: Site) -> None:
     job = site.job(job_id)
     assert job.state is JobState.QUEUED
     assert job.attempts[-1].reason is Reason.WORKER_LOST
-    # The agent learns at its next heartbeat and kills the job's process.
-    eventually(lambda: "lost its lease" in agent.log(), 10, "the agent to stop the job")
+    # The agent learns at its next heartbeat, kills the job's process and
+    # stops, saying why in one line.
+    assert agent.proc is not None
+    assert agent.proc.wait(20) == 1
+    assert "lost its lease" in agent.log()
+    assert "no longer takes this agent's token" in agent.log()
 
 
 def test_an_agent_with_a_user_token_stops_with_one_line(site: Site, tmp_path: Path) -> None:

@@ -133,6 +133,9 @@ class RemoteStore:
         self._attempts: dict[str, int] = {}
         self._outputs: dict[tuple[str, int], Output] = {}
         self._away = False
+        #: Set once the server refuses the token (revoked, expired): the
+        #: agent can do nothing more.
+        self.refused = asyncio.Event()
 
     @property
     def shared(self) -> bool:
@@ -171,6 +174,8 @@ class RemoteStore:
         if response.status_code < 400:
             return response.json()
         code, message = _error_of(response)
+        if response.status_code == 401:
+            self.refused.set()
         if fence is not None and (code == "fenced_off" or response.status_code == 401):
             raise FencedOff(*fence)
         if response.status_code in _RETRYABLE:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from jobdock.agent.remote_store import RemoteStore
 from jobdock.credentials import Credentials
 from jobdock.engines import Engines
+from jobdock.errors import Unauthenticated
 from jobdock.settings import Settings
 from jobdock.worker import Worker
 
@@ -49,7 +50,17 @@ async def run_agent(
             worker = Worker(store, settings, engines, worker_id=worker_id)
             await worker.start()
             _log.info("agent of %s started as worker %s", store.url, worker_id)
-            await stop.wait()
+            stopped, refused = (
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(store.refused.wait()),
+            )
+            await asyncio.wait({stopped, refused}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (stopped, refused):
+                waiter.cancel()
+            if store.refused.is_set():
+                _log.error("the server no longer takes this agent's token; stopping")
+                await worker.stop(0)
+                raise Unauthenticated("the server no longer takes this agent's token")
             _log.info("agent stopping: worker %s drains its jobs", worker_id)
             await worker.stop()
         finally:
