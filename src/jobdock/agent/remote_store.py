@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ _log = logging.getLogger(__name__)
 
 #: Statuses that mean "try again": the server or a proxy is busy or away.
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: The most starts and ends one request reports (api/agent.py's MAX_REPORTS).
+MAX_REPORTS = 256
 #: How long calls the worker does not retry itself are tried for.
 _CALL_RETRY_SECONDS = 30.0
 
@@ -98,6 +100,62 @@ class RemoteEvents(Events):
             for task in (poll, local):
                 task.cancel()
             self._work.clear()
+
+
+class _Reporter:
+    """Sends the starts and ends of attempts to the server together: those
+    that come while a request is in flight go in the next one (as the
+    store's group commit does with writes), so a busy agent pays one round
+    trip for many jobs and an idle one waits for none."""
+
+    def __init__(self, store: RemoteStore) -> None:
+        self._store = store
+        self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def report(self, job_id: str, attempt: int, **fields: Any) -> None:
+        """Send one report; raises as its route would (FencedOff, StoreError, ...)."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append(({"job_id": job_id, "attempt": attempt, **fields}, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._send(), name="jobdock-agent-reports")
+        await done
+
+    async def _send(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_REPORTS], self._queue[MAX_REPORTS:]
+            try:
+                found = await self._store._call(
+                    "POST", "/reports", json={"reports": [report for report, _ in batch]}
+                )
+            except JobdockError as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (report, done), error in zip(batch, found["results"], strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(_refusal(report, error))
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _refusal(report: Mapping[str, Any], error: Mapping[str, Any]) -> JobdockError:
+    """The exception of a report the server refused."""
+    code, message = str(error.get("code")), str(error.get("message"))
+    if code in ("fenced_off", "not_found"):
+        return FencedOff(report["job_id"], report["attempt"])
+    if code.startswith("invalid"):
+        return InvalidRequest(f"the server refused a report: {code}: {message}")
+    return StoreError(f"the server could not store a report: {message}")
 
 
 class RemoteStore:
@@ -136,6 +194,7 @@ class RemoteStore:
         #: Set once the server refuses the token (revoked, expired): the
         #: agent can do nothing more.
         self.refused = asyncio.Event()
+        self._reporter = _Reporter(self)
 
     @property
     def shared(self) -> bool:
@@ -146,6 +205,7 @@ class RemoteStore:
         """Drop what is unsent and close the connections."""
         for output in list(self._outputs.values()):
             await output.aclose()
+        await self._reporter.aclose()
         await self._http.aclose()
 
     # -- calls -----------------------------------------------------------------------------
@@ -277,12 +337,7 @@ class RemoteStore:
         return f"/attempts/{job_id}/{attempt}/{what}"
 
     async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
-        await self._call(
-            "POST",
-            self._path(job_id, attempt, "started"),
-            json=started_to_json(started),
-            fence=(job_id, attempt),
-        )
+        await self._reporter.report(job_id, attempt, started=started_to_json(started))
 
     async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
         output = self._outputs.get((job_id, attempt))
@@ -325,19 +380,23 @@ class RemoteStore:
             del self._attempts[job_id]
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
-        await self._end(job_id, attempt, "finish", outcome_to_json(outcome))
+        body = outcome_to_json(outcome)
+        await self._end(
+            job_id, attempt, lambda: self._reporter.report(job_id, attempt, outcome=body)
+        )
 
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
-        await self._end(job_id, attempt, "release", {"message": message})
+        path, body = self._path(job_id, attempt, "release"), {"message": message}
+        await self._end(
+            job_id, attempt, lambda: self._call("POST", path, json=body, fence=(job_id, attempt))
+        )
 
-    async def _end(self, job_id: str, attempt: int, what: str, body: dict[str, Any]) -> None:
-        """Store the attempt's output, then record its end (``what``):
-        nothing is reported ended before its output is stored."""
+    async def _end(self, job_id: str, attempt: int, record: Callable[[], Awaitable[Any]]) -> None:
+        """Store the attempt's output, then ``record`` its end: nothing is
+        reported ended before its output is stored."""
         try:
             await self._flush(job_id, attempt)
-            await self._call(
-                "POST", self._path(job_id, attempt, what), json=body, fence=(job_id, attempt)
-            )
+            await record()
         except FencedOff:
             await self._forget(job_id, attempt)
             raise

@@ -38,11 +38,12 @@ from jobdock.agent_wire import (
 )
 from jobdock.api.auth import principal
 from jobdock.api.context import planner_of, settings_of, store_of
-from jobdock.api.errors import JSON_BODY, responses
+from jobdock.api.errors import JSON_BODY, render_error, responses
 from jobdock.errors import (
     FencedOff,
     Forbidden,
     InvalidRequest,
+    JobdockError,
     JobNotFound,
     SecretsUnavailable,
     SpawnError,
@@ -64,6 +65,8 @@ router = APIRouter(prefix="/v1/agent", tags=["agent"])
 MAX_WAIT_SECONDS = 30.0
 #: The most jobs one claim takes.
 MAX_CLAIM = 64
+#: The most starts and ends one request reports.
+MAX_REPORTS = 256
 #: The attempts whose claim by an agent was checked, kept per server.
 _CHECKED_MAX = 100_000
 
@@ -373,9 +376,68 @@ async def heartbeat(request: Request, body: HeartbeatRequest) -> HeartbeatAnswer
 )
 async def started(request: Request, job_id: _JobId, attempt: _Number, body: StartedBody) -> Stored:
     """Record where the attempt's process runs (fenced)."""
+    await _started(request, job_id, attempt, body)
+    return Stored()
+
+
+async def _started(request: Request, job_id: str, attempt: int, body: StartedBody) -> None:
     await _held(request, job_id, attempt)
     await store_of(request).mark_started(job_id, attempt, started_of(body.model_dump()))
-    return Stored()
+
+
+class Report(BaseModel):
+    """One attempt's start or end, among others sent together."""
+
+    job_id: Annotated[str, Field(max_length=64)]
+    attempt: Annotated[int, Field(ge=1, le=1_000_000_000)]
+    started: StartedBody | None = None
+    outcome: OutcomeBody | None = None
+
+
+class Reports(BaseModel):
+    """Starts and ends of an agent's attempts, stored together."""
+
+    reports: Annotated[list[Report], Field(min_length=1, max_length=MAX_REPORTS)]
+
+
+class ReportResults(BaseModel):
+    """Per report, in order: null (stored) or the error it was refused with."""
+
+    results: list[dict[str, Any] | None]
+
+
+@router.post(
+    "/reports",
+    response_model=ReportResults,
+    summary="Record the starts and ends of several attempts",
+    responses=responses(*_ERRORS),
+)
+async def reports(request: Request, body: Reports) -> ReportResults:
+    """Record each report as ``.../started`` or ``.../finish`` would (each
+    fenced on its own), in one round trip: their writes share the store's
+    commits. Each has exactly one of ``started`` and ``outcome``."""
+    for report in body.reports:
+        if (report.started is None) == (report.outcome is None):
+            raise InvalidRequest("a report has exactly one of started and outcome")
+    done = await asyncio.gather(
+        *(_report(request, report) for report in body.reports), return_exceptions=True
+    )
+    results: list[dict[str, Any] | None] = []
+    for outcome in done:
+        if isinstance(outcome, JobdockError):
+            results.append(render_error(outcome)[1]["error"])
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            results.append(None)
+    return ReportResults(results=results)
+
+
+async def _report(request: Request, report: Report) -> None:
+    if report.started is not None:
+        await _started(request, report.job_id, report.attempt, report.started)
+    elif report.outcome is not None:
+        await _finish(request, report.job_id, report.attempt, report.outcome)
 
 
 @router.post(
@@ -422,6 +484,11 @@ async def logs(
 async def finish(request: Request, job_id: _JobId, attempt: _Number, body: OutcomeBody) -> Stored:
     """Record the attempt's outcome and give its job its state (fenced);
     move on the workflow whose step it was."""
+    await _finish(request, job_id, attempt, body)
+    return Stored()
+
+
+async def _finish(request: Request, job_id: str, attempt: int, body: OutcomeBody) -> None:
     workflow = await _held(request, job_id, attempt)
     outcome = outcome_of(body.model_dump(mode="json"))
     store = store_of(request)
@@ -431,7 +498,6 @@ async def finish(request: Request, job_id: _JobId, attempt: _Number, body: Outco
         job = await store.get_job(job_id)
         step = Claim(job_id, attempt, job.spec, b"", job.owner)
         await workflow_step_ended(store, planner_of(request.app.state), step, outcome)
-    return Stored()
 
 
 @router.post(
