@@ -359,3 +359,10 @@ def test_output_sent_again_after_a_lost_answer_is_stored_once(site: Site) -> Non
     assert site.output(job_id) == b"one two three\n"
     bad = agent.post(logs, content=b"not chunks", headers=headers)
     assert bad.status_code == 422
+    # Reports: each answered on its own; one with neither part is refused.
+    late_end = {"job_id": job_id, "attempt": claim["attempt"], "outcome": outcome}
+    answer = agent.post("/reports", json={"reports": [late_end]})
+    assert answer.status_code == 200
+    assert answer.json()["results"][0]["code"] == "fenced_off"
+    empty = {"job_id": job_id, "attempt": claim["attempt"]}
+    assert agent.post("/reports", json={"reports": [empty]}).status_code == 422
