@@ -30,21 +30,9 @@ class AgentProcess(WorkerProcess):
         self.url, self.token = url, token
         self.log_path = home / "agent.log"
 
-    def launch(self) -> AgentProcess:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.id = None
+    def command(self) -> list[str]:
         token = ["--token", self.token] if self.token else []
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobdock", "agent", "--server", self.url, *token, *self.args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        return self
+        return [sys.executable, "-m", "jobdock", "agent", "--server", self.url, *token, *self.args]
 
 
 class Site:
