@@ -221,7 +221,7 @@ class WorkerProcess:
         self.id = None
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobdock", "worker", "--db", self.db, *self.args],
+            self.command(),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -229,6 +229,10 @@ class WorkerProcess:
         )
         log.close()
         return self
+
+    def command(self) -> list[str]:
+        """The command line of the process."""
+        return [sys.executable, "-m", "jobdock", "worker", "--db", self.db, *self.args]
 
     def wait_started(self, timeout: float = 30) -> WorkerProcess:
         """Wait until the worker has registered and begun claiming jobs."""

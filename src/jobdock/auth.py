@@ -37,6 +37,9 @@ class Principal:
     #: rate), and the token's id that keys it; None: the user's.
     submit_rate: tuple[float, int] | None = None
     token_id: str | None = None
+    #: The id of the agent token the request came with (docs/agents.md):
+    #: such a principal reaches the agent routes only. None for users.
+    agent_token: str | None = None
 
     def may_see(self, owner: str) -> bool:
         """Whether this user may see and act on a job of ``owner``."""
@@ -115,6 +118,7 @@ async def create_token(
     user: str,
     *,
     admin: bool = False,
+    agent: bool = False,
     expires_in: float | None = None,
     actor: str = ANONYMOUS,
     submit_rate: float | None = None,
@@ -123,14 +127,19 @@ async def create_token(
     """Make a token for ``user``, valid for ``expires_in`` seconds (or until
     revoked), and store its hash; ``actor`` goes in the audit log. A
     ``submit_rate`` (per second; 0: none) and ``submit_burst`` are the
-    token's own rate limit on submits, instead of its user's. Raises
-    ValueError for a bad user name or rate."""
+    token's own rate limit on submits, instead of its user's. An ``agent``
+    token runs jobs as ``jobdock agent`` and does nothing else. Raises
+    ValueError for a bad user name or rate, or an agent token asked to be
+    an admin's."""
     check_user_name(user)
+    if agent and admin:
+        raise ValueError("an agent token cannot be an admin's (--agent and --admin)")
     made, now = new_token(), time.time()
     info = TokenInfo(
         id=made.id,
         user=user,
         admin=admin,
+        agent=agent,
         created_at=timestamp(now),
         expires_at=timestamp(now + expires_in) if expires_in is not None else None,
         submit_rate=check_rate(submit_rate, submit_burst),

@@ -45,6 +45,10 @@ class Events:
         self._work = asyncio.Event()
         self._cancel_listeners: list[Callable[[str], None]] = []
         self._kill_listeners: list[Callable[[str], None]] = []
+        #: Counts work_available() calls, for waiters that may miss a wake-up
+        #: between two waits (the agents' long poll, api/agent.py).
+        self.work_generation = 0
+        self._work_waiters: list[asyncio.Future[None]] = []
 
     def watch_job(self, job_id: str) -> JobWatch:
         """Start watching ``job_id`` for its next change."""
@@ -72,6 +76,27 @@ class Events:
     def work_available(self) -> None:
         """A job became claimable."""
         self._work.set()
+        self.work_generation += 1
+        waiters, self._work_waiters = self._work_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def work_since(self, generation: int, timeout: float) -> int:
+        """Return as soon as a job may have become claimable since
+        ``work_generation`` was ``generation`` (at once if it has), or after
+        ``timeout``; the generation now. Unlike :meth:`wait_work` it takes
+        the wake-up from no other waiter."""
+        if self.work_generation == generation:
+            waiter = asyncio.get_running_loop().create_future()
+            self._work_waiters.append(waiter)
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                if waiter in self._work_waiters:
+                    self._work_waiters.remove(waiter)
+        return self.work_generation
 
     async def wait_work(self, timeout: float) -> None:
         """Return when a job may have become claimable, or after ``timeout``."""

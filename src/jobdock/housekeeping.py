@@ -30,7 +30,7 @@ from jobdock.models.records import Claim
 from jobdock.runtimes.process import kill_process_group
 from jobdock.schedules import Scheduler
 from jobdock.settings import Settings
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import Store, WorkflowAdvancer
 from jobdock.workflow_plan import WorkflowPlanner
 from jobdock.workflows import WORKFLOW_LABEL
 
@@ -44,7 +44,7 @@ ADVANCE_RETRIES = (0.05, 0.2, 1.0)
 
 
 async def workflow_step_ended(
-    store: Store, planner: WorkflowPlanner, claim: Claim, outcome: Outcome
+    store: WorkflowAdvancer, planner: WorkflowPlanner, claim: Claim, outcome: Outcome
 ) -> None:
     """After a job's end: move on the workflow whose step it ran, if any.
     (A failure here is made good by the next sweep of Housekeeping.)"""

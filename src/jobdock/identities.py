@@ -23,7 +23,7 @@ from jobdock.errors import JobdockError, SpawnError
 from jobdock.models import Isolation, JobSpec
 from jobdock.runtimes.base import RunAs
 from jobdock.settings import Settings
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import UidSource
 
 _log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def run_as_refusal(spec: JobSpec, settings: Settings, owner: str) -> tuple[str, 
 class Identities:
     """The identities owners' process jobs run as, allocated once per owner."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: UidSource) -> None:
         self.enabled = settings.job_identities
         self._store = store
         self._range = settings.job_uid_range

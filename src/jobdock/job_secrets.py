@@ -16,11 +16,11 @@ from jobdock.models import SecretRef
 from jobdock.models.parts import SECRETS_DIR_ENV
 from jobdock.models.records import Claim
 from jobdock.runtimes.base import RunAs
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import SecretReader
 from jobdock.vault import Redactor, Vault, secret_env, secret_files
 
 
-async def secret_values(store: Store, vault: Vault, claim: Claim) -> dict[str, bytes]:
+async def secret_values(store: SecretReader, vault: Vault, claim: Claim) -> dict[str, bytes]:
     """The values of the secrets the job references, of its owner's (none:
     empty). SpawnError when one no longer exists or cannot be decrypted."""
     names = [ref.name for ref in claim.spec.secrets]

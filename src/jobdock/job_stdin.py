@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator
 
 from jobdock.errors import StoreError
-from jobdock.store.protocol import StdinStore
+from jobdock.store.protocol import StdinReader, StdinStore
 
 #: The largest piece written to the store at once.
 PIECE = 1 << 20
@@ -85,7 +85,7 @@ async def _store_pieces(
     return size
 
 
-async def feed(store: StdinStore, job_id: str, poll_seconds: float) -> AsyncIterator[bytes]:
+async def feed(store: StdinReader, job_id: str, poll_seconds: float) -> AsyncIterator[bytes]:
     """The job's stdin, piece by piece from the first, as it arrives; ends
     when the input is closed. A store that fails is asked again."""
     after = 0

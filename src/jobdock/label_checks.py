@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 
 from jobdock.settings import Settings
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import WorkerSide
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class LabelChecks:
     def __bool__(self) -> bool:
         return bool(self.commands)
 
-    async def offer(self, store: Store, labels: Mapping[str, str]) -> dict[str, str]:
+    async def offer(self, store: WorkerSide, labels: Mapping[str, str]) -> dict[str, str]:
         """``labels`` without the checked ones that cannot be offered now:
         those no claimable job wants (not asked) and those whose check said no."""
         checked = [key for key in self.commands if key in labels]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from jobdock.events import JobWatch
 from jobdock.models import Stream, parse_duration
 from jobdock.models.records import LogChunk, LogRead
-from jobdock.store.protocol import LogStore
+from jobdock.store.protocol import LogAppender, LogStore
 
 if TYPE_CHECKING:
     from jobdock.vault import Redactor
@@ -37,7 +37,7 @@ class LogWriter:
 
     def __init__(
         self,
-        store: LogStore,
+        store: LogAppender,
         job_id: str,
         attempt: int,
         *,

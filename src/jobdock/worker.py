@@ -44,7 +44,7 @@ from jobdock.retry import retried
 from jobdock.runtimes.base import AttemptInfo, AttemptLost, Execution, RunAs, Stdin
 from jobdock.runtimes.identity import job_home
 from jobdock.settings import Settings
-from jobdock.store.protocol import Store
+from jobdock.store.protocol import WorkerSide
 from jobdock.submit import Policy
 from jobdock.vault import Redactor, Vault
 from jobdock.workflow_plan import WorkflowPlanner
@@ -114,7 +114,7 @@ class Worker:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerSide,
         settings: Settings,
         engines: Engines,
         planner: WorkflowPlanner | None = None,

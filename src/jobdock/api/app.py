@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from jobdock.api.access import router as access_router
+from jobdock.api.agent import router as agent_router
 from jobdock.api.auth import Authenticate
 from jobdock.api.conjob import router as conjob_router
 from jobdock.api.conjob_limits import RunLimits
@@ -63,6 +64,7 @@ ROUTERS = (
     workflows_router,
     metrics_router,
     webhooks_router,
+    agent_router,
 )
 
 

@@ -39,6 +39,9 @@ PUBLIC_PATHS = frozenset(
 #: Paths that check credentials themselves: /metrics also takes the
 #: metrics_token, which is no API token (api/metrics.py).
 SELF_CHECKED_PATHS = frozenset({"/metrics"})
+#: Under this prefix, the routes of ``jobdock agent`` (api/agent.py): only
+#: agent tokens reach them, and they reach nothing else.
+AGENT_PREFIX = "/v1/agent"
 #: Under this prefix, the dashboard's pages and files: they hold no data
 #: (their script asks the API, with the user's credentials).
 DASHBOARD_PREFIX = "/ui"
@@ -56,7 +59,7 @@ class Authenticate:
             return
         state = scope["app"].state
         try:
-            scope[PRINCIPAL] = await resolve(scope, state.settings, state.store)
+            scope[PRINCIPAL] = found = await resolve(scope, state.settings, state.store)
         except Unauthenticated as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -64,7 +67,30 @@ class Authenticate:
             if not is_public(scope["path"]) and scope["path"] not in SELF_CHECKED_PATHS:
                 await send_error(send, exc)
                 return
+        else:
+            refused = agent_wall(found, scope["path"], state.settings.auth_enabled)
+            if refused is not None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await send_error(send, refused)
+                return
         await self.app(scope, receive, send)
+
+
+def agent_wall(who: Principal, path: str, auth_enabled: bool) -> Forbidden | None:
+    """Why ``who`` may not call ``path`` across the wall between agents and
+    users (None: it may): an agent token reaches the agent routes only (and
+    the public ones), and with authentication on only an agent token
+    reaches the agent routes (docs/agents.md)."""
+    agent_path = path == AGENT_PREFIX or path.startswith(AGENT_PREFIX + "/")
+    if who.agent_token is not None and not agent_path and not is_public(path):
+        return Forbidden("an agent token may only call the agent routes (/v1/agent/...)")
+    if agent_path and auth_enabled and who.agent_token is None:
+        return Forbidden(
+            "the agent routes take an agent token (`jobdock tokens create NAME --agent`)"
+        )
+    return None
 
 
 def is_public(path: str) -> bool:
@@ -113,7 +139,13 @@ async def _token_principal(header: str, store: Store) -> Principal:
     rate = None
     if info.submit_rate is not None:
         rate = (info.submit_rate, info.submit_burst or 0)
-    return Principal(info.user, admin=info.admin, submit_rate=rate, token_id=info.id)
+    return Principal(
+        info.user,
+        admin=info.admin,
+        submit_rate=rate,
+        token_id=info.id,
+        agent_token=info.id if info.agent else None,
+    )
 
 
 def client_cert_name(scope: Scope) -> str | None:

@@ -19,6 +19,7 @@ import typer
 from typer._click.exceptions import ClickException
 
 from jobdock.cli import (
+    agent,
     describe,
     export,
     flows,
@@ -46,6 +47,7 @@ app.callback()(global_options)
 # Commands, in the order ``jobdock --help`` lists them.
 app.command("serve")(server.serve)
 app.command("worker")(server.worker)
+app.command("agent")(agent.agent)
 app.command("run", context_settings={"allow_interspersed_args": False})(run.run)
 app.command("ps")(jobs.ps)
 app.command("workers")(jobs.workers)

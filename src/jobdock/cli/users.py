@@ -39,6 +39,9 @@ def _cli_actor() -> str:
 def tokens_create(
     user: Annotated[str, typer.Argument(help="The user the token acts as.")],
     admin: Annotated[bool, typer.Option("--admin", help="May see and stop every job.")] = False,
+    agent: Annotated[
+        bool, typer.Option("--agent", help="Only runs jobs, as `jobdock agent` (docs/agents.md).")
+    ] = False,
     expires: Annotated[
         str | None, typer.Option(help="Valid for this long, e.g. 30d, 12h \\[never].")
     ] = None,
@@ -60,6 +63,8 @@ def tokens_create(
         check_rate(submit_rate, submit_burst)
     except ValueError as exc:
         fail(str(exc), 2)
+    if agent and admin:
+        fail("an agent token cannot be an admin's: give --agent or --admin", 2)
     expires_in = duration(expires, "--expires")
     created = in_store(
         load_settings(db=db, home=home),
@@ -67,6 +72,7 @@ def tokens_create(
             store,
             user,
             admin=admin,
+            agent=agent,
             expires_in=expires_in,
             actor=_cli_actor(),
             submit_rate=submit_rate,
@@ -74,9 +80,9 @@ def tokens_create(
         ),
     )
     typer.echo(created.token)
+    kind = " (admin)" if admin else " (agent)" if agent else ""
     sys.stderr.write(
-        f"jobdock: token {created.info.id} for {user}{' (admin)' if admin else ''}; "
-        "it is shown only this once\n"
+        f"jobdock: token {created.info.id} for {user}{kind}; it is shown only this once\n"
     )
 
 
@@ -100,13 +106,13 @@ def tokens_ls(
             (
                 info.id,
                 info.user,
-                "yes" if info.admin else "",
+                "admin" if info.admin else "agent" if info.agent else "user",
                 ago(info.created_at),
                 f"in {span(expires - now)}" if expires and expires > now else "",
                 status,
             )
         )
-    show_table(("TOKEN ID", "USER", "ADMIN", "CREATED", "EXPIRES", "STATUS"), rows)
+    show_table(("TOKEN ID", "USER", "KIND", "CREATED", "EXPIRES", "STATUS"), rows)
 
 
 def tokens_revoke(
@@ -114,12 +120,17 @@ def tokens_revoke(
     db: Annotated[str | None, _db_option] = None,
     home: Annotated[str | None, _home_option] = None,
 ) -> None:
-    """Revoke a token for good."""
-    in_store(
-        load_settings(db=db, home=home),
-        lambda store: store.revoke_token(token_id, time.time(), _cli_actor()),
+    """Revoke a token for good; an agent token's running attempts are lost at
+    once (their jobs go to other workers)."""
+    from jobdock.agent_access import revoke_token
+
+    settings = load_settings(db=db, home=home)
+    lost = in_store(
+        settings, lambda store: revoke_token(store, token_id, settings.max_lost, _cli_actor())
     )
     typer.echo(token_id)
+    if lost:
+        sys.stderr.write(f"jobdock: {lost} running attempt(s) of the agent were lost\n")
 
 
 # -- secrets --------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class TokenInfo(Model):
         None, description="This token's own submits per second (0: none); null: its user's."
     )
     submit_burst: int | None = Field(None, description="This token's submits at once.")
+    agent: bool = Field(
+        False, description="An agent's token: it reaches the agent routes only (docs/agents.md)."
+    )
 
     def valid_at(self, now: datetime) -> bool:
         """Whether the token may be used at ``now``."""

@@ -63,6 +63,7 @@ def _token_info(row: Row[Any]) -> TokenInfo:
         revoked_at=timestamp(row.revoked_at),
         submit_rate=row.submit_rate,
         submit_burst=row.submit_burst,
+        agent=bool(row.agent),
     )
 
 
@@ -72,6 +73,7 @@ def create_token(conn: Connection, info: TokenInfo, token_hash: str) -> None:
             id=info.id,
             user_name=info.user,
             admin=info.admin,
+            agent=info.agent,
             hash=token_hash,
             created_at=info.created_at.timestamp(),
             expires_at=info.expires_at.timestamp() if info.expires_at else None,

@@ -409,6 +409,100 @@ class MetricsStore(Protocol):
         wait and run duration, read in one snapshot (docs/metrics.md)."""
 
 
+class LogAppender(Notifying, Protocol):
+    """What a LogWriter needs: appending an attempt's output (fenced)."""
+
+    async def append_logs(self, job_id: str, attempt: int, chunks: Sequence[LogChunk]) -> None:
+        """Store output chunks of a running attempt (fenced)."""
+
+
+class StdinReader(Notifying, Protocol):
+    """What an attempt's streamed stdin is read from (job_stdin.feed)."""
+
+    async def read_stdin(self, job_id: str, after: int = 0, limit: int = 4) -> StdinRead:
+        """As StdinStore.read_stdin."""
+
+
+class SecretReader(Protocol):
+    """What an attempt's secrets are read from (job_secrets.py)."""
+
+    async def job_secrets(self, job_id: str, names: Sequence[str]) -> dict[str, bytes]:
+        """As AccessStore.job_secrets."""
+
+
+class UidSource(Protocol):
+    """What gives each owner's process jobs their uid (identities.py)."""
+
+    async def job_uid(self, owner: str, low: int, high: int) -> int:
+        """As AccessStore.job_uid."""
+
+
+class WorkflowAdvancer(Protocol):
+    """What moves a workflow on when its step's job ends (housekeeping.py)."""
+
+    async def advance_workflow(self, workflow_id: str, now: float, plan: Planner) -> bool:
+        """As WorkflowStore.advance_workflow."""
+
+
+class WorkerSide(LogAppender, StdinReader, SecretReader, UidSource, WorkflowAdvancer, Protocol):
+    """Everything a Worker asks of its store: every Store has it, and so has
+    an agent's store over HTTP (agent/remote_store.py), so that one Worker
+    runs on either (docs/agents.md)."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share the store (and claim its jobs)."""
+        ...
+
+    async def claim_jobs(
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        labels: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+    ) -> list[Claim]:
+        """As AttemptStore.claim_jobs."""
+
+    async def next_due(self) -> float | None:
+        """As AttemptStore.next_due."""
+
+    async def wanted_labels(
+        self, keys: Sequence[str], labels: Mapping[str, str], now: float
+    ) -> set[str]:
+        """As AttemptStore.wanted_labels."""
+
+    async def mark_started(self, job_id: str, attempt: int, started: Started) -> None:
+        """As AttemptStore.mark_started."""
+
+    async def note_engine(
+        self, job_id: str, attempt: int, engine_job: str, engine_state: str
+    ) -> None:
+        """As AttemptStore.note_engine."""
+
+    async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
+        """As AttemptStore.finish_attempt."""
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        running: Mapping[str, int],
+        lease_until: float,
+        now: float | None = None,
+    ) -> HeartbeatReply:
+        """As AttemptStore.heartbeat."""
+
+    async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
+        """As AttemptStore.release_attempt."""
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """As WorkerStore.register_worker."""
+
+    async def unregister_worker(self, worker_id: str, now: float) -> None:
+        """As WorkerStore.unregister_worker."""
+
+
 class Store(
     JobStore,
     AttemptStore,

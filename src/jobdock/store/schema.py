@@ -226,6 +226,8 @@ api_tokens = Table(
     # The token's own rate limit on submits (api/rates.py); NULL: its user's.
     Column("submit_rate", Float),
     Column("submit_burst", Integer),
+    # An agent token (migration 0018) reaches the agent routes only.
+    Column("agent", Boolean, nullable=False, server_default=false()),
 )
 
 user_secrets = Table(
