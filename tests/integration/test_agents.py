@@ -210,7 +210,7 @@ def _operations(site: Site) -> list[tuple[str, str]]:
 
 def test_an_agent_token_is_refused_by_every_route_but_the_agent_routes(site: Site) -> None:
     agent_headers = {"authorization": f"Bearer {site.agent_token}"}
-    public = {"/healthz", "/", "/openapi.json"}
+    public = {"/healthz", "/health/live", "/health/ready", "/", "/openapi.json"}
     checked = 0
     for method, path in _operations(site):
         if path.startswith("/v1/agent/") or path in public:

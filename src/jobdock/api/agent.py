@@ -553,7 +553,7 @@ async def engine(request: Request, job_id: _JobId, attempt: _Number, body: Engin
     "/wanted-labels",
     response_model=Wanted,
     summary="Which checked labels a queued job wants",
-    responses=responses(),
+    responses=responses(*_ERRORS),
 )
 async def wanted_labels(request: Request, body: WantedLabels) -> Wanted:
     """Of ``keys``, those some queued job requires that a worker offering
