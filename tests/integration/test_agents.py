@@ -88,6 +88,21 @@ def test_secrets_reach_an_agent_job_and_are_masked_in_its_output(site: Site) -> 
     assert b"s3cret-value" not in site.output(job_id)
 
 
+def test_an_agents_claims_secret_reads_and_ends_are_in_the_audit_log(site: Site) -> None:
+    site.agent().wait_started()
+    assert site.http.put("/v1/secrets/pw", content=b"s3cret-value").status_code in (200, 204)
+    job_id = site.submit({"command": ["true"], "secrets": [{"name": "pw", "env": "PW"}]})
+    assert site.finished(job_id).state is JobState.SUCCEEDED
+    admin = jobdock("tokens", "create", "root", "--admin", "--home", str(site.server.home))
+    headers = {"authorization": f"Bearer {admin.stdout.strip()}"}
+
+    entries = httpx.get(f"{site.server.url}/v1/audit", headers=headers).json()["entries"]
+
+    done = {e["action"]: e["actor"] for e in entries if e["target"] == f"{job_id}.1"}
+    assert set(done) == {"agent.claim", "agent.secrets", "agent.finish"}, entries
+    assert all(actor.startswith("agent:") for actor in done.values()), done
+
+
 def test_stop_and_kill_reach_a_job_on_an_agent(site: Site) -> None:
     site.agent().wait_started()
     job_id = site.submit({"command": ["sleep", "60"]})

@@ -269,6 +269,14 @@ def _trim(checked: OrderedDict[tuple[str, str, int], str | None]) -> None:
         checked.popitem(last=False)
 
 
+async def _audit(request: Request, action: str, *attempts: tuple[str, int]) -> None:
+    """Put what the agent did to ``attempts`` in the audit log: its actor is
+    the agent token's name (``agent:NAME``), its target ``JOB.ATTEMPT``."""
+    actor = f"agent:{principal(request).name}"
+    targets = [f"{job_id}.{attempt}" for job_id, attempt in attempts]
+    await store_of(request).record_audit(actor, action, targets)
+
+
 def _forget(request: Request, job_id: str, attempt: int) -> None:
     _checked(request.app.state).pop((worker_prefix(principal(request)), job_id, attempt), None)
 
@@ -343,6 +351,7 @@ async def claim(request: Request, body: ClaimRequest) -> ClaimReply:
     for held in claims:
         checked[(prefix, held.job_id, held.attempt)] = held.spec.labels.get(WORKFLOW_LABEL)
     _trim(checked)
+    await _audit(request, "agent.claim", *((held.job_id, held.attempt) for held in claims))
     return ClaimReply(claims=[claim_to_json(c) for c in claims], generation=generation)
 
 
@@ -514,6 +523,7 @@ async def _finish(request: Request, job_id: str, attempt: int, body: OutcomeBody
     store = store_of(request)
     await store.finish_attempt(job_id, attempt, outcome)
     _forget(request, job_id, attempt)
+    await _audit(request, "agent.finish", (job_id, attempt))
     if workflow is not None:
         job = await store.get_job(job_id)
         step = Claim(job_id, attempt, job.spec, b"", job.owner)
@@ -532,6 +542,7 @@ async def release(request: Request, job_id: _JobId, attempt: _Number, body: Rele
     await _held(request, job_id, attempt)
     await store_of(request).release_attempt(job_id, attempt, body.message, time.time())
     _forget(request, job_id, attempt)
+    await _audit(request, "agent.release", (job_id, attempt))
     return Stored()
 
 
@@ -598,6 +609,7 @@ async def secrets(request: Request, job_id: _JobId, attempt: _Number) -> dict[st
         values = await secret_values(store, vault, held)
     except SpawnError as exc:
         raise SecretsUnavailable(exc.message) from None
+    await _audit(request, "agent.secrets", (job_id, attempt))
     return secrets_to_json(values)
 
 

@@ -304,6 +304,10 @@ class AccessStore(Protocol):
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         """The audit log, newest first, one page at a time."""
 
+    async def record_audit(self, actor: str, action: str, targets: Sequence[str]) -> None:
+        """Add one entry per target to the audit log, in one transaction (an
+        agent's claims, ends and secret reads: api/agent.py)."""
+
 
 class ScheduleStore(Protocol):
     """Cron schedules and their turns (docs/scheduling.md, store/schedules.py)."""

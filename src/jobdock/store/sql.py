@@ -456,6 +456,17 @@ class SqlStore:
     async def list_audit(self, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
         return await self._read(access.list_audit, limit, cursor)
 
+    async def record_audit(self, actor: str, action: str, targets: Sequence[str]) -> None:
+        if not targets:
+            return
+        now = time.time()
+
+        def add(conn: Connection) -> None:
+            for target in targets:
+                access.record(conn, now, actor, action, target)
+
+        await self._write(add)
+
     # -- schedules -------------------------------------------------------------
 
     async def create_schedule(
