@@ -16,7 +16,10 @@ measured, in one run:
     concurrency 64, the server's embedded worker at concurrency 0). End to
     end is jobs / (the latest ``finished_at`` - the first POST), read from
     the server's SQLite file once every job is terminal; all must succeed.
-    (Two database workers on PostgreSQL: bench/bench_workers.py.)
+    Then, in the same run, two database workers on PostgreSQL (``jobdock
+    serve --no-worker`` and two ``jobdock worker``, measured as
+    bench/bench_workers.py measures them; ``--db`` names the PostgreSQL,
+    else one of its own is started), the row agents are compared with.
 (b) log follow: one job on an agent writes ``--log-mb`` MiB of zeros while
     a client follows it (``GET /v1/jobs/ID/logs?follow=true``); MB/s is bytes
     received over the time from submit to the end of the stream.
@@ -37,14 +40,12 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,20 +55,9 @@ T = TypeVar("T")
 STARTUP_SECONDS = 60.0
 
 
-@dataclass
-class Report:
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def add(self, metric: str, value: str, target: str = "") -> None:
-        self.rows.append((metric, value, target))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import Report, free_port  # noqa: E402
+from bench_workers import Databases, bench_throughput  # noqa: E402
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -244,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=16)
     parser.add_argument("--log-mb", type=int, default=200)
+    parser.add_argument(
+        "--db", default=None, help="PostgreSQL for the database workers (default: its own)"
+    )
     args = parser.parse_args(argv)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="jobdock-bench-agents-") as tmp:
@@ -264,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                     log_follow(site, args.log_mb, report)
             finally:
                 site.close()
+        databases = Databases(args.db)
+        try:
+            bench_throughput(databases, 2, args.jobs, args.in_flight, report)
+        finally:
+            databases.close()
         site = Site(base / "takeover", 0)
         try:
             takeover(site, report)
