@@ -252,6 +252,22 @@ def test_a_user_token_is_refused_by_every_agent_route(site: Site) -> None:
         assert httpx.request(method, f"{site.server.url}{path}").status_code == 401
 
 
+def test_an_agent_learns_no_uid_of_an_owner_whose_attempt_it_does_not_hold(
+    site: Site,
+) -> None:
+    job_id = site.submit({"command": ["true"]})
+    headers = {"authorization": f"Bearer {site.agent_token}"}
+
+    answer = httpx.post(
+        f"{site.server.url}/v1/agent/uids",
+        json={"owner": "mallory", "job_id": job_id, "attempt": 1},
+        headers=headers,
+    )
+
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "fenced_off"
+
+
 def test_an_agent_cannot_act_as_another_agents_worker(site: Site) -> None:
     other = jobdock("tokens", "create", "box2", "--agent", "--home", str(site.server.home))
     assert other.returncode == 0, other.stderr

@@ -189,6 +189,8 @@ class RemoteStore:
         self._max_wait = 30.0
         #: The attempt this agent runs of each job it holds.
         self._attempts: dict[str, int] = {}
+        #: The owner of each job it holds: a uid is asked for with one of them.
+        self._owners: dict[str, str] = {}
         self._outputs: dict[tuple[str, int], Output] = {}
         self._away = False
         #: Set once the server refuses the token (revoked, expired): the
@@ -297,6 +299,7 @@ class RemoteStore:
         claims = [claim_of(item) for item in found["claims"]]
         for claim in claims:
             self._attempts[claim.job_id] = claim.attempt
+            self._owners[claim.job_id] = claim.owner
         return claims
 
     async def wait_for_work(self) -> None:
@@ -394,6 +397,7 @@ class RemoteStore:
             await output.aclose()
         if self._attempts.get(job_id) == attempt:
             del self._attempts[job_id]
+            self._owners.pop(job_id, None)
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
         body = outcome_to_json(outcome)
@@ -448,8 +452,16 @@ class RemoteStore:
         return {name: self._vault.encrypt(value) for name, value in values.items() if name in names}
 
     async def job_uid(self, owner: str, low: int, high: int) -> int:
+        # Asked with an attempt of the owner's that this agent holds: the
+        # server answers for no other owner.
+        held = [job_id for job_id, whose in self._owners.items() if whose == owner]
+        if not held:
+            raise StoreError(
+                f"cannot learn the uid of {owner}'s jobs: no attempt of theirs is held"
+            )
+        body = {"owner": owner, "job_id": held[0], "attempt": self._attempts[held[0]]}
         try:
-            found = await self._retried("POST", "/uids", json={"owner": owner})
+            found = await self._retried("POST", "/uids", json=body)
         except JobdockError as exc:
             raise StoreError(f"cannot learn the uid of {owner}'s jobs: {exc}") from None
         return int(found["uid"])

@@ -205,9 +205,11 @@ class Uid(BaseModel):
 
 
 class UidRequest(BaseModel):
-    """Whose uid."""
+    """Whose uid, and the attempt of theirs the agent holds."""
 
     owner: Annotated[str, Field(min_length=1, max_length=128)]
+    job_id: Annotated[str, Field(max_length=64)]
+    attempt: Annotated[int, Field(ge=1, le=1_000_000_000)]
 
 
 class Stored(BaseModel):
@@ -617,10 +619,14 @@ async def secrets(request: Request, job_id: _JobId, attempt: _Number) -> dict[st
     "/uids",
     response_model=Uid,
     summary="The uid of an owner's process jobs",
-    responses=responses(*_ERRORS),
+    responses=responses(*_ATTEMPT_ERRORS),
 )
 async def uid(request: Request, body: UidRequest) -> Uid:
     """The uid the owner's process jobs run as (allocated by the server, so
-    every worker agrees)."""
+    every worker agrees); only for the owner of an attempt the agent holds."""
+    await _held(request, body.job_id, body.attempt)
+    job = await store_of(request).get_job(body.job_id)
+    if job.owner != body.owner:
+        raise FencedOff(body.job_id, body.attempt)
     low, high = settings_of(request).job_uid_range
     return Uid(uid=await store_of(request).job_uid(body.owner, low, high))
