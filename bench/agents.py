@@ -56,7 +56,7 @@ STARTUP_SECONDS = 60.0
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import Report, free_port  # noqa: E402
+from bench_core import Report, conclude, free_port  # noqa: E402
 from bench_workers import Databases, bench_throughput  # noqa: E402
 
 
@@ -267,13 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             takeover(site, report)
         finally:
             site.close()
-    width = max(len(row[0]) for row in report.rows)
-    print(f"{'metric':<{width}}  {'value':>8}  target")
-    for metric, value, target in report.rows:
-        print(f"{metric:<{width}}  {value:>8}  {target}")
-    for problem in report.problems:
-        print(f"PROBLEM: {problem}")
-    return 1 if report.problems else 0
+    cores = len(os.sched_getaffinity(0))
+    title = (
+        f"jobdock agents benchmark  ({args.jobs} jobs, {args.in_flight} in flight, "
+        f"{args.log_mb} MiB log; {cores} cores)"
+    )
+    return conclude(title, report)
 
 
 if __name__ == "__main__":
