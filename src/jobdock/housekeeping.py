@@ -115,15 +115,8 @@ class Housekeeping:
 
     async def _tick(self) -> None:
         settings = self.settings
-        # The sweep goes first and tells whether the store is there: a call
-        # that hung until the store came back (a restart of PostgreSQL)
-        # answers, late, as if nothing happened, and a reap right after it
-        # would take every lease that expired meanwhile.
-        asked = time.monotonic()
-        answered = await self._sweep()
-        if answered and time.monotonic() - asked > settings.heartbeat_seconds:
-            self._reap_after = max(self._reap_after, self._hold_off())
-        answered = await self._reap() and answered
+        answered = await self._reap()
+        answered = await self._sweep() and answered
         if not answered:
             # While the store is away no worker can renew its leases, and
             # they all expire: that is not the loss of every worker. Once
@@ -131,12 +124,9 @@ class Housekeeping:
             # before reaping.
             self._reap_after = math.inf
         elif self._reap_after == math.inf:
-            self._reap_after = self._hold_off()
-
-    def _hold_off(self) -> float:
-        """When reaping may start again once the store is back: after a
-        lease and a heartbeat, time for every worker to renew its leases."""
-        return time.monotonic() + self.settings.lease_seconds + self.settings.heartbeat_seconds
+            self._reap_after = (
+                time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
+            )
 
     async def _end_orphans(self) -> None:
         """End the processes that workers which died on this machine left
