@@ -32,6 +32,7 @@ from pydantic_settings import (
 from jobdock.client_config import DEFAULT_URL
 from jobdock.errors import ConfigError
 from jobdock.models import MAX_COUNT, MAX_DURATION, Duration, OptionalDuration, Resources, Size
+from jobdock.pool_settings import PoolSettings
 
 #: The bounds of ``job_uids``: above the uids of system and login users,
 #: below what 32-bit ids and user namespaces leave (and never -1).
@@ -478,6 +479,12 @@ class Settings(BaseSettings):
     )
     slurm_account: str | None = Field(None, max_length=128, description="sbatch --account.")
     slurm_qos: str | None = Field(None, max_length=128, description="sbatch --qos.")
+    pools: list[PoolSettings] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Machine pools ([[pools]]): machines started for jobs that require "
+        "their labels, and stopped after (docs/machines.md).",
+    )
     slurm_allowed: dict[str, list[str]] = Field(
         default_factory=dict,
         description="What a job may choose with its labels slurm.partition, slurm.account "
@@ -603,6 +610,14 @@ class Settings(BaseSettings):
         if not MIN_JOB_UID <= int(low) <= int(high) <= MAX_JOB_UID:
             raise ValueError(f"must be LOW-HIGH with {MIN_JOB_UID} <= LOW <= HIGH <= {MAX_JOB_UID}")
         return value
+
+    @model_validator(mode="after")
+    def _pool_names_unique(self) -> Settings:
+        names = [pool.name for pool in self.pools]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"pools: the name {name!r} is used twice")
+        return self
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:
