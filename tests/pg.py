@@ -10,6 +10,7 @@ would be, and ``start()`` brings it back on the same data directory.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -318,6 +319,23 @@ class PostgresServer:
             timeout=STOP_TIMEOUT,
             what="the killed postmaster's backends to exit",
         )
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and its backends: the database hangs, as a
+        stalled disk or a cut network would, where a kill refuses at once."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT what ``pause()`` stopped."""
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signo: signal.Signals) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        for pid in [proc.pid, *_children(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signo)
 
     def close(self) -> None:
         """Stop the server and delete its directory."""

@@ -62,6 +62,13 @@ async def workflow_step_ended(
         await asyncio.sleep(delay)
 
 
+def outage_seconds(settings: Settings) -> float:
+    """How late a round of the store's answers may come before it counts as
+    an outage: a worker renews every heartbeat, so leases can expire only
+    when the store was away for about a lease less two heartbeats."""
+    return max(settings.lease_seconds - 2 * settings.heartbeat_seconds, settings.heartbeat_seconds)
+
+
 class Housekeeping:
     """Reaps, sweeps and fires schedules for one machine, until stopped.
 
@@ -109,12 +116,19 @@ class Housekeeping:
                 await task
 
     async def _rounds(self) -> None:
+        heartbeat = self.settings.heartbeat_seconds
+        ended = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+            await asyncio.sleep(heartbeat)
+            if time.monotonic() - ended > heartbeat + outage_seconds(self.settings):
+                # This process itself was stopped (suspended, frozen): the
+                # workers' leases ran out with nobody able to see them renewed.
+                self._hold_reaping()
             await self._tick()
+            ended = time.monotonic()
 
     async def _tick(self) -> None:
-        settings = self.settings
+        began = time.monotonic()
         answered = await self._reap()
         answered = await self._sweep() and answered
         if not answered:
@@ -123,10 +137,19 @@ class Housekeeping:
             # back, give the others a lease and a heartbeat to renew theirs
             # before reaping.
             self._reap_after = math.inf
-        elif self._reap_after == math.inf:
-            self._reap_after = (
-                time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
-            )
+        elif self._reap_after == math.inf or time.monotonic() - began > outage_seconds(
+            self.settings
+        ):
+            # Back, or an answer so late that the store was away meanwhile
+            # for long enough that leases may have expired with it (a call
+            # that hung through a restart instead of failing).
+            self._hold_reaping()
+
+    def _hold_reaping(self) -> None:
+        """Reap no lease before every worker has had a lease and a heartbeat
+        to renew its own."""
+        settings = self.settings
+        self._reap_after = time.monotonic() + settings.lease_seconds + settings.heartbeat_seconds
 
     async def _end_orphans(self) -> None:
         """End the processes that workers which died on this machine left

@@ -300,7 +300,10 @@ class Worker:
             # lease would be renewed by every heartbeat, for ever.
             await self._end_broken(claim, exc)
         finally:
-            del self._running[claim.job_id]
+            # Its job may run here again already (this attempt lost its lease
+            # and the job was claimed anew): that attempt stays.
+            if self._running.get(claim.job_id) is attempt:
+                del self._running[claim.job_id]
             self._slot_free.set()
 
     def _env(self, attempt: _Attempt, run_as: RunAs | None) -> dict[str, str]:

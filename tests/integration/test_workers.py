@@ -450,6 +450,42 @@ def test_the_service_recovers_from_a_postgresql_restart(
     assert sorted(ran.read_text().split()) == sorted(ids)
 
 
+def test_a_database_and_workers_that_hang_past_a_lease_lose_no_job(
+    own_postgres: PostgresServer, cluster: Cluster, tmp_path: Path
+) -> None:
+    """A stalled database (calls hang, then all answer at once) is an outage
+    too: the reaper's late answers must not take the workers' jobs."""
+    db = own_postgres.url(own_postgres.create_database())
+    server = cluster.server(db)
+    workers = [cluster.worker(db), cluster.worker(db)]
+    cluster.ready()
+    ran = tmp_path / "ran"
+    script = f'echo "$JOBDOCK_JOB_ID" >> {ran}; sleep 8'
+    with Client(server.url) as client:
+        ids = submit_all([server.url], [{"command": ["sh", "-c", script]}] * 6, in_flight=6)
+        eventually(
+            lambda: sum(len(w.running) for w in client.workers()) == 6,
+            timeout=30,
+            what="all six jobs to run on the workers",
+        )
+        own_postgres.pause()
+        for worker in workers:
+            worker.send(signal.SIGSTOP)
+        try:
+            time.sleep(LEASE + 1.5)  # the stall: every lease expires meanwhile
+            own_postgres.resume()
+            # The workers renew a little after the reaper's late answers
+            # (their own calls come back later, a reconnect's back-off).
+            time.sleep(LEASE / 2)
+        finally:
+            own_postgres.resume()
+            for worker in workers:
+                worker.send(signal.SIGCONT)
+        wait_all_terminal(client, timeout=60)
+    check_ran_to_success_once(get_all(server.url, ids))
+    assert sorted(ran.read_text().split()) == sorted(ids), "a job was run again"
+
+
 def health(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
