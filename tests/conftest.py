@@ -129,11 +129,8 @@ def docker_server(
     dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A ``jobdock serve`` on the session's dockerd, for a module's tests."""
-    server = ServerProcess(
-        tmp_path_factory.mktemp("docker-server"),
-        docker_host=dockerd.url,
-        namespace=engines.NAMESPACE,
-        conjob_timeout="20",
+    server = engines.server_on(
+        dockerd, tmp_path_factory.mktemp("docker-server"), conjob_timeout="20"
     ).start()
     yield server
     server.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from support import eventually
+from support import ServerProcess, eventually
 
 #: The images every engine gets: name -> (entrypoint, cmd) of the image.
 IMAGES: dict[str, tuple[list[str] | None, list[str] | None]] = {
@@ -333,3 +333,9 @@ class SocketProxy:
     def remove(self) -> None:
         self.cut()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def server_on(engine: Engine, home: Path, *args: str, **settings: str) -> ServerProcess:
+    """A ``jobdock serve`` (not started yet) that runs image jobs on ``engine``,
+    in the tests' namespace."""
+    return ServerProcess(home, args=args, docker_host=engine.url, namespace=NAMESPACE, **settings)

@@ -65,11 +65,10 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     home = tmp_path_factory.mktemp("repro")
-    server = ServerProcess(
+    server = engines.server_on(
+        dockerd,
         home,
-        args=["--tokens"],
-        docker_host=dockerd.url,
-        namespace=engines.NAMESPACE,
+        "--tokens",
         secret_key=generate_key(),
         container_runtimes='["runc", "runsc"]',
     )

@@ -34,9 +34,7 @@ def images(dockerd: engines.Engine) -> engines.Engine:
 
 
 def serve(home: Path, dockerd: engines.Engine, *args: str, **settings: str) -> ServerProcess:
-    return ServerProcess(
-        home, args=args, docker_host=dockerd.url, namespace=engines.NAMESPACE, **settings
-    ).start()
+    return engines.server_on(dockerd, home, *args, **settings).start()
 
 
 @pytest.fixture(scope="module")

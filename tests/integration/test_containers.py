@@ -261,7 +261,7 @@ def test_a_job_whose_engine_goes_away_is_given_back_and_runs_when_it_returns(
 def test_a_restarted_server_settles_the_containers_of_the_jobs_it_was_running(
     dockerd: engines.Engine, tmp_path: Path
 ) -> None:
-    server = ServerProcess(tmp_path, docker_host=dockerd.url, namespace=engines.NAMESPACE).start()
+    server = engines.server_on(dockerd, tmp_path).start()
     with Client(server.url) as client:
         job = client.submit({"image": BUSYBOX, "command": ["sh", "-c", "echo up; sleep 300"]})
         eventually(lambda: b"up" in output(client, job.id), 30, "the job to start")
@@ -289,9 +289,7 @@ def test_a_restarted_server_settles_the_containers_of_the_jobs_it_was_running(
 def test_a_secret_reaches_an_image_job_as_env_and_file_and_is_masked(
     dockerd: engines.Engine, tmp_path: Path
 ) -> None:
-    server = ServerProcess(
-        tmp_path, docker_host=dockerd.url, namespace=engines.NAMESPACE, secret_key=generate_key()
-    ).start()
+    server = engines.server_on(dockerd, tmp_path, secret_key=generate_key()).start()
     value = "hunter2-in-a-container"
     try:
         with Client(server.url) as client:

@@ -26,11 +26,8 @@ pytestmark = pytest.mark.skipif(
 def server(
     dockerd: engines.Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    server = ServerProcess(
-        tmp_path_factory.mktemp("gvisor"),
-        docker_host=dockerd.url,
-        namespace=engines.NAMESPACE,
-        container_runtimes='["runc", "runsc"]',
+    server = engines.server_on(
+        dockerd, tmp_path_factory.mktemp("gvisor"), container_runtimes='["runc", "runsc"]'
     ).start()
     yield server
     server.stop()
