@@ -45,29 +45,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
-T = TypeVar("T")
 STARTUP_SECONDS = 60.0
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import Report, conclude, free_port  # noqa: E402
-from bench_workers import Databases, bench_throughput  # noqa: E402
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for {what}")
+from bench_workers import Databases, bench_throughput, wait_for  # noqa: E402
 
 
 class Site:
