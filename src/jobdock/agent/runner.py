@@ -94,6 +94,7 @@ async def _interrupted(store: RemoteStore, worker: Worker, notice: str) -> None:
     (they run elsewhere, their retries unspent), then stop claiming and
     stop what still runs here (its reports are refused: fenced)."""
     _log.warning("interruption notice (%s): handing back the jobs of %s", notice, worker.id)
+    await worker.stop_claiming()
     try:
         handed = await store.hand_back(worker.id)
     except JobdockError as exc:
