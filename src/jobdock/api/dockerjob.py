@@ -136,7 +136,7 @@ def scheduled_time(text: str, now: datetime) -> datetime:
     for parse in (
         datetime.fromisoformat,
         lambda t: datetime.strptime(t, "%Y-%m-%d %H:%M:%S %z"),
-        lambda t: datetime.combine(now.date(), time.fromisoformat(t)),
+        lambda t: datetime.combine(now.date(), _time_of_day(t)),
     ):
         try:
             found = parse(text)
@@ -144,6 +144,13 @@ def scheduled_time(text: str, now: datetime) -> datetime:
             continue
         return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
     raise ValueError(text)
+
+
+def _time_of_day(text: str) -> time:
+    """``HH:MM`` or ``HH:MM:SS`` (a bare ``10`` is no time)."""
+    if ":" not in text:
+        raise ValueError(text)
+    return time.fromisoformat(text)
 
 
 def _body(raw: bytes) -> ScheduleBody:
