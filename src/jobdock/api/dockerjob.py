@@ -30,8 +30,8 @@ from starlette.exceptions import HTTPException
 
 from jobdock.api.auth import check_visible, principal
 from jobdock.api.context import policy_of, settings_of, store_of
-from jobdock.api.errors import error_body, responses
-from jobdock.errors import InvalidSpec, JobNotFound
+from jobdock.api.errors import ErrorResponse, error_body, responses
+from jobdock.errors import InvalidSpec, JobNotFound, RequestTooLarge
 from jobdock.models import Job, JobSpec, JobState
 from jobdock.models.parsing import describe_error
 from jobdock.settings import Settings
@@ -100,13 +100,6 @@ class ListedDockerJob(DockerJob):
     its spelling there, kept for the scripts that read it."""
 
     schedule_for: str | None
-
-
-class Refusal(BaseModel):
-    """docker-job's ``{"message"}``, beside jobdock's error."""
-
-    message: str
-    error: dict[str, Any]
 
 
 class _Refused(Exception):
@@ -235,7 +228,11 @@ def _served(request: Request) -> None:
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Refusal, "description": "Refused, in docker-job's words (`message`)."}
+    400: {
+        "model": ErrorResponse,
+        "description": "Refused: `invalid_request`, with docker-job's words in `message` "
+        "beside `error`.",
+    }
 }
 
 
@@ -243,7 +240,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     "/schedule",
     response_model=DockerJob,
     summary="docker-job's POST /schedule: run an image at a time",
-    responses={**_REFUSALS, **responses(InvalidSpec)},
+    responses={**_REFUSALS, **responses(InvalidSpec, RequestTooLarge)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -298,7 +295,11 @@ async def list_jobs(request: Request) -> list[dict[str, Any]]:
     summary="docker-job's GET /status/{id}: SCHEDULED, RUNNING, DONE or FAILED",
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string", "enum": list(STATUSES)}}}},
-        404: {"model": Refusal, "description": "No job of the caller's has that id."},
+        404: {
+            "model": ErrorResponse,
+            "description": "`not_found`: no job of the caller's has that id (docker-job's "
+            "words in `message` beside `error`).",
+        },
     },
 )
 async def status(request: Request, job_id: str) -> Response:
