@@ -485,6 +485,15 @@ class Settings(BaseSettings):
         description="Machine pools ([[pools]]): machines started for jobs that require "
         "their labels, and stopped after (docs/machines.md).",
     )
+    # -- docker-job's API (docs/machines.md#docker-jobs-api) --
+    dockerjob_api: bool = Field(
+        True, description="Serve docker-job's POST /schedule, GET /list and GET /status/{id}."
+    )
+    dockerjob_pool: str | None = Field(
+        None,
+        description="The [[pools]] entry whose labels the jobs of docker-job's POST /schedule "
+        "require; none: they run on any worker that runs images.",
+    )
     slurm_allowed: dict[str, list[str]] = Field(
         default_factory=dict,
         description="What a job may choose with its labels slurm.partition, slurm.account "
@@ -617,6 +626,8 @@ class Settings(BaseSettings):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"pools: the name {name!r} is used twice")
+        if self.dockerjob_pool is not None and self.dockerjob_pool not in names:
+            raise ValueError(f"dockerjob_pool: there is no pool {self.dockerjob_pool!r}")
         return self
 
     @model_validator(mode="after")

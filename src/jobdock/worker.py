@@ -172,15 +172,7 @@ class Worker:
         """Stop claiming; let running jobs finish for ``drain_seconds``, then
         stop the rest and give them back to be run again. (The engines are
         their owner's to close, once the worker has stopped.)"""
-        self._stopping = True
-        self._unsubscribe()
-        self._unsubscribe_kill()
-        # Wake the claim loop so it sees _stopping; a claim in flight completes
-        # and its jobs are drained like the others.
-        self.store.events.work_available()
-        self._slot_free.set()
-        for task in self._loops[:1]:
-            await task
+        await self.stop_claiming()
         drain = self.settings.drain_seconds if drain_seconds is None else drain_seconds
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=drain)
@@ -204,6 +196,20 @@ class Worker:
             await self.store.unregister_worker(self.id, time.time())
         except JobdockError as exc:
             _log.warning("could not record that worker %s stopped: %s", self.id, exc)
+
+    async def stop_claiming(self) -> None:
+        """Claim no more jobs (those claimed run on); the first step of ``stop``."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._unsubscribe()
+        self._unsubscribe_kill()
+        # Wake the claim loop so it sees _stopping; a claim in flight completes
+        # and its jobs are drained like the others.
+        self.store.events.work_available()
+        self._slot_free.set()
+        for task in self._loops[:1]:
+            await task
 
     # -- claiming ---------------------------------------------------------------
 

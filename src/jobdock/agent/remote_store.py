@@ -283,6 +283,13 @@ class RemoteStore:
     async def unregister_worker(self, worker_id: str, now: float) -> None:
         await self._call("POST", "/workers/stopped", json={"worker_id": worker_id})
 
+    async def hand_back(self, worker_id: str) -> int:
+        """Hand back at once the running attempts of ``worker_id``: its
+        machine is being reclaimed. Their jobs run again elsewhere, not
+        counted against their retries; answers how many there were."""
+        found = await self._retried("POST", "/workers/interrupted", json={"worker_id": worker_id})
+        return int(found["handed_back"])
+
     async def claim_jobs(
         self,
         worker_id: str,

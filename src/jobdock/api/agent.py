@@ -25,7 +25,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import State
 
-from jobdock.agent_access import worker_prefix
+from jobdock.agent_access import hand_back_attempts_of, worker_prefix
 from jobdock.agent_wire import (
     CHUNKS_TYPE,
     claim_to_json,
@@ -328,6 +328,32 @@ async def unregister(request: Request, body: StoppedWorker) -> Stored:
     """Record that the agent's worker stopped."""
     await store_of(request).unregister_worker(_own_worker(request, body.worker_id), time.time())
     return Stored()
+
+
+class HandedBack(BaseModel):
+    """How many running attempts an interrupted agent's worker handed back."""
+
+    handed_back: int
+
+
+@router.post(
+    "/workers/interrupted",
+    response_model=HandedBack,
+    summary="Hand back an interrupted agent's jobs",
+    responses=responses(*_ERRORS),
+)
+async def interrupted(request: Request, body: StoppedWorker) -> HandedBack:
+    """The agent's machine is being reclaimed (a spot notice): its worker's
+    running attempts end at once as ``interrupted`` and their jobs are
+    queued again, not counted against their retries; the worker is
+    recorded stopped (docs/machines.md#interruptions)."""
+    worker_id = _own_worker(request, body.worker_id)
+    count = await hand_back_attempts_of(store_of(request), worker_id, time.time())
+    await store_of(request).record_audit(
+        f"agent:{principal(request).name}", "agent.interrupted", [worker_id]
+    )
+    _log.info("worker %s interrupted: %d job(s) handed back", worker_id, count)
+    return HandedBack(handed_back=count)
 
 
 @router.post(

@@ -18,6 +18,7 @@ from jobdock.api.conjob_limits import RunLimits
 from jobdock.api.cors import Cors
 from jobdock.api.dashboard import router as dashboard_router
 from jobdock.api.dispatch import router as dispatch_router
+from jobdock.api.dockerjob import router as dockerjob_router
 from jobdock.api.errors import GUARDED, drop_framework_validation, install_error_handlers, responses
 from jobdock.api.health import router as health_router
 from jobdock.api.jobs import router as jobs_router
@@ -59,6 +60,7 @@ ROUTERS = (
     workers_router,
     conjob_router,
     dispatch_router,
+    dockerjob_router,
     access_router,
     schedules_router,
     workflows_router,

@@ -41,12 +41,22 @@ def agent(
     home: Annotated[str | None, typer.Option(help="Data directory (env JOBDOCK_HOME).")] = None,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    interruption_url: Annotated[
+        str | None,
+        typer.Option(
+            "--interruption-url",
+            help="Polled every 2 s: a 200 answer means this machine is to be reclaimed "
+            "(EC2: http://169.254.169.254/latest/meta-data/spot/instance-action); its jobs "
+            "are handed back at once, not counted against their retries, and the agent stops.",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs for the server at --server on this machine (its processes,
     its container engine), without access to the server's store.
 
     SIGTERM or Ctrl-C stops claiming, lets running jobs finish for the drain
-    time, then gives the rest back to other workers.
+    time, then gives the rest back to other workers. An interruption notice
+    (--interruption-url) hands running jobs back at once and stops.
     """
     from jobdock.client_config import read_client_config
     from jobdock.credentials import Credentials
@@ -54,6 +64,8 @@ def agent(
     client = read_client_config(url=server, token=token, ca=ca, cert=cert, key=key)
     if not client.url.lower().startswith(("http://", "https://")):
         fail(f"--server must be an http:// or https:// URL, not {client.url!r}", 2)
+    if interruption_url is not None and not _is_http_url(interruption_url):
+        fail(f"--interruption-url must be an http:// or https:// URL, not {interruption_url!r}", 2)
     settings = load_settings(
         home=home,
         concurrency=concurrency,
@@ -69,10 +81,16 @@ def agent(
     credentials = Credentials(token=client.token, ca=client.ca, cert=client.cert, key=client.key)
     import uvloop
 
-    uvloop.run(_run(settings, client.url, credentials))
+    uvloop.run(_run(settings, client.url, credentials, interruption_url))
 
 
-async def _run(settings: Settings, url: str, credentials: Credentials) -> None:
+def _is_http_url(url: str) -> bool:
+    return len(url) <= 2048 and url.lower().startswith(("http://", "https://"))
+
+
+async def _run(
+    settings: Settings, url: str, credentials: Credentials, interruption_url: str | None
+) -> None:
     """Run the agent until SIGTERM or SIGINT; a failure is one line."""
     import asyncio
 
@@ -84,6 +102,6 @@ async def _run(settings: Settings, url: str, credentials: Credentials) -> None:
     for signo in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signo, stop.set)
     try:
-        await run_agent(settings, url, credentials, stop)
+        await run_agent(settings, url, credentials, stop, interruption_url)
     except JobdockError as exc:
         fail(f"agent: {exc.message}", 1)

@@ -72,6 +72,9 @@ class Reason(StrEnum):
     CANCELLED = "cancelled"
     SPAWN_ERROR = "spawn_error"
     WORKER_LOST = "worker_lost"
+    #: Its machine was told it would be reclaimed (a spot notice) and handed
+    #: it back: run again, not counted against the job's retries.
+    INTERRUPTED = "interrupted"
     #: Killed for using more memory than its limit.
     OOM = "oom"
     #: Stopped for writing more output than its limit.

@@ -223,18 +223,22 @@ def lose_attempt(
     now: float,
     max_lost: int | None,
     expired_only: bool,
+    reason: Reason = Reason.WORKER_LOST,
 ) -> JobState | None:
-    """Record an attempt as worker_lost and requeue or fail its job.
+    """Record an attempt as worker_lost (or ``reason``, e.g. interrupted) and
+    requeue or fail its job.
 
-    ``max_lost`` None means the loss is not the job's fault (a clean release)
-    and does not count. Returns the job's new state, or None if the attempt
-    was no longer running.
+    ``max_lost`` None means the loss is not the job's fault (a clean release,
+    an interruption) and counts against neither ``max_lost`` nor the retries.
+    Returns the job's new state, or None if the attempt was no longer running.
     """
     holds = and_(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == _RUNNING)
     row = conn.execute(select(*_LOSS_COLUMNS).where(holds)).first()
     if row is None:
         return None
     new_state, values = _after_loss(row, message, now, max_lost)
+    if values.get("reason") == Reason.WORKER_LOST.value:
+        values["reason"] = reason.value
     if expired_only:
         holds = and_(holds, jobs.c.lease_expires_at < now)
     if not conn.execute(update(jobs).where(holds).values(**values)).rowcount:
@@ -242,7 +246,7 @@ def lose_attempt(
     conn.execute(
         update(attempts)
         .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
-        .values(finished_at=now, reason=Reason.WORKER_LOST.value, message=message)
+        .values(finished_at=now, reason=reason.value, message=message)
     )
     waiting = new_state in (JobState.QUEUED, JobState.RETRYING)
     announce(conn, f"job:{job_id}", *(["work"] if waiting else []))
@@ -316,11 +320,12 @@ def reap_expired(conn: Connection, now: float, max_lost: int) -> list[LostAttemp
 
 
 def lost_processes(conn: Connection, host: str, since: float) -> list[tuple[int, int | None]]:
-    """(pid, start ticks) of the attempts on ``host`` lost since ``since``."""
+    """(pid, start ticks) of the attempts on ``host`` lost (or handed back
+    interrupted) since ``since``."""
     rows = conn.execute(
         select(attempts.c.pid, attempts.c.pid_start).where(
             attempts.c.host == host,
-            attempts.c.reason == Reason.WORKER_LOST.value,
+            attempts.c.reason.in_([Reason.WORKER_LOST.value, Reason.INTERRUPTED.value]),
             attempts.c.finished_at >= since,
             attempts.c.pid.is_not(None),
         )

@@ -175,6 +175,15 @@ class AttemptStore(Protocol):
         as ``worker_lost``, and the job requeued (or failed, if its spec says
         ``on_worker_lost: fail``) without counting against ``max_lost``."""
 
+    async def interrupt_attempt(
+        self, job_id: str, attempt: int, message: str, now: float
+    ) -> JobState | None:
+        """Hand a running attempt back because its machine is being reclaimed:
+        recorded ``interrupted``, and the job queued again (or failed, if its
+        spec says ``on_worker_lost: fail``) without counting against
+        ``max_lost`` or its retries. Returns the job's new state, or None if
+        that attempt no longer held its job."""
+
     async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
         """Resolve running attempts whose lease expired: ``worker_lost``,
         then requeued or failed as the job's spec says."""

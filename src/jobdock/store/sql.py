@@ -46,6 +46,7 @@ from jobdock.models import (
     NewJob,
     NewWorkflow,
     Outcome,
+    Reason,
     Schedule,
     ScheduleSpec,
     Started,
@@ -325,6 +326,17 @@ class SqlStore:
         self.events.job_changed(job_id)
         if state == JobState.QUEUED:
             self.events.work_available()
+
+    async def interrupt_attempt(
+        self, job_id: str, attempt: int, message: str, now: float
+    ) -> JobState | None:
+        state: JobState | None = await self._write(
+            attempts.lose_attempt, job_id, attempt, message, now, None, False, Reason.INTERRUPTED
+        )
+        self.events.job_changed(job_id)
+        if state == JobState.QUEUED:
+            self.events.work_available()
+        return state
 
     async def reap_expired(self, now: float, max_lost: int) -> list[LostAttempt]:
         lost = await self._write(attempts.reap_expired, now, max_lost)
