@@ -56,6 +56,10 @@ class DockerPool(BaseModel):
     #: The agent's argv in the container, before jobdock's own options.
     agent_command: list[str] = Field(default_factory=lambda: ["jobdock", "agent"], max_length=64)
     privileged: bool = False
+    #: Run an init (the engine's docker-init) as the container's pid 1, to reap orphans.
+    init: bool = False
+    #: How long a stopped machine's agent has to hand its jobs back before SIGKILL.
+    stop_grace: Duration = Field(10.0, ge=0, le=3600)
 
 
 class CommandPool(BaseModel):
