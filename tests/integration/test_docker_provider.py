@@ -16,7 +16,7 @@ import engines
 import jobdock
 from agents import Site, site_of
 from jobdock import JobState
-from jobdock.machines.provider import MachineLaunch
+from jobdock.machines.provider import MachineLaunch, Provider
 from jobdock.machines.providers import docker
 from jobdock.pool_settings import DockerPool, PoolSettings
 from jobdock.runtimes.engine import EngineAddress
@@ -85,10 +85,10 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 @pytest.fixture
-async def providers(dockerd: engines.Engine) -> AsyncIterator[list[docker.DockerProvider]]:
+async def providers(dockerd: engines.Engine) -> AsyncIterator[list[Provider]]:
     """Providers built by the test (closed after it); every machine
     container the test left is removed, whatever happened."""
-    made: list[docker.DockerProvider] = []
+    made: list[Provider] = []
     yield made
     for provider in made:
         await provider.close()
@@ -98,9 +98,7 @@ async def providers(dockerd: engines.Engine) -> AsyncIterator[list[docker.Docker
             http.delete(f"/containers/{left['Id']}", params={"force": "1"})
 
 
-def provider_of(
-    pool: PoolSettings, dockerd: engines.Engine, made: list[docker.DockerProvider]
-) -> docker.DockerProvider:
+def provider_of(pool: PoolSettings, dockerd: engines.Engine, made: list[Provider]) -> Provider:
     provider = docker.build(pool, server=SERVER_TAG, default_engine=EngineAddress(dockerd.url))
     made.append(provider)
     return provider
@@ -112,7 +110,7 @@ def inspect(dockerd: engines.Engine, container: str) -> int:
 
 
 async def test_a_container_machine_registers_its_agent_runs_a_job_and_is_removed(
-    site: Site, dockerd: engines.Engine, providers: list[docker.DockerProvider]
+    site: Site, dockerd: engines.Engine, providers: list[Provider]
 ) -> None:
     pool = pool_of("builders", {"pool": "builders"})
     provider = provider_of(pool, dockerd, providers)
@@ -121,6 +119,15 @@ async def test_a_container_machine_registers_its_agent_runs_a_job_and_is_removed
 
     listed = await provider.machines()
     assert [(m.provider_id, m.machine_id) for m in listed] == [(container, "m-builders-0a1b")]
+    with dockerd.http() as http:
+        seen = http.get(f"/containers/{container}/json").json()
+    assert seen["Name"] == "/jobdock-m-builders-0a1b"
+    assert seen["Config"]["Labels"] == {
+        docker.LABEL_POOL: "builders",
+        docker.LABEL_SERVER: SERVER_TAG,
+        docker.LABEL_MACHINE: "m-builders-0a1b",
+    }
+    assert all(bind.endswith(":ro") for bind in seen["HostConfig"]["Binds"])
     job_id = site.submit(
         {"command": ["sh", "-c", "echo built on $JOBDOCK_MACHINE_ID"], "requires": pool.labels}
     )
@@ -138,7 +145,7 @@ async def test_a_container_machine_registers_its_agent_runs_a_job_and_is_removed
 
 
 async def test_machines_are_listed_by_their_pools_labels_only(
-    site: Site, dockerd: engines.Engine, providers: list[docker.DockerProvider]
+    site: Site, dockerd: engines.Engine, providers: list[Provider]
 ) -> None:
     idle = {"agent_command": IDLE_MACHINE, "init": True}
     builders = pool_of("builders", {"pool": "builders"}, **idle)
@@ -155,7 +162,7 @@ async def test_machines_are_listed_by_their_pools_labels_only(
 
 
 async def test_a_container_stopped_by_someone_else_is_an_interruption_and_ours_is_not(
-    site: Site, dockerd: engines.Engine, providers: list[docker.DockerProvider]
+    site: Site, dockerd: engines.Engine, providers: list[Provider]
 ) -> None:
     pool = pool_of("builders", {"pool": "builders"}, agent_command=IDLE_MACHINE, init=True)
     provider = provider_of(pool, dockerd, providers)

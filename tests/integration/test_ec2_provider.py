@@ -30,7 +30,7 @@ import boto3
 import httpx
 import pytest
 
-from jobdock.machines.provider import MachineLaunch, ProviderError
+from jobdock.machines.provider import MachineLaunch, Provider, ProviderError
 from jobdock.machines.providers import ec2
 from jobdock.machines.providers.ec2_boot import ENV_FILE
 from jobdock.pool_settings import Ec2Pool, PoolSettings
@@ -155,8 +155,8 @@ def launch_of(pool: PoolSettings, machine_id: str, server: str = SERVER_TAG) -> 
 
 
 @pytest.fixture
-async def providers() -> AsyncIterator[list[ec2.Ec2Provider]]:
-    made: list[ec2.Ec2Provider] = []
+async def providers() -> AsyncIterator[list[Provider]]:
+    made: list[Provider] = []
     yield made
     for provider in made:
         for machine in await provider.machines():
@@ -164,7 +164,7 @@ async def providers() -> AsyncIterator[list[ec2.Ec2Provider]]:
         await provider.close()
 
 
-def provider_of(pool: PoolSettings, made: list[ec2.Ec2Provider], **kw: Any) -> ec2.Ec2Provider:
+def provider_of(pool: PoolSettings, made: list[Provider], **kw: Any) -> Provider:
     provider = ec2.build(pool, **kw)
     made.append(provider)
     return provider
@@ -181,7 +181,7 @@ def tags_of(instance: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_an_on_demand_machine_is_an_instance_with_jobdocks_tags_and_user_data(
-    moto: MotoServer, aws: Any, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, aws: Any, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "builders", tags={"team": "ci"})
     provider = provider_of(pool, providers)
@@ -221,7 +221,7 @@ async def test_an_on_demand_machine_is_an_instance_with_jobdocks_tags_and_user_d
 
 
 async def test_a_spot_machine_asks_for_the_spot_market_with_the_pools_max_price(
-    moto: MotoServer, aws: Any, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, aws: Any, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "spot-builders", spot=True, max_price="0.05")
     provider = provider_of(pool, providers)
@@ -241,7 +241,7 @@ async def test_a_spot_machine_asks_for_the_spot_market_with_the_pools_max_price(
 
 
 async def test_stop_terminates_and_the_machine_is_no_longer_listed(
-    moto: MotoServer, aws: Any, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, aws: Any, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "stoppers")
     provider = provider_of(pool, providers)
@@ -256,7 +256,7 @@ async def test_stop_terminates_and_the_machine_is_no_longer_listed(
 
 
 async def test_machines_are_listed_by_pool_and_server_tags_only(
-    moto: MotoServer, aws: Any, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, aws: Any, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "listers")
     mine = provider_of(pool, providers, server=SERVER_TAG)
@@ -273,7 +273,7 @@ async def test_machines_are_listed_by_pool_and_server_tags_only(
 
 
 async def test_an_instance_stopped_or_terminated_by_someone_else_is_an_interruption(
-    moto: MotoServer, aws: Any, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, aws: Any, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "reclaimed", spot=True, max_price="0.05")
     provider = provider_of(pool, providers)
@@ -295,7 +295,7 @@ async def test_an_instance_stopped_or_terminated_by_someone_else_is_an_interrupt
 
 
 async def test_an_unreachable_endpoint_is_a_provider_error_of_one_line(
-    moto: MotoServer, providers: list[ec2.Ec2Provider]
+    moto: MotoServer, providers: list[Provider]
 ) -> None:
     pool = pool_of(moto, "nowhere", endpoint_url=f"http://127.0.0.1:{free_port()}")
     provider = ec2.build(pool)

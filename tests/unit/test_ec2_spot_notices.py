@@ -52,7 +52,7 @@ def test_a_fulfilled_request_or_the_owners_own_stop_is_no_interruption(code: str
 def test_user_data_beyond_ec2s_limit_is_refused_with_the_pools_name() -> None:
     launch = MachineLaunch("m-big-1", "big", {}, "http://s", "t", [], {"JOBDOCK_TOKEN": "t"})
 
-    with pytest.raises(ProviderError, match="pool 'big' \\(ec2\\): the user data is"):
+    with pytest.raises(ProviderError, match=r"pool 'big' \(ec2\): the user data is"):
         user_data(launch, "echo x\n" * 3000, ["jobdock", "agent"])
 
 

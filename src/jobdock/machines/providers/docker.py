@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from jobdock.errors import EngineError, ImageNotFound
 from jobdock.machines.provider import (
     Interruption,
     MachineLaunch,
+    Provider,
     ProviderError,
     ProviderMachine,
     ProviderState,
@@ -54,6 +56,8 @@ class DockerProvider:
     def __init__(self, pool: str, settings: DockerPool, engine: Engine, server: str | None) -> None:
         self.pool = pool
         self.settings = settings
+        #: The engine the machines run on.
+        self.address = engine.address
         self._engine = engine
         #: The server's tag: given, or learned from the first launch.
         self._server = server
@@ -61,6 +65,8 @@ class DockerProvider:
         self._stopping: set[str] = set()
         #: The engine's clock at the last look at its events (None: not yet).
         self._seen_until: float | None = None
+        #: The events of the last look (the next one may see its last again).
+        self._seen: set[tuple[str, int]] = set()
 
     async def start(self, launch: MachineLaunch) -> str:
         """Create and start the machine's container; its id."""
@@ -146,12 +152,18 @@ class DockerProvider:
         except EngineError as exc:
             raise self._error("cannot read the engine's events", exc) from None
         found: dict[str, Interruption] = {}
+        seen = set()
         for event in events:
             actor = event.get("Actor") or {}
             container = str(actor.get("ID") or event.get("id") or "")
             signo = str((actor.get("Attributes") or {}).get("signal", ""))
-            if container and container not in self._stopping and signo == str(signal.SIGTERM):
+            key = (container, int(event.get("timeNano") or 0))
+            seen.add(key)
+            if key in self._seen or container in self._stopping:
+                continue
+            if container and signo == str(int(signal.SIGTERM)):
                 found[container] = Interruption(container, None, "stopped by the engine's user")
+        self._seen = seen
         return list(found.values())
 
     async def close(self) -> None:
@@ -182,7 +194,7 @@ def _read_only(mount: str) -> str:
 
 def build(
     pool: PoolSettings, *, server: str | None = None, default_engine: EngineAddress | None = None
-) -> DockerProvider:
+) -> Provider:
     """The provider of a ``docker`` pool. ``server`` names this jobdock
     server in the labels (else learned from the first launch's
     ``jobdock-server`` tag); ``default_engine`` is the server's own engine
@@ -204,6 +216,10 @@ def build(
         engine = Engine(address)
     except EngineError as exc:
         raise ProviderError(f"pool {pool.name!r} (docker): {exc.message}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ProviderError(
+            f"pool {pool.name!r} (docker): cannot read the engine's TLS files: {exc}"
+        ) from None
     return DockerProvider(pool.name, settings, engine, server)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from jobdock.machines.provider import (
     Interruption,
     MachineLaunch,
+    Provider,
     ProviderError,
     ProviderMachine,
     ProviderState,
@@ -295,7 +296,7 @@ def _message(exc: Exception) -> str:
     return str((response.get("Error") or {}).get("Message") or exc)
 
 
-def build(pool: PoolSettings, *, server: str | None = None) -> Ec2Provider:
+def build(pool: PoolSettings, *, server: str | None = None) -> Provider:
     """The provider of an ``ec2`` pool (boto3's credential chain, or the
     pool's ``profile``). ``server`` names this jobdock server in the tags
     (else learned from the first launch's ``jobdock-server`` tag)."""
