@@ -16,7 +16,7 @@ import engines
 import jobdock
 from agents import Site, site_of
 from jobdock import JobState
-from jobdock.machines.provider import MachineLaunch, Provider
+from jobdock.machines.provider import MachineLaunch, Provider, ProviderError
 from jobdock.machines.providers import docker
 from jobdock.pool_settings import DockerPool, PoolSettings
 from jobdock.runtimes.engine import EngineAddress
@@ -178,3 +178,31 @@ async def test_a_container_stopped_by_someone_else_is_an_interruption_and_ours_i
     assert [i.provider_id for i in noticed] == [taken]
     assert await provider.interruptions() == []  # each notice once
     assert {m.provider_id: m.state for m in await provider.machines()} == {taken: "stopped"}
+
+
+async def test_a_retried_start_of_the_same_machine_gives_its_container_not_a_second(
+    site: Site, dockerd: engines.Engine, providers: list[Provider]
+) -> None:
+    pool = pool_of("builders", {"pool": "builders"}, agent_command=IDLE_MACHINE, init=True)
+    provider = provider_of(pool, dockerd, providers)
+    launch = launch_of(site, pool, "m-builders-4")
+
+    first = await provider.start(launch)
+    again = await provider.start(launch)
+
+    assert again == first
+    assert [m.provider_id for m in await provider.machines()] == [first]
+
+
+async def test_an_image_the_engine_cannot_get_is_a_provider_error_of_one_line(
+    site: Site, dockerd: engines.Engine, providers: list[Provider]
+) -> None:
+    pool = pool_of("builders", {"pool": "builders"}, image="localhost/no-such-machine:1")
+    provider = provider_of(pool, dockerd, providers)
+
+    with pytest.raises(ProviderError) as raised:
+        await provider.start(launch_of(site, pool, "m-builders-5"))
+
+    assert raised.value.message.startswith("pool 'builders' (docker): cannot create a machine: ")
+    assert "no-such-machine" in raised.value.message and "\n" not in raised.value.message
+    assert await provider.machines() == []

@@ -3,6 +3,8 @@ its TLS files), else the server's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobdock.machines.provider import ProviderError
@@ -39,4 +41,14 @@ async def test_a_pool_without_a_host_uses_the_servers_engine() -> None:
     assert isinstance(provider, DockerProvider)
 
     assert provider.address == server
+    await provider.close()
+
+
+async def test_an_engine_that_does_not_answer_is_a_provider_error_naming_the_pool(
+    tmp_path: Path,
+) -> None:
+    provider = build(pool(host=f"unix://{tmp_path}/no-engine.sock"))
+
+    with pytest.raises(ProviderError, match=r"^pool 'p' \(docker\): cannot list machines: "):
+        await provider.machines()
     await provider.close()

@@ -78,7 +78,12 @@ class DockerProvider:
             if not await self._engine.image_exists(self.settings.image):
                 await self._engine.pull(self.settings.image)
             container = await self._engine.create(config, name=name)
-        except (EngineError, ImageNotFound) as exc:
+        except EngineError as exc:
+            if exc.status != 409:
+                raise self._error("cannot create a machine", exc) from None
+            # A retried start of the same machine: its container, not a second one.
+            container = await self._existing(name, launch.machine_id, exc)
+        except ImageNotFound as exc:
             raise self._error("cannot create a machine", exc) from None
         try:
             await self._engine.start(container)
@@ -86,6 +91,17 @@ class DockerProvider:
             await self._remove_quietly(container)
             raise self._error("cannot start a machine", exc) from None
         return container
+
+    async def _existing(self, name: str, machine_id: str, conflict: EngineError) -> str:
+        """The id of the container ``name`` if it is this machine's."""
+        try:
+            found = await self._engine.inspect(name)
+        except EngineError:
+            raise self._error("cannot create a machine", conflict) from None
+        labels = (found.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_MACHINE) != machine_id or labels.get(LABEL_POOL) != self.pool:
+            raise self._error("cannot create a machine", conflict)
+        return str(found["Id"])
 
     def _container_config(self, launch: MachineLaunch) -> dict[str, Any]:
         settings = self.settings
