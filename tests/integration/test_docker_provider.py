@@ -171,6 +171,7 @@ async def test_a_container_stopped_by_someone_else_is_an_interruption_and_ours_i
     assert await provider.interruptions() == []  # the watch starts here
 
     await provider.stop(ours)
+    assert ours not in {m.provider_id for m in await provider.machines()}
     with dockerd.http() as http:
         assert http.post(f"/containers/{taken}/stop", params={"t": "1"}).status_code == 204
 

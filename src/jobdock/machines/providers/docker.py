@@ -63,6 +63,8 @@ class DockerProvider:
         self._server = server
         #: Containers this provider is stopping: their SIGTERM is no interruption.
         self._stopping: set[str] = set()
+        #: Those whose stop has returned: forgotten once a look covered it.
+        self._stopped: set[str] = set()
         #: The engine's clock at the last look at its events (None: not yet).
         self._seen_until: float | None = None
         #: The events of the last look (the next one may see its last again).
@@ -133,13 +135,13 @@ class DockerProvider:
         self._stopping.add(provider_id)
         try:
             await self._engine.stop(provider_id, self.settings.stop_grace)
+            await self._engine.remove(provider_id)
         except EngineError as exc:
             if exc.status not in (304, 404):
                 raise self._error(f"cannot stop machine {provider_id[:12]}", exc) from None
-        try:
-            await self._engine.remove(provider_id)
-        except EngineError as exc:
-            raise self._error(f"cannot remove machine {provider_id[:12]}", exc) from None
+            await self._remove_quietly(provider_id)
+        finally:
+            self._stopped.add(provider_id)
 
     async def machines(self) -> list[ProviderMachine]:
         """The pool's containers (and this server's, once it is known)."""
@@ -152,12 +154,13 @@ class DockerProvider:
             labels = container.get("Labels") or {}
             state = _STATES.get(str(container.get("State", "")), "pending")
             machines.append(ProviderMachine(str(container["Id"]), labels.get(LABEL_MACHINE), state))
-        self._stopping &= {machine.provider_id for machine in machines}
         return machines
 
     async def interruptions(self) -> list[Interruption]:
         """The pool's containers sent SIGTERM by someone other than this
         provider since the last call (the first call only starts the watch)."""
+        # Stops that returned before this look's clock: their events are in it.
+        covered = set(self._stopped)
         try:
             now = await self._engine.clock()
             since, self._seen_until = self._seen_until, now
@@ -180,6 +183,8 @@ class DockerProvider:
             if container and signo == str(int(signal.SIGTERM)):
                 found[container] = Interruption(container, None, "stopped by the engine's user")
         self._seen = seen
+        self._stopping -= covered
+        self._stopped -= covered
         return list(found.values())
 
     async def close(self) -> None:
