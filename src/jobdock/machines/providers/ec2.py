@@ -194,6 +194,8 @@ class Ec2Provider:
         fresh = list({i.provider_id: i for i in fresh}.values())
         seen = {str(i["InstanceId"]) for i in instances}
         self._reported = (self._reported | {i.provider_id for i in fresh}) & seen
+        # AWS lists a terminated instance for about an hour; then it is forgotten here too.
+        self._terminating &= seen
         return fresh
 
     async def close(self) -> None:
