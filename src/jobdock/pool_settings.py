@@ -37,6 +37,16 @@ class Ec2Pool(BaseModel):
     endpoint_url: str | None = Field(None, max_length=2048)
     #: Shell lines the user data runs before starting the agent (installing jobdock).
     install: str = Field("pip install jobdock", max_length=16384)
+    #: The agent's argv on the instance, before jobdock's own options.
+    agent_command: list[str] = Field(
+        default_factory=lambda: ["/usr/local/bin/jobdock", "agent"], min_length=1, max_length=64
+    )
+    #: An AWS profile of the server's (default: boto3's own credential chain).
+    profile: str | None = Field(None, max_length=128)
+    #: More tags on each instance (cost allocation, say); jobdock's own win.
+    tags: dict[str, str] = Field(default_factory=dict, max_length=32)
+    #: IMDSv2 hops: 1 keeps the user data (and its token) from job containers.
+    metadata_hop_limit: int = Field(1, ge=1, le=64)
 
 
 class DockerPool(BaseModel):
@@ -56,6 +66,10 @@ class DockerPool(BaseModel):
     #: The agent's argv in the container, before jobdock's own options.
     agent_command: list[str] = Field(default_factory=lambda: ["jobdock", "agent"], max_length=64)
     privileged: bool = False
+    #: Run an init (the engine's docker-init) as the container's pid 1, to reap orphans.
+    init: bool = False
+    #: How long a stopped machine's agent has to hand its jobs back before SIGKILL.
+    stop_grace: Duration = Field(10.0, ge=0, le=3600)
 
 
 class CommandPool(BaseModel):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import ssl
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -243,6 +245,29 @@ class Engine:
         result: list[dict[str, Any]] = response.json()
         return result
 
+    async def events(
+        self, since: float, until: float, filters: Mapping[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        """The engine's events between ``since`` and ``until`` (epoch
+        seconds, the engine's clock) that match ``filters``: a query of the
+        past, answered at once (``until`` must not be in the engine's future)."""
+        params = {"since": f"{since:.9f}", "until": f"{until:.9f}", "filters": json.dumps(filters)}
+        response = await self._request("GET", "/events", params=params)
+        events = []
+        for line in response.text.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+    async def clock(self) -> float:
+        """The engine's time now (epoch seconds): its ``/info`` SystemTime."""
+        info = (await self._request("GET", "/info", timeout=10.0)).json()
+        return _epoch(str(info.get("SystemTime") or ""))
+
     # -- volumes ----------------------------------------------------------------
 
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
@@ -363,6 +388,22 @@ def _engine_message(response: httpx.Response) -> str:
     except ValueError:
         message = None
     return str(message or response.text.strip() or f"HTTP {response.status_code}")
+
+
+def _epoch(stamp: str) -> float:
+    """Epoch seconds of an RFC 3339 time with nanoseconds (the engine's)."""
+    head, dot, rest = stamp.partition(".")
+    if dot:
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        zone = rest[len(digits) :]
+        stamp, fraction = head + zone, float(f"0.{digits or 0}")
+    else:
+        fraction = 0.0
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise EngineError(f"the engine's clock is not a time: {stamp!r}") from None
+    return parsed.timestamp() + fraction
 
 
 def _split_reference(image: str) -> tuple[str, str, str]:
