@@ -56,8 +56,9 @@ _F_SETPIPE_SZ = 1031
 #: Threads that start processes, so that several can wait for exec at once.
 SPAWN_THREADS = 4
 #: How long a stop of an isolated job waits for bwrap to have started its
-#: command (a stop during the namespace's set-up would be lost).
-_SETUP_SECONDS = 2.0
+#: command (a stop during the namespace's set-up would be lost). A loaded
+#: machine can take seconds to make a namespace; bwrap's end stops the wait.
+_SETUP_SECONDS = 30.0
 #: When the processes killed at a job's end are reaped (seconds after it).
 _COLLECT_AFTER = (0.05, 1.0)
 
