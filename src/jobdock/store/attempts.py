@@ -258,8 +258,8 @@ def lose_attempt(
         .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
         .values(finished_at=now, reason=reason.value, message=message)
     )
-    waiting = new_state in (JobState.QUEUED, JobState.RETRYING)
-    announce(conn, f"job:{job_id}", *(["work"] if waiting else []))
+    # Requeued, retrying or failed, it no longer holds its slot or key.
+    announce(conn, f"job:{job_id}", "work")
     return new_state
 
 

@@ -332,7 +332,7 @@ class SqlStore:
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
         state = await self._write(attempts.lose_attempt, job_id, attempt, message, now, None, False)
         self.events.job_changed(job_id)
-        if state == JobState.QUEUED:
+        if state is not None:  # requeued, or ended: either way its slot is free
             self.events.work_available()
 
     async def interrupt_attempt(
@@ -342,7 +342,7 @@ class SqlStore:
             attempts.lose_attempt, job_id, attempt, message, now, None, False, Reason.INTERRUPTED
         )
         self.events.job_changed(job_id)
-        if state == JobState.QUEUED:
+        if state is not None:
             self.events.work_available()
         return state
 
@@ -350,7 +350,7 @@ class SqlStore:
         lost = await self._write(attempts.reap_expired, now, max_lost)
         for item in lost:
             self.events.job_changed(item.job_id)
-        if any(item.new_state in (JobState.QUEUED, JobState.RETRYING) for item in lost):
+        if lost:  # requeued or ended, the lost attempts' slots and keys are free
             self.events.work_available()
         return lost
 
