@@ -10,7 +10,8 @@ Given a ``watch`` (SQLite: store/sqlite.py's :class:`CommitWatch`), the
 writer also notices commits by other connections to the database, i.e. by
 other processes on the same file, since all of this process's writes go
 through the writer's connection: after each transaction, and every
-``WATCH_SECONDS`` while idle. It then calls ``on_foreign_commit``.
+``WATCH_SECONDS`` while idle. It then calls ``on_foreign_commit``, at most
+once every ``WATCH_SECONDS`` however busy the other process is.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class GroupCommitter:
         self._engine = engine
         self._watch = watch
         self._on_foreign_commit = on_foreign_commit
+        self._foreign_due: asyncio.TimerHandle | None = None
+        self._foreign_at = float("-inf")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobdock-writer")
         self._conn: Connection | None = None
         self._pending: list[_Pending] = []
@@ -79,6 +82,8 @@ class GroupCommitter:
 
     async def close(self) -> None:
         self._closing = True
+        if self._foreign_due is not None:
+            self._foreign_due.cancel()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -155,7 +160,17 @@ class GroupCommitter:
         return False
 
     def _foreign_commit(self) -> None:
-        if self._on_foreign_commit is not None:
+        """Call on_foreign_commit now, or once the last call is WATCH_SECONDS old."""
+        if self._on_foreign_commit is None or self._foreign_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._foreign_at + WATCH_SECONDS - loop.time())
+        self._foreign_due = loop.call_later(delay, self._raise_foreign_commit)
+
+    def _raise_foreign_commit(self) -> None:
+        self._foreign_due = None
+        self._foreign_at = asyncio.get_running_loop().time()
+        if self._on_foreign_commit is not None and not self._closing:
             self._on_foreign_commit()
 
     def _watched(self) -> bool:
