@@ -104,11 +104,7 @@ class Events:
 
     async def wait_work(self, timeout: float) -> None:
         """Return when a job may have become claimable, or after ``timeout``."""
-        if not self._work.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._work.wait()
-        self._work.clear()
+        await _take(self._work, timeout)
 
     def schedules_changed(self) -> None:
         """A schedule was added or resumed: its fire time may be the next."""
@@ -116,11 +112,7 @@ class Events:
 
     async def wait_schedules(self, timeout: float) -> None:
         """Return when a schedule may fire sooner than thought, or after ``timeout``."""
-        if not self._schedules.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._schedules.wait()
-        self._schedules.clear()
+        await _take(self._schedules, timeout)
 
     def anything_changed(self) -> None:
         """Another process changed the store, and what it changed is not
@@ -146,3 +138,12 @@ class Events:
         """Call ``listener(job_id)`` on every stop request; returns an unsubscribe."""
         self._cancel_listeners.append(listener)
         return lambda: self._cancel_listeners.remove(listener)
+
+
+async def _take(event: asyncio.Event, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``event``, then clear it (the wake-up is taken)."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+    event.clear()

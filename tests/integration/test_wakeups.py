@@ -15,8 +15,6 @@ PostgreSQL and on one SQLite file.
 from __future__ import annotations
 
 import itertools
-import signal
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from jobdock import Client, Job, JobState
-from support import ServerProcess, WorkerProcess, eventually
+from support import ServerProcess, WorkerProcess, eventually, stop_all
 
 #: The fallback poll of every process in these tests: far longer than BOUND.
 POLL = "10"
@@ -65,17 +63,7 @@ class Processes:
         return "\n".join(f"--- {proc.log_path}:\n{proc.log()[-4000:]}" for proc in self.procs)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.proc is not None and proc.proc.poll() is None:
-                proc.proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            if proc.proc is None:
-                continue
-            try:
-                proc.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.proc.kill()
-                proc.proc.wait()
+        stop_all(self.procs)
 
 
 @pytest.fixture
