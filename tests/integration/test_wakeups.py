@@ -144,8 +144,8 @@ def test_a_worker_on_the_servers_sqlite_file_starts_jobs_at_once(
         first = _finished(client, client.submit({"command": ["true"]}).id)
     gaps = _one_after_another(url, _keyed("k-sqlite-worker"))
 
-    assert _at(first.started_at) - submitted < BOUND, "the worker heard of the job late"
-    assert max(gaps) < BOUND, f"gaps between jobs of one key: {gaps}"
+    late = _at(first.started_at) - submitted
+    assert max(late, *gaps) < BOUND, f"started {late:.3f}s after its submit; gaps of a key: {gaps}"
 
 
 def test_a_cancel_of_a_running_keyed_job_starts_the_next_at_once(processes: Processes) -> None:
