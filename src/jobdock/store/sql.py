@@ -126,14 +126,11 @@ class SqlStore:
             await loop.run_in_executor(self._readers, upgrade, engine)
         except DBAPIError as exc:
             raise StoreError(f"cannot open the store at {_safe_url(self.url)}: {exc.orig}") from exc
-        if engine.dialect.name == "sqlite":
-            self._writer = GroupCommitter(
-                engine,
-                watch=sqlite.CommitWatch(),
-                on_foreign_commit=self.events.anything_changed,
-            )
-        else:
-            self._writer = GroupCommitter(engine)
+        # SQLite tells no one of other processes' commits: the writer watches.
+        watch = sqlite.CommitWatch() if engine.dialect.name == "sqlite" else None
+        self._writer = GroupCommitter(
+            engine, watch=watch, on_foreign_commit=self.events.anything_changed
+        )
         await self._writer.start()
         if engine.dialect.name == "sqlite":
             self._checkpointer = sqlite.Checkpointer(engine)
