@@ -4,8 +4,6 @@ with agents in mind, and reading jobs as a user would."""
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +13,7 @@ import httpx
 
 from jobdock import Job, JobState, Reason
 from jobdock.models import ACTIVE_STATES
-from support import ServerProcess, WorkerProcess, eventually, make_token
+from support import ServerProcess, WorkerProcess, eventually, make_token, stop_all
 
 
 class AgentProcess(WorkerProcess):
@@ -105,18 +103,7 @@ class Site:
 
     def close(self) -> None:
         self.http.close()
-        for proc in self.agents:
-            if proc.proc is not None and proc.proc.poll() is None:
-                proc.proc.send_signal(signal.SIGTERM)
-                proc.proc.send_signal(signal.SIGCONT)
-        for proc in self.agents:
-            if proc.proc is None:
-                continue
-            try:
-                proc.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.proc.kill()
-                proc.proc.wait()
+        stop_all(self.agents)
 
 
 def site_of(base: Path, db: str | None = None, **settings: str) -> Iterator[Site]:

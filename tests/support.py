@@ -277,6 +277,23 @@ class WorkerProcess:
         self.stop(signal.SIGKILL)
 
 
+def stop_all(procs: Sequence[ServerProcess | WorkerProcess], timeout: float = 15) -> None:
+    """SIGTERM every process still running (a paused one is continued), then
+    SIGKILL those that have not exited within ``timeout`` seconds."""
+    for proc in procs:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.proc.send_signal(signal.SIGTERM)
+            proc.proc.send_signal(signal.SIGCONT)
+    for proc in procs:
+        if proc.proc is None:
+            continue
+        try:
+            proc.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
 def jobdock(
     *args: str, env: dict[str, str] | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:

@@ -1,9 +1,12 @@
 """In-process notifications of changes in the store.
 
-The store announces a change after it is committed; API handlers and the
-embedded worker wait on them instead of polling. Waiters always pass a
-timeout, so a change made by another process (which this process cannot hear)
-is still seen by polling the store on the fallback interval.
+The store announces a change after it is committed; API handlers, the
+embedded worker and the scheduler wait on them instead of polling. Changes
+made by other processes arrive as the same events: PostgreSQL's
+notifications (store/postgres.py), or on SQLite a commit by another
+connection to the file (store/sqlite.py), which raises
+:meth:`Events.anything_changed`. Waiters still pass a timeout, the
+fallback poll, in case a wake-up is lost (a dropped connection).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Events:
         #: between two waits (the agents' long poll, api/agent.py).
         self.work_generation = 0
         self._work_waiters: list[asyncio.Future[None]] = []
+        self._schedules = asyncio.Event()
 
     def watch_job(self, job_id: str) -> JobWatch:
         """Start watching ``job_id`` for its next change."""
@@ -100,11 +104,24 @@ class Events:
 
     async def wait_work(self, timeout: float) -> None:
         """Return when a job may have become claimable, or after ``timeout``."""
-        if not self._work.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._work.wait()
-        self._work.clear()
+        await _take(self._work, timeout)
+
+    def schedules_changed(self) -> None:
+        """A schedule was added or resumed: its fire time may be the next."""
+        self._schedules.set()
+
+    async def wait_schedules(self, timeout: float) -> None:
+        """Return when a schedule may fire sooner than thought, or after ``timeout``."""
+        await _take(self._schedules, timeout)
+
+    def anything_changed(self) -> None:
+        """Another process changed the store, and what it changed is not
+        known: every job watched, the claim loops and the scheduler look
+        again."""
+        for job_id in list(self._watches):
+            self.job_changed(job_id)
+        self.work_available()
+        self.schedules_changed()
 
     def cancel_requested(self, job_id: str, kill: bool = False) -> None:
         """Someone asked to stop a running job (``kill``: at once)."""
@@ -121,3 +138,12 @@ class Events:
         """Call ``listener(job_id)`` on every stop request; returns an unsubscribe."""
         self._cancel_listeners.append(listener)
         return lambda: self._cancel_listeners.remove(listener)
+
+
+async def _take(event: asyncio.Event, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``event``, then clear it (the wake-up is taken)."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await event.wait()
+    event.clear()

@@ -15,7 +15,6 @@ reads a clock, and it takes the clock as a parameter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -165,7 +164,9 @@ class Scheduler:
         return await self.store.next_schedule_fire()
 
     async def run(self) -> None:
-        """Fire schedules until cancelled, waking at each next fire time."""
+        """Fire schedules until cancelled, waking at each next fire time, and
+        at once when a schedule is added or resumed (here, or in another
+        process: the store's events)."""
         poll = self.settings.poll_seconds
         while True:
             try:
@@ -174,4 +175,4 @@ class Scheduler:
                 _log.warning("cannot fire schedules: %s", exc)
                 upcoming = None
             wait = poll if upcoming is None else min(poll, upcoming - self.clock())
-            await asyncio.sleep(max(wait, 0.0))
+            await self.store.events.wait_schedules(max(wait, 0.0))

@@ -14,7 +14,6 @@ import asyncio
 import json
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 from jobdock import ApiError, Client, Job, JobState, Reason
 from jobdock.models import ACTIVE_STATES
 from pg import PostgresServer
-from support import FAST_SETTINGS, ServerProcess, WorkerProcess, eventually
+from support import FAST_SETTINGS, ServerProcess, WorkerProcess, eventually, stop_all
 
 LEASE = float(FAST_SETTINGS["JOBDOCK_LEASE_SECONDS"])
 HEARTBEAT = float(FAST_SETTINGS["JOBDOCK_HEARTBEAT_SECONDS"])
@@ -88,19 +87,7 @@ class Cluster:
     def close(self) -> None:
         """SIGTERM everything (a paused worker is continued), SIGKILL what
         does not exit in time."""
-        procs: list[ServerProcess | WorkerProcess] = [*self.workers, *self.servers]
-        for proc in procs:
-            if proc.proc is not None and proc.proc.poll() is None:
-                proc.proc.send_signal(signal.SIGTERM)
-                proc.proc.send_signal(signal.SIGCONT)
-        for proc in procs:
-            if proc.proc is None:
-                continue
-            try:
-                proc.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.proc.kill()
-                proc.proc.wait()
+        stop_all([*self.workers, *self.servers])
 
 
 @pytest.fixture

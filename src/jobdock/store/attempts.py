@@ -159,7 +159,10 @@ _RETRY_JOB = Prepared(
 _RETRY = _JobAndAttempt(_RETRY_JOB, _FINISH_ATTEMPT)
 
 
-def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> None:
+def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome) -> bool:
+    """Record the attempt's end; whether a job may have become claimable by
+    it (it retries, or it freed a slot or a key that a queued job may
+    want), so that the claim loops look at once."""
     retrying = outcome.state is JobState.RETRYING
     (_RETRY if retrying else _FINISH).run(
         conn,
@@ -179,8 +182,15 @@ def finish_attempt(conn: Connection, job_id: str, attempt: int, outcome: Outcome
         peak_memory=outcome.peak_memory,
         cpu_seconds=outcome.cpu_seconds,
     )
-    announce(conn, f"job:{job_id}", *(["work"] if retrying else []))
+    waiting = retrying or _ANY_QUEUED.run(conn).first() is not None
+    announce(conn, f"job:{job_id}", *(["work"] if waiting else []))
+    return waiting
 
+
+#: Whether any job is queued (ix_jobs_state_seq).
+_ANY_QUEUED = Prepared(
+    lambda _: select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED.value).limit(1)
+)
 
 _BEAT = Prepared(
     lambda _: (
@@ -248,8 +258,8 @@ def lose_attempt(
         .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
         .values(finished_at=now, reason=reason.value, message=message)
     )
-    waiting = new_state in (JobState.QUEUED, JobState.RETRYING)
-    announce(conn, f"job:{job_id}", *(["work"] if waiting else []))
+    # Requeued, retrying or failed, it no longer holds its slot or key.
+    announce(conn, f"job:{job_id}", "work")
     return new_state
 
 

@@ -5,11 +5,19 @@ takes all of them. A caller's write is acknowledged only after the commit that
 holds it, so batching costs no durability, and one failing write (a refused
 fence, a duplicate key) fails alone. With SQLite all writes run on one thread holding one connection, which
 is also what SQLite's single-writer design wants.
+
+Given a ``watch`` (SQLite: store/sqlite.py's :class:`CommitWatch`), the
+writer also notices commits by other connections to the database, i.e. by
+other processes on the same file, since all of this process's writes go
+through the writer's connection: after each transaction, and every
+``WATCH_SECONDS`` while idle. It then calls ``on_foreign_commit``, at most
+once every ``WATCH_SECONDS`` however busy the other process is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +34,10 @@ _log = logging.getLogger(__name__)
 
 #: At most this many writes share one transaction.
 MAX_BATCH = 512
+#: How often an idle writer with a watch looks for other processes' commits.
+WATCH_SECONDS = 0.025
+#: Whether another connection committed since the last call (asked while no write runs).
+Watch = Callable[[Connection], bool]
 
 
 class _Pending:
@@ -41,8 +53,18 @@ class GroupCommitter:
     """Runs sync write functions ``fn(conn, *args)`` in batched transactions
     on one dedicated thread and connection."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        watch: Watch | None = None,
+        on_foreign_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._engine = engine
+        self._watch = watch
+        self._on_foreign_commit = on_foreign_commit
+        self._foreign_due: asyncio.TimerHandle | None = None
+        self._foreign_at = float("-inf")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobdock-writer")
         self._conn: Connection | None = None
         self._pending: list[_Pending] = []
@@ -54,10 +76,14 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._thread, self._engine.connect)
         self._conn.info["writer"] = True
+        if self._watch is not None:
+            await loop.run_in_executor(self._thread, self._watched)
         self._task = asyncio.create_task(self._flush_forever(), name="jobdock-group-commit")
 
     async def close(self) -> None:
         self._closing = True
+        if self._foreign_due is not None:
+            self._foreign_due.cancel()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -91,7 +117,8 @@ class GroupCommitter:
             if not self._pending:
                 if self._closing:
                     return
-                await self._wake.wait()
+                if not await self._idle():
+                    continue
                 self._wake.clear()
                 # One turn of the loop lets the writes that this wake-up
                 # caused (a worker claiming the job just queued) join it.
@@ -100,13 +127,15 @@ class GroupCommitter:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             try:
-                results = await loop.run_in_executor(self._thread, self._run_batch, batch)
+                results, foreign = await loop.run_in_executor(self._thread, self._commit, batch)
             except Exception as exc:  # the whole transaction failed to commit
                 error = _as_store_error(exc)
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
+            if foreign:
+                self._foreign_commit()
             for item, (ok, value) in zip(batch, results, strict=True):
                 if item.future.done():
                     continue
@@ -114,6 +143,51 @@ class GroupCommitter:
                     item.future.set_result(value)
                 else:
                     item.future.set_exception(value)
+
+    async def _idle(self) -> bool:
+        """Wait for a write; False if the watch's interval passed first
+        (having looked for other processes' commits meanwhile)."""
+        if self._watch is None:
+            await self._wake.wait()
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WATCH_SECONDS):
+                await self._wake.wait()
+                return True
+        # Here, not on the writer's thread: no transaction runs now, and the
+        # look (microseconds) is cheaper than a hop to the thread, which a
+        # write arriving meanwhile would have to wait for.
+        if self._watched():
+            self._foreign_commit()
+        return False
+
+    def _foreign_commit(self) -> None:
+        """Call on_foreign_commit now, or once the last call is WATCH_SECONDS old."""
+        if self._on_foreign_commit is None or self._foreign_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._foreign_at + WATCH_SECONDS - loop.time())
+        self._foreign_due = loop.call_later(delay, self._raise_foreign_commit)
+
+    def _raise_foreign_commit(self) -> None:
+        self._foreign_due = None
+        self._foreign_at = asyncio.get_running_loop().time()
+        if self._on_foreign_commit is not None and not self._closing:
+            self._on_foreign_commit()
+
+    def _watched(self) -> bool:
+        """Whether another connection committed (run where no write runs)."""
+        if self._watch is None or self._conn is None:
+            return False
+        try:
+            return self._watch(self._conn)
+        except Exception as exc:  # looked for again on the next turn
+            _log.debug("cannot look for other processes' commits: %s", exc)
+            return False
+
+    def _commit(self, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run a batch; and whether another connection committed meanwhile."""
+        return self._run_batch(batch), self._watched()
 
     def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         """Run a batch in one transaction.

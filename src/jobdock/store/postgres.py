@@ -11,7 +11,6 @@ written on other machines.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -75,11 +74,17 @@ def dispatch(events: Events, payload: str) -> None:
         events.job_changed(job_id)
     elif kind in ("cancel", "kill"):
         events.cancel_requested(job_id, kill=kind == "kill")
+    elif kind == "schedules":
+        events.schedules_changed()
 
 
 class Listener:
     """LISTENs on a connection of its own, on a thread of its own, and
-    reconnects with backoff when the database goes away."""
+    reconnects with backoff when the database goes away.
+
+    What it hears is coalesced: notifications that arrive before the event
+    loop has taken the last ones join them, each payload once (a burst of
+    finished jobs wakes a claim loop once, not once per job)."""
 
     def __init__(self, url: str, events: Events, own_pid: Callable[[], int | None]) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -89,6 +94,8 @@ class Listener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._heard: dict[str, None] = {}
+        self._heard_lock = threading.Lock()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -105,6 +112,19 @@ class Listener:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn)
 
+    def _hear(self, payload: str) -> None:
+        with self._heard_lock:
+            first = not self._heard
+            self._heard[payload] = None
+        if first:
+            self._post(self._dispatch_heard)
+
+    def _dispatch_heard(self) -> None:
+        with self._heard_lock:
+            heard, self._heard = self._heard, {}
+        for payload in heard:
+            dispatch(self._events, payload)
+
     def _run(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
@@ -114,11 +134,11 @@ class Listener:
                     backoff = 0.1
                     # Whatever happened while we were not listening is found by
                     # looking again.
-                    self._post(self._events.work_available)
+                    self._post(self._events.anything_changed)
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.1):
                             if note.pid != self._own_pid():
-                                self._post(functools.partial(dispatch, self._events, note.payload))
+                                self._hear(note.payload)
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return

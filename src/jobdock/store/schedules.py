@@ -21,6 +21,7 @@ from jobdock.models.records import FirePlan
 from jobdock.store import jobs as ops
 from jobdock.store.records import UNLOADABLE, unloadable_schedule
 from jobdock.store.schema import jobs, schedules
+from jobdock.store.statements import announce
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 
@@ -72,6 +73,8 @@ def insert_schedule(
             next_fire_at=next_fire_at,
         )
     )
+    # The schedulers of other processes learn its first fire time now.
+    announce(conn, "schedules")
     return get_schedule(conn, spec.name, owner)
 
 
@@ -109,6 +112,8 @@ def set_paused(
         values["next_fire_at"] = next_fire_at
     if not conn.execute(update(schedules).where(_named(name, owner)).values(**values)).rowcount:
         raise ScheduleNotFound(name)
+    if not paused:
+        announce(conn, "schedules")
     return get_schedule(conn, name, owner)
 
 

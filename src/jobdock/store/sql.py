@@ -126,7 +126,11 @@ class SqlStore:
             await loop.run_in_executor(self._readers, upgrade, engine)
         except DBAPIError as exc:
             raise StoreError(f"cannot open the store at {_safe_url(self.url)}: {exc.orig}") from exc
-        self._writer = GroupCommitter(engine)
+        # SQLite tells no one of other processes' commits: the writer watches.
+        watch = sqlite.CommitWatch() if engine.dialect.name == "sqlite" else None
+        self._writer = GroupCommitter(
+            engine, watch=watch, on_foreign_commit=self.events.anything_changed
+        )
         await self._writer.start()
         if engine.dialect.name == "sqlite":
             self._checkpointer = sqlite.Checkpointer(engine)
@@ -300,15 +304,16 @@ class SqlStore:
         self.events.job_changed(job_id)
 
     async def finish_attempt(self, job_id: str, attempt: int, outcome: Outcome) -> None:
-        def finish(conn: Connection) -> None:
-            attempts.finish_attempt(conn, job_id, attempt, outcome)
+        def finish(conn: Connection) -> bool:
+            waiting = attempts.finish_attempt(conn, job_id, attempt, outcome)
             if outcome.state.terminal:
                 # No attempt will read the job's streamed stdin again.
                 stdin.delete_stdin(conn, job_id)
+            return waiting
 
-        await self._write(finish)
+        waiting = await self._write(finish)
         self.events.job_changed(job_id)
-        if outcome.state is JobState.RETRYING:
+        if waiting:
             self.events.work_available()
 
     async def heartbeat(
@@ -324,7 +329,7 @@ class SqlStore:
     async def release_attempt(self, job_id: str, attempt: int, message: str, now: float) -> None:
         state = await self._write(attempts.lose_attempt, job_id, attempt, message, now, None, False)
         self.events.job_changed(job_id)
-        if state == JobState.QUEUED:
+        if state is not None:  # requeued, or ended: either way its slot is free
             self.events.work_available()
 
     async def interrupt_attempt(
@@ -334,7 +339,7 @@ class SqlStore:
             attempts.lose_attempt, job_id, attempt, message, now, None, False, Reason.INTERRUPTED
         )
         self.events.job_changed(job_id)
-        if state == JobState.QUEUED:
+        if state is not None:
             self.events.work_available()
         return state
 
@@ -342,7 +347,7 @@ class SqlStore:
         lost = await self._write(attempts.reap_expired, now, max_lost)
         for item in lost:
             self.events.job_changed(item.job_id)
-        if any(item.new_state in (JobState.QUEUED, JobState.RETRYING) for item in lost):
+        if lost:  # requeued or ended, the lost attempts' slots and keys are free
             self.events.work_available()
         return lost
 
@@ -489,7 +494,9 @@ class SqlStore:
             access.record(conn, now, owner, "schedule.add", spec.name)
             return schedule
 
-        return await self._write(create)
+        schedule = await self._write(create)
+        self.events.schedules_changed()
+        return schedule
 
     async def get_schedule(self, name: str, *, owner: str = ANONYMOUS) -> Schedule:
         return await self._read(schedule_ops.get_schedule, name, owner)
@@ -510,7 +517,10 @@ class SqlStore:
     async def set_schedule_paused(
         self, name: str, paused: bool, next_fire_at: float | None, *, owner: str = ANONYMOUS
     ) -> Schedule:
-        return await self._write(schedule_ops.set_paused, name, owner, paused, next_fire_at)
+        schedule = await self._write(schedule_ops.set_paused, name, owner, paused, next_fire_at)
+        if not paused:
+            self.events.schedules_changed()
+        return schedule
 
     async def due_schedules(self, now: float) -> list[Schedule]:
         due, unloadable = await self._read(schedule_ops.due_schedules, now)

@@ -27,7 +27,7 @@ def param(name: str) -> Any:
 
 def announce(conn: Connection, *messages: str) -> None:
     """Tell other processes about this transaction's changes, once it commits
-    (``work``, ``job:ID``, ``cancel:ID``). They are sent together just before
+    (``work``, ``job:ID``, ``cancel:ID``, ``schedules``). They are sent together just before
     the commit (see store/postgres.py). SQLite has no other processes to
     tell: its store raises the events itself."""
     if conn.dialect.name == "postgresql":
