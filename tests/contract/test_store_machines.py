@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import sqlalchemy
+from store_actions import claim, exited, submit
 
 from conftest import StoreOpener
 from jobdock.models.machines import MachineRecord, PoolState
@@ -133,3 +134,25 @@ async def test_one_holder_has_a_lease_until_it_expires_or_is_released(
     assert not await one.take_lease("autoscaler", "api-1", T0 + 9, T0 + 14)
     await two.release_lease("autoscaler", "api-2")
     assert await one.take_lease("autoscaler", "api-1", T0 + 10, T0 + 15)
+
+
+async def test_the_labels_waiting_jobs_require_are_listed_in_claim_order(store: Store) -> None:
+    await submit(store, now=T0, requires={"pool": "gpu"})
+    await submit(store, now=T0 + 1)
+    await submit(store, now=T0 + 2, requires={"pool": "cpu"}, priority=5)
+    await submit(store, now=T0 + 3, requires={"pool": "later"}, run_at=T0 + 100)
+
+    assert await store.waiting_requirements(T0 + 10, 10) == [{"pool": "cpu"}, {"pool": "gpu"}]
+    assert await store.waiting_requirements(T0 + 10, 1) == [{"pool": "cpu"}]
+
+
+async def test_a_machines_attempts_are_counted_by_its_agents_prefix(store: Store) -> None:
+    for _ in range(3):
+        await submit(store)
+    first = await claim(store, worker="agent-tok1-host-1")
+    await claim(store, worker="agent-tok1-host-1")
+    await claim(store, worker="agent-tok2-host-1")
+    await store.finish_attempt(first.job_id, first.attempt, exited(0))
+
+    assert await store.machine_attempts("agent-tok1-") == (2, 1)
+    assert await store.machine_attempts("agent-tok3-") == (0, 0)

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from jobdock.models import JobState
 from jobdock.models.machines import (
     LIVE_MACHINE_STATES,
     MACHINE_STATES,
@@ -24,7 +25,7 @@ from jobdock.models.machines import (
     PoolState,
     moves_into,
 )
-from jobdock.store.schema import leases, machine_pools, machines
+from jobdock.store.schema import attempts, jobs, leases, machine_pools, machines
 
 _log = logging.getLogger(__name__)
 
@@ -198,6 +199,46 @@ def take_lease(conn: Connection, name: str, holder: str, now: float, until: floa
 def release_lease(conn: Connection, name: str, holder: str) -> None:
     """Give up lease ``name`` if ``holder`` has it."""
     conn.execute(delete(leases).where(and_(leases.c.name == name, leases.c.holder == holder)))
+
+
+def waiting_requirements(conn: Connection, now: float, limit: int) -> list[dict[str, str]]:
+    """The labels required by the jobs that wait for a worker now (queued,
+    or scheduled or retrying and due), of those that require any, in claim
+    order (highest priority, then oldest), at most ``limit``."""
+    due = or_(jobs.c.state == JobState.QUEUED.value, jobs.c.not_before <= now)
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.requires)
+        .where(jobs.c.requires.is_not(None), due)
+        .where(or_(jobs.c.start_by.is_(None), jobs.c.start_by > now))
+        .where(
+            jobs.c.state.in_(
+                [JobState.QUEUED.value, JobState.SCHEDULED.value, JobState.RETRYING.value]
+            )
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.seq)
+        .limit(limit)
+    ).all()
+    wanted = []
+    for row in rows:
+        if isinstance(row.requires, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in row.requires.items()
+        ):
+            wanted.append(dict(row.requires))
+        else:
+            _report(f"job {row.id}", ValueError("its required labels are not a text mapping"))
+    return wanted
+
+
+def machine_attempts(conn: Connection, prefix: str) -> tuple[int, int]:
+    """How many attempts workers whose id begins with ``prefix`` (a
+    machine's agent) claimed in all, and how many of them run now."""
+    # The prefix is a token id's (hex) and fixed text: no LIKE wildcards in it.
+    row = conn.execute(
+        select(func.count(), func.count().filter(attempts.c.finished_at.is_(None))).where(
+            attempts.c.worker_id.like(prefix + "%")
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def _text(value: Any) -> str | None:

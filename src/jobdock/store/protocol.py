@@ -462,6 +462,15 @@ class MachineStore(Protocol):
     async def release_lease(self, name: str, holder: str) -> None:
         """Give up lease ``name`` if ``holder`` has it."""
 
+    async def waiting_requirements(self, now: float, limit: int) -> list[dict[str, str]]:
+        """The labels required by the jobs waiting for a worker at ``now``
+        (queued, or scheduled or retrying and due), of those that require
+        any, in claim order, at most ``limit``."""
+
+    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+        """How many attempts the workers whose ids begin with ``prefix``
+        claimed in all, and how many of those run now."""
+
 
 class LogAppender(Notifying, Protocol):
     """What a LogWriter needs: appending an attempt's output (fenced)."""

@@ -165,6 +165,8 @@ attempts = Table(
     Column("engine_job", String(64)),
     Column("engine_state", String(255)),
     Index("ix_attempts_host_finished", "host", "finished_at"),
+    # A pool's machine's attempts, by its agent's worker id (migration 0019).
+    Index("ix_attempts_worker", "worker_id"),
 )
 
 log_chunks = Table(

@@ -628,6 +628,12 @@ class SqlStore:
     async def release_lease(self, name: str, holder: str) -> None:
         await self._write(machines.release_lease, name, holder)
 
+    async def waiting_requirements(self, now: float, limit: int) -> list[dict[str, str]]:
+        return await self._read(machines.waiting_requirements, now, limit)
+
+    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+        return await self._read(machines.machine_attempts, prefix)
+
 
 def _safe_url(url: str) -> str:
     """The URL without a password."""

@@ -1,4 +1,5 @@
-"""machines, machine_pools, leases: the pools autoscaler (docs/machines.md)
+"""machines, machine_pools, leases, ix_attempts_worker: the pools autoscaler
+(docs/machines.md)
 
 Revision ID: 0019
 Revises: 0018
@@ -48,9 +49,11 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(255), nullable=False),
         sa.Column("expires_at", sa.Float(), nullable=False),
     )
+    op.create_index("ix_attempts_worker", "attempts", ["worker_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attempts_worker", table_name="attempts")
     op.drop_table("leases")
     op.drop_table("machine_pools")
     op.drop_index("ix_machines_pool_state", table_name="machines")
