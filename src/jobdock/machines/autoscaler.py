@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import socket
@@ -187,43 +188,58 @@ class Autoscaler:
             await self.life.stop(machine, provider)
             return []
         if machine.state in ("requested", "booting"):
-            return await self._booting(pool, provider, machine, mine)
+            if not mine:
+                await self._booting(pool, provider, machine)
+                return []
+            machine = await self._registered(machine, mine)
         alive = [w for w in mine if w.state == "alive"]
         if not alive:
-            lost = any(w.state == "lost" for w in mine)
-            error = "its agent was lost (no heartbeat)" if lost else None
-            await self.life.stop(machine, provider, failed=lost, error=error)
-            if lost:
-                await self.life.note_pool(pool.name, error=f"machine {machine.id}: {error}")
+            await self._gone(pool, provider, machine, mine)
             return []
         live = sum(1 for m in machines if m.pool == pool.name and m.state != "draining")
         return await self._ready(pool, provider, machine, alive, live)
 
-    async def _booting(
+    async def _registered(
+        self, machine: MachineRecord, mine: Sequence[WorkerRecord]
+    ) -> MachineRecord:
+        """A booting machine whose agent registered (it may have run its
+        jobs and stopped since the last round): ``ready``."""
+        booted = min(w.started_at.timestamp() for w in mine)
+        changes = {"booted_at": booted, "last_busy_at": time.time()}
+        await self.store.update_machine(machine.id, changes, "ready")
+        await self.life.pool_succeeded(machine.pool)
+        return dataclasses.replace(machine, state="ready", booted_at=booted)
+
+    async def _gone(
         self,
         pool: PoolSettings,
         provider: Provider | None,
         machine: MachineRecord,
         mine: Sequence[WorkerRecord],
-    ) -> list[Slots]:
-        """A machine not yet ready: ready once its agent registered, failed
-        past its boot timeout."""
+    ) -> None:
+        """A ready machine whose agent is gone: it stopped (its max_jobs
+        done, or stopped by someone) or was lost (the machine died without
+        notice; the reaper requeues its jobs, and demand starts another)."""
+        claimed, running = await self.store.machine_attempts(token_prefix(machine.token_id or ""))
+        if claimed - running != machine.jobs_done:
+            await self.store.update_machine(machine.id, {"jobs_done": claimed - running})
+        lost = any(w.state == "lost" for w in mine)
+        error = "its agent was lost (no heartbeat)" if lost else None
+        await self.life.stop(machine, provider, failed=lost, error=error)
+        if lost:
+            await self.life.note_pool(pool.name, error=f"machine {machine.id}: {error}")
+
+    async def _booting(
+        self, pool: PoolSettings, provider: Provider | None, machine: MachineRecord
+    ) -> None:
+        """A machine whose agent has not registered: failed past its boot
+        timeout (and its pool backs off)."""
         now = time.time()
-        alive = [w for w in mine if w.state == "alive"]
-        if alive:
-            await self.store.update_machine(
-                machine.id, {"booted_at": now, "last_busy_at": now}, "ready"
-            )
-            await self.life.pool_succeeded(pool.name)
-            return self._room(pool, alive, 0)
         if machine.id in self._starting or now - machine.requested_at <= pool.boot_timeout:
-            return []
+            return
         error = f"its agent did not register within {pool.boot_timeout:g} s"
-        if mine:
-            error = "its agent stopped before it was ready"
         await self.life.stop(machine, provider, failed=True, error=error)
         await self.life.pool_failed(pool.name, f"machine {machine.id}: {error}", now)
-        return []
 
     async def _ready(
         self,

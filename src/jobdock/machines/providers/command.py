@@ -5,7 +5,7 @@ agent`` on this host).
 Each script is an argv list run without a shell, with the environment of
 the server plus ``JOBDOCK_URL``, ``JOBDOCK_TOKEN`` (the machine's own agent
 token: secret), ``JOBDOCK_MACHINE_ID``, ``JOBDOCK_POOL``,
-``JOBDOCK_LABELS`` (``k=v,k=v``) and ``JOBDOCK_AGENT_ARGS`` (the agent's
+``JOBDOCK_POOL_LABELS`` (``k=v,k=v``) and ``JOBDOCK_AGENT_ARGS`` (the agent's
 options, one shell-quoted string). ``start`` prints the machine's id on its
 last line of stdout; ``stop`` gets that id as its last argument;
 ``list_machines`` (optional) prints the live ids, one a line.
@@ -56,7 +56,7 @@ class CommandProvider:
             "JOBDOCK_TOKEN": launch.agent_token,
             "JOBDOCK_MACHINE_ID": launch.machine_id,
             "JOBDOCK_POOL": self.pool,
-            "JOBDOCK_LABELS": ",".join(f"{k}={v}" for k, v in sorted(launch.labels.items())),
+            "JOBDOCK_POOL_LABELS": ",".join(f"{k}={v}" for k, v in sorted(launch.labels.items())),
             "JOBDOCK_AGENT_ARGS": shlex.join(launch.agent_args),
         }
         out = await self._run("start", self.settings.start, env)
