@@ -29,6 +29,7 @@ Prints one table of medians (seconds) over ``--rounds``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -140,8 +141,20 @@ class Case:
         log = open(self.base / "agent.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "jobdock", "agent", "--server", self.url, "--token", token]
-                + ["--label", "pool=gpu", "--concurrency", "1"],
+                [
+                    sys.executable,
+                    "-m",
+                    "jobdock",
+                    "agent",
+                    "--server",
+                    self.url,
+                    "--token",
+                    token,
+                    "--label",
+                    "pool=gpu",
+                    "--concurrency",
+                    "1",
+                ],
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -184,10 +197,8 @@ class Case:
 
     def close(self) -> None:
         for pid_file in self.machines.glob("*.pid"):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
         for proc in reversed(self.procs):
             proc.send_signal(signal.SIGTERM)
             try:
@@ -204,7 +215,7 @@ def cold(base: Path, rounds: int) -> dict[str, list[float]]:
         case.start()
         for _ in range(rounds):
             wait_for(lambda: not case.machines_live(), 60, "no machine")
-            before, job_id, started = case.run_one()
+            before, _job_id, started = case.run_one()
             with case.db() as db:
                 row = db.execute(
                     "SELECT provider_id, requested_at, booted_at FROM machines"
