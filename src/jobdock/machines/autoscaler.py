@@ -250,7 +250,8 @@ class Autoscaler:
             return
         error = f"its agent did not register within {pool.boot_timeout:g} s"
         await self.life.stop(machine, provider, failed=True, error=error)
-        await self.life.pool_failed(pool.name, f"machine {machine.id}: {error}", now)
+        # The back-off runs from the machine's end, not from the round's start.
+        await self.life.pool_failed(pool.name, f"machine {machine.id}: {error}", time.time())
 
     async def _ready(
         self,
