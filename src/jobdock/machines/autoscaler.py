@@ -165,23 +165,33 @@ class Autoscaler:
             if provider is None:
                 continue
             try:
-                notices = await provider.interruptions()
+                await self._interrupted(pool, provider, machines)
             except ProviderError as exc:
                 await self.life.note_pool(pool.name, error=exc.message)
-                continue
+            except Exception:  # a provider's bug: the other pools go on
+                _log.exception("autoscaler: pool %s: reading interruptions failed", pool.name)
+
+    async def _interrupted(
+        self, pool: PoolSettings, provider: Provider, machines: Sequence[MachineRecord]
+    ) -> None:
+        """Hand back the jobs of the pool's machines its provider gives
+        notice of, and stop them."""
+        notices = await provider.interruptions()
+        by_id: dict[str, MachineRecord] = {}
+        if notices:
             by_id = {m.provider_id: m for m in machines if m.pool == pool.name and m.provider_id}
-            for notice in notices:
-                machine = by_id.get(notice.provider_id)
-                if machine is None or machine.state == "draining":
-                    continue
-                handed = 0
-                if machine.token_id is not None:
-                    prefix = token_prefix(machine.token_id)
-                    handed = await hand_back_attempts_of(self.store, prefix, time.time())
-                why = f"{notice.reason}: {handed} job(s) handed back"
-                _log.warning("autoscaler: machine %s %s", machine.id, why)
-                await self.life.stop(machine, provider, error=why)
-                await self.life.note_pool(pool.name, decision=f"stop {machine.id}: {why}")
+        for notice in notices:
+            machine = by_id.get(notice.provider_id)
+            if machine is None or machine.state == "draining":
+                continue
+            handed = 0
+            if machine.token_id is not None:
+                prefix = token_prefix(machine.token_id)
+                handed = await hand_back_attempts_of(self.store, prefix, time.time())
+            why = f"{notice.reason}: {handed} job(s) handed back"
+            _log.warning("autoscaler: machine %s %s", machine.id, why)
+            await self.life.stop(machine, provider, error=why)
+            await self.life.note_pool(pool.name, decision=f"stop {machine.id}: {why}")
 
     async def _look_after(
         self,
