@@ -43,7 +43,7 @@ def settings_of(tmp_path: Path, start: list[str]) -> Settings:
         "max": 2,
         "command": {"start": start, "stop": ["true"], "timeout": 5},
     }
-    return Settings(home=tmp_path, tokens=True, pools=[pool])  # type: ignore[list-item]
+    return Settings(home=tmp_path, tokens=True, pools=[pool])
 
 
 @pytest.fixture
