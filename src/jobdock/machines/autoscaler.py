@@ -78,22 +78,36 @@ class Autoscaler:
         self.life = Lifecycle(store, self.server, settings.max_lost)
         self._providers: dict[str, Provider] = {}
         self._task: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()
         #: Machines whose start is under way here (not yet booting).
         self._starting: set[str] = set()
 
     async def start(self) -> None:
-        """Begin the rounds."""
+        """Begin renewing the lease, and the rounds."""
+        self._renewing = asyncio.create_task(self._renew(), name="jobdock-autoscaler-lease")
         self._task = asyncio.create_task(self._run(), name="jobdock-autoscaler")
+
+    async def _renew(self) -> None:
+        # Apart from the rounds, so that a round slowed by a provider (a
+        # stop script that takes its time) does not let the lease lapse
+        # and a second server act beside this one.
+        while True:
+            try:
+                await self.lease.renew(time.time())
+            except Exception:  # never a reason to stop renewing
+                _log.exception("autoscaler: renewing its lease failed")
+            await asyncio.sleep(LEASE_SECONDS / 4)
 
     async def stop(self) -> None:
         """End the rounds, let starts under way finish (a while), give the
         lease up and close the providers. Machines are left running: the
         next holder of the lease takes them over."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._renewing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._launches:
             _, pending = await asyncio.wait(set(self._launches), timeout=30)
             for task in pending:
@@ -107,9 +121,8 @@ class Autoscaler:
         events = self.store.events
         generation = events.work_generation
         while True:
-            acting = False
+            acting = self.lease.held
             try:
-                acting = await self.lease.renew(time.time())
                 if acting:
                     await self.round()
             except Exception:  # one bad round must not end the autoscaler
