@@ -83,6 +83,8 @@ class CommandPool(BaseModel):
     stop: list[str] = Field(min_length=1, max_length=64)
     #: Optional: prints the ids of the pool's live machines, one per line.
     list_machines: list[str] | None = Field(None, max_length=64)
+    #: Optional: prints the ids of machines about to be taken back, one per line.
+    interruptions: list[str] | None = Field(None, max_length=64)
     timeout: Duration = Field(60.0, gt=0, le=3600)
 
 

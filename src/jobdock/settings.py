@@ -626,6 +626,10 @@ class Settings(BaseSettings):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"pools: the name {name!r} is used twice")
+        if self.pools and not self.tokens:
+            raise ValueError(
+                "pools: machines get agent tokens of their own, so [[pools]] needs tokens = true"
+            )
         if self.dockerjob_pool is not None and self.dockerjob_pool not in names:
             raise ValueError(f"dockerjob_pool: there is no pool {self.dockerjob_pool!r}")
         return self

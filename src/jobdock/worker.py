@@ -119,6 +119,7 @@ class Worker:
         engines: Engines,
         planner: WorkflowPlanner | None = None,
         worker_id: str | None = None,
+        max_jobs: int = 0,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -134,6 +135,11 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
         self._stopping = False
+        #: Jobs to claim in all before claiming no more (0: no end).
+        self._max_jobs = max_jobs
+        self._claimed = 0
+        #: Set once ``max_jobs`` jobs were claimed and all of them have ended.
+        self.spent = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._unsubscribe = store.events.on_cancel(self._on_cancel)
         self._unsubscribe_kill = store.events.on_kill(self._on_kill)
@@ -217,6 +223,14 @@ class Worker:
         settings = self.settings
         while not self._stopping:
             free = settings.concurrency - len(self._running)
+            if self._max_jobs:
+                if self._claimed >= self._max_jobs:
+                    _log.info(
+                        "worker %s claimed its %d job(s); claiming no more", self.id, self._claimed
+                    )
+                    self._note_spent()
+                    return
+                free = min(free, self._max_jobs - self._claimed)
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -242,9 +256,10 @@ class Worker:
                 tracing.record("claim", claim.traceparent, claimed_at, **_span_ids(claim))
                 attempt = _Attempt(claim, settings.max_kill_grace)
                 self._running[claim.job_id] = attempt
+                self._claimed += 1
                 task = asyncio.create_task(self._run(attempt))
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._attempt_done)
             if not claims:
                 if self.store.shared:
                     # Every new job wakes every worker and one of them gets
@@ -253,6 +268,14 @@ class Worker:
                     # each one.
                     await asyncio.sleep(SHARED_CLAIM_PAUSE)
                 await self.store.events.wait_work(await self._until_due())
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._note_spent()
+
+    def _note_spent(self) -> None:
+        if self._max_jobs and self._claimed >= self._max_jobs and not self._tasks:
+            self.spent.set()
 
     async def _until_due(self) -> float:
         """How long to wait for work: until the next scheduled or retrying

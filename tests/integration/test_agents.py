@@ -397,3 +397,24 @@ def test_output_sent_again_after_a_lost_answer_is_stored_once(site: Site) -> Non
     assert answer.json()["results"][0]["code"] == "fenced_off"
     empty = {"job_id": job_id, "attempt": claim["attempt"]}
     assert agent.post("/reports", json={"reports": [empty]}).status_code == 422
+
+
+def test_an_agent_with_max_jobs_runs_that_many_jobs_then_exits_0(site: Site) -> None:
+    agent = site.agent(args=["--concurrency", "2", "--max-jobs", "3"]).wait_started()
+    ids = [site.submit({"command": ["sh", "-c", "sleep 0.3"]}) for _ in range(5)]
+
+    assert agent.proc is not None
+    code = agent.proc.wait(30)
+    ran = [job_id for job_id in ids if site.job(job_id).state is JobState.SUCCEEDED]
+    left = [site.job(job_id).state for job_id in ids if job_id not in ran]
+
+    assert code == 0, site.logs()
+    assert len(ran) == 3
+    assert left == [JobState.QUEUED, JobState.QUEUED]
+
+
+def test_an_agent_refuses_a_max_jobs_out_of_bounds(site: Site) -> None:
+    result = jobdock("agent", "--server", site.server.url, "--max-jobs", "-1")
+
+    assert result.returncode == 2
+    assert "--max-jobs must be between 0 and" in result.stderr

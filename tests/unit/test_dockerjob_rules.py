@@ -52,9 +52,10 @@ def test_every_job_state_has_a_docker_job_status() -> None:
 
 def test_the_pool_of_docker_jobs_jobs_must_be_one_of_the_pools() -> None:
     pool = {"name": "spot", "provider": "command", "command": {"start": ["a"], "stop": ["b"]}}
-    assert Settings(pools=[pool], dockerjob_pool="spot").dockerjob_pool == "spot"  # type: ignore[list-item]
+    spot = Settings(pools=[pool], dockerjob_pool="spot", tokens=True)  # type: ignore[list-item]
+    assert spot.dockerjob_pool == "spot"
     with pytest.raises(ValidationError, match="no pool 'other'"):
-        Settings(pools=[pool], dockerjob_pool="other")  # type: ignore[list-item]
+        Settings(pools=[pool], dockerjob_pool="other", tokens=True)  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="no pool"):
         Settings(dockerjob_pool="spot")
 

@@ -34,10 +34,13 @@ async def run_agent(
     credentials: Credentials,
     stop: asyncio.Event,
     interruption_url: str | None = None,
+    max_jobs: int = 0,
 ) -> None:
     """Run jobs from the server at ``url`` until ``stop`` is set, or until
     ``interruption_url`` gives notice that this machine is to be reclaimed:
-    then its running jobs are handed back at once and the agent stops."""
+    then its running jobs are handed back at once and the agent stops.
+    With ``max_jobs``, it claims that many jobs in all, and stops once they
+    have ended (a machine of a pool with ``max_jobs``)."""
     store = RemoteStore(url, credentials, spool_dir=settings.home / "agent-spool")
     try:
         hello = await store.hello()
@@ -55,15 +58,16 @@ async def run_agent(
         try:
             await engines.confine()
             await engines.watch(_work_again(store))
-            worker = Worker(store, settings, engines, worker_id=worker_id)
+            worker = Worker(store, settings, engines, worker_id=worker_id, max_jobs=max_jobs)
             await worker.start()
             _log.info("agent of %s started as worker %s", store.url, worker_id)
             notice = _notice(interruption_url)
-            stopped, refused = (
+            stopped, refused, spent = (
                 asyncio.ensure_future(stop.wait()),
                 asyncio.ensure_future(store.refused.wait()),
+                asyncio.ensure_future(worker.spent.wait()),
             )
-            waiters: set[asyncio.Future[Any]] = {stopped, refused, notice}
+            waiters: set[asyncio.Future[Any]] = {stopped, refused, spent, notice}
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
@@ -74,7 +78,10 @@ async def run_agent(
                 _log.error("the server no longer takes this agent's token; stopping")
                 await worker.stop(0)
                 raise Unauthenticated("the server no longer takes this agent's token")
-            _log.info("agent stopping: worker %s drains its jobs", worker_id)
+            if worker.spent.is_set():
+                _log.info("agent stopping: worker %s ran its %d job(s)", worker_id, max_jobs)
+            else:
+                _log.info("agent stopping: worker %s drains its jobs", worker_id)
             await worker.stop()
         finally:
             await engines.aclose()

@@ -38,6 +38,7 @@ from jobdock.api.workflows import router as workflows_router
 from jobdock.dispatch import Dispatcher, FilterPool, Template, load_templates
 from jobdock.engines import Engines
 from jobdock.errors import CrossOrigin, StoreError
+from jobdock.machines.autoscaler import Autoscaler
 from jobdock.node import Node
 from jobdock.settings import Settings
 from jobdock.store.factory import open_store
@@ -122,6 +123,10 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
                 await node.start()
                 local = LocalWorker(node.worker.id, node.worker.offers, engines.no_images)
                 app.state.waiting = Waiting(store, settings, local)
+            if settings.pools:
+                autoscaler = Autoscaler(store, settings)
+                await autoscaler.start()
+                stack.push_async_callback(autoscaler.stop)
             yield
 
     return lifespan

@@ -16,6 +16,7 @@ import typer
 from jobdock.cli.arguments import pairs
 from jobdock.cli.context import load_settings
 from jobdock.cli.exits import fail
+from jobdock.models.units import MAX_COUNT
 
 if TYPE_CHECKING:
     from jobdock.credentials import Credentials
@@ -50,6 +51,13 @@ def agent(
             "are handed back at once, not counted against their retries, and the agent stops.",
         ),
     ] = None,
+    max_jobs: Annotated[
+        int,
+        typer.Option(
+            "--max-jobs",
+            help="Claim this many jobs in all, then stop once they have ended (exit 0); 0: no end.",
+        ),
+    ] = 0,
 ) -> None:
     """Run jobs for the server at --server on this machine (its processes,
     its container engine), without access to the server's store.
@@ -66,6 +74,8 @@ def agent(
         fail(f"--server must be an http:// or https:// URL, not {client.url!r}", 2)
     if interruption_url is not None and not _is_http_url(interruption_url):
         fail(f"--interruption-url must be an http:// or https:// URL, not {interruption_url!r}", 2)
+    if not 0 <= max_jobs <= MAX_COUNT:
+        fail(f"--max-jobs must be between 0 and {MAX_COUNT}, not {max_jobs}", 2)
     settings = load_settings(
         home=home,
         concurrency=concurrency,
@@ -81,7 +91,7 @@ def agent(
     credentials = Credentials(token=client.token, ca=client.ca, cert=client.cert, key=client.key)
     import uvloop
 
-    uvloop.run(_run(settings, client.url, credentials, interruption_url))
+    uvloop.run(_run(settings, client.url, credentials, interruption_url, max_jobs))
 
 
 def _is_http_url(url: str) -> bool:
@@ -89,7 +99,11 @@ def _is_http_url(url: str) -> bool:
 
 
 async def _run(
-    settings: Settings, url: str, credentials: Credentials, interruption_url: str | None
+    settings: Settings,
+    url: str,
+    credentials: Credentials,
+    interruption_url: str | None,
+    max_jobs: int,
 ) -> None:
     """Run the agent until SIGTERM or SIGINT; a failure is one line."""
     import asyncio
@@ -102,6 +116,6 @@ async def _run(
     for signo in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signo, stop.set)
     try:
-        await run_agent(settings, url, credentials, stop, interruption_url)
+        await run_agent(settings, url, credentials, stop, interruption_url, max_jobs)
     except JobdockError as exc:
         fail(f"agent: {exc.message}", 1)

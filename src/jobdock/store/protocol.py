@@ -31,6 +31,7 @@ from jobdock.models import (
     WorkflowState,
 )
 from jobdock.models.jobs import WebhookDelivery
+from jobdock.models.machines import MachineRecord, MachineState, PoolState
 from jobdock.models.outcome import Outcome
 from jobdock.models.records import (
     Claim,
@@ -422,6 +423,55 @@ class MetricsStore(Protocol):
         wait and run duration, read in one snapshot (docs/metrics.md)."""
 
 
+class MachineStore(Protocol):
+    """Machine pools: the machines the autoscaler starts and stops, each
+    pool's back-off and last decision, and the named leases by which one
+    API server acts at a time (store/machines.py, docs/machines.md)."""
+
+    async def add_machine(self, record: MachineRecord) -> None:
+        """Record a new machine (in state ``requested``)."""
+
+    async def update_machine(
+        self,
+        machine_id: str,
+        changes: Mapping[str, object],
+        to: MachineState | None = None,
+    ) -> bool:
+        """Change a machine's fields (store/machines.py MACHINE_FIELDS), and
+        move it to ``to`` if given, in one conditional write: from a state
+        that may move there (models.machines.MACHINE_MOVES), else from any
+        live state. Whether it changed (False: it had moved on)."""
+
+    async def list_machines(
+        self, pool: str | None = None, *, since: float | None = None
+    ) -> list[MachineRecord]:
+        """Live machines (of ``pool``, if given) and those stopped or failed
+        at or after ``since`` (none without it), newest first; a row that
+        cannot be loaded is skipped (and logged once)."""
+
+    async def pool_states(self) -> list[PoolState]:
+        """Every pool's recorded state (back-off, last decision), by name."""
+
+    async def record_pool(self, state: PoolState) -> None:
+        """Create or replace a pool's state."""
+
+    async def take_lease(self, name: str, holder: str, now: float, until: float) -> bool:
+        """Take or renew lease ``name`` for ``holder`` until ``until``, if
+        ``holder`` has it or it expired before ``now``; whether it has it."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up lease ``name`` if ``holder`` has it."""
+
+    async def waiting_requirements(self, now: float, limit: int) -> list[dict[str, str]]:
+        """The labels required by the jobs waiting for a worker at ``now``
+        (queued, or scheduled or retrying and due), of those that require
+        any, in claim order, at most ``limit``."""
+
+    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+        """How many attempts the workers whose ids begin with ``prefix``
+        claimed in all, and how many of those run now."""
+
+
 class LogAppender(Notifying, Protocol):
     """What a LogWriter needs: appending an attempt's output (fenced)."""
 
@@ -527,6 +577,7 @@ class Store(
     WorkflowStore,
     MetricsStore,
     WebhookStore,
+    MachineStore,
     Protocol,
 ):
     """Persistence of jobs, attempts and logs: every role, and the store's

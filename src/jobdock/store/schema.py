@@ -165,6 +165,8 @@ attempts = Table(
     Column("engine_job", String(64)),
     Column("engine_state", String(255)),
     Index("ix_attempts_host_finished", "host", "finished_at"),
+    # A pool's machine's attempts, by its agent's worker id (migration 0019).
+    Index("ix_attempts_worker", "worker_id"),
 )
 
 log_chunks = Table(
@@ -390,4 +392,49 @@ webhook_deliveries = Table(
     Column("error", Text),
     Column("seconds", Float, nullable=False),
     Index("ix_webhook_deliveries_job", "job_id", "seq"),
+)
+
+# -- machine pools: machines started for jobs (migration 0019) -------------------
+
+# One row per machine the autoscaler started (docs/machines.md); ended ones
+# stay for ``jobdock machines --since``.
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("pool", String(40), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("provider_id", String(255)),
+    Column("token_id", String(64)),
+    Column("jobs_done", Integer, nullable=False, default=0),
+    Column("requested_at", Float, nullable=False),
+    Column("booted_at", Float),
+    Column("last_busy_at", Float),
+    Column("stopping_at", Float),
+    Column("stopped_at", Float),
+    Column("error", Text),
+    Column("server", String(255)),
+    Index("ix_machines_pool_state", "pool", "state"),
+)
+
+# What the autoscaler last decided for each pool, and its back-off.
+machine_pools = Table(
+    "machine_pools",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("backoff_until", Float),
+    Column("last_error", Text),
+    Column("last_decision", Text),
+    Column("decided_at", Float),
+)
+
+# Named leases among the API servers sharing the store: the one holder of
+# ``autoscaler`` acts; taken or renewed with one conditional UPDATE.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

@@ -63,6 +63,7 @@ from jobdock.models import (
     timestamp,
 )
 from jobdock.models.jobs import WebhookDelivery
+from jobdock.models.machines import MachineRecord, MachineState, PoolState
 from jobdock.models.workflow_moves import Planner
 from jobdock.store import (
     access,
@@ -72,6 +73,7 @@ from jobdock.store import (
     identities,
     jobs,
     logs,
+    machines,
     metrics,
     postgres,
     sqlite,
@@ -605,6 +607,42 @@ class SqlStore:
 
     async def metrics(self, label_keys: Sequence[str] = ()) -> StoreMetrics:
         return await self._read(metrics.store_metrics, list(label_keys))
+
+    # -- machine pools ---------------------------------------------------------
+
+    async def add_machine(self, record: MachineRecord) -> None:
+        await self._write(machines.add_machine, record)
+
+    async def update_machine(
+        self,
+        machine_id: str,
+        changes: Mapping[str, object],
+        to: MachineState | None = None,
+    ) -> bool:
+        return await self._write(machines.update_machine, machine_id, dict(changes), to)
+
+    async def list_machines(
+        self, pool: str | None = None, *, since: float | None = None
+    ) -> list[MachineRecord]:
+        return await self._read(machines.list_machines, pool, since)
+
+    async def pool_states(self) -> list[PoolState]:
+        return await self._read(machines.pool_states)
+
+    async def record_pool(self, state: PoolState) -> None:
+        await self._write(machines.record_pool, state)
+
+    async def take_lease(self, name: str, holder: str, now: float, until: float) -> bool:
+        return await self._write(machines.take_lease, name, holder, now, until)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._write(machines.release_lease, name, holder)
+
+    async def waiting_requirements(self, now: float, limit: int) -> list[dict[str, str]]:
+        return await self._read(machines.waiting_requirements, now, limit)
+
+    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+        return await self._read(machines.machine_attempts, prefix)
 
 
 def _safe_url(url: str) -> str:
