@@ -154,5 +154,5 @@ async def test_a_machines_attempts_are_counted_by_its_agents_prefix(store: Store
     await claim(store, worker="agent-tok2-host-1")
     await store.finish_attempt(first.job_id, first.attempt, exited(0))
 
-    assert await store.machine_attempts("agent-tok1-") == (2, 1)
-    assert await store.machine_attempts("agent-tok3-") == (0, 0)
+    assert await store.machine_attempts("agent-tok1-") == (2, 1, T0 + 5)
+    assert await store.machine_attempts("agent-tok3-") == (0, 0, None)

@@ -30,10 +30,10 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jobdock.agent_access import hand_back_attempts_of, token_prefix
-from jobdock.machines.demand import PoolView, Slots, machines_to_start
+from jobdock.machines.demand import PoolView, Slots, machines_to_start, pool_of
 from jobdock.machines.lease import Lease
 from jobdock.machines.lifecycle import Lifecycle
 from jobdock.machines.provider import Provider, ProviderError
@@ -82,6 +82,7 @@ class Autoscaler:
         self._launches: set[asyncio.Task[None]] = set()
         #: Machines whose start is under way here (not yet booting).
         self._starting: set[str] = set()
+        self._wanted: set[str] = set()
 
     async def start(self) -> None:
         """Begin renewing the lease, and the rounds."""
@@ -154,6 +155,10 @@ class Autoscaler:
         now = time.time()
         since = min((m.requested_at for m in machines), default=now) - 1
         workers = await self.store.list_workers(since, now - self.settings.lease_seconds)
+        waiting = await self.store.waiting_requirements(now, WAITING_LIMIT)
+        pools = list(self.pools.values())
+        #: Pools some waiting job is for: their machines are not idle.
+        self._wanted = {p.name for r in waiting if (p := pool_of(r, pools)) is not None}
         slots: list[Slots] = []
         machine_workers: set[str] = set()
         for machine in machines:
@@ -170,7 +175,7 @@ class Autoscaler:
             for w in workers
             if w.state == "alive" and w.id not in machine_workers
         ]
-        await self._scale(await self.store.list_machines(), slots)
+        await self._scale(await self.store.list_machines(), slots, waiting)
 
     async def _interruptions(self, machines: Sequence[MachineRecord]) -> None:
         for pool in self.pools.values():
@@ -254,7 +259,8 @@ class Autoscaler:
         """A ready machine whose agent is gone: it stopped (its max_jobs
         done, or stopped by someone) or was lost (the machine died without
         notice; the reaper requeues its jobs, and demand starts another)."""
-        claimed, running = await self.store.machine_attempts(token_prefix(machine.token_id or ""))
+        prefix = token_prefix(machine.token_id or "")
+        claimed, running, _ = await self.store.machine_attempts(prefix)
         if claimed - running != machine.jobs_done:
             await self.store.update_machine(machine.id, {"jobs_done": claimed - running})
         lost = any(w.state == "lost" for w in mine)
@@ -288,19 +294,27 @@ class Autoscaler:
         pool's ``idle_timeout`` (beyond ``min``) or done with ``max_jobs``."""
         now = time.time()
         prefix = token_prefix(machine.token_id or "")
-        claimed, running = await self.store.machine_attempts(prefix)
+        claimed, running, ended = await self.store.machine_attempts(prefix)
         changes: dict[str, object] = {}
         if claimed - running != machine.jobs_done:
             changes["jobs_done"] = claimed - running
-        last_busy = machine.last_busy_at or machine.booted_at or now
+        # Busy until its last job ended, even if no round saw it running.
+        last_busy = max(machine.last_busy_at or machine.booted_at or now, ended or 0.0)
         if running:
-            changes["last_busy_at"] = last_busy = now
+            last_busy = now
+        if last_busy != machine.last_busy_at:
+            changes["last_busy_at"] = last_busy
         if changes:
             await self.store.update_machine(machine.id, changes)
         why = None
         if pool.max_jobs and claimed >= pool.max_jobs and not running:
             why = f"ran its {pool.max_jobs} job(s)"
-        elif not running and now - last_busy >= pool.idle_timeout and live > pool.min:
+        elif (
+            not running
+            and now - last_busy >= pool.idle_timeout
+            and live > pool.min
+            and pool.name not in self._wanted
+        ):
             why = f"idle for {pool.idle_timeout:g} s"
         if why is None:
             return self._room(pool, alive, claimed)
@@ -317,9 +331,13 @@ class Autoscaler:
             slots.append(Slots(worker.labels, free))
         return slots
 
-    async def _scale(self, machines: Sequence[MachineRecord], slots: Sequence[Slots]) -> None:
+    async def _scale(
+        self,
+        machines: Sequence[MachineRecord],
+        slots: Sequence[Slots],
+        waiting: Sequence[Mapping[str, str]],
+    ) -> None:
         now = time.time()
-        waiting = await self.store.waiting_requirements(now, WAITING_LIMIT)
         views = [
             PoolView(
                 pool,

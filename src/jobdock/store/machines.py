@@ -229,16 +229,19 @@ def waiting_requirements(conn: Connection, now: float, limit: int) -> list[dict[
     return wanted
 
 
-def machine_attempts(conn: Connection, prefix: str) -> tuple[int, int]:
+def machine_attempts(conn: Connection, prefix: str) -> tuple[int, int, float | None]:
     """How many attempts workers whose id begins with ``prefix`` (a
-    machine's agent) claimed in all, and how many of them run now."""
+    machine's agent) claimed in all, how many of them run now, and when the
+    last of them ended (None: none has)."""
     # The prefix is a token id's (hex) and fixed text: no LIKE wildcards in it.
     row = conn.execute(
-        select(func.count(), func.count().filter(attempts.c.finished_at.is_(None))).where(
-            attempts.c.worker_id.like(prefix + "%")
-        )
+        select(
+            func.count(),
+            func.count().filter(attempts.c.finished_at.is_(None)),
+            func.max(attempts.c.finished_at),
+        ).where(attempts.c.worker_id.like(prefix + "%"))
     ).one()
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), _time(row[2])
 
 
 def _text(value: Any) -> str | None:

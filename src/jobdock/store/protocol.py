@@ -467,9 +467,10 @@ class MachineStore(Protocol):
         (queued, or scheduled or retrying and due), of those that require
         any, in claim order, at most ``limit``."""
 
-    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+    async def machine_attempts(self, prefix: str) -> tuple[int, int, float | None]:
         """How many attempts the workers whose ids begin with ``prefix``
-        claimed in all, and how many of those run now."""
+        claimed in all, how many of those run now, and when the last of
+        them ended (None: none has)."""
 
 
 class LogAppender(Notifying, Protocol):

@@ -641,7 +641,7 @@ class SqlStore:
     async def waiting_requirements(self, now: float, limit: int) -> list[dict[str, str]]:
         return await self._read(machines.waiting_requirements, now, limit)
 
-    async def machine_attempts(self, prefix: str) -> tuple[int, int]:
+    async def machine_attempts(self, prefix: str) -> tuple[int, int, float | None]:
         return await self._read(machines.machine_attempts, prefix)
 
 
