@@ -41,7 +41,7 @@ def start(directory: Path, dead: bool) -> None:
                 start_new_session=True,
             )
         (directory / f"{provider_id}.pid").write_text(str(agent.pid))
-    _event(directory, f"start {provider_id}")
+    _event(directory, f"start {provider_id} {time.time():.6f}")
     print(f"starting {machine}")
     print(provider_id)
 

@@ -47,8 +47,10 @@ from jobdock.store.protocol import Store
 
 _log = logging.getLogger(__name__)
 
-#: Seconds between rounds.
+#: Seconds between rounds (sooner when a job is submitted, but never
+#: closer than MIN_GAP_SECONDS).
 TICK_SECONDS = 1.0
+MIN_GAP_SECONDS = 0.2
 #: How long the lease lasts unrenewed: another server acts after this.
 LEASE_SECONDS = 10.0
 #: At most this many waiting jobs are looked at per round.
@@ -102,13 +104,22 @@ class Autoscaler:
                 await provider.close()
 
     async def _run(self) -> None:
+        events = self.store.events
+        generation = events.work_generation
         while True:
+            acting = False
             try:
-                if await self.lease.renew(time.time()):
+                acting = await self.lease.renew(time.time())
+                if acting:
                     await self.round()
             except Exception:  # one bad round must not end the autoscaler
                 _log.exception("autoscaler: a round failed")
-            await asyncio.sleep(TICK_SECONDS)
+            if not acting:
+                await asyncio.sleep(TICK_SECONDS)
+                continue
+            # A new job wakes the next round early, but rounds stay apart.
+            await asyncio.sleep(MIN_GAP_SECONDS)
+            generation = await events.work_since(generation, TICK_SECONDS - MIN_GAP_SECONDS)
 
     def _provider(self, pool: PoolSettings) -> Provider | None:
         provider = self._providers.get(pool.name)
