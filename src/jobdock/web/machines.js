@@ -29,7 +29,7 @@ function poolRow(pool) {
     h("td", {}, pool.name),
     h("td", {}, pool.provider),
     h("td", {}, labelChips(pool.labels)),
-    h("td", { title: "live / min / max" }, `${live} / ${pool.min} / ${pool.max}`, " ", byState(pool.live)),
+    h("td", { title: "live / min / max" }, `${live} / ${pool.min} / ${pool.max}`, live ? ` (${byState(pool.live)})` : ""),
     h("td", {}, backoff(pool)),
     h("td", { title: pool.decided_at || "" }, pool.last_decision || "", pool.decided_at ? [" (", ago(pool.decided_at), ")"] : ""),
     h("td", { class: "error-text" }, pool.last_error || ""),
