@@ -245,3 +245,21 @@ def test_two_servers_on_one_postgresql_start_only_the_machines_needed(
         assert len(machines) == 2
         assert len(pool.starts()) == 2
         assert len({m.server for m in machines}) == 1
+
+
+def test_min_machines_are_kept_warm_and_take_jobs_at_once(tmp_path: Path) -> None:
+    with pool_site(tmp_path, min=1, idle_timeout=1) as (site, pool):
+        [warm] = eventually(
+            lambda: [m for m in pool.machines() if m.state == "ready"], 60, "a warm machine"
+        )
+
+        job = site.finished(site.submit({"command": ["true"], "requires": GPU}), timeout=30)
+        # Past its idle_timeout, the one machine of min stays: an observation
+        # window (3 rounds or more) in which it may not be stopped.
+        time.sleep(3)
+
+        assert job.state is JobState.SUCCEEDED, site.logs()
+        assert job.attempts[-1].worker is not None
+        assert job.attempts[-1].worker.startswith(f"agent-{warm.token_id}-")
+        assert [(m.id, m.state) for m in pool.machines()] == [(warm.id, "ready")]
+        assert pool.starts() == [warm.provider_id]

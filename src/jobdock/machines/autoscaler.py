@@ -78,22 +78,36 @@ class Autoscaler:
         self.life = Lifecycle(store, self.server, settings.max_lost)
         self._providers: dict[str, Provider] = {}
         self._task: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()
         #: Machines whose start is under way here (not yet booting).
         self._starting: set[str] = set()
 
     async def start(self) -> None:
-        """Begin the rounds."""
+        """Begin renewing the lease, and the rounds."""
+        self._renewing = asyncio.create_task(self._renew(), name="jobdock-autoscaler-lease")
         self._task = asyncio.create_task(self._run(), name="jobdock-autoscaler")
+
+    async def _renew(self) -> None:
+        # Apart from the rounds, so that a round slowed by a provider (a
+        # stop script that takes its time) does not let the lease lapse
+        # and a second server act beside this one.
+        while True:
+            try:
+                await self.lease.renew(time.time())
+            except Exception:  # never a reason to stop renewing
+                _log.exception("autoscaler: renewing its lease failed")
+            await asyncio.sleep(LEASE_SECONDS / 4)
 
     async def stop(self) -> None:
         """End the rounds, let starts under way finish (a while), give the
         lease up and close the providers. Machines are left running: the
         next holder of the lease takes them over."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._renewing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._launches:
             _, pending = await asyncio.wait(set(self._launches), timeout=30)
             for task in pending:
@@ -107,9 +121,8 @@ class Autoscaler:
         events = self.store.events
         generation = events.work_generation
         while True:
-            acting = False
+            acting = self.lease.held
             try:
-                acting = await self.lease.renew(time.time())
                 if acting:
                     await self.round()
             except Exception:  # one bad round must not end the autoscaler
@@ -165,23 +178,33 @@ class Autoscaler:
             if provider is None:
                 continue
             try:
-                notices = await provider.interruptions()
+                await self._interrupted(pool, provider, machines)
             except ProviderError as exc:
                 await self.life.note_pool(pool.name, error=exc.message)
-                continue
+            except Exception:  # a provider's bug: the other pools go on
+                _log.exception("autoscaler: pool %s: reading interruptions failed", pool.name)
+
+    async def _interrupted(
+        self, pool: PoolSettings, provider: Provider, machines: Sequence[MachineRecord]
+    ) -> None:
+        """Hand back the jobs of the pool's machines its provider gives
+        notice of, and stop them."""
+        notices = await provider.interruptions()
+        by_id: dict[str, MachineRecord] = {}
+        if notices:
             by_id = {m.provider_id: m for m in machines if m.pool == pool.name and m.provider_id}
-            for notice in notices:
-                machine = by_id.get(notice.provider_id)
-                if machine is None or machine.state == "draining":
-                    continue
-                handed = 0
-                if machine.token_id is not None:
-                    prefix = token_prefix(machine.token_id)
-                    handed = await hand_back_attempts_of(self.store, prefix, time.time())
-                why = f"{notice.reason}: {handed} job(s) handed back"
-                _log.warning("autoscaler: machine %s %s", machine.id, why)
-                await self.life.stop(machine, provider, error=why)
-                await self.life.note_pool(pool.name, decision=f"stop {machine.id}: {why}")
+        for notice in notices:
+            machine = by_id.get(notice.provider_id)
+            if machine is None or machine.state == "draining":
+                continue
+            handed = 0
+            if machine.token_id is not None:
+                prefix = token_prefix(machine.token_id)
+                handed = await hand_back_attempts_of(self.store, prefix, time.time())
+            why = f"{notice.reason}: {handed} job(s) handed back"
+            _log.warning("autoscaler: machine %s %s", machine.id, why)
+            await self.life.stop(machine, provider, error=why)
+            await self.life.note_pool(pool.name, decision=f"stop {machine.id}: {why}")
 
     async def _look_after(
         self,
@@ -250,7 +273,8 @@ class Autoscaler:
             return
         error = f"its agent did not register within {pool.boot_timeout:g} s"
         await self.life.stop(machine, provider, failed=True, error=error)
-        await self.life.pool_failed(pool.name, f"machine {machine.id}: {error}", now)
+        # The back-off runs from the machine's end, not from the round's start.
+        await self.life.pool_failed(pool.name, f"machine {machine.id}: {error}", time.time())
 
     async def _ready(
         self,
