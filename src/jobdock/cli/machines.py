@@ -25,8 +25,10 @@ def machines(
     output: Annotated[str | None, typer.Option("--output", "-o", help="json or yaml.")] = None,
     url: Annotated[str | None, url_option] = None,
 ) -> None:
-    """List machine pools (live/min/max, back-off, last decision and error),
-    then their machines: state, age, jobs, boot and machine time (admins)."""
+    """List machine pools and their machines (admins).
+
+    The pools (live/min/max, back-off, last decision and error), then the
+    machines: state, age, jobs, boot and machine time."""
     output = output_format(output, ("json", "yaml"))
     with lister(ctx, url) as listing:
         found = listing.machines(pool, since)
