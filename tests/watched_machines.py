@@ -130,7 +130,9 @@ def watched_site(home: Path) -> Iterator[Watched]:
     (home / "jobdock.toml").write_text(CONFIG)
     server = ServerProcess(
         home, db=db, tokens="true", concurrency="0", config=str(home / "jobdock.toml")
-    ).start()
+    ).launch()
+    # A server with pools opens its providers too: on a loaded machine it takes a while.
+    server.wait_healthy(timeout=90)
     agent = AgentProcess(home / "agent", server.url, secret).launch()
     try:
         answer = httpx.post(

@@ -33,7 +33,7 @@ def running_on_ready(watched: Watched) -> dict[str, Any]:
         ready = next(m for m in found["machines"] if m["id"] == watched.ready_id)
         return found if ready["jobs"] == [watched.job_id] else None
 
-    return eventually(listed, 30, "the ready machine's agent to run the job")
+    return eventually(listed, 60, "the ready machine's agent to run the job")
 
 
 def test_the_listing_shows_pools_and_machines_with_their_jobs_and_times(
