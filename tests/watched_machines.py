@@ -131,10 +131,11 @@ def watched_site(home: Path) -> Iterator[Watched]:
     server = ServerProcess(
         home, db=db, tokens="true", concurrency="0", config=str(home / "jobdock.toml")
     ).launch()
-    # A server with pools opens its providers too: on a loaded machine it takes a while.
-    server.wait_healthy(timeout=90)
-    agent = AgentProcess(home / "agent", server.url, secret).launch()
+    agent = AgentProcess(home / "agent", server.url, secret)
     try:
+        # A loaded machine (the tests share two cores) can be slow to start it.
+        server.wait_healthy(timeout=90)
+        agent.launch()
         answer = httpx.post(
             server.url + "/v1/jobs",
             json={"command": ["sleep", "60"]},
@@ -144,5 +145,6 @@ def watched_site(home: Path) -> Iterator[Watched]:
         assert answer.status_code == 201, answer.text
         yield Watched(server, admin, user, secret, ready_id, answer.json()["id"])
     finally:
-        agent.stop()
+        if agent.proc is not None:
+            agent.stop()
         server.stop()
