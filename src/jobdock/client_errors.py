@@ -97,6 +97,10 @@ class TemplateNotFound(NotFound, _server.TemplateNotFound):
     """No such dispatch template (``.name``)."""
 
 
+class PoolNotFound(NotFound, _server.PoolNotFound):
+    """No such machine pool (the message names it)."""
+
+
 class ScheduleExists(_Answer, _server.ScheduleExists):
     """A schedule of that name exists."""
 
@@ -237,6 +241,8 @@ _NOT_FOUND: dict[str, tuple[type[NotFound], str]] = {
     "tokens": (TokenNotFound, "token_id"),
     "templates": (TemplateNotFound, "name"),
     "dispatch": (TemplateNotFound, "name"),
+    # The pool is a query parameter (``?pool=``), not in the path.
+    "machines": (PoolNotFound, ""),
 }
 
 _PATH = re.compile(r"^/v1/(?P<collection>[a-z]+)(?:/(?P<ident>[^/]+))?")

@@ -360,3 +360,16 @@ class CannotStart(JobdockError):
     """No worker can start this job now (see its waiting_reason)."""
 
     code = "cannot_start"
+
+
+# -- machine pools (docs/machines.md) --------------------------------------------
+
+
+class PoolNotFound(JobdockError):
+    """No such machine pool."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no machine pool named {name!r}")

@@ -20,6 +20,7 @@ _NOT_FOUND_PATHS = {
     errors.SecretNotFound: "/v1/secrets/x",
     errors.TokenNotFound: "/v1/tokens/x",
     errors.TemplateNotFound: "/v1/templates/x",
+    errors.PoolNotFound: "/v1/machines",
 }
 
 #: Codes that are not the server's answers: the root's, the client's own.

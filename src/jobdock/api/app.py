@@ -23,6 +23,7 @@ from jobdock.api.errors import GUARDED, drop_framework_validation, install_error
 from jobdock.api.health import router as health_router
 from jobdock.api.jobs import router as jobs_router
 from jobdock.api.limits import BodyLimit
+from jobdock.api.machines import router as machines_router
 from jobdock.api.metrics import CountRequests, HttpMetrics
 from jobdock.api.metrics import router as metrics_router
 from jobdock.api.nul import RefuseNul
@@ -59,6 +60,7 @@ ROUTERS = (
     jobs_router,
     stdin_router,
     workers_router,
+    machines_router,
     conjob_router,
     dispatch_router,
     dockerjob_router,

@@ -31,6 +31,7 @@ from jobdock.errors import (
     JobdockError,
     JobNotFound,
     NotReady,
+    PoolNotFound,
     RateLimited,
     RequestTooLarge,
     ScheduleExists,
@@ -80,6 +81,7 @@ STATUS: dict[type[JobdockError], int] = {
     TemplateSpecInvalid: 400,
     RateLimited: 429,
     NotReady: 503,
+    PoolNotFound: 404,
 }
 
 #: How a client should authenticate, sent with every 401 (RFC 6750).

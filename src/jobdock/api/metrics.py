@@ -32,6 +32,7 @@ from jobdock.api.errors import responses
 from jobdock.api.workers import LISTED_SECONDS
 from jobdock.auth import Principal
 from jobdock.errors import Forbidden, Unauthenticated
+from jobdock.machines.metrics import MachineMetrics
 from jobdock.metrics import Collectors, Snapshot
 
 PATH = "/metrics"
@@ -136,7 +137,7 @@ def _check_access(request: Request) -> None:
     },
 )
 async def metrics(request: Request) -> Response:
-    """Job, worker and HTTP metrics in Prometheus' text format, or
+    """Job, worker, machine and HTTP metrics in Prometheus' text format, or
     OpenMetrics when the Accept header asks for it."""
     _check_access(request)
     settings = settings_of(request)
@@ -146,6 +147,10 @@ async def metrics(request: Request) -> Response:
     workers = await store.list_workers(now - LISTED_SECONDS, now - settings.lease_seconds)
     http: HttpMetrics = request.app.state.http_metrics
     snapshot = Snapshot(counts, workers, settings.metrics_job_labels, now, settings.namespace)
+    pools = [pool.name for pool in settings.pools]
+    # Every machine the store holds: the boot times and machine-seconds are over them all.
+    held = await store.list_machines(since=0.0) if pools else []
+    machines = MachineMetrics(pools, held, now)
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-    body = encoder(Collectors(snapshot, http.registry))
+    body = encoder(Collectors(snapshot, machines, http.registry))
     return Response(body, headers={"content-type": content_type})

@@ -24,6 +24,7 @@ from jobdock.cli import (
     export,
     flows,
     jobs,
+    machines,
     repro,
     run,
     schedules,
@@ -51,6 +52,7 @@ app.command("agent")(agent.agent)
 app.command("run", context_settings={"allow_interspersed_args": False})(run.run)
 app.command("ps")(jobs.ps)
 app.command("workers")(jobs.workers)
+app.command("machines")(machines.machines)
 app.command("inspect")(jobs.inspect)
 app.command("describe")(describe.describe)
 app.command("export")(export.export)

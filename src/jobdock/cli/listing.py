@@ -1,7 +1,8 @@
-"""The records ``jobdock ps`` and ``jobdock workers`` list, fetched as the
-server's JSON and read into small dataclasses.
+"""The records ``jobdock ps``, ``workers`` and ``machines`` list, fetched
+as the server's JSON and read into small dataclasses (``machines``' as the
+JSON itself).
 
-These two commands start without :class:`jobdock.Client` and its models:
+These commands start without :class:`jobdock.Client` and its models:
 loading pydantic and the models takes longer than all the rest of ``ps``
 (issue 21 wants ``ps`` under 0.3 s; ``bench/cli_startup.py`` measures it).
 They ask the routes the client asks, with the same credentials, and fail
@@ -168,6 +169,13 @@ class Lister:
     def workers(self) -> list[ListedWorker]:
         """The workers known to the server's store (``GET /v1/workers``)."""
         return [ListedWorker.of(record) for record in self._get("/v1/workers", [])["workers"]]
+
+    def machines(self, pool: str | None, since: str | None) -> dict[str, Any]:
+        """The server's machine pools and machines as its JSON
+        (``GET /v1/machines``; admins only)."""
+        params: _Params = [("pool", pool), ("since", since)]
+        found: dict[str, Any] = self._get("/v1/machines", [p for p in params if p[1] is not None])
+        return found
 
     def _get(self, path: str, params: _Params) -> Any:
         try:

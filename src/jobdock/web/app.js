@@ -7,6 +7,7 @@ import { fill, h } from "./dom.js";
 import { main, showError, signOut } from "./shell.js";
 import jobList from "./jobs.js";
 import jobPage from "./job.js";
+import machines from "./machines.js";
 import schedules from "./schedules.js";
 import submit from "./submit.js";
 import workers from "./workers.js";
@@ -25,10 +26,12 @@ const PAGES = [
   { route: /^\/ui\/workers\/?$/, nav: "Workers", href: "/ui/workers", page: workers },
   { route: /^\/ui\/workflows\/?$/, nav: "Workflows", href: "/ui/workflows", page: workflowList },
   { route: /^\/ui\/workflows\/([^/]+)\/?$/, nav: "Workflows", page: workflowPage },
+  { route: /^\/ui\/machines\/?$/, nav: "Machines", href: "/ui/machines", page: machines, admin: true },
 ];
 
-function renderNav(current) {
-  const tabs = PAGES.filter((page) => page.href).map((page) =>
+// A page with ``admin`` is a tab for administrators only (once /v1/me says).
+function renderNav(current, me) {
+  const tabs = PAGES.filter((page) => page.href && (!page.admin || (me && me.admin))).map((page) =>
     h("a", { href: page.href, "aria-current": current && current.nav === page.nav ? "page" : null }, page.nav),
   );
   fill(document.getElementById("nav"), tabs);
@@ -54,6 +57,7 @@ async function boot() {
     return;
   }
   renderUser(me);
+  renderNav(found, me);
   if (!found) {
     document.title = "Not found · jobdock";
     fill(main, h("h1", {}, "Not found"), h("p", {}, "No dashboard page at this address. ", h("a", { href: "/ui" }, "All jobs")));

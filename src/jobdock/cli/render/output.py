@@ -29,7 +29,7 @@ output_option = typer.Option(
     "--output", "-o", help="json, yaml, or wide (the table with more columns)."
 )
 
-#: The colour of each state a table shows (jobs, steps, workflows, schedules).
+#: The colour of each state a table shows (jobs, steps, workflows, schedules, machines).
 STATE_STYLES = {
     "queued": "blue",
     "scheduled": "blue",
@@ -48,6 +48,10 @@ STATE_STYLES = {
     "reverted": "magenta",
     "paused": "yellow",
     "stopped": "dim",
+    "requested": "blue",
+    "booting": "cyan",
+    "ready": "green",
+    "draining": "yellow",
 }
 
 
