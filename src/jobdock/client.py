@@ -21,6 +21,14 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import ValidationError
 
+from jobdock.client_bodies import (
+    SpecLike,
+    WorkflowLike,
+    as_workflow,
+    batch_bodies,
+    chunks,
+    spec_body,
+)
 from jobdock.client_errors import error_of, finished, unreachable
 from jobdock.client_options import (
     ListFilters,
@@ -36,10 +44,9 @@ from jobdock.handles import AsyncJobHandle, JobHandle
 from jobdock.loop_thread import start_loop_thread, stop_loop_thread
 from jobdock.models import (
     AuditPage,
-    Flow,
     Job,
+    JobList,
     JobPage,
-    JobSpec,
     JobState,
     PruneResult,
     RunResult,
@@ -53,28 +60,16 @@ from jobdock.models import (
     WorkerRecord,
     Workflow,
     WorkflowPage,
-    WorkflowSpec,
     invalid_spec,
 )
 from jobdock.models.frames import Unframer
 
 T = TypeVar("T")
-SpecLike = JobSpec | Mapping[str, Any]
-WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
 #: How often waiting for a workflow asks the server.
 _WORKFLOW_POLL = 0.5
 
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
-
-
-def _as_spec(spec: SpecLike) -> JobSpec:
-    if isinstance(spec, JobSpec):
-        return spec
-    try:
-        return JobSpec.model_validate(spec)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
 
 
 class AsyncClient:
@@ -124,9 +119,20 @@ class AsyncClient:
 
     async def submit(self, spec: SpecLike) -> AsyncJobHandle:
         """Submit a job; returns its handle (state ``queued``) at once."""
-        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        body = spec_body(spec)
         response = await self._request("POST", "/v1/jobs", json=body)
         return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
+
+    async def submit_many(self, specs: Iterable[SpecLike]) -> builtins.list[AsyncJobHandle]:
+        """Submit jobs in order, a batch of up to 1000 per request; returns
+        their handles in order. Every spec is checked before any is sent;
+        each batch is created all or none (an error stops at its batch)."""
+        handles = []
+        for chunk in chunks(batch_bodies(specs)):
+            response = await self._request("POST", "/v1/jobs/batch", json={"jobs": chunk})
+            jobs = JobList.model_validate_json(response.content).jobs
+            handles += [AsyncJobHandle.bind(job, self) for job in jobs]
+        return handles
 
     async def get(self, job_id: str) -> AsyncJobHandle:
         """The job's record with its attempts, as a handle. Here and in every
@@ -250,7 +256,7 @@ class AsyncClient:
 
     async def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
-        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        body = spec_body(spec)
         response = await self._request("POST", "/v1/run", json=body)
         return RunResult.model_validate_json(response.content)
 
@@ -354,7 +360,7 @@ class AsyncClient:
     ) -> Workflow:
         """Submit a workflow (a document, a :class:`Flow` or a mapping), with
         ``params`` given values; returns it with its first steps started."""
-        spec = _as_workflow(workflow)
+        spec = as_workflow(workflow)
         if params:
             spec = spec.with_params(params)
         body = spec.model_dump(mode="json", exclude_defaults=True)
@@ -402,17 +408,6 @@ def _owner(owner: str | None) -> dict[str, str] | None:
     return None if owner is None else {"owner": owner}
 
 
-def _as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
-    if isinstance(workflow, WorkflowSpec):
-        return workflow
-    if isinstance(workflow, Flow):
-        return workflow.spec()
-    try:
-        return WorkflowSpec.model_validate(workflow)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
-
-
 class Client:
     """A blocking client of one jobdock server; each call runs the matching
     :class:`AsyncClient` method on a private (daemon) event loop thread."""
@@ -450,6 +445,11 @@ class Client:
     def submit(self, spec: SpecLike) -> JobHandle:
         """Submit a job; returns its handle (state ``queued``) at once."""
         return JobHandle.bind(self._portal.call(self.aio.submit, spec), self)
+
+    def submit_many(self, specs: Iterable[SpecLike]) -> builtins.list[JobHandle]:
+        """Submit jobs in order, in batches of up to 1000 (see AsyncClient.submit_many)."""
+        handles = self._portal.call(self.aio.submit_many, specs)
+        return [JobHandle.bind(handle, self) for handle in handles]
 
     def get(self, job_id: str) -> JobHandle:
         """The job's record with its attempts, as a handle."""

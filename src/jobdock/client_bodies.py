@@ -1,0 +1,65 @@
+"""What the client sends: a spec, a workflow or a batch from what the
+caller gave (a model or a mapping), checked here before a request is
+made, and batches cut to the server's size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from jobdock.errors import InvalidSpec
+from jobdock.models import MAX_BATCH, Flow, JobSpec, WorkflowSpec, invalid_spec
+
+T = TypeVar("T")
+SpecLike = JobSpec | Mapping[str, Any]
+WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
+
+
+def as_spec(spec: SpecLike) -> JobSpec:
+    """``spec`` as a JobSpec; raises InvalidSpec naming the bad field."""
+    if isinstance(spec, JobSpec):
+        return spec
+    try:
+        return JobSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
+
+def spec_body(spec: SpecLike) -> dict[str, Any]:
+    """The JSON document of a submit: the spec without its defaults."""
+    return as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+
+
+def batch_bodies(specs: Iterable[SpecLike]) -> list[dict[str, Any]]:
+    """Every spec's document, all checked before any is sent; raises
+    InvalidSpec naming the first bad one's index (``jobs.3.command``)."""
+    bodies = []
+    for index, spec in enumerate(specs):
+        try:
+            bodies.append(spec_body(spec))
+        except InvalidSpec as exc:
+            where = f"jobs.{index}"
+            field = f"{where}.{exc.field}" if exc.field else where
+            message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+            raise InvalidSpec(f"{field}: {message}", field=field) from None
+    return bodies
+
+
+def chunks(items: Sequence[T], size: int = MAX_BATCH) -> Iterator[Sequence[T]]:
+    """``items`` in pieces of at most ``size`` (a batch the server takes)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
+    """``workflow`` as a WorkflowSpec; raises InvalidSpec naming the bad field."""
+    if isinstance(workflow, WorkflowSpec):
+        return workflow
+    if isinstance(workflow, Flow):
+        return workflow.spec()
+    try:
+        return WorkflowSpec.model_validate(workflow)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
