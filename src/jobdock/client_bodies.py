@@ -1,6 +1,7 @@
-"""What the client sends: a spec, a workflow or a batch from what the
-caller gave (a model or a mapping), checked here before a request is
-made, and batches cut to the server's size."""
+"""What the client sends: a spec, a workflow, a schedule or a batch from
+what the caller gave (a model or a mapping), checked here before a
+request is made; batches cut to the server's size; the queries of a
+listing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from jobdock.errors import InvalidSpec
-from jobdock.models import MAX_BATCH, Flow, JobSpec, WorkflowSpec, invalid_spec
+from jobdock.models import (
+    MAX_BATCH,
+    Flow,
+    JobSpec,
+    JobState,
+    ScheduleSpec,
+    WorkflowSpec,
+    invalid_spec,
+)
 
 T = TypeVar("T")
 SpecLike = JobSpec | Mapping[str, Any]
@@ -63,3 +72,39 @@ def as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
         return WorkflowSpec.model_validate(workflow)
     except ValidationError as exc:
         raise invalid_spec(exc) from None
+
+
+def as_schedule(spec: ScheduleSpec | Mapping[str, Any]) -> ScheduleSpec:
+    """``spec`` as a ScheduleSpec; raises InvalidSpec naming the bad field."""
+    if isinstance(spec, ScheduleSpec):
+        return spec
+    try:
+        return ScheduleSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise invalid_spec(exc) from None
+
+
+def list_query(
+    states: Sequence[JobState | str],
+    labels: Mapping[str, str] | None,
+    name: str | None,
+    limit: int,
+    cursor: str | None,
+    owner: str | None,
+) -> list[tuple[str, str | int]]:
+    """The query of a job listing with these filters."""
+    params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
+    if owner is not None:
+        params.append(("owner", owner))
+    params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+    if name is not None:
+        params.append(("name", name))
+    if cursor is not None:
+        params.append(("cursor", cursor))
+    params.append(("limit", limit))
+    return params
+
+
+def owner_query(owner: str | None) -> dict[str, str] | None:
+    """The query naming a schedule's owner, where one is given (admins)."""
+    return None if owner is None else {"owner": owner}
