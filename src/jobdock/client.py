@@ -448,7 +448,7 @@ class Client:
 
     def submit(self, spec: SpecLike) -> JobHandle:
         """Submit a job; returns its handle (state ``queued``) at once."""
-        return JobHandle.bind(self._submits.submit(spec), self)
+        return JobHandle.read(self._submits.submit(spec), self)
 
     def submit_many(self, specs: Iterable[SpecLike]) -> builtins.list[JobHandle]:
         """Submit jobs in order, in batches of up to 1000 (see AsyncClient.submit_many)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jobdock.errors import InvalidSpec
 from jobdock.models import (
@@ -22,18 +22,24 @@ from jobdock.models import (
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 SpecLike = JobSpec | Mapping[str, Any]
 WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
 
 
-def as_spec(spec: SpecLike) -> JobSpec:
-    """``spec`` as a JobSpec; raises InvalidSpec naming the bad field."""
-    if isinstance(spec, JobSpec):
-        return spec
+def _checked(model: type[M], given: M | Mapping[str, Any]) -> M:
+    """``given`` as a ``model``; raises InvalidSpec naming the bad field."""
+    if isinstance(given, model):
+        return given
     try:
-        return JobSpec.model_validate(spec)
+        return model.model_validate(given)
     except ValidationError as exc:
         raise invalid_spec(exc) from None
+
+
+def as_spec(spec: SpecLike) -> JobSpec:
+    """``spec`` as a JobSpec; raises InvalidSpec naming the bad field."""
+    return _checked(JobSpec, spec)
 
 
 def spec_body(spec: SpecLike) -> dict[str, Any]:
@@ -64,24 +70,14 @@ def chunks(items: Sequence[T], size: int = MAX_BATCH) -> Iterator[Sequence[T]]:
 
 def as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
     """``workflow`` as a WorkflowSpec; raises InvalidSpec naming the bad field."""
-    if isinstance(workflow, WorkflowSpec):
-        return workflow
     if isinstance(workflow, Flow):
         return workflow.spec()
-    try:
-        return WorkflowSpec.model_validate(workflow)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
+    return _checked(WorkflowSpec, workflow)
 
 
 def as_schedule(spec: ScheduleSpec | Mapping[str, Any]) -> ScheduleSpec:
     """``spec`` as a ScheduleSpec; raises InvalidSpec naming the bad field."""
-    if isinstance(spec, ScheduleSpec):
-        return spec
-    try:
-        return ScheduleSpec.model_validate(spec)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
+    return _checked(ScheduleSpec, spec)
 
 
 def list_query(

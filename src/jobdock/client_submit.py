@@ -16,8 +16,9 @@ is done about each:
   client_wire.py), made on first use with the same URL, headers, timeout
   and TLS as the async client's.
 - The request is encoded once by pydantic (``model_dump_json``), with the
-  headers built once per client; the answer is parsed once into the Job
-  that the handle is made of.
+  headers built once per client; the blocking client's answer is parsed
+  once, straight into the handle (``JobHandle.read``), not into a Job that
+  a handle is then copied from.
 
 Both clients use :func:`submit_body` and :func:`submitted_job`, so what a
 submit sends and how its answer is read are written once; only the I/O
@@ -101,19 +102,23 @@ class BlockingSubmits:
         transport = httpx.HTTPTransport(verify=options["verify"], socket_options=SOCKET_OPTIONS)
         return httpx.Client(**options, transport=transport)
 
-    def submit(self, spec: SpecLike) -> Job:
-        """Submit a job; its record (state ``queued``)."""
+    def submit(self, spec: SpecLike) -> bytes:
+        """Submit a job; the JSON of its record (state ``queued``), for the
+        caller to read once into what it returns (a handle)."""
         body = submit_body(spec)
         way = self._open()
         try:
             if not isinstance(way, Wire):
-                return submitted_job(way.post(PATH, content=body, headers=JSON))
+                response = way.post(PATH, content=body, headers=JSON)
+                if response.status_code >= 400:
+                    raise error_of(response)
+                return response.content
             answer = way.post(PATH, body, self._headers)
         except httpx.TransportError as exc:
             raise unreachable(self._url, exc) from None
         if answer.status >= 400:
             raise error_of(way.response(PATH, answer))
-        return Job.model_validate_json(answer.content)
+        return answer.content
 
     def closing(self, aclose: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """``aclose`` (the async client's), closing these connections first."""
