@@ -158,10 +158,14 @@ def free_port() -> int:
 class Server:
     """A ``jobdock serve`` subprocess with its own home directory and port."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.home = home
         #: More environment for the server: JOBDOCK_* settings, DOCKER_HOST.
         self.extra_env = env or {}
+        #: More of the command line (``--no-worker``).
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = home / "jobdock.db"
@@ -186,7 +190,7 @@ class Server:
         env.update(self.extra_env)
         with self.output_path.open("wb") as output:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "jobdock", "serve"],
+                [sys.executable, "-m", "jobdock", "serve", *self.args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,

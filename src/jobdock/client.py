@@ -11,7 +11,14 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from functools import partial
 from typing import Any, TypeVar, Unpack
 from urllib.parse import quote
@@ -19,8 +26,18 @@ from urllib.parse import quote
 import anyio
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
-from pydantic import ValidationError
 
+from jobdock.client_bodies import (
+    SpecLike,
+    WorkflowLike,
+    as_schedule,
+    as_workflow,
+    batch_bodies,
+    chunks,
+    list_query,
+    owner_query,
+    spec_body,
+)
 from jobdock.client_errors import error_of, finished, unreachable
 from jobdock.client_options import (
     ListFilters,
@@ -29,6 +46,15 @@ from jobdock.client_options import (
     TemplateRequest,
     WorkflowFilters,
 )
+from jobdock.client_submit import (
+    JSON,
+    SOCKET_OPTIONS,
+    BlockingSubmits,
+    pool_options,
+    submit_body,
+    submitted_job,
+)
+from jobdock.client_submit import PATH as SUBMIT_PATH
 from jobdock.credentials import USER_AGENT, from_environment
 from jobdock.credentials import Credentials as Credentials
 from jobdock.errors import ServerUnreachable
@@ -36,10 +62,9 @@ from jobdock.handles import AsyncJobHandle, JobHandle
 from jobdock.loop_thread import start_loop_thread, stop_loop_thread
 from jobdock.models import (
     AuditPage,
-    Flow,
     Job,
+    JobList,
     JobPage,
-    JobSpec,
     JobState,
     PruneResult,
     RunResult,
@@ -53,28 +78,15 @@ from jobdock.models import (
     WorkerRecord,
     Workflow,
     WorkflowPage,
-    WorkflowSpec,
-    invalid_spec,
 )
 from jobdock.models.frames import Unframer
 
 T = TypeVar("T")
-SpecLike = JobSpec | Mapping[str, Any]
-WorkflowLike = WorkflowSpec | Flow | Mapping[str, Any]
 #: How often waiting for a workflow asks the server.
 _WORKFLOW_POLL = 0.5
 
 #: The longest single wait request; longer waits are several requests.
 _WAIT_SLICE = 60.0
-
-
-def _as_spec(spec: SpecLike) -> JobSpec:
-    if isinstance(spec, JobSpec):
-        return spec
-    try:
-        return JobSpec.model_validate(spec)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
 
 
 class AsyncClient:
@@ -91,12 +103,12 @@ class AsyncClient:
         url, credentials = from_environment(url, credentials)
         self.url = url.rstrip("/")
         self.credentials = credentials
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout, read=None),
-            headers={"user-agent": USER_AGENT, **credentials.headers()},
-            verify=credentials.verify(self.url),
-        )
+        verify = credentials.verify(self.url)
+        headers = {"user-agent": USER_AGENT, **credentials.headers()}
+        #: What a blocking pool of the same server takes (Client's submits).
+        self.pool_options = pool_options(self.url, verify, timeout, headers)
+        transport = httpx.AsyncHTTPTransport(verify=verify, socket_options=SOCKET_OPTIONS)
+        self._http = httpx.AsyncClient(**self.pool_options, transport=transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -124,9 +136,23 @@ class AsyncClient:
 
     async def submit(self, spec: SpecLike) -> AsyncJobHandle:
         """Submit a job; returns its handle (state ``queued``) at once."""
-        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
-        response = await self._request("POST", "/v1/jobs", json=body)
-        return AsyncJobHandle.bind(Job.model_validate_json(response.content), self)
+        body = submit_body(spec)
+        try:
+            response = await self._http.post(SUBMIT_PATH, content=body, headers=JSON)
+        except httpx.TransportError as exc:
+            raise unreachable(self.url, exc) from None
+        return AsyncJobHandle.bind(submitted_job(response), self)
+
+    async def submit_many(self, specs: Iterable[SpecLike]) -> builtins.list[AsyncJobHandle]:
+        """Submit jobs in order, a batch of up to 1000 per request; returns
+        their handles in order. Every spec is checked before any is sent;
+        each batch is created all or none (an error stops at its batch)."""
+        handles = []
+        for chunk in chunks(batch_bodies(specs)):
+            response = await self._request("POST", "/v1/jobs/batch", json={"jobs": chunk})
+            jobs = JobList.model_validate_json(response.content).jobs
+            handles += [AsyncJobHandle.bind(job, self) for job in jobs]
+        return handles
 
     async def get(self, job_id: str) -> AsyncJobHandle:
         """The job's record with its attempts, as a handle. Here and in every
@@ -147,15 +173,7 @@ class AsyncClient:
     ) -> JobPage:
         """One page of jobs, newest first (``owner``: only that user's; a user
         who is not an admin sees only their own in any case)."""
-        params: list[tuple[str, str | int]] = [("state", str(s)) for s in states]
-        if owner is not None:
-            params.append(("owner", owner))
-        params += [("label", f"{k}={v}") for k, v in (labels or {}).items()]
-        if name is not None:
-            params.append(("name", name))
-        if cursor is not None:
-            params.append(("cursor", cursor))
-        params.append(("limit", limit))
+        params = list_query(states, labels, name, limit, cursor, owner)
         response = await self._request("GET", "/v1/jobs", params=params)
         return JobPage.model_validate_json(response.content)
 
@@ -250,7 +268,7 @@ class AsyncClient:
 
     async def run(self, spec: SpecLike) -> RunResult:
         """Run a job to its end and return it with its output."""
-        body = _as_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        body = spec_body(spec)
         response = await self._request("POST", "/v1/run", json=body)
         return RunResult.model_validate_json(response.content)
 
@@ -284,12 +302,7 @@ class AsyncClient:
 
     async def add_schedule(self, spec: ScheduleSpec | Mapping[str, Any]) -> Schedule:
         """Add a cron schedule."""
-        if not isinstance(spec, ScheduleSpec):
-            try:
-                spec = ScheduleSpec.model_validate(spec)
-            except ValidationError as exc:
-                raise invalid_spec(exc) from None
-        body = spec.model_dump(mode="json", exclude_defaults=True)
+        body = as_schedule(spec).model_dump(mode="json", exclude_defaults=True)
         response = await self._request("POST", "/v1/schedules", json=body)
         return Schedule.model_validate_json(response.content)
 
@@ -327,7 +340,7 @@ class AsyncClient:
 
     async def remove_schedule(self, name: str, owner: str | None = None) -> None:
         """Remove your schedule ``name`` (an admin: ``owner``'s); its jobs stay."""
-        await self._request("DELETE", f"/v1/schedules/{name}", params=_owner(owner))
+        await self._request("DELETE", f"/v1/schedules/{name}", params=owner_query(owner))
 
     async def pause_schedule(
         self, name: str, paused: bool = True, owner: str | None = None
@@ -336,7 +349,7 @@ class AsyncClient:
         with ``paused=False``."""
         action = "pause" if paused else "resume"
         response = await self._request(
-            "POST", f"/v1/schedules/{name}/{action}", params=_owner(owner)
+            "POST", f"/v1/schedules/{name}/{action}", params=owner_query(owner)
         )
         return Schedule.model_validate_json(response.content)
 
@@ -354,7 +367,7 @@ class AsyncClient:
     ) -> Workflow:
         """Submit a workflow (a document, a :class:`Flow` or a mapping), with
         ``params`` given values; returns it with its first steps started."""
-        spec = _as_workflow(workflow)
+        spec = as_workflow(workflow)
         if params:
             spec = spec.with_params(params)
         body = spec.model_dump(mode="json", exclude_defaults=True)
@@ -397,22 +410,6 @@ class AsyncClient:
             await anyio.sleep(min(_WORKFLOW_POLL, max(0.0, deadline - time.monotonic())))
 
 
-def _owner(owner: str | None) -> dict[str, str] | None:
-    """The query naming a schedule's owner, where one is given (admins)."""
-    return None if owner is None else {"owner": owner}
-
-
-def _as_workflow(workflow: WorkflowLike) -> WorkflowSpec:
-    if isinstance(workflow, WorkflowSpec):
-        return workflow
-    if isinstance(workflow, Flow):
-        return workflow.spec()
-    try:
-        return WorkflowSpec.model_validate(workflow)
-    except ValidationError as exc:
-        raise invalid_spec(exc) from None
-
-
 class Client:
     """A blocking client of one jobdock server; each call runs the matching
     :class:`AsyncClient` method on a private (daemon) event loop thread."""
@@ -428,9 +425,11 @@ class Client:
         self.url = self.aio.url
         self.credentials = self.aio.credentials
         self._portal, thread = start_loop_thread()
+        # Submits go on the caller's thread (client_submit.py says why).
+        self._submits = BlockingSubmits(self.url, self.aio.pool_options)
         # Runs once: at close(), when the client is collected, or at exit.
         self._finalizer = weakref.finalize(
-            self, stop_loop_thread, self._portal, self.aio.aclose, thread
+            self, stop_loop_thread, self._portal, self._submits.closing(self.aio.aclose), thread
         )
 
     def __enter__(self) -> Client:
@@ -449,7 +448,12 @@ class Client:
 
     def submit(self, spec: SpecLike) -> JobHandle:
         """Submit a job; returns its handle (state ``queued``) at once."""
-        return JobHandle.bind(self._portal.call(self.aio.submit, spec), self)
+        return JobHandle.read(self._submits.submit(spec), self)
+
+    def submit_many(self, specs: Iterable[SpecLike]) -> builtins.list[JobHandle]:
+        """Submit jobs in order, in batches of up to 1000 (see AsyncClient.submit_many)."""
+        handles = self._portal.call(self.aio.submit_many, specs)
+        return [JobHandle.bind(handle, self) for handle in handles]
 
     def get(self, job_id: str) -> JobHandle:
         """The job's record with its attempts, as a handle."""

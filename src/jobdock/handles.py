@@ -144,6 +144,14 @@ class JobHandle(Job):
         handle._client = client
         return handle
 
+    @classmethod
+    def read(cls, record: bytes, client: JobCalls) -> JobHandle:
+        """A job's record in JSON (the server's answer) as a handle that
+        acts through ``client``: parsed once, straight into the handle."""
+        handle = cls.model_validate_json(record)
+        handle._client = client
+        return handle
+
     def refresh(self) -> Self:
         """Read the record again; returns the handle."""
         _take(self, self._client.get(self.id))

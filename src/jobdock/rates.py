@@ -54,24 +54,26 @@ class TokenBucket:
         self._tokens = min(float(self.rate.burst), self._tokens + elapsed * self.rate.per_second)
         self._stamp = max(now, self._stamp)
 
-    def wait(self, now: float) -> float:
-        """Seconds until a token is there (0: one is there now); takes nothing."""
+    def wait(self, now: float, count: int = 1) -> float:
+        """Seconds until ``count`` tokens are there (0: they are there now);
+        takes nothing. More than the burst are never all there: the wait
+        is then never 0."""
         self._refill(now)
-        if self._tokens >= 1.0:
+        if self._tokens >= count:
             return 0.0
-        return (1.0 - self._tokens) / self.rate.per_second
+        return (count - self._tokens) / self.rate.per_second
 
-    def take(self, now: float) -> float:
-        """Take a token: 0 when taken, else the seconds until one is there
-        (and nothing is taken)."""
-        wait = self.wait(now)
+    def take(self, now: float, count: int = 1) -> float:
+        """Take ``count`` tokens: 0 when taken, else the seconds until they
+        are there (and nothing is taken)."""
+        wait = self.wait(now, count)
         if wait == 0.0:
-            self._tokens -= 1.0
+            self._tokens -= count
         return wait
 
-    def give_back(self) -> None:
-        """Return a token taken for a request that was refused after all."""
-        self._tokens = min(float(self.rate.burst), self._tokens + 1.0)
+    def give_back(self, count: int = 1) -> None:
+        """Return tokens taken for a request that was refused after all."""
+        self._tokens = min(float(self.rate.burst), self._tokens + count)
 
     def full(self, now: float) -> bool:
         """Whether the bucket is full (so forgetting it changes nothing)."""
@@ -157,21 +159,33 @@ class OwnerAndServer:
         self._owners = Buckets(owner_rate, clock=clock)
         self._server = Buckets(lambda _key: server_rate, clock=clock, max_buckets=1)
 
-    def take(self, owner: str, own: tuple[str, Rate | None] | None = None) -> Refusal | None:
-        """Take a token for a request of ``owner``: None when it may pass,
-        else the refusal. ``own`` is a key and rate of the caller's own
-        (an API token's) that replace the owner's."""
+    def take(
+        self, owner: str, own: tuple[str, Rate | None] | None = None, count: int = 1
+    ) -> Refusal | None:
+        """Take ``count`` tokens (one per job) for a request of ``owner``:
+        None when it may pass, else the refusal (and nothing is taken).
+        ``own`` is a key and rate of the caller's own (an API token's) that
+        replace the owner's."""
         now = self._owners.now()
         mine = self._owners.bucket(owner) if own is None else self._owners.bucket(*own)
         if mine is not None:
-            wait = mine.take(now)
+            wait = mine.take(now, count)
             if wait:
                 return Refusal("owner", mine.rate, wait)
         shared = self._server.bucket(self._SERVER)
         if shared is not None:
-            wait = shared.take(now)
+            wait = shared.take(now, count)
             if wait:
                 if mine is not None:
-                    mine.give_back()
+                    mine.give_back(count)
                 return Refusal("server", shared.rate, wait)
         return None
+
+    def give_back(self, owner: str, own: tuple[str, Rate | None] | None = None) -> None:
+        """Return the token :meth:`take` took for a request refused after all."""
+        mine = self._owners.bucket(owner) if own is None else self._owners.bucket(*own)
+        if mine is not None:
+            mine.give_back()
+        shared = self._server.bucket(self._SERVER)
+        if shared is not None:
+            shared.give_back()

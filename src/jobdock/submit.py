@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,22 +174,45 @@ async def submit_job(
     now = time.time()
     # The submit span: the one a job's attempts continue (tracing.py).
     with tracing.span("submit", **{"jobdock.owner": owner}) as span:
-        new = await _checked_job(store, spec, policy, owner, now)
-        run_at = new.spec.run_at
-        if (
-            run_at is not None
-            and not new.spec.allow_past
-            and run_at.timestamp() < now - PAST_TOLERANCE
-        ):
-            raise InvalidSpec(
-                f"run_at: {run_at.isoformat()} is in the past "
-                "(set allow_past to run such a job at once)",
-                field="run_at",
-            )
+        new = await _submittable(store, spec, policy, owner, now)
         job = await store.create_job(new)
         if span is not None:
             span.set_attribute("jobdock.job_id", job.id)
     return Submitted(job, job.id == new.id)
+
+
+async def submit_jobs(
+    store: Store, specs: Sequence[JobSpec], policy: Policy, owner: str = ANONYMOUS
+) -> list[Submitted]:
+    """Store new jobs of ``owner`` for ``specs``, in order, all or none:
+    each is checked as :func:`submit_job` checks one, and the first that
+    fails raises its InvalidSpec with the field named from the batch
+    (``jobs.3.command``), before anything is stored."""
+    now = time.time()
+    with tracing.span("submit", **{"jobdock.owner": owner, "jobdock.jobs": len(specs)}):
+        new = []
+        for index, spec in enumerate(specs):
+            try:
+                new.append(await _submittable(store, spec, policy, owner, now))
+            except InvalidSpec as exc:
+                raise located(exc, f"jobs.{index}") from None
+        created = await store.create_jobs(new)
+    return [Submitted(job, job.id == made.id) for job, made in zip(created, new, strict=True)]
+
+
+async def _submittable(
+    store: Store, spec: JobSpec, policy: Policy, owner: str, now: float
+) -> NewJob:
+    """The job a submit of ``spec`` stores: checked, and not in the past."""
+    new = await _checked_job(store, spec, policy, owner, now)
+    run_at = new.spec.run_at
+    if run_at is not None and not new.spec.allow_past and run_at.timestamp() < now - PAST_TOLERANCE:
+        raise InvalidSpec(
+            f"run_at: {run_at.isoformat()} is in the past "
+            "(set allow_past to run such a job at once)",
+            field="run_at",
+        )
+    return new
 
 
 async def submit(store: Store, spec: JobSpec, policy: Policy, owner: str = ANONYMOUS) -> Job:

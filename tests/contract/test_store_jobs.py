@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from store_actions import AFTER_LEASE, LEASE, T0, claim, exited, submit
 
-from jobdock.errors import IllegalTransition, JobNotFound
-from jobdock.models import Job, JobSpec, JobState, Reason, timestamp
+from jobdock.errors import IllegalTransition, JobNotFound, StoreError
+from jobdock.models import ANONYMOUS, Job, JobSpec, JobState, Reason, timestamp
 from jobdock.store import NewJob, Outcome, Store
+from jobdock.submit import new_job_id
 
 
 def cancelled(at: float = T0 + 5) -> Outcome:
@@ -71,6 +72,46 @@ async def test_getting_an_unknown_job_raises_job_not_found(store: Store) -> None
     with pytest.raises(JobNotFound) as raised:
         await store.get_job("0123456789abcdef")
     assert raised.value.job_id == "0123456789abcdef"
+
+
+async def test_jobs_created_together_read_back_in_order(store: Store) -> None:
+    new = [
+        NewJob(new_job_id(), JobSpec(command=["true"], name=f"n{i}"), b"", T0, "ann")
+        for i in range(3)
+    ]
+
+    created = await store.create_jobs(new)
+
+    assert [job.id for job in created] == [job.id for job in new]
+    assert [await store.get_job(job.id) for job in new] == created
+    assert all(job.state is JobState.QUEUED for job in created)
+
+
+async def test_jobs_created_together_are_stored_all_or_none(store: Store) -> None:
+    taken = await submit(store)
+    fresh = NewJob(new_job_id(), JobSpec(command=["true"]), b"", T0, ANONYMOUS)
+    clash = NewJob(taken.id, JobSpec(command=["false"]), b"", T0, ANONYMOUS)
+
+    with pytest.raises(StoreError):
+        await store.create_jobs([fresh, clash])
+
+    assert await ids(store) == [taken.id]
+
+
+async def test_a_job_created_together_with_a_taken_idempotency_key_is_the_existing_one(
+    store: Store,
+) -> None:
+    first = await submit(store, idempotency_key="k1")
+    again = NewJob(
+        new_job_id(), JobSpec(command=["true"], idempotency_key="k1"), b"", T0, ANONYMOUS
+    )
+    other = NewJob(
+        new_job_id(), JobSpec(command=["true"], idempotency_key="k2"), b"", T0, ANONYMOUS
+    )
+
+    created = await store.create_jobs([again, other])
+
+    assert [job.id for job in created] == [first.id, other.id]
 
 
 # -- listing -------------------------------------------------------------------

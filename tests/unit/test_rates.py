@@ -74,3 +74,21 @@ def test_an_override_and_no_limit_per_owner() -> None:
     assert all(limits.take("free") is None for _ in range(1000))
     assert limits.take("dave") is None
     assert limits.take("dave") is not None
+
+
+def test_a_batch_takes_one_token_per_job_all_or_none() -> None:
+    bucket = TokenBucket(Rate(1.0, 5), now=0.0)
+    assert bucket.take(0.0, 4) == 0.0
+    assert bucket.take(0.0, 2) == pytest.approx(1.0), "one short: a second to wait"
+    assert bucket.take(0.0, 1) == 0.0, "the refused batch took nothing"
+    assert bucket.take(0.0, 6) > 0, "more than the burst never passes"
+
+
+def test_a_batch_the_server_refuses_gives_the_owners_tokens_back() -> None:
+    clock = Clock()
+    limits = OwnerAndServer(lambda owner: Rate(1.0, 10), Rate(1.0, 4), clock=clock)
+    refused = limits.take("alice", count=5)
+    assert refused is not None and refused.scope == "server"
+    assert limits.take("alice", count=4) is None
+    limits.give_back("alice")
+    assert limits.take("alice") is None

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from jobdock.api.access import router as access_router
 from jobdock.api.agent import router as agent_router
 from jobdock.api.auth import Authenticate
+from jobdock.api.batch import router as batch_router
 from jobdock.api.conjob import router as conjob_router
 from jobdock.api.conjob_limits import RunLimits
 from jobdock.api.cors import Cors
@@ -57,6 +58,7 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 #: The routers, in order: ConJob's before dispatch's (its /job/run comes
 #: before POST /job/{template}).
 ROUTERS = (
+    batch_router,
     jobs_router,
     stdin_router,
     workers_router,
@@ -150,10 +152,13 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware, innermost first."""
     http_metrics = HttpMetrics()
     app.state.http_metrics = http_metrics
-    # Innermost: POST /v1/jobs straight to its route's endpoint.
-    app.add_middleware(DirectRoutes, routes=direct_routes(jobs_router.routes))
+    # Innermost: POST /v1/jobs (and /batch) straight to its route's endpoint.
+    direct = direct_routes([*jobs_router.routes, *batch_router.routes])
+    app.add_middleware(DirectRoutes, routes=direct)
     # Inside authentication: a submit's owner is known; its body not read yet.
-    app.add_middleware(SubmitRates, limits=limits_of(settings))
+    # A batch's route spends the rest of its tokens from the same buckets.
+    app.state.submit_limits = limits = limits_of(settings)
+    app.add_middleware(SubmitRates, limits=limits)
     app.add_middleware(Authenticate)
     app.add_middleware(SameOrigin)
     app.add_middleware(RefuseNul)

@@ -21,10 +21,11 @@ from jobdock.errors import RateLimited
 from jobdock.rates import OwnerAndServer, Rate, Refusal
 from jobdock.settings import Settings
 
-#: The paths a POST to submits jobs: ``/v1/jobs``, ``/v1/run``,
+#: The paths a POST to submits jobs: ``/v1/jobs`` (and ``/batch``: the
+#: route spends one more token per job, see :func:`take_batch`), ``/v1/run``,
 #: ``/v1/workflows``, and every path under these prefixes (dispatch
 #: templates, docker-job-dispatcher's and ConJob's ``/job/...``).
-SUBMIT_PATHS = frozenset({"/v1/jobs", "/v1/run", "/v1/workflows", "/job"})
+SUBMIT_PATHS = frozenset({"/v1/jobs", "/v1/jobs/batch", "/v1/run", "/v1/workflows", "/job"})
 SUBMIT_PREFIXES = ("/v1/dispatch/", "/job/")
 
 
@@ -65,15 +66,38 @@ def _own(who: object) -> tuple[str, Rate | None] | None:
     return f"token:{who.token_id}", _rate(*who.submit_rate)
 
 
-def refused(owner: str, refusal: Refusal) -> RateLimited:
-    """The error answering a submit over a limit: it says when to retry."""
+def refused(owner: str, refusal: Refusal, count: int = 1) -> RateLimited:
+    """The error answering a submit (of ``count`` jobs) over a limit: it
+    says when to retry."""
     rate = refusal.rate
     whose = f"of {owner}" if refusal.scope == "owner" else "of this server (all users)"
+    if count > rate.burst:
+        return RateLimited(
+            f"a batch of {count} jobs is more than the {rate.burst} submits {whose} "
+            f"allowed at once; send batches of at most {rate.burst}",
+            retry_after=refusal.retry_after,
+        )
     return RateLimited(
         f"too many submits {whose}: at most {rate.per_second:g} per second, "
         f"{rate.burst} at once; retry in {refusal.retry_after:.1f}s",
         retry_after=refusal.retry_after,
     )
+
+
+def take_batch(scope: Scope, limits: OwnerAndServer, count: int) -> None:
+    """Spend what a batch of ``count`` jobs spends beyond the token the
+    middleware took for its request: one per job, all or none. A refused
+    batch spends nothing (that token is given back), as a refused submit
+    does; raises RateLimited."""
+    if count <= 1:
+        return
+    who = scope.get(PRINCIPAL)
+    owner = who.name if isinstance(who, Principal) else ""
+    own = _own(who)
+    refusal = limits.take(owner, own, count - 1)
+    if refusal is not None:
+        limits.give_back(owner, own)
+        raise refused(owner, refusal, count)
 
 
 class SubmitRates:

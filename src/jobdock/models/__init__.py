@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         StoredToken,
         TokenInfo,
     )
+    from jobdock.models.batch import MAX_BATCH, JobBatch, JobList, parse_batch
     from jobdock.models.fields import Duration, OptionalDuration, Size
     from jobdock.models.jobs import (
         ANONYMOUS,
@@ -158,6 +159,10 @@ _HOMES = {
     "SecretList": "jobdock.models.access",
     "StoredToken": "jobdock.models.access",
     "TokenInfo": "jobdock.models.access",
+    "MAX_BATCH": "jobdock.models.batch",
+    "JobBatch": "jobdock.models.batch",
+    "JobList": "jobdock.models.batch",
+    "parse_batch": "jobdock.models.batch",
     "Duration": "jobdock.models.fields",
     "OptionalDuration": "jobdock.models.fields",
     "Size": "jobdock.models.fields",
@@ -261,6 +266,7 @@ __all__ = [
     "BUCKETS",
     "CONTAINER_LABEL",
     "ENV_NAME",
+    "MAX_BATCH",
     "MAX_COUNT",
     "MAX_CPUS",
     "MAX_DEPTH",
@@ -293,7 +299,9 @@ __all__ = [
     "Histogram",
     "Isolation",
     "Job",
+    "JobBatch",
     "JobCount",
+    "JobList",
     "JobPage",
     "JobSpec",
     "JobState",
@@ -348,6 +356,7 @@ __all__ = [
     "normalize_image",
     "not_json",
     "outcome_of",
+    "parse_batch",
     "parse_duration",
     "parse_size",
     "parse_spec",

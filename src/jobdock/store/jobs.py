@@ -171,6 +171,35 @@ def insert_job(conn: Connection, job: NewJob) -> None:
     _inserted(conn, job)
 
 
+def created_record(job: NewJob) -> Job:
+    """The record of a job just inserted, as a read would give it back."""
+    spec = job.spec
+    return Job(
+        id=job.id,
+        name=spec.name,
+        owner=job.owner,
+        state=initial_state(job),
+        labels=spec.labels,
+        spec=spec.without_stdin(),
+        stdin_bytes=len(job.stdin),
+        created_at=timestamp(job.created_at),
+        trace_id=job.trace_id,
+    )
+
+
+def insert_jobs(conn: Connection, new: Sequence[NewJob]) -> list[Job | None]:
+    """Insert jobs in order (in the caller's one transaction); for each, None
+    when inserted, or the job its idempotency key already has."""
+    found: list[Job | None] = []
+    for job in new:
+        if job.spec.idempotency_key is None:
+            insert_job(conn, job)
+            found.append(None)
+        else:
+            found.append(insert_job_once(conn, job))
+    return found
+
+
 def _inserted(conn: Connection, job: NewJob) -> None:
     record(conn, job.created_at, job.owner, "submit", job.id)
     announce(conn, "work")

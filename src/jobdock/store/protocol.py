@@ -68,6 +68,11 @@ class JobStore(Notifying, Protocol):
         ahead). With an idempotency key already taken, store nothing and
         return the job that has it (its id is not ``job.id``)."""
 
+    async def create_jobs(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Store several new jobs, in order, in one transaction: all of
+        them or (on an error) none. Each one with an idempotency key
+        already taken is, as in :meth:`create_job`, the job that has it."""
+
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts; raises JobNotFound."""
 

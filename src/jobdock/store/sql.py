@@ -60,7 +60,6 @@ from jobdock.models import (
     Workflow,
     WorkflowPage,
     WorkflowState,
-    timestamp,
 )
 from jobdock.models.jobs import WebhookDelivery
 from jobdock.models.machines import MachineRecord, MachineState, PoolState
@@ -201,17 +200,20 @@ class SqlStore:
         # joins the insert's transaction, and the job starts one commit sooner.
         self.events.work_available()
         await inserted
-        return Job(
-            id=job.id,
-            name=spec.name,
-            owner=job.owner,
-            state=jobs.initial_state(job),
-            labels=spec.labels,
-            spec=spec.without_stdin(),
-            stdin_bytes=len(job.stdin),
-            created_at=timestamp(job.created_at),
-            trace_id=job.trace_id,
-        )
+        return jobs.created_record(job)
+
+    async def create_jobs(self, new: Sequence[NewJob]) -> list[Job]:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        if not new:
+            return []
+        # One write: the group committer runs it in one transaction.
+        existing = await self._writer.write(jobs.insert_jobs, list(new))
+        self.events.work_available()
+        return [
+            jobs.created_record(job) if found is None else found
+            for job, found in zip(new, existing, strict=True)
+        ]
 
     async def get_job(self, job_id: str) -> Job:
         return await self._read(jobs.get_job, job_id)
