@@ -196,8 +196,15 @@ def test_an_interrupted_machine_hands_its_job_back_without_spending_a_retry(
 
         assert job.state is JobState.SUCCEEDED, site.logs()
         assert [a.reason for a in job.attempts] == [Reason.INTERRUPTED, Reason.EXITED]
-        [handed] = [m for m in pool.machines(since=0) if m.id == first.id]
-        assert handed.state == "stopped"
+        # The job may run again elsewhere before the stop script has ended.
+        handed = eventually(
+            lambda: next(
+                (m for m in pool.machines(since=0) if m.id == first.id and m.state == "stopped"),
+                None,
+            ),
+            60,
+            "the interrupted machine to be stopped",
+        )
         assert handed.error is not None and "1 job(s) handed back" in handed.error
 
 
