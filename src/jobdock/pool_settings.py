@@ -8,11 +8,12 @@ provider's own table (``[pools.ec2]``, ...). Read by ``settings.py`` only.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from jobdock.models import MAX_COUNT, Duration
+from jobdock.models import CONTAINER_LABEL, MAX_COUNT, Duration
 
 #: A pool's name: it appears in machine ids, tags and labels.
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
@@ -117,3 +118,15 @@ class PoolSettings(BaseModel):
         if self.min > self.max:
             raise ValueError(f"pool {self.name!r}: min ({self.min}) is above max ({self.max})")
         return self
+
+
+def pool_of(requires: Mapping[str, str], pools: Sequence[PoolSettings]) -> PoolSettings | None:
+    """The first pool whose labels hold every label ``requires`` names
+    (but the container engine's), if it names any."""
+    wanted = {k: v for k, v in requires.items() if k != CONTAINER_LABEL}
+    if not wanted:
+        return None
+    for pool in pools:
+        if all(pool.labels.get(key) == value for key, value in wanted.items()):
+            return pool
+    return None

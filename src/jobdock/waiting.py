@@ -1,5 +1,7 @@
 """Why a queued job does not start: no live worker offers what it requires,
 a container engine for an image job, or the labels of its ``requires``.
+A job that a machine pool's labels cover does not wait for a reason: the
+autoscaler starts a machine for it (docs/machines.md).
 
 Said when a job is read (``waiting_reason``), so that a user whose job sits
 queued learns why, and by ``/job/run`` before it waits on a job that would
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from jobdock.models import CONTAINER_LABEL, Job, JobSpec, JobState
+from jobdock.pool_settings import PoolSettings, pool_of
 from jobdock.settings import Settings
 from jobdock.store.protocol import WorkerStore
 
@@ -42,12 +45,20 @@ class LocalWorker:
     no_images: Callable[[], str | None]
 
 
-def reason_of(spec: JobSpec, offers: list[dict[str, str]], no_images: str | None) -> str | None:
+def reason_of(
+    spec: JobSpec,
+    offers: list[dict[str, str]],
+    no_images: str | None,
+    pools: Sequence[PoolSettings] = (),
+) -> str | None:
     """Why a queued job of ``spec`` cannot start on workers offering ``offers``
-    (one label set per live worker), or None when one of them could run it;
-    ``no_images``: what this server says of its own engine, if it has none."""
-    needed = spec.requirements().items()
-    if any(needed <= offer.items() for offer in offers):
+    (one label set per live worker), or None when one of them could run it or
+    one of ``pools`` starts a machine for it; ``no_images``: what this server
+    says of its own engine, if it has none."""
+    needed = spec.requirements()
+    if any(needed.items() <= offer.items() for offer in offers):
+        return None
+    if pool_of(needed, pools) is not None:
         return None
     if not offers:
         return NO_WORKER
@@ -78,12 +89,12 @@ class Waiting:
         offers = await self._live_offers()
         no_images = self._local.no_images() if self._local is not None else None
         for job in queued:
-            job.waiting_reason = reason_of(job.spec, offers, no_images)
+            job.waiting_reason = reason_of(job.spec, offers, no_images, self._settings.pools)
 
     async def reason(self, spec: JobSpec) -> str | None:
         """Why a job of ``spec`` would wait, if it were submitted now."""
         no_images = self._local.no_images() if self._local is not None else None
-        return reason_of(spec, await self._live_offers(), no_images)
+        return reason_of(spec, await self._live_offers(), no_images, self._settings.pools)
 
     async def _live_offers(self) -> list[dict[str, str]]:
         now = time.time()

@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from jobdock.machines.demand import PoolView, Slots, machines_to_start, pool_of
+from jobdock.machines.demand import PoolView, Slots, machines_to_start
 from jobdock.machines.lifecycle import BACKOFF_MAX, backoff
-from jobdock.pool_settings import PoolSettings
+from jobdock.models import JobSpec
+from jobdock.pool_settings import PoolSettings, pool_of
 from jobdock.settings import Settings
+from jobdock.waiting import reason_of
 
 GPU = {"pool": "gpu"}
 
@@ -66,3 +68,19 @@ def test_back_off_doubles_with_each_failure_and_is_bounded() -> None:
 def test_pools_need_tokens() -> None:
     with pytest.raises(ValidationError, match=r"\[\[pools\]\] needs tokens = true"):
         Settings(pools=[pool()])
+
+
+def test_a_job_a_pool_covers_is_not_said_to_wait_for_a_worker_nor_refused() -> None:
+    # /v1/jobs/run and ConJob's /job/run refuse a job that has a waiting
+    # reason; one a pool starts machines for must not be refused.
+    spec = JobSpec.model_validate({"command": ["true"], "requires": GPU})
+    other = JobSpec.model_validate({"command": ["true"], "requires": {"pool": "tpu"}})
+    image = JobSpec.model_validate({"image": "builder:1", "command": ["make"], "requires": GPU})
+    cpu_only = [{"arch": "amd64"}]
+
+    assert reason_of(spec, cpu_only, None) is not None
+    assert reason_of(spec, cpu_only, None, [pool()]) is None
+    assert reason_of(image, cpu_only, None, [pool()]) is None
+    assert reason_of(other, cpu_only, None, [pool()]) == (
+        'no live worker matches requires {"pool": "tpu"}'
+    )

@@ -33,14 +33,14 @@ import time
 from collections.abc import Mapping, Sequence
 
 from jobdock.agent_access import hand_back_attempts_of, token_prefix
-from jobdock.machines.demand import PoolView, Slots, machines_to_start, pool_of
+from jobdock.machines.demand import PoolView, Slots, machines_to_start
 from jobdock.machines.lease import Lease
 from jobdock.machines.lifecycle import Lifecycle
 from jobdock.machines.provider import Provider, ProviderError
 from jobdock.machines.providers import open_provider
 from jobdock.models import WorkerRecord
 from jobdock.models.machines import MachineRecord
-from jobdock.pool_settings import PoolSettings
+from jobdock.pool_settings import PoolSettings, pool_of
 from jobdock.runtimes.container import engine_address
 from jobdock.settings import Settings
 from jobdock.store.protocol import Store

@@ -17,8 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from jobdock.models import CONTAINER_LABEL
-from jobdock.pool_settings import PoolSettings
+from jobdock.pool_settings import PoolSettings, pool_of
 
 
 @dataclass(frozen=True)
@@ -39,18 +38,6 @@ class PoolView:
     starting: int
     #: Machines not draining, stopped or failed (those ``min`` and ``max`` count).
     live: int
-
-
-def pool_of(requires: Mapping[str, str], pools: Sequence[PoolSettings]) -> PoolSettings | None:
-    """The first pool whose labels hold every label ``requires`` names
-    (but the container engine's), if it names any."""
-    wanted = {k: v for k, v in requires.items() if k != CONTAINER_LABEL}
-    if not wanted:
-        return None
-    for pool in pools:
-        if all(pool.labels.get(key) == value for key, value in wanted.items()):
-            return pool
-    return None
 
 
 def unmet(waiting: Sequence[Mapping[str, str]], slots: Sequence[Slots]) -> list[Mapping[str, str]]:
