@@ -3,7 +3,7 @@ must be started for it (docs/machines.md#pools-and-the-autoscaler).
 
 Run it from the repository root::
 
-    .venv/bin/python bench/machines.py [--rounds 3]
+    .venv/bin/python bench/machines.py [--rounds 3] [--provider command|docker]
 
 Each case gets a fresh ``JOBDOCK_HOME`` and its own ``jobdock serve`` (tokens
 on, SQLite, its embedded worker at concurrency 0, default lease) on a free
@@ -23,6 +23,13 @@ client's time just before the POST to the job's ``started_at``:
 (b) warm: ``min = 1``, the machine ready before the submit.
 (c) a plain agent (``jobdock agent`` started by hand; no pools).
 
+With ``--provider docker`` the pool is a ``docker`` pool on a private
+dockerd the benchmark starts (tests/engines.py: busybox-static image, the
+host's Python and virtual environment bind-mounted read-only, host network),
+so the provider's start is an image check, a container create and start; it
+ends at the engine's ``start`` event of the machine's container, and
+``idle_timeout`` is 2 s.
+
 Prints one table of medians (seconds) over ``--rounds``.
 """
 
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -68,25 +76,45 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.01)
 
 
-def pool_toml(directory: Path, minimum: int) -> str:
+def pool_toml(directory: Path, minimum: int, dockerd: Any = None) -> str:
+    """One pool ``gpu``: a command pool, or a docker pool on ``dockerd``."""
     script = [sys.executable, str(SCRIPT)]
 
     def argv(*args: str) -> str:
-        return "[" + ", ".join(f'"{a}"' for a in [*script, *args]) + "]"
+        return json.dumps([*script, *args])
 
-    return (
-        '[[pools]]\nname = "gpu"\nprovider = "command"\nlabels = { pool = "gpu" }\n'
-        f"min = {minimum}\nmax = 2\nidle_timeout = 1\nboot_timeout = 60\n"
-        f"[pools.command]\nstart = {argv('start', str(directory))}\n"
-        f"stop = {argv('stop', str(directory))}\n"
+    provider, idle = ("command", 1) if dockerd is None else ("docker", 2)
+    head = (
+        f'[[pools]]\nname = "gpu"\nprovider = "{provider}"\nlabels = {{ pool = "gpu" }}\n'
+        f"min = {minimum}\nmax = 2\nidle_timeout = {idle}\nboot_timeout = 60\n"
     )
+    if dockerd is None:
+        return head + (
+            f"[pools.command]\nstart = {argv('start', str(directory))}\n"
+            f"stop = {argv('stop', str(directory))}\n"
+        )
+    engines = _engines()
+    return head + (
+        f'[pools.docker]\nhost = "{dockerd.url}"\nimage = "{engines.BUSYBOX}"\n'
+        f'network = "host"\nmounts = {json.dumps(engines.host_python_mounts())}\n'
+        f"agent_command = {json.dumps([sys.executable, '-m', 'jobdock', 'agent'])}\n"
+    )
+
+
+def _engines() -> Any:
+    """tests/engines.py: the tests' private dockerd and busybox image."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import engines
+
+    return engines
 
 
 class Case:
     """A server (with a pool, or none) in a directory of its own."""
 
-    def __init__(self, base: Path, pool_min: int | None) -> None:
+    def __init__(self, base: Path, pool_min: int | None, dockerd: Any = None) -> None:
         self.base = base
+        self.dockerd = dockerd
         self.home = base / "home"
         self.machines = base / "machines"
         self.machines.mkdir(parents=True)
@@ -102,7 +130,7 @@ class Case:
         }
         if pool_min is not None:
             config = base / "jobdock.toml"
-            config.write_text(pool_toml(self.machines, pool_min))
+            config.write_text(pool_toml(self.machines, pool_min, dockerd))
             self.env["JOBDOCK_CONFIG"] = str(config)
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -188,6 +216,21 @@ class Case:
 
         return before, job_id, wait_for(started, 120, f"job {job_id} to start")
 
+    def provider_end(self, provider_id: str, since: float) -> float:
+        """When the provider's start of ``provider_id`` ended: its start
+        script's end, or its container's ``start`` event on the engine."""
+        if self.dockerd is None:
+            return self.script_end(provider_id)
+        filters = json.dumps(
+            {"type": ["container"], "event": ["start"], "container": [provider_id]}
+        )
+        params = {"since": str(int(since)), "until": str(int(time.time()) + 1), "filters": filters}
+        with self.dockerd.http() as http:
+            events = [
+                json.loads(line) for line in http.get("/events", params=params).text.splitlines()
+            ]
+        return float(events[0]["timeNano"]) / 1e9
+
     def script_end(self, provider_id: str) -> float:
         for line in (self.machines / "events").read_text().splitlines():
             parts = line.split()
@@ -207,8 +250,8 @@ class Case:
                 proc.kill()
 
 
-def cold(base: Path, rounds: int) -> dict[str, list[float]]:
-    case = Case(base, pool_min=0)
+def cold(base: Path, rounds: int, dockerd: Any = None) -> dict[str, list[float]]:
+    case = Case(base, pool_min=0, dockerd=dockerd)
     parts: dict[str, list[float]] = {k: [] for k in ("decision", "provider", "agent", "claim")}
     parts["total"] = []
     try:
@@ -222,7 +265,7 @@ def cold(base: Path, rounds: int) -> dict[str, list[float]]:
                     " ORDER BY requested_at DESC LIMIT 1"
                 ).fetchone()
             provider_id, requested, booted = row[0], float(row[1]), float(row[2] or started)
-            script_end = case.script_end(provider_id)
+            script_end = case.provider_end(provider_id, before - 1)
             parts["decision"].append(requested - before)
             parts["provider"].append(script_end - requested)
             parts["agent"].append(booted - script_end)
@@ -233,8 +276,8 @@ def cold(base: Path, rounds: int) -> dict[str, list[float]]:
     return parts
 
 
-def warm(base: Path, rounds: int, plain: bool) -> list[float]:
-    case = Case(base, pool_min=None if plain else 1)
+def warm(base: Path, rounds: int, plain: bool, dockerd: Any = None) -> list[float]:
+    case = Case(base, pool_min=None if plain else 1, dockerd=None if plain else dockerd)
     totals = []
     try:
         case.start()
@@ -255,15 +298,22 @@ def warm(base: Path, rounds: int, plain: bool) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N")
+    parser.add_argument("--provider", choices=("command", "docker"), default="command")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="jobdock-bench-machines-"))
-    # Kept after a failure, for its servers' and agents' logs.
-    parts = cold(base / "cold", args.rounds)
-    hot = warm(base / "warm", args.rounds, plain=False)
-    agent = warm(base / "agent", args.rounds, plain=True)
+    dockerd = _engines().Dockerd().start() if args.provider == "docker" else None
+    try:
+        # Kept after a failure, for its servers' and agents' logs.
+        parts = cold(base / "cold", args.rounds, dockerd)
+        hot = warm(base / "warm", args.rounds, plain=False, dockerd=dockerd)
+        agent = warm(base / "agent", args.rounds, plain=True)
+    finally:
+        if dockerd is not None:
+            _engines().remove_machines(dockerd)
+            dockerd.remove()
     shutil.rmtree(base, ignore_errors=True)
     med = statistics.median
-    print(f"submit -> started, median of {args.rounds} (seconds)")
+    print(f"submit -> started, {args.provider} pool, median of {args.rounds} (seconds)")
     print(f"{'case':<34}{'total':>8}{'decide':>8}{'provider':>10}{'agent':>8}{'claim':>8}")
     print(
         f"{'cold: a machine started':<34}{med(parts['total']):>8.2f}{med(parts['decision']):>8.2f}"

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import httpx
 
+import jobdock
+from jobdock.machines.providers import docker
 from support import ServerProcess, eventually
 
 #: The images every engine gets: name -> (entrypoint, cmd) of the image.
@@ -259,6 +262,32 @@ class Podman(Engine):
 
 
 ENGINES: dict[str, type[Engine]] = {"docker": Dockerd, "podman": Podman}
+
+
+def host_python_mounts() -> list[str]:
+    """What a busybox container needs to run this interpreter and jobdock
+    (a ``docker`` pool's machine): /usr and the loader's directories, the
+    base interpreter (pyenv's, say), the virtual environment, the source."""
+    paths = {Path("/usr"), Path(sys.base_prefix), Path(sys.prefix)}
+    paths.add(Path(jobdock.__file__).resolve().parents[1])
+    paths |= {p for p in (Path("/lib"), Path("/lib64")) if p.exists()}
+    return [f"{p}:{p}" for p in sorted(paths)]
+
+
+def machine_containers(engine: Engine) -> list[str]:
+    """The ids of the ``docker`` pools' machine containers on ``engine``."""
+    with engine.http() as http:
+        filters = json.dumps({"label": [docker.LABEL_POOL]})
+        found = http.get("/containers/json", params={"all": "1", "filters": filters}).json()
+    return [str(container["Id"]) for container in found]
+
+
+def remove_machines(engine: Engine) -> None:
+    """Remove every machine container a test left on ``engine``."""
+    ids = machine_containers(engine)
+    with engine.http() as http:
+        for container in ids:
+            http.delete(f"/containers/{container}", params={"force": "1"})
 
 
 def wait_gone(engine: Engine, namespace: str, timeout: float = 30.0) -> list[str]:

@@ -5,7 +5,6 @@ against a real ``jobdock serve`` on loopback (docs/machines.md)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import engines
-import jobdock
 from agents import Site, site_of
 from jobdock import JobState
 from jobdock.machines.provider import MachineLaunch, Provider, ProviderError
@@ -27,21 +25,11 @@ SERVER_TAG = "test-server"
 IDLE_MACHINE = ["sh", "-c", "sleep 600", "machine"]
 
 
-def host_python_mounts() -> list[str]:
-    """What a busybox container needs to run this interpreter and jobdock:
-    /usr and the loader's directories, the base interpreter (pyenv's, say),
-    the virtual environment, the source."""
-    paths = {Path("/usr"), Path(sys.base_prefix), Path(sys.prefix)}
-    paths.add(Path(jobdock.__file__).resolve().parents[1])
-    paths |= {p for p in (Path("/lib"), Path("/lib64")) if p.exists()}
-    return [f"{p}:{p}" for p in sorted(paths)]
-
-
 def pool_of(name: str, labels: dict[str, str], **docker_settings: object) -> PoolSettings:
     settings: dict[str, object] = {
         "image": engines.BUSYBOX,
         "network": "host",
-        "mounts": host_python_mounts(),
+        "mounts": engines.host_python_mounts(),
         "agent_command": [sys.executable, "-m", "jobdock", "agent"],
         "stop_grace": 5,
         **docker_settings,
@@ -92,10 +80,7 @@ async def providers(dockerd: engines.Engine) -> AsyncIterator[list[Provider]]:
     yield made
     for provider in made:
         await provider.close()
-    with dockerd.http() as http:
-        filters = json.dumps({"label": [docker.LABEL_POOL]})
-        for left in http.get("/containers/json", params={"all": "1", "filters": filters}).json():
-            http.delete(f"/containers/{left['Id']}", params={"force": "1"})
+    engines.remove_machines(dockerd)
 
 
 def provider_of(pool: PoolSettings, dockerd: engines.Engine, made: list[Provider]) -> Provider:
