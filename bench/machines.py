@@ -41,14 +41,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +56,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "machine_script.py"
 GPU = {"pool": "gpu"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import free_port  # noqa: E402
+from bench_workers import wait_for  # noqa: E402
 
 
 def pool_toml(directory: Path, minimum: int, dockerd: Any = None) -> str:
