@@ -394,9 +394,11 @@ class ProcessExecution:
         with it by SIGKILL), and so is the init, which ignores it anyway."""
         if self._reaped:
             return
-        bwrap = self._proc.pid
-        init = set(descendants(bwrap, depth=1))
-        targets = [pid for pid in descendants(bwrap) if pid not in init]
+        # Below the inits found here, in one read: an init that appeared
+        # after a first read would otherwise count as a target, and the
+        # kernel drops its SIGTERM.
+        inits = descendants(self._proc.pid, depth=1)
+        targets = [pid for init in inits for pid in descendants(init)]
         if not targets and time.monotonic() < deadline:
             # bwrap is still making the namespace: the command is not there
             # yet, and the signal would be lost on PID 1.
