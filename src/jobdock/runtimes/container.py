@@ -380,7 +380,9 @@ class ContainerExecution:
         # may then complete the cancelled request's future and log an error.
         await self._output_done.wait()
         state = (await self._engine.inspect(self.container))["State"]
-        if state.get("Running") or state.get("Status") in ("created", "running"):
+        # Podman ends the attach stream of a container it is stopping before
+        # it has recorded the exit code: "stopping" reads ExitCode 0.
+        if state.get("Running") or state.get("Status") in ("created", "running", "stopping"):
             await self._engine.wait(self.container)
             state = (await self._engine.inspect(self.container))["State"]
         return exit_status_of(state, self._memory_limit)
