@@ -153,7 +153,9 @@ def test_an_agent_cut_off_past_its_lease_has_its_late_result_refused(tmp_path: P
     with site_at(tmp_path) as site, CutOff(site.server.port) as proxy:
         cut_agent = site.agent(url=proxy.url).wait_started()
         job_id = site.submit({"command": ["sh", "-c", "sleep 3; echo $JOBDOCK_ATTEMPT"]})
-        eventually(lambda: site.job(job_id).state is JobState.RUNNING, 20, "the job to run")
+        # Started by the agent (it reports the pid), not only claimed: a cut
+        # between the claim and its answer would leave the agent unaware.
+        eventually(lambda: _started_by_agent(site, job_id), 20, "the agent to start the job")
         proxy.cut()
         # The job is requeued once the lease ends; another agent runs it.
         eventually(
@@ -169,3 +171,8 @@ def test_an_agent_cut_off_past_its_lease_has_its_late_result_refused(tmp_path: P
         # Back, the cut-off agent learns its attempt is lost; the record stands.
         eventually(lambda: "lost its lease" in cut_agent.log(), 20, "the agent to learn")
         assert site.job(job_id).attempts[-1].worker == other.id
+
+
+def _started_by_agent(site: Site, job_id: str) -> bool:
+    attempts = site.job(job_id).attempts
+    return bool(attempts) and attempts[-1].pid is not None
