@@ -59,7 +59,13 @@ def make_engine(url: str, synchronous: str) -> Engine:
     def _begin(conn: Connection) -> None:
         # The writer takes the write lock up front, so that a second
         # process writing the same file waits instead of failing.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+        # On the driver's connection: the same statement through SQLAlchemy
+        # costs a tenth of the writer's time under load (py-spy).
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+        finally:
+            cursor.close()
 
     return engine
 

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, delete, exists, insert, select
 
 from jobdock.errors import JobNotFound, StdinClosed, StdinTooLarge
 from jobdock.models import TERMINAL_STATES, JobState, StdinRead
+from jobdock.store.prepared import Prepared
 from jobdock.store.schema import jobs, stdin_chunks
-from jobdock.store.statements import announce
+from jobdock.store.statements import announce, param
 
 _FINISHED = tuple(state.value for state in TERMINAL_STATES)
 
@@ -88,9 +89,13 @@ def read_stdin(conn: Connection, job_id: str, after: int, limit: int) -> StdinRe
     return StdinRead(pieces=pieces, last=rows[-1].seq, eof=bool(rows[-1].eof))
 
 
+#: On the path of every job's end (prepared: store/prepared.py).
+_DELETE = Prepared(lambda _: delete(stdin_chunks).where(stdin_chunks.c.job_id == param("job_id")))
+
+
 def delete_stdin(conn: Connection, job_id: str) -> None:
     """Forget the job's stdin."""
-    conn.execute(delete(stdin_chunks).where(stdin_chunks.c.job_id == job_id))
+    _DELETE.run(conn, job_id=job_id)
 
 
 def drop_finished(conn: Connection) -> int:
