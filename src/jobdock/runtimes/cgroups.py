@@ -108,8 +108,17 @@ def _write(path: str, value: str) -> None:
 
 
 def _read(path: str) -> str:
-    with open(path) as file:
-        return file.read()
+    # Plain system calls: a text-mode open() adds an fstat, an ioctl and
+    # layers of buffering, and each call lets another thread take the GIL;
+    # a job's end reads five of these files on the event loop's thread.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = []
+        while part := os.read(fd, 65536):
+            parts.append(part)
+    finally:
+        os.close(fd)
+    return b"".join(parts).decode()
 
 
 def _keyed(path: str) -> dict[str, int]:
