@@ -98,6 +98,8 @@ class Events:
                 async with asyncio.timeout(timeout):
                     await waiter
             except TimeoutError:
+                pass
+            finally:  # timed out, or the waiter's task cancelled
                 if waiter in self._work_waiters:
                     self._work_waiters.remove(waiter)
         return self.work_generation

@@ -65,7 +65,8 @@ class LabelChecks:
         )
         code: int | None = None
         try:
-            code = await asyncio.wait_for(proc.wait(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                code = await proc.wait()
         except TimeoutError:
             pass
         finally:

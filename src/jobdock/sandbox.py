@@ -258,7 +258,8 @@ class SandboxJob:
         reader = asyncio.ensure_future(self._read())
         try:
             try:
-                status = await asyncio.wait_for(execution.wait(), self.spec.timeout)
+                async with asyncio.timeout(self.spec.timeout):
+                    status = await execution.wait()
             except TimeoutError:
                 self._stop_reason = self._stop_reason or Reason.TIMEOUT
                 self._stop_once()
@@ -297,7 +298,8 @@ class SandboxJob:
 async def _stop(execution: ProcessExecution, grace: float) -> ExitStatus:
     execution.terminate()
     try:
-        status: ExitStatus = await asyncio.wait_for(execution.wait(), grace)
+        async with asyncio.timeout(grace):
+            status: ExitStatus = await execution.wait()
     except TimeoutError:
         execution.kill()
         status = await execution.wait()

@@ -98,7 +98,8 @@ class _Attempt:
     async def _stop(self, execution: Execution) -> None:
         execution.terminate()
         try:
-            await asyncio.wait_for(execution.wait(), self.grace)
+            async with asyncio.timeout(self.grace):
+                await execution.wait()
         except TimeoutError:
             execution.kill()
 
@@ -493,7 +494,8 @@ class Worker:
             # stored, and the job goes back to the queue (or fails, as its
             # on_worker_lost says) to wait for the engine.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(pump, ENGINE_PROBE_SECONDS)
+                async with asyncio.timeout(ENGINE_PROBE_SECONDS):
+                    await pump
             await self.engines.down(exc)
             message = f"attempt {claim.attempt} given back: {exc.message} while it ran"
             await self._give_back(claim, message)
@@ -583,7 +585,8 @@ class Worker:
         if timeout is None:
             return await execution.wait()
         try:
-            return await asyncio.wait_for(execution.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                return await execution.wait()
         except TimeoutError:
             attempt.stop(why)
             return await execution.wait()

@@ -108,3 +108,34 @@ async def _ended(store: SqlStore) -> list[MachineRecord]:
 
 async def _booting(store: SqlStore) -> list[MachineRecord]:
     return [m for m in await store.list_machines() if m.state == "booting"]
+
+
+async def test_stop_ends_the_rounds_even_if_one_swallows_the_cancellation(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    # Python 3.11's asyncio.wait_for returned a result instead of raising
+    # when cancelled just as what it waited for ended: the round went on,
+    # and a server sent SIGTERM kept starting machines for hours.
+    autoscaler = Autoscaler(store, settings_of(tmp_path, ["echo", "vm-1"]))
+    entered = asyncio.Event()
+    swallowed = 0
+
+    async def round_that_swallows_one_cancel() -> None:
+        nonlocal swallowed
+        entered.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed += 1
+
+    autoscaler.round = round_that_swallows_one_cancel  # type: ignore[method-assign]
+    await autoscaler.start()
+    await asyncio.wait_for(entered.wait(), 20)
+
+    stopping = asyncio.create_task(autoscaler.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+
+    assert done, "stop() still waits for the rounds"
+    assert swallowed == 1

@@ -114,7 +114,8 @@ class Output:
         self._more.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 raise StoreError(
                     f"{self.held} bytes of the output of job {self.job_id} are not yet stored"

@@ -67,7 +67,8 @@ class RunLimits:
                     break
                 # A run that ends notifies; the rate's window needs a timer.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait if wait > 0 else None)
+                    async with asyncio.timeout(wait if wait > 0 else None):
+                        await self._changed.wait()
             admitted = wait is None
             if admitted:
                 self._running += 1

@@ -83,6 +83,7 @@ class Autoscaler:
         #: Machines whose start is under way here (not yet booting).
         self._starting: set[str] = set()
         self._wanted: set[str] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         """Begin renewing the lease, and the rounds."""
@@ -104,11 +105,10 @@ class Autoscaler:
         """End the rounds, let starts under way finish (a while), give the
         lease up and close the providers. Machines are left running: the
         next holder of the lease takes them over."""
+        self._stopping = True
         for task in (self._task, self._renewing):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancelled(task)
         if self._launches:
             _, pending = await asyncio.wait(set(self._launches), timeout=30)
             for task in pending:
@@ -121,7 +121,7 @@ class Autoscaler:
     async def _run(self) -> None:
         events = self.store.events
         generation = events.work_generation
-        while True:
+        while not self._stopping:
             acting = self.lease.held
             try:
                 if acting:
@@ -394,6 +394,18 @@ class Autoscaler:
         self._launches.add(task)
         task.add_done_callback(self._launches.discard)
         await started.wait()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for its end, cancelling it again should
+    something inside swallow a cancellation (asyncio.wait_for did, before
+    Python 3.12, when what it waited for ended at that moment: a server
+    then never stopped)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("autoscaler: %s ended with an error", task.get_name(), exc_info=task.exception())
 
 
 def _workers_of(machine: MachineRecord, workers: Sequence[WorkerRecord]) -> list[WorkerRecord]:

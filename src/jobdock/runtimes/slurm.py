@@ -536,4 +536,5 @@ class _Watcher:
                         _log.exception("cannot follow Slurm job %s", slurm_id)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wakeup.wait()

@@ -128,7 +128,8 @@ class Tools:
         except OSError as exc:
             raise SlurmUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), CALL_SECONDS)
+            async with asyncio.timeout(CALL_SECONDS):
+                out, err = await proc.communicate(stdin)
         except TimeoutError:
             proc.kill()
             await proc.wait()

@@ -96,11 +96,22 @@ class Listener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._heard: dict[str, None] = {}
         self._heard_lock = threading.Lock()
+        self._listening = threading.Event()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="jobdock-listen", daemon=True)
         self._thread.start()
+
+    async def listening(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until the listener hears the channel;
+        whether it does. The wake-up of its first connection has then been
+        raised: what another process writes from here on wakes this one."""
+        heard = await asyncio.get_running_loop().run_in_executor(
+            None, self._listening.wait, timeout
+        )
+        await asyncio.sleep(0)  # the connection's wake-up, posted before
+        return heard
 
     async def close(self) -> None:
         self._stop.set()
@@ -135,6 +146,7 @@ class Listener:
                     # Whatever happened while we were not listening is found by
                     # looking again.
                     self._post(self._events.anything_changed)
+                    self._listening.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.1):
                             if note.pid != self._own_pid():

@@ -88,6 +88,8 @@ from jobdock.store.shared_reads import SharedReads
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+#: How long opening a PostgreSQL store waits for its notification listener.
+LISTEN_TIMEOUT = 5.0
 
 
 class SqlStore:
@@ -142,6 +144,10 @@ class SqlStore:
                 self.url, self.events, lambda: postgres.backend_pid(writer.connection)
             )
             self._listener.start()
+            # The database answered just now, so this is quick; a store that
+            # opened hears the others' writes (and its first wake-up is over).
+            if not await self._listener.listening(LISTEN_TIMEOUT):
+                _log.warning("not yet listening for PostgreSQL notifications; polling meanwhile")
 
     async def close(self) -> None:
         if self._writer is not None:

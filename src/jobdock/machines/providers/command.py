@@ -109,7 +109,8 @@ class CommandProvider:
             except OSError as exc:
                 raise self._error(what, f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
             try:
-                code = await asyncio.wait_for(process.wait(), self.settings.timeout)
+                async with asyncio.timeout(self.settings.timeout):
+                    code = await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
