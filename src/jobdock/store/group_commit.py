@@ -10,8 +10,12 @@ Given a ``watch`` (SQLite: store/sqlite.py's :class:`CommitWatch`), the
 writer also notices commits by other connections to the database, i.e. by
 other processes on the same file, since all of this process's writes go
 through the writer's connection: after each transaction, and every
-``WATCH_SECONDS`` while idle. It then calls ``on_foreign_commit``, at most
-once every ``WATCH_SECONDS`` however busy the other process is.
+``WATCH_SECONDS`` while idle. Given a ``bell`` as well (SQLite:
+:class:`~jobdock.store.sqlite.CommitBell`, ringing within a millisecond of
+any commit to the file), it looks when the bell rings, and only every
+``BELL_WATCH_SECONDS`` otherwise. It then calls ``on_foreign_commit``, at
+most once every ``WATCH_SECONDS`` (``BELL_GAP_SECONDS`` with a bell) however
+busy the other process is.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -36,8 +40,23 @@ _log = logging.getLogger(__name__)
 MAX_BATCH = 512
 #: How often an idle writer with a watch looks for other processes' commits.
 WATCH_SECONDS = 0.025
+#: With a bell: how often an idle writer looks all the same (a ring missed).
+BELL_WATCH_SECONDS = 0.25
+#: With a bell: the shortest time between two calls of on_foreign_commit.
+BELL_GAP_SECONDS = 0.002
 #: Whether another connection committed since the last call (asked while no write runs).
 Watch = Callable[[Connection], bool]
+
+
+class Bell(Protocol):
+    """Rings (its file descriptor readable) when the database may have
+    changed; ``rang`` takes the ring."""
+
+    def fileno(self) -> int: ...
+
+    def rang(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class _Pending:
@@ -58,10 +77,15 @@ class GroupCommitter:
         engine: Engine,
         *,
         watch: Watch | None = None,
+        bell: Bell | None = None,
         on_foreign_commit: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._watch = watch
+        self._bell = bell if watch is not None else None
+        self._rung = False
+        self._look_every = WATCH_SECONDS if self._bell is None else BELL_WATCH_SECONDS
+        self._foreign_gap = WATCH_SECONDS if self._bell is None else BELL_GAP_SECONDS
         self._on_foreign_commit = on_foreign_commit
         self._foreign_due: asyncio.TimerHandle | None = None
         self._foreign_at = float("-inf")
@@ -78,6 +102,8 @@ class GroupCommitter:
         self._conn.info["writer"] = True
         if self._watch is not None:
             await loop.run_in_executor(self._thread, self._watched)
+        if self._bell is not None:
+            loop.add_reader(self._bell.fileno(), self._ring)
         self._task = asyncio.create_task(self._flush_forever(), name="jobdock-group-commit")
 
     async def close(self) -> None:
@@ -88,6 +114,9 @@ class GroupCommitter:
         if self._task is not None:
             await self._task
         loop = asyncio.get_running_loop()
+        if self._bell is not None:
+            loop.remove_reader(self._bell.fileno())
+            self._bell.close()
         if self._conn is not None:
             await loop.run_in_executor(self._thread, self._conn.close)
         self._thread.shutdown(wait=True)
@@ -151,22 +180,30 @@ class GroupCommitter:
             await self._wake.wait()
             return True
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(WATCH_SECONDS):
+            async with asyncio.timeout(self._look_every):
                 await self._wake.wait()
-                return True
-        # Here, not on the writer's thread: no transaction runs now, and the
-        # look (microseconds) is cheaper than a hop to the thread, which a
-        # write arriving meanwhile would have to wait for.
-        if self._watched():
-            self._foreign_commit()
-        return False
+        woken = self._wake.is_set()
+        if self._rung or not woken:
+            self._rung = False
+            # Here, not on the writer's thread: no transaction runs now, and
+            # the look (microseconds) is cheaper than a hop to the thread,
+            # which a write arriving meanwhile would have to wait for.
+            if self._watched():
+                self._foreign_commit()
+        return woken
+
+    def _ring(self) -> None:
+        """The bell's descriptor is readable: the idle loop looks."""
+        if self._bell is not None and self._bell.rang():
+            self._rung = True
+            self._wake.set()
 
     def _foreign_commit(self) -> None:
-        """Call on_foreign_commit now, or once the last call is WATCH_SECONDS old."""
+        """Call on_foreign_commit now, or once the last call is the gap old."""
         if self._on_foreign_commit is None or self._foreign_due is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, self._foreign_at + WATCH_SECONDS - loop.time())
+        delay = max(0.0, self._foreign_at + self._foreign_gap - loop.time())
         self._foreign_due = loop.call_later(delay, self._raise_foreign_commit)
 
     def _raise_foreign_commit(self) -> None:

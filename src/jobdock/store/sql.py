@@ -130,9 +130,12 @@ class SqlStore:
         except DBAPIError as exc:
             raise StoreError(f"cannot open the store at {_safe_url(self.url)}: {exc.orig}") from exc
         # SQLite tells no one of other processes' commits: the writer watches.
-        watch = sqlite.CommitWatch() if engine.dialect.name == "sqlite" else None
+        sqlite_file = engine.dialect.name == "sqlite"
         self._writer = GroupCommitter(
-            engine, watch=watch, on_foreign_commit=self.events.anything_changed
+            engine,
+            watch=sqlite.CommitWatch() if sqlite_file else None,
+            bell=sqlite.CommitBell.of(engine) if sqlite_file else None,
+            on_foreign_commit=self.events.anything_changed,
         )
         await self._writer.start()
         if engine.dialect.name == "sqlite":
