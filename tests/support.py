@@ -52,6 +52,15 @@ def job_homes() -> Path:
     return _job_homes[0]
 
 
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def eventually(check: Callable[[], T | None], timeout: float = 10.0, what: str = "") -> T:
     """Call ``check`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

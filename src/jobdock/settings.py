@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         1.0, gt=0, le=3600, description="Fallback poll for new jobs and changes."
     )
+    worker_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="jobdock serve: run the worker in this many processes of its own "
+        "beside the API's (0: in the API's process). More than one core to use: 1.",
+    )
     drain_seconds: float = Field(
         10.0,
         ge=0,

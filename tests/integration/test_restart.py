@@ -8,15 +8,7 @@ import signal
 from pathlib import Path
 
 from jobdock import Client, JobState, Reason
-from support import ServerProcess, eventually
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
+from support import ServerProcess, alive, eventually
 
 
 def started_pid(client: Client, job_id: str) -> int:

@@ -48,6 +48,7 @@ from jobdock.submit import Policy
 from jobdock.vault import Vault
 from jobdock.version import __version__
 from jobdock.waiting import LocalWorker, Waiting
+from jobdock.worker_processes import WorkerProcesses
 from jobdock.workflow_plan import WorkflowPlanner
 
 _log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
             app.state.settings = settings
             app.state.vault = vault
             app.state.dispatcher = await _open_dispatcher(stack, settings, templates)
-            engines = Engines(settings) if embedded_worker else None
+            # --worker-processes: the worker runs beside this process, not in it.
+            children = embedded_worker and settings.worker_processes > 0
+            engines = Engines(settings) if embedded_worker and not children else None
             app.state.engines = engines
             # The one submit policy: jobs this server could not confine are
             # refused at submit where its configuration says so (unisolated:
@@ -127,6 +130,11 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
                 await node.start()
                 local = LocalWorker(node.worker.id, node.worker.offers, engines.no_images)
                 app.state.waiting = Waiting(store, settings, local)
+            if children:
+                processes = WorkerProcesses(settings)
+                stack.push_async_callback(processes.stop)
+                await processes.start()
+                app.state.worker_processes = processes
             if settings.pools:
                 autoscaler = Autoscaler(store, settings)
                 await autoscaler.start()

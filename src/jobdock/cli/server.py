@@ -42,6 +42,10 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; `jobdock worker`s run jobs.")
     ] = False,
+    worker_processes: Annotated[
+        int | None,
+        typer.Option(help="Run the worker in N processes beside the API's \\[0: in it]."),
+    ] = None,
     config: Annotated[str | None, typer.Option(help="A TOML config file.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_format: Annotated[
@@ -68,6 +72,7 @@ def serve(
         db=db,
         concurrency=concurrency,
         labels=pairs(label, "--label") or None,
+        worker_processes=worker_processes,
         config=config,
         log_level=log_level,
         log_format=log_format,
@@ -118,6 +123,21 @@ def worker(
     _configure_logging(settings)
     _check_identities(settings)
     _protect_server_files(settings)
+    _work(settings)
+
+
+def worker_child() -> None:
+    """A worker that ``jobdock serve --worker-processes`` started, with the
+    server's settings (jobdock/worker_processes.py)."""
+    from jobdock.worker_processes import read_settings
+
+    settings = read_settings()
+    _configure_logging(settings)
+    _work(settings)
+
+
+def _work(settings: Settings) -> None:
+    """Run a worker, traced, until SIGTERM or SIGINT."""
     import uvloop
 
     from jobdock import tracing
