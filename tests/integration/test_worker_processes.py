@@ -10,6 +10,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from jobdock import Client, JobState, Reason
 from support import ServerProcess, alive, eventually
 
@@ -118,11 +120,21 @@ def test_a_server_killed_with_sigkill_takes_its_worker_process_down_and_loses_no
     assert len(job.attempts) == 2 and job.attempts[-1].reason is Reason.EXITED
 
 
-def test_worker_processes_out_of_bounds_is_one_line(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "home", args=("--worker-processes", "1000")).launch()
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("--worker-processes", "1000"), "worker_processes"),
+        (("--worker-processes", "-1"), "worker_processes"),
+        (("--no-worker", "--worker-processes", "2"), "--no-worker and --worker-processes"),
+    ],
+)
+def test_bad_worker_processes_is_one_line(
+    tmp_path: Path, args: tuple[str, ...], named: str
+) -> None:
+    server = ServerProcess(tmp_path / "home", args=args).launch()
     assert server.proc is not None
     code = server.proc.wait(30)
     said = server.log().strip().splitlines()
 
     assert code == 2
-    assert len(said) == 1 and "worker_processes" in said[0], said
+    assert len(said) == 1 and named in said[0], said

@@ -65,6 +65,8 @@ def serve(
     ] = None,
 ) -> None:
     """Start the API server with its embedded worker."""
+    if no_worker and worker_processes:
+        fail("--no-worker and --worker-processes cannot be used together", 2)
     settings = load_settings(
         host=host,
         port=port,
