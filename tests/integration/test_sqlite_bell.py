@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -150,3 +151,49 @@ def _locked(path: Path) -> bool:
         return True
     finally:
         conn.close()
+
+
+class PipeBell:
+    """A bell the test rings itself (a pipe), to place a ring before the
+    commit it announces, as inotify's ring for the log's write can come a
+    moment before its commit can be seen."""
+
+    def __init__(self) -> None:
+        self._read, self.write = os.pipe()
+        os.set_blocking(self._read, False)
+
+    def ring(self) -> None:
+        os.write(self.write, b"x")
+
+    def fileno(self) -> int:
+        return self._read
+
+    def rang(self) -> bool:
+        try:
+            return bool(os.read(self._read, 4096))
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self.write)
+
+
+async def test_a_ring_that_comes_before_its_commit_still_wakes_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bell = PipeBell()
+    monkeypatch.setattr(group_commit, "BELL_WATCH_SECONDS", 60.0)
+    # Looks again after the early ring, spread wide for a loaded machine.
+    monkeypatch.setattr(group_commit, "BELL_RECHECKS", (0.001, 0.01, 0.1, 1.0))
+    monkeypatch.setattr(CommitBell, "of", classmethod(lambda cls, engine: bell))
+    path = tmp_path / "jobs.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        generation = store.events.work_generation
+        # The ring, then (a moment later) the commit, which rings no more.
+        bell.ring()
+        await asyncio.to_thread(commit_from_another_process, path)
+
+        woken = await store.events.work_since(generation, SOON)
+
+    assert woken != generation, "a commit seen only after its ring woke no claim loop"

@@ -44,6 +44,13 @@ WATCH_SECONDS = 0.025
 BELL_WATCH_SECONDS = 0.25
 #: With a bell: the shortest time between two calls of on_foreign_commit.
 BELL_GAP_SECONDS = 0.002
+#: A ring comes with the write of the log, a moment before its commit can
+#: be seen: after a ring that showed no other's commit, the writer looks
+#: again after these pauses (else such a commit waited for the 0.25 s look).
+BELL_RECHECKS = (0.001, 0.002, 0.004, 0.008)
+#: A ring this soon after a commit of the writer's own is taken for its own
+#: (no looks again: under load they would cost more than they find).
+OWN_RING_SECONDS = 0.002
 #: Whether another connection committed since the last call (asked while no write runs).
 Watch = Callable[[Connection], bool]
 
@@ -84,6 +91,8 @@ class GroupCommitter:
         self._watch = watch
         self._bell = bell if watch is not None else None
         self._rung = False
+        self._rechecks = 0
+        self._own_at = float("-inf")
         self._look_every = WATCH_SECONDS if self._bell is None else BELL_WATCH_SECONDS
         self._foreign_gap = WATCH_SECONDS if self._bell is None else BELL_GAP_SECONDS
         self._on_foreign_commit = on_foreign_commit
@@ -163,6 +172,7 @@ class GroupCommitter:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
+            self._own_at = loop.time()
             if foreign:
                 self._foreign_commit()
             for item, (ok, value) in zip(batch, results, strict=True):
@@ -179,17 +189,23 @@ class GroupCommitter:
         if self._watch is None:
             await self._wake.wait()
             return True
+        look_in = BELL_RECHECKS[-self._rechecks] if self._rechecks else self._look_every
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._look_every):
+            async with asyncio.timeout(look_in):
                 await self._wake.wait()
         woken = self._wake.is_set()
         if self._rung or not woken:
-            self._rung = False
+            rung, self._rung = self._rung, False
             # Here, not on the writer's thread: no transaction runs now, and
             # the look (microseconds) is cheaper than a hop to the thread,
             # which a write arriving meanwhile would have to wait for.
             if self._watched():
+                self._rechecks = 0
                 self._foreign_commit()
+            elif rung and asyncio.get_running_loop().time() - self._own_at > OWN_RING_SECONDS:
+                self._rechecks = len(BELL_RECHECKS)
+            elif self._rechecks:
+                self._rechecks -= 1
         return woken
 
     def _ring(self) -> None:

@@ -92,8 +92,8 @@ def _begin_immediate(cursor: Any) -> None:
 
     Not by SQLite's busy handler: it sleeps 1, 2, 5, 10, 15, 20, 25 ms and
     so on between its tries, so that a writer that just missed the lock
-    slept on long after it was free (a p99 of 260 ms with two processes
-    writing one file). Here a try every LOCK_POLL_SECONDS at most.
+    could sleep on long after it was free. Here a try every
+    LOCK_POLL_SECONDS at most.
     """
     cursor.execute("PRAGMA busy_timeout=0")
     try:
