@@ -32,6 +32,12 @@ from jobdock.models import Resources
 
 #: v1 controllers a job's group is made in (those mounted on the host).
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "blkio", "freezer")
+#: The v1 controllers every job's group joins: freezer to stop all of it at
+#: once, memory and cpuacct for its accounting (peak memory, the OOM killer,
+#: CPU time). cpu, pids and blkio only for a job whose limits need them:
+#: each controller is a mkdir, two moves of the spawning thread and an rmdir
+#: per job, in the kernel's cgroup lock.
+V1_EVERY_JOB = ("memory", "cpuacct", "freezer")
 #: v2 controllers the parent enables for its children, where available.
 V2_CONTROLLERS = ("cpu", "memory", "pids", "io")
 CFS_PERIOD_US = 100_000
@@ -300,11 +306,19 @@ class V1Hierarchy:
     def _parents_root(self) -> str:
         return self._parents.get("memory") or next(iter(self._parents.values()))
 
-    def _group(self, name: str) -> V1Group:
-        return V1Group({c: f"{p}/{name}" for c, p in self._parents.items()}, self._home)
+    def _group(self, name: str, controllers: set[str] | None = None) -> V1Group:
+        """The group ``name`` in the given controllers (all: None, or where
+        none of them is mounted)."""
+        parents = {
+            c: p for c, p in self._parents.items() if controllers is None or c in controllers
+        }
+        return V1Group(
+            {c: f"{p}/{name}" for c, p in (parents or self._parents).items()}, self._home
+        )
 
     def create(self, name: str, resources: Resources, cwd: str) -> V1Group:
         io = _io_lines(resources, cwd)
+        controllers = set(V1_EVERY_JOB)
         for controller, needed in (
             ("cpu", resources.cpus),
             ("memory", resources.memory),
@@ -313,7 +327,9 @@ class V1Hierarchy:
         ):
             if needed is not None and controller not in self._parents:
                 raise ValueError(f"the {controller} controller is not mounted on this host")
-        group = self._group(name)
+            if needed is not None:
+                controllers.add(controller)
+        group = self._group(name, controllers)
         for directory in group.dirs.values():
             os.mkdir(directory)
         try:
