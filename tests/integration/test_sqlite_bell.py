@@ -1,6 +1,7 @@
 """Another process's commit to the same SQLite file wakes this store at
-once through its bell (inotify on the WAL file; store/sqlite.py), not at
-the writer's next periodic look: with that look made a minute long, the
+once through its bell (inotify on the WAL file; store/sqlite.py), which it
+listens to from the first such commit its periodic look sees, not at the
+writer's next periodic look: with that look made a minute long, the
 wake-up still comes within seconds. The other process is a real one (the
 ``sqlite3`` module in a child Python), writing the real file.
 
@@ -48,12 +49,21 @@ def commit_from_another_process(path: Path) -> None:
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
 
 
+async def listening(store: SqlStore, path: Path) -> None:
+    """Another process's first commit, seen by the periodic look: from then
+    on the store listens to its bell."""
+    generation = store.events.work_generation
+    await asyncio.to_thread(commit_from_another_process, path)
+    await store.events.work_since(generation, SOON)
+
+
 async def test_another_process_commit_wakes_the_store_without_its_periodic_look(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(group_commit, "BELL_WATCH_SECONDS", 60.0)
     path = tmp_path / "jobs.db"
     async with SqlStore(f"sqlite:///{path}") as store:
+        await listening(store, path)
         generation = store.events.work_generation
         await asyncio.to_thread(commit_from_another_process, path)
 
@@ -66,6 +76,7 @@ async def test_the_stores_own_commits_wake_no_one(tmp_path: Path) -> None:
     # Its own writes ring the bell too; the writer tells them apart.
     path = tmp_path / "jobs.db"
     async with SqlStore(f"sqlite:///{path}") as store:
+        await listening(store, path)
         generation = store.events.work_generation
         for _ in range(20):
             await store.record_audit("tester", "a write that makes no job claimable", ["job-x"])
@@ -189,6 +200,7 @@ async def test_a_ring_that_comes_before_its_commit_still_wakes_the_store(
     monkeypatch.setattr(CommitBell, "of", classmethod(lambda cls, engine: bell))
     path = tmp_path / "jobs.db"
     async with SqlStore(f"sqlite:///{path}") as store:
+        await listening(store, path)
         generation = store.events.work_generation
         # The ring, then (a moment later) the commit, which rings no more.
         bell.ring()

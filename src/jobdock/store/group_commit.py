@@ -12,8 +12,9 @@ other processes on the same file, since all of this process's writes go
 through the writer's connection: after each transaction, and every
 ``WATCH_SECONDS`` while idle. Given a ``bell`` as well (SQLite:
 :class:`~jobdock.store.sqlite.CommitBell`, ringing within a millisecond of
-any commit to the file), it looks when the bell rings, and only every
-``BELL_WATCH_SECONDS`` otherwise. It then calls ``on_foreign_commit``, at
+any commit to the file), it listens to it from the first commit of another
+process it sees until none came for ``BELL_IDLE_SECONDS``: it then looks
+when the bell rings, and only every ``BELL_WATCH_SECONDS`` otherwise. It then calls ``on_foreign_commit``, at
 most once every ``WATCH_SECONDS`` (``BELL_GAP_SECONDS`` with a bell) however
 busy the other process is.
 """
@@ -48,9 +49,9 @@ BELL_GAP_SECONDS = 0.002
 #: be seen: after a ring that showed no other's commit, the writer looks
 #: again after these pauses (else such a commit waited for the 0.25 s look).
 BELL_RECHECKS = (0.001, 0.002, 0.004, 0.008)
-#: A ring this soon after a commit of the writer's own is taken for its own
-#: (no looks again: under load they would cost more than they find).
-OWN_RING_SECONDS = 0.002
+#: With a bell: listened to from another process's first commit seen (by the
+#: look every WATCH_SECONDS) until no other commit came for this long.
+BELL_IDLE_SECONDS = 30.0
 #: Whether another connection committed since the last call (asked while no write runs).
 Watch = Callable[[Connection], bool]
 
@@ -92,9 +93,12 @@ class GroupCommitter:
         self._bell = bell if watch is not None else None
         self._rung = False
         self._rechecks = 0
-        self._own_at = float("-inf")
-        self._look_every = WATCH_SECONDS if self._bell is None else BELL_WATCH_SECONDS
-        self._foreign_gap = WATCH_SECONDS if self._bell is None else BELL_GAP_SECONDS
+        #: A transaction of the writer's own runs (its rings are its own).
+        self._writing = False
+        #: The bell is listened to once another process is seen committing.
+        self._armed = False
+        self._look_every = WATCH_SECONDS
+        self._foreign_gap = WATCH_SECONDS
         self._on_foreign_commit = on_foreign_commit
         self._foreign_due: asyncio.TimerHandle | None = None
         self._foreign_at = float("-inf")
@@ -111,8 +115,6 @@ class GroupCommitter:
         self._conn.info["writer"] = True
         if self._watch is not None:
             await loop.run_in_executor(self._thread, self._watched)
-        if self._bell is not None:
-            loop.add_reader(self._bell.fileno(), self._ring)
         self._task = asyncio.create_task(self._flush_forever(), name="jobdock-group-commit")
 
     async def close(self) -> None:
@@ -124,7 +126,7 @@ class GroupCommitter:
             await self._task
         loop = asyncio.get_running_loop()
         if self._bell is not None:
-            loop.remove_reader(self._bell.fileno())
+            self._disarm()
             self._bell.close()
         if self._conn is not None:
             await loop.run_in_executor(self._thread, self._conn.close)
@@ -164,6 +166,7 @@ class GroupCommitter:
                 continue
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
+            self._writing = True
             try:
                 results, foreign = await loop.run_in_executor(self._thread, self._commit, batch)
             except Exception as exc:  # the whole transaction failed to commit
@@ -172,7 +175,8 @@ class GroupCommitter:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
-            self._own_at = loop.time()
+            finally:
+                self._writing = False
             if foreign:
                 self._foreign_commit()
             for item, (ok, value) in zip(batch, results, strict=True):
@@ -202,20 +206,50 @@ class GroupCommitter:
             if self._watched():
                 self._rechecks = 0
                 self._foreign_commit()
-            elif rung and asyncio.get_running_loop().time() - self._own_at > OWN_RING_SECONDS:
+            elif rung:
                 self._rechecks = len(BELL_RECHECKS)
             elif self._rechecks:
                 self._rechecks -= 1
+            elif not woken and self._armed and self._quiet():
+                self._disarm()
         return woken
 
+    def _quiet(self) -> bool:
+        """No other process's commit came for BELL_IDLE_SECONDS."""
+        return asyncio.get_running_loop().time() - self._foreign_at > BELL_IDLE_SECONDS
+
+    def _arm(self) -> None:
+        """Listen to the bell: another process commits to the file."""
+        if self._bell is None or self._armed:
+            return
+        asyncio.get_running_loop().add_reader(self._bell.fileno(), self._ring)
+        self._armed = True
+        self._look_every, self._foreign_gap = BELL_WATCH_SECONDS, BELL_GAP_SECONDS
+
+    def _disarm(self) -> None:
+        """Stop listening: no other process committed for a while (alone, the
+        writer's own rings would cost it a wake-up per transaction)."""
+        if self._bell is None or not self._armed:
+            return
+        asyncio.get_running_loop().remove_reader(self._bell.fileno())
+        self._bell.rang()
+        self._armed = False
+        self._look_every, self._foreign_gap = WATCH_SECONDS, WATCH_SECONDS
+
     def _ring(self) -> None:
-        """The bell's descriptor is readable: the idle loop looks."""
-        if self._bell is not None and self._bell.rang():
+        """The bell's descriptor is readable: the idle loop looks. While a
+        transaction of the writer's own runs, no other process can commit
+        (the writer holds the file's lock): the ring is its own, and the
+        look after that transaction sees what came before it."""
+        if self._bell is None:
+            return
+        if self._bell.rang() and not self._writing:
             self._rung = True
             self._wake.set()
 
     def _foreign_commit(self) -> None:
         """Call on_foreign_commit now, or once the last call is the gap old."""
+        self._arm()
         if self._on_foreign_commit is None or self._foreign_due is not None:
             return
         loop = asyncio.get_running_loop()
@@ -239,8 +273,13 @@ class GroupCommitter:
             return False
 
     def _commit(self, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], bool]:
-        """Run a batch; and whether another connection committed meanwhile."""
-        return self._run_batch(batch), self._watched()
+        """Run a batch; and whether another connection committed meanwhile.
+        The rings of the batch's own writes are taken before that look, so
+        that they wake no one; a later ring is another's."""
+        results = self._run_batch(batch)
+        if self._armed and self._bell is not None:
+            self._bell.rang()
+        return results, self._watched()
 
     def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         """Run a batch in one transaction.

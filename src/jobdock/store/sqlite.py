@@ -78,6 +78,11 @@ def make_engine(url: str, synchronous: str) -> Engine:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if conn.info.get("writer"):
+                if not conn.info.get("busy_timeout_off"):
+                    # Its waits for the lock are _begin_immediate's; once
+                    # it holds the lock (WAL), nothing else waits for one.
+                    cursor.execute("PRAGMA busy_timeout=0")
+                    conn.info["busy_timeout_off"] = True
                 _begin_immediate(cursor)
             else:
                 cursor.execute("BEGIN")
@@ -95,21 +100,17 @@ def _begin_immediate(cursor: Any) -> None:
     could sleep on long after it was free. Here a try every
     LOCK_POLL_SECONDS at most.
     """
-    cursor.execute("PRAGMA busy_timeout=0")
-    try:
-        pause, deadline = LOCK_POLL_FIRST, time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, LOCK_POLL_SECONDS)
-    finally:
-        cursor.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
+    pause, deadline = LOCK_POLL_FIRST, time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, LOCK_POLL_SECONDS)
 
 
 class Checkpointer:
