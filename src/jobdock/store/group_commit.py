@@ -14,8 +14,9 @@ through the writer's connection: after each transaction, and every
 :class:`~jobdock.store.sqlite.CommitBell`, ringing within a millisecond of
 any commit to the file), it listens to it from the first commit of another
 process it sees until none came for ``BELL_IDLE_SECONDS``: it then looks
-when the bell rings, and only every ``BELL_WATCH_SECONDS`` otherwise. It then calls ``on_foreign_commit``, at
-most once every ``WATCH_SECONDS`` (``BELL_GAP_SECONDS`` with a bell) however
+when the bell rings, and only every ``BELL_WATCH_SECONDS`` otherwise. On
+another's commit it calls ``on_foreign_commit``, at most once every
+``WATCH_SECONDS`` (``BELL_GAP_SECONDS`` with the bell listened to) however
 busy the other process is.
 """
 
