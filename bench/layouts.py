@@ -42,11 +42,13 @@ import tempfile
 import time
 from pathlib import Path
 
+#: Each layout: the server's arguments, its separate `jobdock worker`s and
+#: its worker processes.
 LAYOUTS = {
-    "embedded": (["serve"], 0),
-    "split": (["serve", "--no-worker"], 1),
-    "processes": (["serve", "--worker-processes", "1"], 0),
-    "processes-2": (["serve", "--worker-processes", "2"], 0),
+    "embedded": (["serve"], 0, 0),
+    "split": (["serve", "--no-worker"], 1, 0),
+    "processes": (["serve", "--worker-processes", "1"], 0, 1),
+    "processes-2": (["serve", "--worker-processes", "2"], 0, 2),
 }
 
 
@@ -75,7 +77,7 @@ class Layout:
         }
 
     def start(self) -> None:
-        args, workers = LAYOUTS[self.name]
+        args, workers, children = LAYOUTS[self.name]
         log = open(self.home / "out.log", "ab")  # noqa: SIM115
         jobdock = [sys.executable, "-m", "jobdock"]
         self.procs.append(
@@ -87,7 +89,7 @@ class Layout:
             self.procs.append(
                 subprocess.Popen([*jobdock, "worker"], env=self.env(home), stdout=log, stderr=log)
             )
-        self.wait_workers(max(workers, 1, int(args[-1]) if "--worker-processes" in args else 0))
+        self.wait_workers(max(workers, children, 1))
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + 60

@@ -53,11 +53,6 @@ class WorkerProcesses:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
-    @property
-    def pids(self) -> list[int]:
-        """The workers' process ids, those running now."""
-        return [p.pid for p in self._children.values() if p.returncode is None]
-
     async def start(self) -> None:
         """Start every worker (not waiting for them to register)."""
         for slot in range(self._count):

@@ -134,7 +134,6 @@ def _lifespan(settings: Settings, embedded_worker: bool) -> Lifespan:
                 processes = WorkerProcesses(settings)
                 stack.push_async_callback(processes.stop)
                 await processes.start()
-                app.state.worker_processes = processes
             if settings.pools:
                 autoscaler = Autoscaler(store, settings)
                 await autoscaler.start()

@@ -325,10 +325,11 @@ class V1Hierarchy:
             ("pids", resources.pids),
             ("blkio", io),
         ):
-            if needed is not None and controller not in self._parents:
+            if needed is None:
+                continue
+            if controller not in self._parents:
                 raise ValueError(f"the {controller} controller is not mounted on this host")
-            if needed is not None:
-                controllers.add(controller)
+            controllers.add(controller)
         group = self._group(name, controllers)
         for directory in group.dirs.values():
             os.mkdir(directory)
